@@ -1,0 +1,40 @@
+"""vaekit: variational autoencoders and the models they grew out of, on PyTorch.
+
+The public API is imported lazily, so ``import vaekit`` is cheap and ``vaekit --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "PCA": "vaekit.models",
+    "Autoencoder": "vaekit.models",
+    "LinearAutoencoder": "vaekit.models",
+    "VAE": "vaekit.models",
+    "build_model": "vaekit.models",
+    "RunConfig": "vaekit.config",
+    "DataConfig": "vaekit.config",
+    "ModelConfig": "vaekit.config",
+    "TrainConfig": "vaekit.config",
+    "load_config": "vaekit.config",
+    "prepare": "vaekit.data",
+    "load_mnist": "vaekit.mnist",
+    "fit": "vaekit.train",
+    "train": "vaekit.api",
+    "save_pretrained": "vaekit.checkpoint",
+    "load": "vaekit.checkpoint",
+    "evaluate": "vaekit.evaluate",
+    "tour": "vaekit.tour",
+    "VaekitError": "vaekit.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'vaekit' has no attribute '{name}'")

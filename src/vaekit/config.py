@@ -1,0 +1,236 @@
+"""Typed, frozen, strict run configuration.
+
+A run is described by three sections, each a frozen dataclass that owns its defaults:
+``[data]``, ``[model]`` and ``[train]``. They are read from TOML (or JSON) and overridden with
+``--set section.key=value``. Unknown keys and wrong types are errors that name the key; building a
+config has no side effects. The resolved config is saved beside every run as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import VaekitError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is prepared.
+
+    name: ``"mnist"`` or a path to a folder of images, a ``.npy``/``.npz`` file or a ``.csv``.
+    """
+
+    name: str = "mnist"
+    data_dir: str | None = None  # files the user already has (IDX, mnist.npz, MNIST/raw)
+    binarize: Literal["none", "dynamic", "fixed"] = "none"
+    val_size: int = 5000  # examples carved from the training set for validation (0: none)
+    limit: int | None = None  # use only the first N training examples (quick runs)
+    image_size: list[int] | None = None  # [H, W] to resize an image folder to; None: all must match
+    grayscale: bool | None = None  # image folders: force grey (True) or RGB (False); None: as found
+    scaling: Literal["minmax", "standard", "none"] = "minmax"  # CSV/arrays of floats
+    seed: int = 0  # validation split and fixed binarisation
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model and its shape. Fields that do not apply to a model are ignored by it."""
+
+    name: Literal["pca", "linear_ae", "ae", "vae"] = "vae"
+    latent_dim: int = 20
+    arch: Literal["mlp", "conv"] = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [400])
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch only
+    activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    sigma: float = 1.0  # std of the Gaussian likelihood
+    tied: bool = False  # linear_ae: decoder is the transpose of the encoder
+    whiten: bool = False  # pca: codes scaled to unit variance
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation. Applies to every trainable model."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    gamma: float = 0.95  # exponential schedule: lr multiplier per epoch
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up
+    beta: float = 1.0  # weight of the KL term (beta-VAE); 1.0 is the ELBO
+    kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
+    grad_clip: float | None = None  # max global gradient norm
+    patience: int | None = None  # early stopping on validation loss; None: off
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_k: int = 1000  # importance samples for log p(x) at the end of training (0: skip)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "none"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints widen to floats). Raise on mismatch."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except VaekitError:
+                pass
+    elif origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, (list, tuple)):
+            return [_coerce(key, v, inner) for v in value]
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise VaekitError(f"config key '{key}': got {value!r}, expected {_type_name(tp)}")
+
+
+def _check_ranges(section: str, obj: Any) -> None:
+    """Values that type-check but make no sense: sizes must be positive, rates non-negative."""
+    positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr"}
+    non_negative = {"val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma"}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        key = f"{section}.{f.name}"
+        if f.name in positive and v <= 0:
+            raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
+        if f.name in non_negative and v < 0:
+            raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
+        if f.name in {"hidden", "channels", "image_size"} and v is not None and any(h <= 0 for h in v):
+            raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
+        if f.name in {"limit", "patience", "grad_clip"} and v is not None and v <= 0:
+            raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
+    if section == "data" and obj.image_size is not None and len(obj.image_size) != 2:
+        raise VaekitError(f"config key 'data.image_size': got {obj.image_size!r}, expected [height, width]")
+
+
+def build_section(section: str, values: dict[str, Any]) -> Any:
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise VaekitError(
+                f"unknown config key '{section}.{key}'; allowed: {', '.join(sorted(names))}"
+            )
+        kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
+    obj = cls(**kwargs)
+    _check_ranges(section, obj)
+    return obj
+
+
+def from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Build a RunConfig from nested plain data, rejecting unknown sections and keys."""
+    if not isinstance(raw, dict):
+        raise VaekitError(f"config must be a table of sections, got {type(raw).__name__}")
+    for section in raw:
+        if section not in SECTIONS:
+            raise VaekitError(f"unknown config section '{section}'; allowed: {', '.join(SECTIONS)}")
+        if not isinstance(raw[section], dict):
+            raise VaekitError(f"config section '{section}' must be a table, got {raw[section]!r}")
+    return RunConfig(**{s: build_section(s, raw.get(s, {})) for s in SECTIONS})
+
+
+def parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``--set key=value`` as a TOML value; bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings to nested plain data (a new dict is returned)."""
+    out = {s: dict(v) for s, v in raw.items() if isinstance(v, dict)}
+    out.update({s: v for s, v in raw.items() if not isinstance(v, dict)})
+    for item in overrides:
+        if "=" not in item:
+            raise VaekitError(f"--set '{item}': expected section.key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or parts[0] not in SECTIONS:
+            raise VaekitError(
+                f"--set '{item}': key must be section.key with section one of {', '.join(SECTIONS)}"
+            )
+        out.setdefault(parts[0], {})[parts[1]] = parse_value(text.strip())
+    return out
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into plain data."""
+    p = Path(path)
+    if not p.is_file():
+        raise VaekitError(f"config file '{p}' does not exist")
+    try:
+        if p.suffix == ".json":
+            return json.loads(p.read_text())
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VaekitError(f"config file '{p}' is not valid {p.suffix.lstrip('.') or 'TOML'}: {e}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """The resolved config: defaults, then the file, then ``--set`` overrides."""
+    raw = read_file(path) if path is not None else {}
+    return from_dict(apply_overrides(raw, overrides or []))

@@ -1,0 +1,265 @@
+"""Datasets by name and the user's own data, prepared as tensors on the training device.
+
+Everything is held in memory as float32 tensors and batched by index (no per-sample Python in the
+hot loop). Shapes: images ``(N, C, H, W)``, tabular vectors ``(N, D)``; labels ``(N,)`` int64 or
+``None``. Preparation:
+
+- uint8 data is scaled to [0, 1] by /255;
+- float vectors are scaled per feature with statistics of the training split (``minmax`` or
+  ``standard``); float images already in [0, 1] are kept, others are min-max scaled globally;
+- ``binarize="fixed"`` samples x ~ Bernoulli(x) once with ``seed``; ``"dynamic"`` resamples every
+  training batch (so every epoch sees fresh binarisations) while validation and test are binarised
+  once with the fixed seed;
+- a validation split of ``val_size`` examples is carved from the training set with ``seed``; the
+  test set is never touched (user data without a test split gets a seeded 10% test carve-out).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .errors import VaekitError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Data:
+    """Prepared splits. x_*: (N, *shape) float32; y_*: (N,) int64 or None."""
+
+    name: str
+    kind: str  # "image" or "vector"
+    shape: tuple[int, ...]  # (C, H, W) or (D,)
+    x_train: torch.Tensor
+    x_val: torch.Tensor
+    x_test: torch.Tensor
+    y_train: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+    dynamic_binarize: bool = False
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to(self, device: torch.device | str) -> "Data":
+        for k in ("x_train", "x_val", "x_test", "y_train", "y_val", "y_test"):
+            v = getattr(self, k)
+            if v is not None:
+                setattr(self, k, v.to(device))
+        return self
+
+
+# --- raw readers: each returns (x, y, x_test, y_test) numpy arrays, y/test may be None ------------
+
+def _read_npz_or_npy(p: Path):
+    try:
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False), None, None, None
+        with np.load(p, allow_pickle=False) as f:
+            keys = set(f.files)
+            for xk, yk, xt, yt in (("x_train", "y_train", "x_test", "y_test"), ("x", "y", None, None),
+                                   ("data", "labels", None, None), ("arr_0", "arr_1", None, None)):
+                if xk in keys:
+                    get = lambda k: f[k] if k and k in keys else None  # noqa: E731
+                    return f[xk], get(yk), get(xt), get(yt)
+            raise VaekitError(f"'{p}': no data array; expected key 'x_train', 'x', 'data' or 'arr_0', found {sorted(keys)}")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise VaekitError(f"cannot read '{p}': {e}") from None
+
+
+def _read_csv(p: Path):
+    try:
+        lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise VaekitError(f"cannot read '{p}': {e}") from None
+    if not lines:
+        raise VaekitError(f"'{p}' is empty")
+    rows = [ln.split(",") for ln in lines]
+    try:
+        [float(c) for c in rows[0]]
+    except ValueError:
+        rows = rows[1:]  # a header row
+    width = len(rows[0]) if rows else 0
+    out = np.empty((len(rows), width), np.float32)
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise VaekitError(f"'{p}' row {i + 1}: {len(r)} columns, expected {width}")
+        try:
+            out[i] = [float(c) for c in r]
+        except ValueError:
+            raise VaekitError(f"'{p}' row {i + 1}: non-numeric cell in {r!r}") from None
+    if len(out) == 0:
+        raise VaekitError(f"'{p}' has no data rows")
+    return out, None, None, None
+
+
+def _read_image_folder(p: Path, cfg: DataConfig):
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VaekitError(f"folder '{p}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    # Labels from sub-folder names when images sit in class folders.
+    parents = sorted({f.parent for f in files})
+    labels = None
+    if len(parents) > 1 and all(f.parent != p for f in files):
+        index = {d: i for i, d in enumerate(parents)}
+        labels = np.array([index[f.parent] for f in files], np.int64)
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                grey = cfg.grayscale if cfg.grayscale is not None else im.mode in ("L", "1", "I;16", "I", "LA")
+                im = im.convert("L" if grey else "RGB")
+                if cfg.image_size is not None:
+                    im = im.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
+                a = np.asarray(im, np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise VaekitError(f"cannot read image '{f}': {e}") from None
+        if images and a.shape != images[0].shape:
+            raise VaekitError(
+                f"image '{f}' has shape {a.shape}, '{files[0]}' has {images[0].shape}; "
+                "set data.image_size = [H, W] to resize (and data.grayscale to fix the mode)"
+            )
+        images.append(a)
+    return np.stack(images), labels, None, None
+
+
+def read_raw(cfg: DataConfig):
+    """Read the named dataset or user path into numpy arrays (x, y, x_test, y_test)."""
+    if cfg.name.lower() == "mnist":
+        from .mnist import load_mnist
+
+        m = load_mnist(cfg.data_dir)
+        return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
+    p = Path(cfg.name)
+    if not p.exists():
+        raise VaekitError(f"data '{cfg.name}' is neither a dataset name (mnist) nor an existing path")
+    if p.is_dir():
+        return _read_image_folder(p, cfg)
+    if p.suffix in (".npy", ".npz"):
+        return _read_npz_or_npy(p)
+    if p.suffix == ".csv":
+        return _read_csv(p)
+    raise VaekitError(f"data file '{p}': unsupported type '{p.suffix}'; allowed: .npy, .npz, .csv or a folder of images")
+
+
+# --- preparation -------------------------------------------------------------------------------
+
+def _as_layout(x: np.ndarray, source: str) -> tuple[np.ndarray, str]:
+    """Bring arrays to (N, C, H, W) for images or (N, D) for vectors."""
+    if x.ndim == 2:
+        return x, "vector"
+    if x.ndim == 3:
+        return x[:, None], "image"
+    if x.ndim == 4:
+        if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+            x = x.transpose(0, 3, 1, 2)  # channels-last to channels-first
+        return x, "image"
+    raise VaekitError(f"{source}: data of shape {x.shape}; expected (N, D), (N, H, W) or (N, H, W, C)")
+
+
+def _check_values(x: np.ndarray, source: str) -> None:
+    if x.dtype.kind not in "biuf":
+        raise VaekitError(f"{source}: dtype {x.dtype} is not numeric")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(1))[0])
+        raise VaekitError(f"{source}: sample {bad} holds NaN or Inf")
+
+
+def _scale(x_tr: np.ndarray, others: list[np.ndarray], kind: str, scaling: str):
+    """Scale to [0, 1] (or standardise) with statistics of the training split only."""
+    if x_tr.dtype == np.uint8:
+        return [a.astype(np.float32) / 255.0 for a in [x_tr, *others]]
+    arrays = [a.astype(np.float32) for a in [x_tr, *others]]
+    if scaling == "none":
+        return arrays
+    if kind == "image":
+        lo, hi = float(arrays[0].min()), float(arrays[0].max())
+        if lo >= 0.0 and hi <= 1.0:
+            return arrays
+        return [(a - lo) / max(hi - lo, 1e-12) for a in arrays]
+    if scaling == "minmax":
+        lo, hi = arrays[0].min(0), arrays[0].max(0)
+        return [(a - lo) / np.maximum(hi - lo, 1e-12) for a in arrays]
+    mu, sd = arrays[0].mean(0), arrays[0].std(0)
+    return [(a - mu) / np.maximum(sd, 1e-12) for a in arrays]
+
+
+def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Data:
+    """Read (unless `raw` is given), scale, split and binarise; return tensors on `device`."""
+    x, y, x_test, y_test = raw if raw is not None else read_raw(cfg)
+    source = f"data '{cfg.name}'"
+    x, kind = _as_layout(np.asarray(x), source)
+    _check_values(x, source)
+    if y is not None and len(y) != len(x):
+        raise VaekitError(f"{source}: {len(y)} labels for {len(x)} examples")
+    rng = np.random.default_rng(cfg.seed)
+    if x_test is None:  # carve a test split the model never trains on
+        perm = rng.permutation(len(x))
+        n_test = max(1, len(x) // 10)
+        test_idx, keep = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+        x_test, y_test = x[test_idx], (y[test_idx] if y is not None else None)
+        x, y = x[keep], (y[keep] if y is not None else None)
+    else:
+        x_test, _ = _as_layout(np.asarray(x_test), source + " (test)")
+        _check_values(x_test, source + " (test)")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise VaekitError(f"{source}: test shape {x_test.shape[1:]} differs from train shape {x.shape[1:]}")
+    if cfg.limit is not None:
+        x, y = x[: cfg.limit], (y[: cfg.limit] if y is not None else None)
+    n_val = cfg.val_size if len(x) > cfg.val_size else 0
+    if n_val and len(x) - n_val < 1:
+        n_val = 0
+    perm = rng.permutation(len(x))
+    val_idx, tr_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    x_tr, x_val, x_te = _scale(x[tr_idx], [x[val_idx], x_test], kind, cfg.scaling)
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    to_y = lambda a: None if a is None else torch.from_numpy(np.asarray(a).astype(np.int64)).to(device)  # noqa: E731
+    data = Data(
+        name=cfg.name, kind=kind, shape=tuple(x.shape[1:]),
+        x_train=to_t(x_tr), x_val=to_t(x_val), x_test=to_t(x_te),
+        y_train=to_y(y[tr_idx] if y is not None else None),
+        y_val=to_y(y[val_idx] if y is not None else None),
+        y_test=to_y(y_test),
+        dynamic_binarize=cfg.binarize == "dynamic",
+    )
+    if cfg.binarize != "none":
+        lo, hi = float(data.x_train.min()), float(data.x_train.max())
+        if lo < 0 or hi > 1:
+            raise VaekitError(f"{source}: binarize needs values in [0, 1], found [{lo:.3g}, {hi:.3g}]")
+        g = torch.Generator(device=device).manual_seed(cfg.seed)
+        if cfg.binarize == "fixed":
+            data.x_train = torch.bernoulli(data.x_train, generator=g)
+        data.x_val = torch.bernoulli(data.x_val, generator=g)
+        data.x_test = torch.bernoulli(data.x_test, generator=g)
+    return data
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
+            shuffle: bool = True, device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+    """Index tensors for one pass over `n` examples; the last batch may be short."""
+    order = torch.randperm(n, generator=generator, device="cpu").to(device) if shuffle else torch.arange(n, device=device)
+    yield from order.split(batch_size)
+
+
+def describe(cfg: DataConfig) -> dict:
+    """Shape, count, value range and label counts of a dataset, as plain data (for `data info`)."""
+    x, y, x_test, y_test = read_raw(cfg)
+    x, kind = _as_layout(np.asarray(x), f"data '{cfg.name}'")
+    info = {"name": cfg.name, "kind": kind, "shape": list(x.shape[1:]), "dtype": str(x.dtype),
+            "train_count": int(len(x)), "test_count": int(len(x_test)) if x_test is not None else None,
+            "min": float(x.min()), "max": float(x.max())}
+    if y is not None:
+        labels, counts = np.unique(np.asarray(y), return_counts=True)
+        info["labels"] = {str(int(k)): int(c) for k, c in zip(labels, counts)}
+    return info

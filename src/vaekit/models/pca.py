@@ -1,0 +1,130 @@
+"""Principal component analysis, with scikit-learn's conventions and probabilistic PCA.
+
+``__init__`` stores settings only; ``fit`` returns ``self``; learned state ends in ``_``. Component
+signs are deterministic: the entry of largest magnitude in each component is positive.
+
+Maths. With centred data X_c (N, F) and sample covariance S = X_c^T X_c / N = U diag(l) U^T
+(eigenvalues l_1 >= l_2 >= ...), the code is c = U_q^T (x - mu) and the reconstruction is
+mu + U_q c. Probabilistic PCA (Tipping & Bishop 1999) has the maximum-likelihood solution
+sigma^2 = mean(l_{q+1..F}) and W = U_q (diag(l_q) - sigma^2 I)^{1/2}, so that the model covariance
+C = W W^T + sigma^2 I = U_q diag(l_q) U_q^T + sigma^2 (I - U_q U_q^T). Its log-density,
+
+    log p(x) = -1/2 [ F log(2 pi) + sum_i log l_i + (F - q) log sigma^2
+                      + sum_i c_i^2 / l_i + (||x - mu||^2 - ||c||^2) / sigma^2 ],
+
+is computed exactly, in nats, by `score_samples`. ``explained_variance_`` uses N - 1 as
+scikit-learn does; the likelihood uses the maximum-likelihood 1/N.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+SOLVERS = ("covariance_eigh", "svd")
+
+
+class PCA:
+    """PCA with `n_components` components; `whiten` scales codes to unit variance.
+
+    Shape: fit(X) with X (N, F) or (N, *shape); transform -> (N, q); inverse_transform -> (N, *shape).
+    """
+
+    is_variational = False
+
+    def __init__(self, n_components: int, whiten: bool = False, solver: str = "covariance_eigh"):
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown PCA solver '{solver}'; allowed: {', '.join(SOLVERS)}")
+        self.n_components, self.whiten, self.solver = n_components, whiten, solver
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, X: torch.Tensor) -> "PCA":
+        self.shape_ = tuple(X.shape[1:])
+        X = X.reshape(len(X), -1)
+        n, f = X.shape
+        q = self.n_components
+        if not 0 < q <= min(n, f):
+            raise ValueError(f"n_components={q} must be in 1..min(n_samples, n_features) = {min(n, f)}")
+        mean = X.mean(0, dtype=torch.float64)
+        Xc = X - mean.to(X.dtype)  # (N, F)
+        if self.solver == "svd":
+            _, s, vh = torch.linalg.svd(Xc.double(), full_matrices=False)
+            eig, vecs = s**2 / n, vh.T  # (min(N,F),), (F, min(N,F)), descending
+        else:
+            cov = (Xc.T @ Xc).double() / n  # (F, F); the O(N F^2) product runs in the data's dtype
+            eig, vecs = torch.linalg.eigh(cov)
+            eig, vecs = eig.flip(0).clamp_min(0.0), vecs.flip(1)  # descending
+        comps = vecs[:, :q].T  # (q, F)
+        signs = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))  # (q, 1)
+        comps = comps * signs
+        full = torch.zeros(f, dtype=torch.float64, device=X.device)
+        full[: len(eig)] = eig
+        self.mean_ = mean
+        self.components_ = comps  # (q, F), orthonormal rows
+        self.eigenvalues_ = full  # (F,) ML variances along every principal direction
+        self.explained_variance_ = full[:q] * n / max(n - 1, 1)
+        total = full.sum() * n / max(n - 1, 1)
+        self.explained_variance_ratio_ = self.explained_variance_ / total
+        self.noise_variance_ = full[q:].mean() if q < f else torch.zeros((), dtype=torch.float64)
+        self.n_samples_ = n
+        return self
+
+    # -- the autoencoder interface ---------------------------------------------------------------
+    def transform(self, X: torch.Tensor) -> torch.Tensor:
+        """(N, *shape) -> (N, q) codes c = U_q^T (x - mu) (divided by sqrt(l) when whitening)."""
+        Xc = X.reshape(len(X), -1) - self.mean_.to(X.dtype)
+        c = Xc @ self.components_.T.to(X.dtype)
+        if self.whiten:
+            c = c / self.explained_variance_.sqrt().to(X.dtype)
+        return c
+
+    def inverse_transform(self, C: torch.Tensor) -> torch.Tensor:
+        """(N, q) -> (N, *shape): mu + U_q c."""
+        if self.whiten:
+            C = C * self.explained_variance_.sqrt().to(C.dtype)
+        X = C @ self.components_.to(C.dtype) + self.mean_.to(C.dtype)
+        return X.reshape(len(C), *self.shape_)
+
+    encode = embed = transform
+    decode = inverse_transform
+
+    def reconstruct(self, X: torch.Tensor) -> torch.Tensor:
+        return self.inverse_transform(self.transform(X))
+
+    # -- probabilistic PCA ----------------------------------------------------------------------
+    def score_samples(self, X: torch.Tensor) -> torch.Tensor:
+        """Exact probabilistic-PCA log-likelihood of each row, in nats: (N, *shape) -> (N,)."""
+        Xc = X.reshape(len(X), -1).double() - self.mean_
+        f, q = Xc.shape[1], self.n_components
+        lam = self.eigenvalues_[:q]
+        s2 = self.noise_variance_
+        if q < f and not s2 > 0:
+            raise ValueError("noise variance is zero (data lies in a q-dimensional subspace): log-likelihood is infinite")
+        c = Xc @ self.components_.T  # (N, q)
+        quad = (c**2 / lam).sum(1)
+        logdet = lam.log().sum()
+        if q < f:
+            quad = quad + ((Xc**2).sum(1) - (c**2).sum(1)) / s2
+            logdet = logdet + (f - q) * s2.log()
+        return -0.5 * (f * math.log(2 * math.pi) + logdet + quad)
+
+    def score(self, X: torch.Tensor) -> float:
+        """Mean log-likelihood per example, in nats."""
+        return float(self.score_samples(X).mean())
+
+    # -- plain-data state (for checkpoints) -----------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        keys = ("mean_", "components_", "eigenvalues_", "explained_variance_", "explained_variance_ratio_", "noise_variance_")
+        return {k: getattr(self, k).contiguous() for k in keys}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> "PCA":
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.shape_ = tuple(shape)
+        return self
+
+    def to(self, device: torch.device | str) -> "PCA":
+        for k, v in self.state_dict().items():
+            setattr(self, k, v.to(device))
+        return self

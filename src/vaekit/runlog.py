@@ -1,0 +1,73 @@
+"""The one place for side effects that only the main process performs.
+
+Logging metrics (``metrics.jsonl``, and TensorBoard when it is installed), progress bars and
+checkpoint writes all go through `RunLog`. Under torchrun only rank 0 has ``is_main``; the others
+get a `RunLog` that does nothing, so the training loop never branches on rank.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+
+class RunLog:
+    def __init__(self, run_dir: str | Path | None, is_main: bool = True, progress: bool = True):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.is_main = is_main
+        self.progress = progress and is_main
+        self._tb = None
+        if self.run_dir is not None and is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:
+                self._tb = None
+
+    @property
+    def metrics_path(self) -> Path | None:
+        return self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+
+    def bar(self, iterable: Iterable, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one epoch's metrics."""
+        if not self.is_main or self.metrics_path is None:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch",):
+                    self._tb.add_scalar(k, v, record.get("epoch", 0))
+            self._tb.flush()
+
+    def truncate_after(self, epoch: int) -> list[dict[str, Any]]:
+        """Drop records past `epoch` (written after the checkpoint a resume starts from); return the rest."""
+        if self.metrics_path is None or not self.metrics_path.exists():
+            return []
+        records = [json.loads(ln) for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
+        keep = [r for r in records if r["epoch"] <= epoch]
+        if self.is_main and len(keep) != len(records):
+            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        return keep
+
+    def save(self, write: Callable[[], Any]) -> None:
+        """Run a checkpoint/picture writer on the main process only."""
+        if self.is_main:
+            write()
+
+    def info(self, msg: str) -> None:
+        if self.is_main:
+            print(msg, file=sys.stderr)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

@@ -45,7 +45,7 @@ def importance_log_px(model: Any, x: torch.Tensor, k: int, chunk_rows: int = 163
         log_w = log_px_z + prior.log_prob(z) - qz.log_prob(z)  # (kk, B)
         total = torch.logaddexp(total, torch.logsumexp(log_w.double(), 0))
         done += kk
-    return (total - math.log(k)).float()
+    return (total - math.log(k)).to(x.dtype)
 
 
 @torch.no_grad()

@@ -120,7 +120,7 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
                 x = torch.bernoulli(x)  # fresh binarisation every time an example is seen
             beta = kl_weight(state["step"], steps_per_epoch, cfg)
             terms = elbo_terms(model(x), x, beta)  # each (B,)
-            loss = terms["loss"].mean()
+            loss = terms["loss"].mean()  # nats per example
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
@@ -131,7 +131,7 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0) + v.detach().sum()
             if i % 25 == 0 and log.progress:
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}")
         if not all(math.isfinite(float(v)) for v in sums.values()):
             raise VaekitError(f"training diverged at epoch {epoch}: loss is not finite; try a lower train.lr or train.grad_clip")
 

@@ -134,6 +134,15 @@ class LinearAutoencoder(Autoencoder):
         super().__init__(_Flatten(lin), dec, shape, latent_dim, "gaussian", 1.0, config)
         self.tied = tied
 
+    def subspace(self) -> torch.Tensor:
+        """(D, F) rows spanning the decoder's column space: the subspace reconstructions lie in.
+
+        Squared error pins down this subspace (it is PCA's at the optimum); an untied encoder's
+        rows may still drift in directions the data does not occupy.
+        """
+        w = self.encoder.linear.weight if self.tied else self.decoder.net[0].weight.T
+        return w.detach()
+
 
 def build_model(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
     """A trainable model from its config and the data's shape ((C, H, W) or (F,))."""

@@ -1,0 +1,129 @@
+"""Runs: the high-level Python API behind `vaekit train` and `vaekit evaluate`.
+
+A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl``, ``checkpoint/``
+(all that resume needs), ``model/`` (the best model, loadable with `vaekit.load`), ``eval.json`` and
+pictures. Everything that can be checked is checked before the directory is created, and a run
+that fails before its first checkpoint removes the directory it created.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load as load_model
+from .checkpoint import save_pretrained
+from .config import RunConfig, apply_overrides, from_dict, load_config, read_file
+from .data import Data, prepare
+from .errors import VaekitError
+
+
+def resolve_config(config: RunConfig | dict | str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return from_dict(apply_overrides(config.to_dict(), overrides or [])) if overrides else config
+    if isinstance(config, dict):
+        return from_dict(apply_overrides(config, overrides or []))
+    return load_config(config, overrides)
+
+
+def _check_writable(run_dir: Path) -> None:
+    parent = run_dir.resolve().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not _can_write(probe):
+        raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable")
+
+
+def _can_write(path: Path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Path | None = None,
+          overrides: list[str] | None = None, resume: bool = False, data: Data | None = None,
+          pictures: bool = True) -> dict[str, Any]:
+    """Train (or fit) the model a config describes; return {"model", "history", "eval", "run_dir"}.
+
+    With `resume`, the run's saved config is used (overrides still apply, e.g. more epochs).
+    """
+    from .models import PCA, build_model
+    from .train import fit, resolve_device
+
+    run = Path(run_dir) if run_dir is not None else None
+    if resume:
+        if run is None or not (run / "config.json").is_file():
+            raise VaekitError(f"cannot resume: '{run}' is not a run directory (no config.json)")
+        cfg = from_dict(apply_overrides(read_file(run / "config.json"), overrides or []))
+    else:
+        cfg = resolve_config(config, overrides)
+        if run is not None:
+            if run.exists() and any(run.iterdir()):
+                raise VaekitError(f"run directory '{run}' already exists and is not empty; use --resume or another --out")
+            _check_writable(run)
+    device = resolve_device(cfg.train.device)
+    data = data.to(device) if data is not None else prepare(cfg.data, device=device)
+    if cfg.model.likelihood == "bernoulli" and cfg.model.name in ("ae", "vae"):
+        lo, hi = float(data.x_train.min()), float(data.x_train.max())
+        if lo < 0 or hi > 1:
+            raise VaekitError(f"model.likelihood = 'bernoulli' needs data in [0, 1], found [{lo:.3g}, {hi:.3g}]; "
+                              "use 'gaussian' or data.scaling = 'minmax'")
+    model = PCA(cfg.model.latent_dim, whiten=cfg.model.whiten) if cfg.model.name == "pca" else build_model(cfg.model, data.shape)
+
+    created = run is not None and not run.exists()
+    try:
+        if run is not None:
+            run.mkdir(parents=True, exist_ok=True)
+            cfg.save(run / "config.json")
+        if isinstance(model, PCA):
+            model.fit(data.x_train)
+            history: list[dict] = []
+            if run is not None:
+                save_pretrained(model, run / "model")
+        else:
+            result = fit(model, data, cfg.train, run, resume=resume)
+            model, history = result.model, result.history
+    except BaseException:
+        if created and not (run / "checkpoint").exists() and not (run / "model").exists():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+    from .evaluate import evaluate
+
+    k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
+    results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress)
+    if run is not None:
+        (run / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+        if pictures:
+            write_pictures(model, data, history, run)
+    return {"model": model, "history": history, "eval": results, "run_dir": run, "config": cfg}
+
+
+def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> None:
+    from . import viz
+
+    if history:
+        viz.training_curves({"train": history}, run / "curves.png")
+    if data.kind != "image":
+        return
+    n = min(8, len(data.x_test))
+    x = data.x_test[:n]
+    viz.reconstruction_grid(x, {"model": model.reconstruct(x)}, run / "reconstructions.png")
+    if getattr(model, "is_variational", False):
+        g = torch.Generator(device=data.x_test.device).manual_seed(0)
+        viz.image_grid(model.sample(64, generator=g), run / "samples.png", nrow=8)
+
+
+def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, RunConfig | None]:
+    """The model of a run directory (or a bare model directory) and the run's config if present."""
+    p = Path(run)
+    if not p.exists():
+        raise VaekitError(f"run '{p}' does not exist")
+    model_dir = p / "model" if (p / "model" / "config.json").exists() else p
+    cfg = from_dict(read_file(p / "config.json")) if (p / "config.json").exists() and model_dir != p else None
+    return load_model(model_dir, device=device), cfg

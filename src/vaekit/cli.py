@@ -1,0 +1,297 @@
+"""The `vaekit` command: a thin shell over the Python API, with no ML logic of its own.
+
+Every bad input ends with one line on stderr naming the problem and exit code 2; ``--debug`` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import VaekitError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other bad input
+        raise VaekitError(f"{message} (see '{self.prog} --help')")
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="where to compute (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="vaekit", description="Variational autoencoders and the models they grew out of.")
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a model from a TOML config")
+    p.add_argument("config", nargs="?", help="TOML (or JSON) config file; defaults apply where omitted")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _device_arg(p)
+
+    p = sub.add_parser("evaluate", help="metrics of a trained run on its test set")
+    p.add_argument("run", help="run directory (or a model directory with --data)")
+    p.add_argument("--k", type=int, default=1000, help="importance samples for log p(x) (default 1000, at most 5000)")
+    p.add_argument("--data", help="dataset name or path (default: the run's)")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _device_arg(p)
+
+    for name, helptext in (("sample", "decode codes drawn from N(0, I)"), ("reconstruct", "inputs and their reconstructions"),
+                           ("interpolate", "decode codes between two inputs")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("run", help="run directory")
+        p.add_argument("--out", required=True, help="output file (.png; .npy or .csv for vectors)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--data", help="dataset name or path (default: the run's)")
+        _device_arg(p)
+        if name == "sample":
+            p.add_argument("--n", type=int, default=64)
+        if name == "reconstruct":
+            p.add_argument("--n", type=int, default=16)
+        if name == "interpolate":
+            p.add_argument("--a", type=int, default=0, help="index of the first test example")
+            p.add_argument("--b", type=int, default=1, help="index of the second test example")
+            p.add_argument("--steps", type=int, default=10)
+            p.add_argument("--mode", choices=["linear", "slerp"], default="linear")
+
+    p = sub.add_parser("data", help="fetch or describe datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    q = dsub.add_parser("fetch", help="download and cache a dataset")
+    q.add_argument("name", choices=["mnist"])
+    q.add_argument("--data-dir", help="folder with files you already have (IDX files or mnist.npz)")
+    q = dsub.add_parser("info", help="shape, count, value range and labels")
+    q.add_argument("name", help="dataset name or path")
+
+    p = sub.add_parser("tour", help="the tutorial's story on MNIST: PCA, linear AE, deep AE, VAE")
+    p.add_argument("--out", default="tour", help="output folder (default: tour)")
+    p.add_argument("--quick", action="store_true", help="small and fast (about 2 minutes)")
+    p.add_argument("--data-dir", help="folder with MNIST files you already have")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _device_arg(p)
+    return parser
+
+
+def _positive(name: str, value: int, high: int | None = None) -> None:
+    if value <= 0 or (high is not None and value > high):
+        allowed = f"1..{high}" if high else "> 0"
+        raise VaekitError(f"--{name} {value}: must be {allowed}")
+
+
+def _run_data(args, cfg, device):
+    """The run's data (or --data), prepared as at training time."""
+    import dataclasses
+
+    from .config import DataConfig
+    from .data import prepare
+
+    dcfg = cfg.data if cfg is not None else DataConfig()
+    if args.data:
+        dcfg = dataclasses.replace(dcfg, name=args.data)
+    elif cfg is None:
+        raise VaekitError(f"'{args.run}' is a model directory without a run config: pass --data")
+    return prepare(dcfg, device=device)
+
+
+def _device(args) -> str:
+    from .train import resolve_device
+
+    return str(resolve_device(args.device or "auto"))
+
+
+def cmd_train(args) -> int:
+    from .api import train
+
+    overrides = list(args.set)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.quiet:
+        overrides.append("train.progress=false")
+    if args.resume:
+        if args.config or args.out:
+            raise VaekitError("--resume RUN continues an existing run: give no config file or --out")
+        out = train(run_dir=args.resume, overrides=overrides, resume=True)
+    else:
+        if not args.out:
+            raise VaekitError("train needs --out RUN (the run directory to create)")
+        out = train(args.config, run_dir=args.out, overrides=overrides)
+    from .evaluate import summary_line
+
+    print(f"run: {out['run_dir']}")
+    print("test: " + summary_line(out["eval"]))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .api import load_run
+    from .evaluate import evaluate, summary_line
+
+    _positive("k", args.k, 5000)
+    device = _device(args)
+    model, cfg = load_run(args.run, device)
+    data = _run_data(args, cfg, device)
+    x = data.x_test if args.split == "test" else data.x_val
+    if tuple(x.shape[1:]) != tuple(getattr(model, "shape", getattr(model, "shape_", x.shape[1:]))):
+        raise VaekitError(f"data shape {tuple(x.shape[1:])} does not match the model's input shape")
+    if args.limit:
+        _positive("limit", args.limit)
+        x = x[: args.limit]
+    k = args.k if getattr(model, "is_variational", False) else 0
+    res = evaluate(model, x, k=k, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for name, m in res.items():
+            v = m["value"]
+            v = f"{v:.4f}" if isinstance(v, float) else (" ".join(f"{a:.3f}" for a in v) if isinstance(v, list) else v)
+            print(f"{name:22s} {v}  [{m['unit']}; {m['reduction']}]")
+    return 0
+
+
+def _write_images_or_vectors(x, out: str) -> None:
+    import numpy as np
+
+    from . import viz
+
+    p = Path(out)
+    if p.parent and not p.parent.exists():
+        raise VaekitError(f"output folder '{p.parent}' does not exist")
+    if x.dim() == 4:
+        if p.suffix != ".png":
+            raise VaekitError(f"--out '{out}': images are written as .png")
+        viz.image_grid(x, p, nrow=min(len(x), 10) if len(x) <= 10 else 8)
+    else:
+        arr = x.detach().cpu().numpy()
+        if p.suffix == ".npy":
+            np.save(p, arr)
+        elif p.suffix == ".csv":
+            np.savetxt(p, arr, delimiter=",", fmt="%.6g")
+        else:
+            raise VaekitError(f"--out '{out}': vectors are written as .npy or .csv")
+    print(f"wrote {p}")
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from .api import load_run
+
+    _positive("n", args.n, 10000)
+    device = _device(args)
+    model, _ = load_run(args.run, device)
+    if not getattr(model, "is_variational", False):
+        raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; train a vae")
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    _write_images_or_vectors(model.sample(args.n, generator=g), args.out)
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    import torch
+
+    from . import viz
+    from .api import load_run
+
+    _positive("n", args.n, 1000)
+    device = _device(args)
+    model, cfg = load_run(args.run, device)
+    x = _run_data(args, cfg, device).x_test[: args.n]
+    recon = model.reconstruct(x)
+    if x.dim() == 4:
+        viz.reconstruction_grid(x, {"reconstruction": recon}, args.out)
+        print(f"wrote {args.out}")
+    else:
+        _write_images_or_vectors(torch.cat([x, recon]), args.out)
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    import torch
+
+    from . import viz
+    from .api import load_run
+
+    _positive("steps", args.steps, 100)
+    device = _device(args)
+    model, cfg = load_run(args.run, device)
+    x = _run_data(args, cfg, device).x_test
+    for name in ("a", "b"):
+        i = getattr(args, name)
+        if not 0 <= i < len(x):
+            raise VaekitError(f"--{name} {i}: index out of range 0..{len(x) - 1}")
+    with torch.no_grad():
+        za, zb = model.embed(x[[args.a, args.b]])
+        z = viz.interpolate_codes(za, zb, args.steps, args.mode)
+        dec = model.decode(z)
+        images = dec.mean if hasattr(dec, "mean") else dec
+    _write_images_or_vectors(images, args.out)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .config import DataConfig
+
+    if args.data_command == "fetch":
+        from .mnist import cache_dir, load_mnist
+
+        arrays = load_mnist(args.data_dir)
+        print(f"mnist: {len(arrays['x_train'])} train, {len(arrays['x_test'])} test images, cached in {cache_dir()}")
+        return 0
+    from .data import describe
+
+    info = describe(DataConfig(name=args.name))
+    for k, v in info.items():
+        print(f"{k:12s} {v}")
+    return 0
+
+
+def cmd_tour(args) -> int:
+    from .tour import tour
+
+    res = tour(out=args.out, quick=args.quick, device=args.device or "auto", data_dir=args.data_dir,
+               progress=not args.quiet)
+    print(f"tour written to {Path(args.out) / 'index.html'} in {res['seconds']:.0f} s")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
+            "interpolate": cmd_interpolate, "data": cmd_data, "tour": cmd_tour}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except VaekitError as e:
+        if debug:
+            raise
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError) as e:
+        if debug:
+            raise
+        print(f"vaekit: error: {e.strerror or e}: '{e.filename}'", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if debug:
+            raise
+        if e.errno == 28:  # ENOSPC
+            print(f"vaekit: error: no space left on device writing '{e.filename}'", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130

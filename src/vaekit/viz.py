@@ -1,0 +1,145 @@
+"""Pictures as pure functions: tensors in, PNG files out.
+
+Images are ``(N, C, H, W)`` with values in [0, 1] (clamped); C is 1 or 3. Grids are drawn with
+Pillow; plots (scatter, curves) with matplotlib's Agg backend, imported only when used.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) float -> (N, H, W, C) uint8."""
+    x = images.detach().float().clamp(0, 1).cpu()
+    if x.dim() == 3:
+        x = x[:, None]
+    return (x.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def grid_array(rows: Sequence[torch.Tensor], pad: int = 2) -> np.ndarray:
+    """Tile rows of images (each (n_i, C, H, W)) into one (rows*H', cols*W', C) uint8 array."""
+    arrays = [_to_uint8(r) for r in rows]
+    h, w, c = arrays[0].shape[1:]
+    cols = max(len(a) for a in arrays)
+    out = np.full((len(arrays) * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+    for i, a in enumerate(arrays):
+        for j, im in enumerate(a):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y: y + h, x: x + w] = im
+    return out
+
+
+def save_png(array: np.ndarray, path: str | Path, scale: int = 2, labels: Sequence[str] | None = None,
+             row_height: int | None = None) -> Path:
+    """Write an (H, W, C) uint8 array as PNG, upscaled by `scale`, with optional row labels on the left."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    if labels:
+        margin = 8 + 7 * max(len(s) for s in labels)
+        canvas = Image.new(img.mode, (img.width + margin, img.height), 255 if img.mode == "L" else (255, 255, 255))
+        canvas.paste(img, (margin, 0))
+        draw = ImageDraw.Draw(canvas)
+        rh = (row_height or img.height / len(labels))
+        for i, s in enumerate(labels):
+            draw.text((4, int(i * rh + rh / 2 - 6)), s, fill=0 if img.mode == "L" else (0, 0, 0))
+        img = canvas
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return Path(path)
+
+
+def image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, scale: int = 2) -> Path:
+    """N images in rows of `nrow`."""
+    rows = list(images.split(nrow))
+    return save_png(grid_array(rows), path, scale)
+
+
+def reconstruction_grid(x: torch.Tensor, recons: dict[str, torch.Tensor], path: str | Path, scale: int = 2) -> Path:
+    """First row the inputs, then one row per model's reconstruction, labelled."""
+    rows = [x, *recons.values()]
+    arr = grid_array(rows)
+    return save_png(arr, path, scale, labels=["input", *recons], row_height=arr.shape[0] * scale / len(rows))
+
+
+def labelled_rows(rows: dict[str, torch.Tensor], path: str | Path, scale: int = 2) -> Path:
+    arr = grid_array(list(rows.values()))
+    return save_png(arr, path, scale, labels=list(rows), row_height=arr.shape[0] * scale / len(rows))
+
+
+def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, mode: str = "linear") -> torch.Tensor:
+    """Codes from za to zb (both (D,)) in `steps` points: (steps, D). 'slerp' follows the great circle."""
+    t = torch.linspace(0, 1, steps, device=za.device, dtype=za.dtype)[:, None]  # (S, 1)
+    if mode == "linear":
+        return (1 - t) * za + t * zb
+    if mode != "slerp":
+        raise ValueError(f"unknown interpolation mode '{mode}'; allowed: linear, slerp")
+    cos = torch.dot(za, zb) / (za.norm() * zb.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1, 1))
+    if omega.abs() < 1e-6:
+        return (1 - t) * za + t * zb
+    return (torch.sin((1 - t) * omega) * za + torch.sin(t * omega) * zb) / torch.sin(omega)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def latent_maps(maps: dict[str, tuple[torch.Tensor, torch.Tensor | None]], path: str | Path) -> Path:
+    """One scatter per model of 2-D codes (N, 2), coloured by label (N,) when given."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4), squeeze=False)
+    for ax, (name, (z, y)) in zip(axes[0], maps.items()):
+        z = z.detach().cpu().numpy()
+        sc = ax.scatter(z[:, 0], z[:, 1], c=None if y is None else y.cpu().numpy(), cmap="tab10", s=2, alpha=0.6)
+        ax.set_title(name)
+        ax.set_xticks([]), ax.set_yticks([])
+    if any(y is not None for _, y in maps.values()):
+        fig.colorbar(sc, ax=axes[0].tolist(), ticks=range(10), label="label")
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def manifold_grid(decode, path: str | Path, n: int = 15, scale: int = 2, device: str | torch.device = "cpu") -> Path:
+    """For a 2-D latent space: decode an n x n grid of codes at Gaussian quantiles (the VAE paper's figure)."""
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.5 / n, 1 - 0.5 / n, n)).to(device)
+    zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)  # (n*n, 2)
+    with torch.no_grad():
+        images = decode(zz)
+    return image_grid(images, path, nrow=n, scale=scale)
+
+
+def training_curves(histories: dict[str, list[dict]], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss")) -> Path:
+    """Loss per epoch for each named run (train solid, validation dashed)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, hist in histories.items():
+        epochs = [r["epoch"] for r in hist]
+        for key, style in zip(keys, ("-", "--")):
+            if hist and key in hist[0]:
+                ax.plot(epochs, [r[key] for r in hist], style, label=f"{name} {key}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats per example)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def low_rank(n: int = 400, f: int = 12, rank: int = 3, noise: float = 0.05, seed: int = 0) -> torch.Tensor:
+    """n points near a `rank`-dimensional affine subspace of R^f: (n, f) float32."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(f, rank, generator=g))[0]  # (f, rank)
+    scales = torch.linspace(3.0, 1.0, rank)
+    z = torch.randn(n, rank, generator=g) * scales
+    return (z @ basis.T + 0.5 + noise * torch.randn(n, f, generator=g)).float()
+
+
+def digit_like(n: int = 300, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tiny uint8 'digits': class k is a bright bar at row k (size x size), with noise. (n, size, size), (n,)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, min(size, 10), n)
+    x = (rng.random((n, size, size)) * 60).astype(np.float64)
+    x[np.arange(n), y] += 180
+    return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.uint8)
+
+
+@pytest.fixture
+def images_npz(tmp_path):
+    x, y = digit_like()
+    p = tmp_path / "digits.npz"
+    np.savez(p, x=x, y=y)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "cache"))

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from vaekit.checkpoint import atomic_dir, load, save_pretrained
+from vaekit.config import ModelConfig
+from vaekit.errors import VaekitError
+from vaekit.models import PCA, VAE, build_model
+
+CASES = [
+    ModelConfig(name="vae", latent_dim=3, hidden=[16]),
+    ModelConfig(name="vae", arch="conv", latent_dim=3, channels=[4, 8]),
+    ModelConfig(name="ae", latent_dim=2, hidden=[8, 4], likelihood="gaussian", sigma=0.5),
+    ModelConfig(name="linear_ae", latent_dim=2, tied=True),
+    ModelConfig(name="linear_ae", latent_dim=2, tied=False),
+]
+
+
+@pytest.mark.parametrize("cfg", CASES, ids=lambda c: f"{c.name}-{c.arch}-{c.tied}")
+def test_round_trip(tmp_path, cfg):
+    torch.manual_seed(0)
+    m = build_model(cfg, (1, 6, 6)).eval()
+    save_pretrained(m, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    m2 = load(tmp_path / "m")
+    x = torch.rand(4, 1, 6, 6)
+    assert torch.equal(m.reconstruct(x), m2.reconstruct(x))
+    assert type(m2) is type(m) and m2.config == cfg
+
+
+def test_pca_round_trip(tmp_path):
+    x = torch.rand(50, 1, 3, 3)
+    p = PCA(3).fit(x)
+    save_pretrained(p, tmp_path / "p")
+    q = load(tmp_path / "p")
+    assert torch.equal(p.transform(x), q.transform(x)) and torch.equal(p.score_samples(x), q.score_samples(x))
+
+
+def test_custom_nets_need_modules(tmp_path):
+    enc, dec = nn.Linear(4, 4), nn.Linear(2, 4)
+    save_pretrained(VAE(enc, dec, (4,), 2), tmp_path / "c")
+    with pytest.raises(VaekitError, match="pass encoder= and decoder="):
+        load(tmp_path / "c")
+    m = load(tmp_path / "c", encoder=nn.Linear(4, 4), decoder=nn.Linear(2, 4))
+    assert torch.equal(m.decoder.weight, dec.weight)
+
+
+def test_weights_that_do_not_match_the_config(tmp_path):
+    save_pretrained(build_model(CASES[0], (1, 6, 6)), tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["config"]["hidden"] = [17]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(VaekitError, match="do not match its config"):
+        load(tmp_path / "m")
+
+
+def test_newer_format_and_damage_refused(tmp_path):
+    save_pretrained(build_model(CASES[0], (1, 6, 6)), tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(VaekitError, match="format 99"):
+        load(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(VaekitError, match="cannot read weights"):
+        load(tmp_path / "m")
+
+
+def test_atomic_dir_keeps_the_old_on_failure(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as d:
+        (d / "f").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "f").write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert (target / "f").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary left behind

@@ -1,0 +1,88 @@
+"""ELBO <= importance-sampled log p(x) -> exact log p(x), on a linear-Gaussian model (probabilistic PCA)."""
+
+import math
+
+import torch
+
+from conftest import low_rank
+from vaekit.config import ModelConfig
+from vaekit.evaluate import evaluate, importance_log_px
+from vaekit.models import PCA, build_model
+from vaekit.objectives import elbo_terms
+
+
+def ppca_vae(x: torch.Tensor, q: int, perturb: float = 0.0):
+    """A VAE with linear encoder/decoder set to the PPCA maximum-likelihood solution.
+
+    Decoder: p(x|z) = N(W z + mu, s2 I) with W = U_q (L_q - s2 I)^(1/2). The exact posterior is
+    N(M^-1 W^T (x - mu), s2 M^-1), M = W^T W + s2 I (diagonal here), which a linear encoder expresses.
+    `perturb` moves the encoder away from it.
+    """
+    pca = PCA(q).fit(x.double())
+    f = x.shape[1]
+    lam, s2 = pca.eigenvalues_[:q], pca.noise_variance_
+    W = pca.components_.T * (lam - s2).sqrt()  # (F, q)
+    M = W.T @ W + s2 * torch.eye(q, dtype=torch.float64)
+    A = torch.linalg.solve(M, W.T)  # (q, F): posterior mean = A (x - mu)
+    logvar = torch.log(s2 * torch.diagonal(torch.linalg.inv(M)))
+    cfg = ModelConfig(name="vae", latent_dim=q, hidden=[], likelihood="gaussian", sigma=float(s2.sqrt()))
+    vae = build_model(cfg, (f,)).double()
+    enc, dec = vae.encoder.net[0], vae.decoder.net[0]
+    with torch.no_grad():
+        enc.weight.copy_(torch.cat([A, torch.zeros(q, f, dtype=torch.float64)]))
+        enc.bias.copy_(torch.cat([-A @ pca.mean_ + perturb, logvar + perturb]))
+        dec.weight.copy_(W)
+        dec.bias.copy_(pca.mean_)
+    return vae.eval(), pca
+
+
+def mean_elbo(vae, x, reps=200):
+    """E_q[ELBO] per example, averaged over `reps` draws for each example."""
+    with torch.no_grad():
+        return elbo_terms(vae(x.repeat(reps, 1)), x.repeat(reps, 1))["elbo"].view(reps, len(x)).mean(0)
+
+
+def test_exact_posterior_makes_every_importance_weight_exact():
+    x = low_rank(n=300, f=8, rank=2, noise=0.3).double()
+    vae, pca = ppca_vae(x, 2)
+    exact = pca.score_samples(x)
+    torch.manual_seed(0)
+    # log p(x|z) + log p(z) - log q(z|x) = log p(x) for every z when q is the true posterior.
+    assert torch.allclose(importance_log_px(vae, x, k=64, chunk_rows=50), exact, atol=1e-6)
+    assert torch.allclose(importance_log_px(vae, x, k=1), exact, atol=1e-6)
+    # The ELBO with the analytic KL is exact in expectation.
+    assert torch.allclose(mean_elbo(vae, x).mean(), exact.mean(), atol=0.02)
+
+
+def test_elbo_below_importance_sampling_near_exact():
+    x = low_rank(n=300, f=8, rank=2, noise=0.3).double()
+    vae, pca = ppca_vae(x, 2, perturb=0.2)
+    exact = pca.score(x)
+    torch.manual_seed(0)
+    elbo = float(mean_elbo(vae, x).mean())
+    is_k = {k: float(importance_log_px(vae, x.repeat(reps, 1), k=k).mean()) for k, reps in ((1, 200), (10, 20), (100, 4), (2000, 1))}
+    assert elbo < exact - 0.1  # the perturbed encoder makes a loose bound
+    assert abs(is_k[1] - elbo) < 0.05  # K = 1 is the ELBO (its single-sample form)
+    assert elbo < is_k[10] < is_k[100] < is_k[2000] <= exact + 0.01  # the IWAE bound rises with K ...
+    assert abs(is_k[2000] - exact) < 0.03  # ... towards the exact log-likelihood
+
+
+def test_evaluate_reports_units_and_matches_exact():
+    x = low_rank(n=200, f=8, rank=2, noise=0.3).double()
+    vae, pca = ppca_vae(x, 2)
+    res = evaluate(vae, x, k=50)
+    assert math.isclose(res["log_px"]["value"], pca.score(x), abs_tol=1e-5)
+    assert abs(res["elbo"]["value"] - pca.score(x)) < 0.2  # one draw per example
+    assert res["log_px"]["unit"] == "nats" and "K=50" in res["log_px"]["reduction"]
+    assert math.isclose(res["bits_per_dim"]["value"], -pca.score(x) / (8 * math.log(2)), rel_tol=1e-5)
+    assert res["active_units"]["value"] == 2
+    pres = evaluate(pca, x)
+    assert math.isclose(pres["ppca_log_likelihood"]["value"], pca.score(x), rel_tol=1e-9)
+
+
+def test_active_units_counts_dimensions_that_carry_information():
+    x = low_rank(n=200, f=8, rank=2, noise=0.3).double()
+    vae, _ = ppca_vae(x, 2)
+    with torch.no_grad():
+        vae.encoder.net[0].weight[1].zero_()  # the second mean no longer depends on x
+    assert evaluate(vae, x, k=0)["active_units"]["value"] == 1

@@ -1,0 +1,112 @@
+import json
+import math
+
+import pytest
+import torch
+
+from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.data import prepare
+from vaekit.models import build_model
+from vaekit.train import fit, kl_weight, lr_factor
+
+
+@pytest.fixture
+def data(images_npz):
+    return prepare(DataConfig(name=str(images_npz), val_size=40, binarize="dynamic"))
+
+
+def _vae():
+    return build_model(ModelConfig(name="vae", latent_dim=3, hidden=[32]), (1, 8, 8))
+
+
+def test_training_lowers_the_loss_and_logs(data, tmp_path):
+    res = fit(_vae(), data, TrainConfig(epochs=4, batch_size=32, lr=3e-3, progress=False), run_dir=tmp_path / "run")
+    losses = [r["train_loss"] for r in res.history]
+    assert losses[-1] < losses[0] * 0.9
+    lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+    assert {"train_loss", "train_nll", "train_kl", "val_loss", "val_elbo", "lr", "seconds"} <= set(lines[0])
+    r = lines[-1]
+    assert math.isclose(r["train_loss"], r["train_nll"] + r["train_kl"], rel_tol=1e-5)  # beta = 1
+    assert (tmp_path / "run" / "checkpoint" / "training.json").exists() and (tmp_path / "run" / "model" / "config.json").exists()
+
+
+def test_resume_is_bit_identical(data, tmp_path):
+    """Stopped after epoch 2 and resumed, a run ends with exactly the weights of an uninterrupted one."""
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-3, schedule="cosine", kl_warmup_epochs=2, progress=False)
+    straight = fit(_vae(), data, cfg, run_dir=tmp_path / "a")
+    run = tmp_path / "b"
+    _train_epochs(data, cfg, run, stop_after=2)
+    torch.manual_seed(12345)  # the resume must not depend on the caller's RNG
+    resumed = fit(_vae(), data, cfg, run_dir=run, resume=True)
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    epochs = [json.loads(s)["epoch"] for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]  # no gaps, no duplicates
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
+
+
+def _train_epochs(data, cfg, run, stop_after):
+    """Train with `cfg` but stop after `stop_after` epochs, as a killed process would."""
+    import vaekit.train as T
+
+    class Stop(Exception):
+        pass
+
+    original = T.RunLog.log
+
+    def log(self, record):
+        original(self, record)
+        if record["epoch"] == stop_after:
+            raise Stop
+
+    T.RunLog.log = log
+    try:
+        fit(_vae(), data, cfg, run_dir=run)
+    except Stop:
+        pass
+    finally:
+        T.RunLog.log = original
+
+
+def test_resume_drops_metrics_written_after_the_checkpoint(data, tmp_path):
+    cfg = TrainConfig(epochs=3, batch_size=32, progress=False)
+    run = tmp_path / "r"
+    _train_epochs(data, cfg, run, stop_after=2)
+    with open(run / "metrics.jsonl", "a") as f:  # a record whose checkpoint never landed
+        f.write(json.dumps({"epoch": 3, "train_loss": 1.0}) + "\n")
+    fit(_vae(), data, cfg, run_dir=run, resume=True)
+    assert [json.loads(s)["epoch"] for s in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_early_stopping(data):
+    # A learning rate so small that no update changes a weight: validation never improves.
+    res = fit(_vae(), data, TrainConfig(epochs=10, batch_size=32, lr=1e-30, patience=2, progress=False))
+    assert len(res.history) == 3 and res.best_epoch == 1
+
+
+def test_returns_best_weights(data):
+    res = fit(_vae(), data, TrainConfig(epochs=3, batch_size=32, lr=3e-3, progress=False))
+    best = min(res.history, key=lambda r: r["val_loss"])
+    assert res.best_epoch == best["epoch"]
+
+
+def test_schedules():
+    cfg = TrainConfig(epochs=10, schedule="cosine", warmup_epochs=1, kl_warmup_epochs=2, beta=2.0)
+    assert lr_factor(0, 100, cfg) == pytest.approx(0.01, rel=1e-3)  # warm-up starts small
+    assert lr_factor(99, 100, cfg) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.099)), rel=1e-6)
+    assert lr_factor(999, 100, cfg) < 1e-3  # cosine ends near zero
+    assert kl_weight(0, 100, cfg) == 0.0 and kl_weight(100, 100, cfg) == 1.0 and kl_weight(500, 100, cfg) == 2.0
+    exp = TrainConfig(schedule="exponential", gamma=0.5)
+    assert lr_factor(250, 100, exp) == 0.25
+
+
+def test_diverging_training_is_reported(data):
+    from vaekit.errors import VaekitError
+
+    model = _vae()
+    with torch.no_grad():
+        model.decoder.net[-1].bias.fill_(float("nan"))
+    with pytest.raises(VaekitError, match="diverged at epoch 1"):
+        fit(model, data, TrainConfig(epochs=2, batch_size=32, progress=False))

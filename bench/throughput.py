@@ -55,7 +55,7 @@ def plain_epoch(x: torch.Tensor, seed: int) -> float:
 def vaekit_epoch(data, seed: int) -> float:
     from vaekit.config import ModelConfig, TrainConfig
     from vaekit.models import build_model
-    from vaekit.train import fit
+    from vaekit.training import fit
 
     model = build_model(ModelConfig(name="vae", latent_dim=20, hidden=[400]), data.shape)
     cfg = TrainConfig(epochs=1, batch_size=128, lr=1e-3, seed=seed, progress=False)

@@ -27,7 +27,7 @@ def test_round_trip(tmp_path, cfg):
     m2 = load(tmp_path / "m")
     x = torch.rand(4, 1, 6, 6)
     assert torch.equal(m.reconstruct(x), m2.reconstruct(x))
-    assert type(m2) is type(m) and m2.config == cfg
+    assert type(m2) is type(m) and m2.config == m.config and m.config.name == cfg.name
 
 
 def test_pca_round_trip(tmp_path):

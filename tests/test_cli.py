@@ -133,6 +133,13 @@ def test_debug_shows_traceback(tmp_path):
 def test_module_entry_point_and_lazy_imports():
     r = subprocess.run([sys.executable, "-m", "vaekit", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("vaekit ")
-    code = "import sys, vaekit; vaekit.PCA; print(sorted(m for m in ('matplotlib', 'PIL', 'safetensors', 'vaekit.viz', 'vaekit.train') if m in sys.modules))"
+    code = "import sys, vaekit; vaekit.PCA; print(sorted(m for m in ('matplotlib', 'PIL', 'safetensors', 'vaekit.viz', 'vaekit.training') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_requested_without_cuda(tmp_path, images_npz, capsys):
+    code, _, err = run(["train", "--set", f"data.name={images_npz}", "--device", "cuda", "--out", str(tmp_path / "r")], capsys)
+    _one_line_error(code, err, "CUDA is not available")
+    assert not (tmp_path / "r").exists()

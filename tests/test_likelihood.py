@@ -6,7 +6,7 @@ import torch
 
 from conftest import low_rank
 from vaekit.config import ModelConfig
-from vaekit.evaluate import evaluate, importance_log_px
+from vaekit.evaluation import evaluate, importance_log_px
 from vaekit.models import PCA, build_model
 from vaekit.objectives import elbo_terms
 

@@ -7,8 +7,8 @@ from conftest import low_rank
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import Data
 from vaekit.models import VAE, Autoencoder, PCA, build_model
-from vaekit.train import fit
-from vaekit.tour import principal_angles_deg
+from vaekit.training import fit
+from vaekit.tutorial import principal_angles_deg
 
 IMAGES = [(1, 28, 28), (3, 15, 17), (1, 8, 8)]
 CASES = [(s, n, a) for s in IMAGES for n, a in (("vae", "mlp"), ("vae", "conv"), ("ae", "mlp"), ("ae", "conv"), ("linear_ae", "mlp"))]

@@ -7,7 +7,7 @@ import torch
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data import prepare
 from vaekit.models import build_model
-from vaekit.train import fit, kl_weight, lr_factor
+from vaekit.training import fit, kl_weight, lr_factor
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_resume_is_bit_identical(data, tmp_path):
 
 def _train_epochs(data, cfg, run, stop_after):
     """Train with `cfg` but stop after `stop_after` epochs, as a killed process would."""
-    import vaekit.train as T
+    import vaekit.training as T
 
     class Stop(Exception):
         pass

@@ -22,12 +22,12 @@ _EXPORTS = {
     "load_config": "vaekit.config",
     "prepare": "vaekit.data",
     "load_mnist": "vaekit.mnist",
-    "fit": "vaekit.train",
+    "fit": "vaekit.training",
     "train": "vaekit.api",
     "save_pretrained": "vaekit.checkpoint",
     "load": "vaekit.checkpoint",
-    "evaluate": "vaekit.evaluate",
-    "tour": "vaekit.tour",
+    "evaluate": "vaekit.evaluation",
+    "tour": "vaekit.tutorial",
     "VaekitError": "vaekit.errors",
 }
 

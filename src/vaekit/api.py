@@ -53,7 +53,7 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
     With `resume`, the run's saved config is used (overrides still apply, e.g. more epochs).
     """
     from .models import PCA, build_model
-    from .train import fit, resolve_device
+    from .training import fit, resolve_device
 
     run = Path(run_dir) if run_dir is not None else None
     if resume:
@@ -93,7 +93,7 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
             shutil.rmtree(run, ignore_errors=True)
         raise
 
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
     results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress)
@@ -105,10 +105,19 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
 
 
 def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> None:
+    """curves.png; latent.png (codes of test examples, 2-D or projected by PCA, coloured by label);
+    for images: reconstructions.png, and samples.png and manifold.png (D = 2) for a VAE."""
     from . import viz
+    from .models import PCA
 
     if history:
         viz.training_curves({"train": history}, run / "curves.png")
+    with torch.no_grad():
+        z = torch.cat([model.embed(data.x_test[i: i + 1000]) for i in range(0, len(data.x_test), 1000)])  # (N, D)
+    if z.shape[1] > 2:
+        z = PCA(2).fit(z).transform(z)
+    if z.shape[1] == 2:
+        viz.latent_maps({"test codes" + (" (PCA projection)" if model_dim(model) > 2 else ""): (z, data.y_test)}, run / "latent.png")
     if data.kind != "image":
         return
     n = min(8, len(data.x_test))
@@ -117,6 +126,12 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
     if getattr(model, "is_variational", False):
         g = torch.Generator(device=data.x_test.device).manual_seed(0)
         viz.image_grid(model.sample(64, generator=g), run / "samples.png", nrow=8)
+        if model.latent_dim == 2:
+            viz.manifold_grid(lambda zz: model.decode(zz).mean, run / "manifold.png", device=data.x_test.device)
+
+
+def model_dim(model: Any) -> int:
+    return getattr(model, "latent_dim", None) or getattr(model, "n_components")
 
 
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, RunConfig | None]:

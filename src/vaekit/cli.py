@@ -105,7 +105,7 @@ def _run_data(args, cfg, device):
 
 
 def _device(args) -> str:
-    from .train import resolve_device
+    from .training import resolve_device
 
     return str(resolve_device(args.device or "auto"))
 
@@ -126,7 +126,7 @@ def cmd_train(args) -> int:
         if not args.out:
             raise VaekitError("train needs --out RUN (the run directory to create)")
         out = train(args.config, run_dir=args.out, overrides=overrides)
-    from .evaluate import summary_line
+    from .evaluation import summary_line
 
     print(f"run: {out['run_dir']}")
     print("test: " + summary_line(out["eval"]))
@@ -135,7 +135,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .api import load_run
-    from .evaluate import evaluate, summary_line
+    from .evaluation import evaluate, summary_line
 
     _positive("k", args.k, 5000)
     device = _device(args)
@@ -257,7 +257,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_tour(args) -> int:
-    from .tour import tour
+    from .tutorial import tour
 
     res = tour(out=args.out, quick=args.quick, device=args.device or "auto", data_dir=args.data_dir,
                progress=not args.quiet)

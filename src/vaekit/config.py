@@ -48,15 +48,25 @@ class ModelConfig:
     """Which model and its shape. Fields that do not apply to a model are ignored by it."""
 
     name: Literal["pca", "linear_ae", "ae", "vae"] = "vae"
-    latent_dim: int = 20
+    latent_dim: int | None = None  # None: the model's default (MODEL_DEFAULTS)
     arch: Literal["mlp", "conv"] = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [400])
+    hidden: list[int] | None = None  # None: the model's default (MODEL_DEFAULTS)
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch only
     activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     sigma: float = 1.0  # std of the Gaussian likelihood
     tied: bool = False  # linear_ae: decoder is the transpose of the encoder
     whiten: bool = False  # pca: codes scaled to unit variance
+
+
+# Per-model defaults for latent_dim and hidden, filled in when a config is built: the deep
+# autoencoder of Hinton & Salakhutdinov (2006) and the VAE of PyTorch's examples/vae.
+MODEL_DEFAULTS: dict[str, tuple[int, list[int]]] = {
+    "pca": (30, []),
+    "linear_ae": (30, []),
+    "ae": (30, [1000, 500, 250]),
+    "vae": (20, [400]),
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,10 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.latent_dim is None or self.model.hidden is None:  # built directly, not via from_dict
+            object.__setattr__(self, "model", build_section("model", {k: v for k, v in dataclasses.asdict(self.model).items() if v is not None}))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -176,6 +190,10 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
             )
         kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
     obj = cls(**kwargs)
+    if section == "model":
+        latent, hidden = MODEL_DEFAULTS[obj.name]
+        obj = dataclasses.replace(obj, latent_dim=obj.latent_dim if obj.latent_dim is not None else latent,
+                                  hidden=obj.hidden if obj.hidden is not None else list(hidden))
     _check_ranges(section, obj)
     return obj
 

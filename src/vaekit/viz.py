@@ -103,7 +103,8 @@ def latent_maps(maps: dict[str, tuple[torch.Tensor, torch.Tensor | None]], path:
     fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4), squeeze=False)
     for ax, (name, (z, y)) in zip(axes[0], maps.items()):
         z = z.detach().cpu().numpy()
-        sc = ax.scatter(z[:, 0], z[:, 1], c=None if y is None else y.cpu().numpy(), cmap="tab10", s=2, alpha=0.6)
+        colour = {} if y is None else {"c": y.cpu().numpy(), "cmap": "tab10", "vmin": -0.5, "vmax": 9.5}
+        sc = ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.6, **colour)
         ax.set_title(name)
         ax.set_xticks([]), ax.set_yticks([])
     if any(y is not None for _, y in maps.values()):

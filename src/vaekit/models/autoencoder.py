@@ -13,6 +13,7 @@ for the Gaussian).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -146,6 +147,10 @@ class LinearAutoencoder(Autoencoder):
 
 def build_model(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
     """A trainable model from its config and the data's shape ((C, H, W) or (F,))."""
+    if cfg.latent_dim is None or cfg.hidden is None:  # fill the model's defaults
+        from ..config import build_section
+
+        cfg = build_section("model", {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
     d = cfg.latent_dim
     if cfg.name == "linear_ae":
         return LinearAutoencoder(shape, d, tied=cfg.tied, config=cfg)

@@ -19,16 +19,16 @@ from . import viz
 from .classifier import accuracy, digit_score, train_classifier
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Data, prepare
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .models import PCA, build_model
-from .train import fit, resolve_device
+from .training import fit, resolve_device
 
 # Full: <= 10 minutes on 2 CPU cores. Quick: <= 2 minutes.
 SETTINGS = {
     "full": {"limit": None, "linear_epochs": 8, "deep_epochs": 12, "vae_epochs": 12, "map_epochs": 6,
              "clf_epochs": 3, "hidden": [1000, 500, 250], "map_hidden": [512, 256], "pairs": 1000, "samples": 2000, "k": 200},
-    "quick": {"limit": 10000, "linear_epochs": 4, "deep_epochs": 5, "vae_epochs": 5, "map_epochs": 3,
-              "clf_epochs": 1, "hidden": [512, 256], "map_hidden": [256], "pairs": 300, "samples": 500, "k": 50},
+    "quick": {"limit": 20000, "linear_epochs": 6, "deep_epochs": 10, "vae_epochs": 10, "map_epochs": 5,
+              "clf_epochs": 2, "hidden": [512, 256], "map_hidden": [256], "pairs": 300, "samples": 500, "k": 50},
 }
 CODE = 30
 

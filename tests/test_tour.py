@@ -1,0 +1,72 @@
+"""End to end: `vaekit tour --quick` on generated 28x28 'digits' standing in for MNIST (no network)."""
+
+import hashlib
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit import mnist, tutorial
+from vaekit.cli import main
+
+# Small nets and more passes: the generated set has 2,000 images, not 60,000.
+TINY = {"limit": None, "linear_epochs": 30, "deep_epochs": 15, "vae_epochs": 15, "map_epochs": 5, "clf_epochs": 3,
+        "hidden": [128], "map_hidden": [64], "pairs": 100, "samples": 200, "k": 20}
+
+
+def fake_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class k is a thick stroke at angle k * 18 degrees through the centre, with jitter and noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    yy, xx = np.mgrid[0:28, 0:28] - 13.5
+    x = np.empty((n, 28, 28), np.uint8)
+    for i, k in enumerate(y):
+        a = math.radians(k * 18 + rng.normal(0, 4))
+        d = np.abs(-np.sin(a) * xx + np.cos(a) * yy + rng.normal(0, 1))
+        length = np.abs(np.cos(a) * xx + np.sin(a) * yy) < 9 + k % 3
+        img = np.clip(255 * (d < 2.0 + rng.random()) * length + rng.normal(0, 10, (28, 28)), 0, 255)
+        x[i] = img.astype(np.uint8)
+    return x, y
+
+
+@pytest.mark.slow
+def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(tutorial.SETTINGS, "quick", TINY)
+    xtr, ytr = fake_digits(2000, 0)
+    xte, yte = fake_digits(400, 1)
+    arrays = {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
+    monkeypatch.setattr(mnist, "ARRAY_SHA256", {k: hashlib.sha256(np.ascontiguousarray(v.reshape(len(v), -1) if k[0] == "x" else v).tobytes()).hexdigest()
+                                                for k, v in arrays.items()})
+    mnist.save_cache(arrays, mnist.cache_dir() / "mnist.npz")
+    out = tmp_path / "tour"
+    assert main(["tour", "--quick", "--quiet", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+
+    # Every picture the page shows is beside it, so it opens offline.
+    page = (out / "index.html").read_text()
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert len(sources) >= 6 and all((out / s).is_file() for s in sources)
+    assert "http" not in "".join(sources)
+
+    # PCA's reported error is the one recomputed here from scratch with numpy.
+    x = xtr.reshape(len(xtr), -1) / 255.0
+    t = xte.reshape(len(xte), -1) / 255.0
+    mu = x.mean(0)
+    _, _, vt = np.linalg.svd(x - mu, full_matrices=False)
+    w = vt[:30]
+    se = (((t - mu) @ w.T @ w + mu - t) ** 2).sum(1).mean()
+    assert res["squared_error_30"]["PCA"] == pytest.approx(se, rel=1e-4)
+    # The learned models reconstruct far better than the mean image does.
+    mean_only = ((t - mu) ** 2).sum(1).mean()
+    for name in ("linear AE", "deep AE", "VAE"):
+        assert res["squared_error_30"][name] < 0.7 * mean_only, name
+    assert res["classifier"]["test_accuracy"] > 0.9
+    assert set(res["digit_scores"]) == {"real test digits", "AE interpolation midpoints", "VAE interpolation midpoints",
+                                        "AE on N(0, I)", "AE on fitted Gaussian", "VAE on N(0, I)"}
+    assert all(0.0 < v <= 1.0 for v in res["digit_scores"].values())
+    vae = res["test"]["VAE"]
+    assert vae["log_px"]["value"] >= vae["elbo"]["value"] - 1.0  # IS bound is tighter than the ELBO (noise allowed)
+    assert "tour written to" in capsys.readouterr().out

@@ -78,6 +78,14 @@ def test_evaluate_reports_units_and_matches_exact():
     assert res["active_units"]["value"] == 2
     pres = evaluate(pca, x)
     assert math.isclose(pres["ppca_log_likelihood"]["value"], pca.score(x), rel_tol=1e-9)
+    assert "likelihood_note" not in res and "bits_per_dim" not in pres
+
+
+def test_bernoulli_on_grey_values_is_flagged():
+    vae = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (6,))
+    grey, binary = torch.rand(20, 6), torch.bernoulli(torch.full((20, 6), 0.5))
+    assert "not normalised likelihoods" in evaluate(vae, grey, k=5)["likelihood_note"]["value"]
+    assert "likelihood_note" not in evaluate(vae, binary, k=5)
 
 
 def test_active_units_counts_dimensions_that_carry_information():

@@ -154,6 +154,9 @@ def cmd_evaluate(args) -> int:
     else:
         for name, m in res.items():
             v = m["value"]
+            if isinstance(v, str):
+                print(f"note: {v}")
+                continue
             v = f"{v:.4f}" if isinstance(v, float) else (" ".join(f"{a:.3f}" for a in v) if isinstance(v, list) else v)
             print(f"{name:22s} {v}  [{m['unit']}; {m['reduction']}]")
     return 0

@@ -88,9 +88,8 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     if "bce" in sums:
         res["bce"] = metric(sums["bce"] / n, "nats", "per example (sum over pixels, mean over examples)")
     if "ppca_log_likelihood" in sums:
-        ll = sums["ppca_log_likelihood"] / n
-        res["ppca_log_likelihood"] = metric(ll, "nats")
-        res["bits_per_dim"] = metric(-ll / (dims * math.log(2)), "bits per dimension", "mean over examples and dimensions")
+        # A density over continuous values; bits/dim would need dequantised discrete data to mean anything.
+        res["ppca_log_likelihood"] = metric(sums["ppca_log_likelihood"] / n, "nats", "per example (continuous density, sum over dimensions, mean over examples)")
     if "nll" in sums:
         res["reconstruction_nll"] = metric(sums["nll"] / n, "nats")
     if variational:
@@ -106,6 +105,10 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
             res["log_px"] = metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples")
             res["log_px_stderr"] = metric(float(lp.std() / math.sqrt(n)) if n > 1 else 0.0, "nats", "standard error of the mean over examples")
             res["bits_per_dim"] = metric(float(-lp.mean() / (dims * math.log(2))), "bits per dimension", "mean over examples and dimensions")
+    if getattr(model, "likelihood", None) == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
+        res["likelihood_note"] = metric(
+            "Bernoulli likelihood on non-binary data: log p(x), ELBO and bits/dim are training objectives, "
+            "not normalised likelihoods; binarise the data to compare likelihoods", "text", "applies to all nats figures")
     return res
 
 

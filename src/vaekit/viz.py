@@ -35,21 +35,33 @@ def grid_array(rows: Sequence[torch.Tensor], pad: int = 2) -> np.ndarray:
     return out
 
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
+    except TypeError:
+        return ImageFont.load_default()
+
+
 def save_png(array: np.ndarray, path: str | Path, scale: int = 2, labels: Sequence[str] | None = None,
-             row_height: int | None = None) -> Path:
+             row_height: float | None = None) -> Path:
     """Write an (H, W, C) uint8 array as PNG, upscaled by `scale`, with optional row labels on the left."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     if labels:
-        margin = 8 + 7 * max(len(s) for s in labels)
-        canvas = Image.new(img.mode, (img.width + margin, img.height), 255 if img.mode == "L" else (255, 255, 255))
+        rh = row_height or img.height / len(labels)
+        font = _font(max(11, min(18, int(rh * 0.3))))
+        measure = ImageDraw.Draw(img)
+        margin = 12 + int(max(measure.textlength(s, font=font) for s in labels))
+        white = 255 if img.mode == "L" else (255, 255, 255)
+        canvas = Image.new(img.mode, (img.width + margin, img.height), white)
         canvas.paste(img, (margin, 0))
         draw = ImageDraw.Draw(canvas)
-        rh = (row_height or img.height / len(labels))
         for i, s in enumerate(labels):
-            draw.text((4, int(i * rh + rh / 2 - 6)), s, fill=0 if img.mode == "L" else (0, 0, 0))
+            draw.text((6, int(i * rh + rh / 2)), s, fill=0 if img.mode == "L" else (0, 0, 0), font=font, anchor="lm")
         img = canvas
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
@@ -124,18 +136,21 @@ def manifold_grid(decode, path: str | Path, n: int = 15, scale: int = 2, device:
 
 
 def training_curves(histories: dict[str, list[dict]], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss")) -> Path:
-    """Loss per epoch for each named run (train solid, validation dashed)."""
+    """Loss per epoch, one panel per named run (their objectives differ in scale and constants);
+    training solid, validation dashed."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, hist in histories.items():
+    fig, axes = plt.subplots(1, len(histories), figsize=(4.2 * len(histories), 3.4), squeeze=False)
+    for ax, (name, hist) in zip(axes[0], histories.items()):
         epochs = [r["epoch"] for r in hist]
         for key, style in zip(keys, ("-", "--")):
             if hist and key in hist[0]:
-                ax.plot(epochs, [r[key] for r in hist], style, label=f"{name} {key}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (nats per example)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+                ax.plot(epochs, [r[key] for r in hist], style, marker=".", label=key)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("loss (nats per example)")
+    fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return Path(path)

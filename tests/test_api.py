@@ -41,3 +41,15 @@ def test_pca_from_the_top_level(images_npz):
     pca = vaekit.PCA(5).fit(data.x_train)
     assert pca.transform(data.x_test).shape == (len(data.x_test), 5)
     assert pca.score_samples(data.x_test).shape == (len(data.x_test),)
+
+
+def test_same_seed_same_model(tmp_path, images_npz):
+    cfg = RunConfig(data=DataConfig(name=str(images_npz), val_size=30),
+                    model=ModelConfig(name="vae", latent_dim=2, hidden=[16]),
+                    train=TrainConfig(epochs=2, batch_size=32, eval_k=0, progress=False, seed=7))
+    torch.manual_seed(1)  # whatever the caller's RNG state ...
+    a = vaekit.train(cfg, pictures=False)["model"]
+    torch.randn(100)
+    b = vaekit.train(cfg, pictures=False)["model"]  # ... the same seed gives the same weights
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k

@@ -83,3 +83,13 @@ def test_unknown_arch_for_vectors():
 
     with pytest.raises(VaekitError, match="needs image data"):
         build_model(ModelConfig(name="vae", arch="conv"), (5,))
+
+
+def test_variance_captured_is_one_for_pcas_own_subspace_and_less_otherwise():
+    from vaekit.tutorial import variance_captured
+
+    x = low_rank(n=500, f=10, rank=4, noise=0.1)
+    pca = PCA(2).fit(x)
+    assert variance_captured(x, pca.mean_, pca.components_, pca.components_) == pytest.approx(1.0)
+    other = torch.randn(2, 10, generator=torch.Generator().manual_seed(0))
+    assert variance_captured(x, pca.mean_, other, pca.components_) < 0.9

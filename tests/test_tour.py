@@ -64,6 +64,7 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
     for name in ("linear AE", "deep AE", "VAE"):
         assert res["squared_error_30"][name] < 0.7 * mean_only, name
     assert res["classifier"]["test_accuracy"] > 0.9
+    assert 0.9 < res["linear_ae_variance_captured"] <= 1.0 + 1e-9  # PCA's subspace captures the most variance
     assert set(res["digit_scores"]) == {"real test digits", "AE interpolation midpoints", "VAE interpolation midpoints",
                                         "AE on N(0, I)", "AE on fitted Gaussian", "VAE on N(0, I)"}
     assert all(0.0 < v <= 1.0 for v in res["digit_scores"].values())

@@ -73,6 +73,7 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
         if lo < 0 or hi > 1:
             raise VaekitError(f"model.likelihood = 'bernoulli' needs data in [0, 1], found [{lo:.3g}, {hi:.3g}]; "
                               "use 'gaussian' or data.scaling = 'minmax'")
+    torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
     model = PCA(cfg.model.latent_dim, whiten=cfg.model.whiten) if cfg.model.name == "pca" else build_model(cfg.model, data.shape)
 
     created = run is not None and not run.exists()

@@ -34,6 +34,7 @@ CODE = 30
 
 
 def _train(name: str, mcfg: ModelConfig, epochs: int, data: Data, progress: bool, lr: float = 1e-3):
+    torch.manual_seed(0)  # fixed initial weights: the tour's numbers do not depend on what ran before
     model = build_model(mcfg, data.shape)
     tcfg = TrainConfig(epochs=epochs, batch_size=128, lr=lr, schedule="cosine", progress=progress, eval_k=0)
     t = time.perf_counter()
@@ -48,6 +49,19 @@ def principal_angles_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     qb, _ = torch.linalg.qr(b.double().T)
     cos = torch.linalg.svdvals(qa.T @ qb).clamp(-1, 1)
     return torch.rad2deg(torch.arccos(cos))
+
+
+@torch.no_grad()
+def variance_captured(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor, reference: torch.Tensor) -> float:
+    """Variance of x in the span of `basis` (q, F) as a fraction of that in the span of `reference` (q, F).
+
+    Unlike the largest principal angle, this is well conditioned when eigenvalues nearly tie.
+    """
+    xc = x.flatten(1).double() - mean.double()
+    def captured(b: torch.Tensor) -> torch.Tensor:
+        q, _ = torch.linalg.qr(b.double().T)  # (F, q) orthonormal
+        return (xc @ q).pow(2).sum(1).mean()
+    return float(captured(basis) / captured(reference))
 
 
 def moon_pairs(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -118,7 +132,9 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     res["pca_fit_seconds"] = time.perf_counter() - t
     lin, lin_hist = _train("linear AE (tied W, W^T)", ModelConfig(name="linear_ae", latent_dim=CODE, tied=True), s["linear_epochs"], data, progress, lr=3e-3)
     angles = principal_angles_deg(pca.components_, lin.subspace())
-    res["linear_ae_principal_angles_deg"] = {"max": float(angles.max()), "mean": float(angles.mean())}
+    res["linear_ae_principal_angles_deg"] = {"max": float(angles.max()), "mean": float(angles.mean()),
+                                             "median": float(angles.median())}
+    res["linear_ae_variance_captured"] = variance_captured(x, pca.mean_, lin.subspace(), pca.components_)
     # 3. deep autoencoder; 4. VAE, both with Bernoulli outputs (cross-entropy) on grey values.
     deep, deep_hist = _train("deep AE", ModelConfig(name="ae", latent_dim=CODE, hidden=s["hidden"]), s["deep_epochs"], data, progress)
     vae, vae_hist = _train("VAE", ModelConfig(name="vae", latent_dim=CODE, hidden=s["hidden"]), s["vae_epochs"], data, progress)

@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from vaekit import mnist, tutorial
 from vaekit.cli import main

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import ModelConfig, build_section
+from .config import build_section
 from .errors import VaekitError
 
 FORMAT_VERSION = 1

@@ -135,7 +135,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .api import load_run
-    from .evaluation import evaluate, summary_line
+    from .evaluation import evaluate
 
     _positive("k", args.k, 5000)
     device = _device(args)

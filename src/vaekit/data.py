@@ -217,9 +217,7 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
             raise VaekitError(f"{source}: test shape {x_test.shape[1:]} differs from train shape {x.shape[1:]}")
     if cfg.limit is not None:
         x, y = x[: cfg.limit], (y[: cfg.limit] if y is not None else None)
-    n_val = cfg.val_size if len(x) > cfg.val_size else 0
-    if n_val and len(x) - n_val < 1:
-        n_val = 0
+    n_val = cfg.val_size if len(x) > cfg.val_size else 0  # always leaves >= 1 training example
     perm = rng.permutation(len(x))
     val_idx, tr_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     x_tr, x_val, x_te = _scale(x[tr_idx], [x[val_idx], x_test], kind, cfg.scaling)

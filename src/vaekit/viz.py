@@ -6,7 +6,6 @@ Pillow; plots (scatter, curves) with matplotlib's Agg backend, imported only whe
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -154,8 +153,3 @@ def training_curves(histories: dict[str, list[dict]], path: str | Path, keys: Se
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
-
-
-def grid_shape(n: int) -> tuple[int, int]:
-    cols = math.ceil(math.sqrt(n))
-    return math.ceil(n / cols), cols

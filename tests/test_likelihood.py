@@ -74,7 +74,10 @@ def test_evaluate_reports_units_and_matches_exact():
     assert math.isclose(res["log_px"]["value"], pca.score(x), abs_tol=1e-5)
     assert abs(res["elbo"]["value"] - pca.score(x)) < 0.2  # one draw per example
     assert res["log_px"]["unit"] == "nats" and "K=50" in res["log_px"]["reduction"]
-    assert math.isclose(res["bits_per_dim"]["value"], -pca.score(x) / (8 * math.log(2)), rel_tol=1e-5)
+    # A density on continuous data has no bits/dim; on dequantised 8-bit data it counts the 256 levels.
+    assert "bits_per_dim" not in res
+    deq = evaluate(vae, x, k=50, dequantized=True)
+    assert math.isclose(deq["bits_per_dim"]["value"], (-pca.score(x) + 8 * math.log(256)) / (8 * math.log(2)), rel_tol=1e-5)
     assert res["active_units"]["value"] == 2
     pres = evaluate(pca, x)
     assert math.isclose(pres["ppca_log_likelihood"]["value"], pca.score(x), rel_tol=1e-9)
@@ -82,7 +85,7 @@ def test_evaluate_reports_units_and_matches_exact():
 
 
 def test_bernoulli_on_grey_values_is_flagged():
-    vae = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (6,))
+    vae = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8], likelihood="bernoulli"), (6,))
     grey, binary = torch.rand(20, 6), torch.bernoulli(torch.full((20, 6), 0.5))
     assert "not normalised likelihoods" in evaluate(vae, grey, k=5)["likelihood_note"]["value"]
     assert "likelihood_note" not in evaluate(vae, binary, k=5)

@@ -68,13 +68,11 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
             _check_writable(run)
     device = resolve_device(cfg.train.device)
     data = data.to(device) if data is not None else prepare(cfg.data, device=device)
-    if cfg.model.likelihood == "bernoulli" and cfg.model.name in ("ae", "vae"):
-        lo, hi = float(data.x_train.min()), float(data.x_train.max())
-        if lo < 0 or hi > 1:
-            raise VaekitError(f"model.likelihood = 'bernoulli' needs data in [0, 1], found [{lo:.3g}, {hi:.3g}]; "
-                              "use 'gaussian' or data.scaling = 'minmax'")
+    cfg = check_fit(cfg, data)
     torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
     model = PCA(cfg.model.latent_dim, whiten=cfg.model.whiten) if cfg.model.name == "pca" else build_model(cfg.model, data.shape)
+    if not resume and hasattr(getattr(model, "prior_module", None), "init_from"):
+        model.prior_module.init_from(data.x_train)  # VampPrior: pseudo-inputs start at training examples
 
     created = run is not None and not run.exists()
     try:
@@ -97,12 +95,37 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
     from .evaluation import evaluate
 
     k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
-    results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress)
+    results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
+                       dequantized=data.dequantize)
     if run is not None:
         (run / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
         if pictures:
             write_pictures(model, data, history, run)
     return {"model": model, "history": history, "eval": results, "run_dir": run, "config": cfg}
+
+
+def check_fit(cfg: RunConfig, data: Data) -> RunConfig:
+    """Refuse a likelihood that does not fit the data; fill in the label count of a conditional
+    model. Returns the config to train with."""
+    import dataclasses
+
+    from .likelihoods import fit_problem
+
+    m = cfg.model
+    if m.name in ("ae", "vae"):
+        problem = fit_problem(m.likelihood, data.x_train, data.levels, data.dequantize)
+        # Soft problems matter where numbers are read as likelihoods: the VAE's.
+        if problem is not None and (not problem[1] or (m.name == "vae" and m.likelihood_check)):
+            raise VaekitError(problem[0])
+    if m.conditional:
+        if data.y_train is None:
+            raise VaekitError(f"model.conditional = true needs labels; data '{data.name}' has none (image folders get them from class sub-folders)")
+        n = int(data.y_train.max()) + 1
+        if m.num_classes is not None and m.num_classes < n:
+            raise VaekitError(f"config key 'model.num_classes': got {m.num_classes}, but the data has labels up to {n - 1}")
+        if m.num_classes is None:
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(m, num_classes=n))
+    return cfg
 
 
 def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> None:

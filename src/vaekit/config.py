@@ -41,6 +41,7 @@ class DataConfig:
     grayscale: bool | None = None  # image folders: force grey (True) or RGB (False); None: as found
     scaling: Literal["minmax", "standard", "none"] = "minmax"  # CSV/arrays of floats
     seed: int = 0  # validation split and fixed binarisation
+    dequantize: Literal["none", "uniform"] = "none"  # 8-bit data: x = (255 x + u) / 256, u ~ U[0, 1), fresh each batch
 
 
 @dataclass(frozen=True)
@@ -49,23 +50,34 @@ class ModelConfig:
 
     name: Literal["pca", "linear_ae", "ae", "vae"] = "vae"
     latent_dim: int | None = None  # None: the model's default (MODEL_DEFAULTS)
-    arch: Literal["mlp", "conv"] = "mlp"
-    hidden: list[int] | None = None  # None: the model's default (MODEL_DEFAULTS)
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch only
+    arch: Literal["mlp", "conv", "resnet"] = "mlp"
+    hidden: list[int] | None = None  # mlp: hidden widths; None: the model's default (MODEL_DEFAULTS)
+    block: Literal["plain", "residual", "gated"] = "plain"  # mlp hidden layers
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv/resnet: width of each stride-2 stage
+    depth: int = 2  # resnet: residual blocks per stage
     activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
-    sigma: float = 1.0  # std of the Gaussian likelihood
+    likelihood: Literal["bernoulli", "continuous_bernoulli", "gaussian", "gaussian_shared", "gaussian_pixel",
+                        "discretized_logistic", "discretized_logistic_mixture"] | None = None  # None: model default
+    likelihood_check: bool = True  # refuse a likelihood that does not fit the data (false: train anyway)
+    sigma: float = 1.0  # std of the fixed Gaussian; the starting std of the learned ones
+    mixture_components: int = 5  # discretized_logistic_mixture
+    prior: Literal["standard_normal", "mog", "vamp"] = "standard_normal"  # vae
+    prior_components: int | None = None  # mog (default 10) or vamp pseudo-inputs (default 500)
+    conditional: bool = False  # condition encoder and decoder on the label (CVAE)
+    num_classes: int | None = None  # conditional: filled in from the data's labels
     tied: bool = False  # linear_ae: decoder is the transpose of the encoder
     whiten: bool = False  # pca: codes scaled to unit variance
 
 
-# Per-model defaults for latent_dim and hidden, filled in when a config is built: the deep
-# autoencoder of Hinton & Salakhutdinov (2006) and the VAE of PyTorch's examples/vae.
-MODEL_DEFAULTS: dict[str, tuple[int, list[int]]] = {
-    "pca": (30, []),
-    "linear_ae": (30, []),
-    "ae": (30, [1000, 500, 250]),
-    "vae": (20, [400]),
+# Per-model defaults for latent_dim, hidden and likelihood, filled in when a config is built: the
+# deep autoencoder of Hinton & Salakhutdinov (2006) (trained on cross-entropy, as in the paper) and
+# the VAE of PyTorch's examples/vae, with the continuous Bernoulli, a normalised density for the
+# grey values in [0, 1] that images have.
+MODEL_DEFAULTS: dict[str, tuple[int, list[int], str]] = {
+    "pca": (30, [], "gaussian"),
+    "linear_ae": (30, [], "gaussian"),
+    "ae": (30, [1000, 500, 250], "bernoulli"),
+    "vae": (20, [400], "continuous_bernoulli"),
 }
 
 
@@ -81,8 +93,14 @@ class TrainConfig:
     schedule: Literal["constant", "cosine", "exponential"] = "constant"
     gamma: float = 0.95  # exponential schedule: lr multiplier per epoch
     warmup_epochs: float = 0.0  # linear learning-rate warm-up
+    objective: Literal["elbo", "iwae"] = "elbo"
+    samples: int = 1  # codes drawn per example: K of the IWAE bound (elbo: averaged)
     beta: float = 1.0  # weight of the KL term (beta-VAE); 1.0 is the ELBO
+    free_bits: float = 0.0  # nats per latent dimension below which the KL is not pushed down (Kingma et al. 2016)
+    kl_schedule: Literal["linear", "cyclic"] = "linear"
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
+    kl_cycle_epochs: float = 0.0  # cyclic: period of the ramp (Fu et al. 2019); the ramp takes kl_warmup_epochs
+    ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation
     grad_clip: float | None = None  # max global gradient norm
     patience: int | None = None  # early stopping on validation loss; None: off
     seed: int = 0
@@ -98,8 +116,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if self.model.latent_dim is None or self.model.hidden is None:  # built directly, not via from_dict
+        if self.model.latent_dim is None or self.model.hidden is None or self.model.likelihood is None:  # built directly
             object.__setattr__(self, "model", build_section("model", {k: v for k, v in dataclasses.asdict(self.model).items() if v is not None}))
+        if self.train.free_bits > 0 and self.model.prior != "standard_normal":
+            raise VaekitError(f"config key 'train.free_bits': needs model.prior = 'standard_normal' (a per-dimension KL); "
+                              f"the KL to a '{self.model.prior}' prior does not split by dimension")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -161,8 +182,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 def _check_ranges(section: str, obj: Any) -> None:
     """Values that type-check but make no sense: sizes must be positive, rates non-negative."""
-    positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr"}
-    non_negative = {"val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma"}
+    positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr", "samples", "mixture_components", "depth"}
+    non_negative = {"val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma",
+                    "free_bits", "kl_cycle_epochs"}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         key = f"{section}.{f.name}"
@@ -172,10 +194,25 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
         if f.name in {"hidden", "channels", "image_size"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
-        if f.name in {"limit", "patience", "grad_clip"} and v is not None and v <= 0:
+        if f.name in {"limit", "patience", "grad_clip", "prior_components", "num_classes"} and v is not None and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
     if section == "data" and obj.image_size is not None and len(obj.image_size) != 2:
         raise VaekitError(f"config key 'data.image_size': got {obj.image_size!r}, expected [height, width]")
+    if section == "train":
+        if obj.ema is not None and not 0 < obj.ema < 1:
+            raise VaekitError(f"config key 'train.ema': got {obj.ema!r}, must be in (0, 1) (e.g. 0.999) or unset")
+        if obj.kl_schedule == "cyclic" and obj.kl_cycle_epochs < obj.kl_warmup_epochs:
+            raise VaekitError(f"config key 'train.kl_cycle_epochs': got {obj.kl_cycle_epochs!r}; a cyclic KL schedule "
+                              f"needs a period >= train.kl_warmup_epochs ({obj.kl_warmup_epochs!r}) and > 0")
+        if obj.kl_schedule == "cyclic" and obj.kl_cycle_epochs <= 0:
+            raise VaekitError("config key 'train.kl_cycle_epochs': must be > 0 when train.kl_schedule = 'cyclic'")
+        if obj.objective == "iwae" and obj.free_bits > 0:
+            raise VaekitError("config key 'train.free_bits': free bits act on a per-dimension KL, which the IWAE bound does not have; use objective 'elbo'")
+    if section == "model":
+        if obj.prior == "vamp" and obj.conditional:
+            raise VaekitError("config key 'model.prior': 'vamp' is not available for a conditional VAE; use 'standard_normal' or 'mog'")
+        if obj.name in ("pca", "linear_ae") and obj.likelihood not in (None, "gaussian"):
+            raise VaekitError(f"config key 'model.likelihood': {obj.name} is fitted by squared error (a fixed Gaussian); got {obj.likelihood!r}")
 
 
 def build_section(section: str, values: dict[str, Any]) -> Any:
@@ -191,9 +228,10 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
         kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
     obj = cls(**kwargs)
     if section == "model":
-        latent, hidden = MODEL_DEFAULTS[obj.name]
+        latent, hidden, likelihood = MODEL_DEFAULTS[obj.name]
         obj = dataclasses.replace(obj, latent_dim=obj.latent_dim if obj.latent_dim is not None else latent,
-                                  hidden=obj.hidden if obj.hidden is not None else list(hidden))
+                                  hidden=obj.hidden if obj.hidden is not None else list(hidden),
+                                  likelihood=obj.likelihood if obj.likelihood is not None else likelihood)
     _check_ranges(section, obj)
     return obj
 

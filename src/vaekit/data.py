@@ -10,6 +10,9 @@ hot loop). Shapes: images ``(N, C, H, W)``, tabular vectors ``(N, D)``; labels `
 - ``binarize="fixed"`` samples x ~ Bernoulli(x) once with ``seed``; ``"dynamic"`` resamples every
   training batch (so every epoch sees fresh binarisations) while validation and test are binarised
   once with the fixed seed;
+- ``dequantize="uniform"`` (8-bit data only) replaces x = k/255 by (k + u)/256 with u ~ U[0, 1),
+  fresh for every training batch and fixed (seeded) for validation and test, so a density on [0, 1]
+  gives a lower bound on the likelihood of the discrete data (minus D log 256 nats);
 - a validation split of ``val_size`` examples is carved from the training set with ``seed``; the
   test set is never touched (user data without a test split gets a seeded 10% test carve-out).
 """
@@ -44,6 +47,17 @@ class Data:
     y_val: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
     dynamic_binarize: bool = False
+    dequantize: bool = False  # training batches get fresh uniform dequantisation noise
+    levels: int | None = None  # 256 for 8-bit data, 2 once binarised, None for continuous data
+
+    def train_batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """The training examples at `idx`, with a fresh binarisation or dequantisation: (B, *shape)."""
+        x = self.x_train[idx]
+        if self.dynamic_binarize:
+            x = torch.bernoulli(x)
+        if self.dequantize:
+            x = dequantize(x)
+        return x
 
     @property
     def dim(self) -> int:
@@ -195,6 +209,12 @@ def _scale(x_tr: np.ndarray, others: list[np.ndarray], kind: str, scaling: str):
     return [(a - mu) / np.maximum(sd, 1e-12) for a in arrays]
 
 
+def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """8-bit values k/255 -> (k + u) / 256 with u ~ U[0, 1): (B, *shape), values in [0, 1)."""
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (torch.round(x * 255) + u) / 256
+
+
 def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Data:
     """Read (unless `raw` is given), scale, split and binarise; return tensors on `device`."""
     x, y, x_test, y_test = raw if raw is not None else read_raw(cfg)
@@ -230,6 +250,7 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
         y_val=to_y(y[val_idx] if y is not None else None),
         y_test=to_y(y_test),
         dynamic_binarize=cfg.binarize == "dynamic",
+        levels=256 if x.dtype == np.uint8 else None,
     )
     if cfg.binarize != "none":
         lo, hi = float(data.x_train.min()), float(data.x_train.max())
@@ -240,6 +261,14 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
             data.x_train = torch.bernoulli(data.x_train, generator=g)
         data.x_val = torch.bernoulli(data.x_val, generator=g)
         data.x_test = torch.bernoulli(data.x_test, generator=g)
+        data.levels = 2
+    if cfg.dequantize == "uniform":
+        if data.levels != 256:
+            raise VaekitError(f"{source}: data.dequantize = 'uniform' needs 8-bit (uint8) data"
+                              + (" that is not binarised" if data.levels == 2 else f"; this data is {x.dtype}"))
+        g = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        data.x_val, data.x_test = dequantize(data.x_val, g), dequantize(data.x_test, g)
+        data.dequantize = True
     return data
 
 

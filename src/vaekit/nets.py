@@ -1,9 +1,12 @@
-"""Encoder and decoder bodies: MLP and convolutional. No probability and no loss here.
+"""Encoder and decoder bodies: MLP (plain, residual or gated layers), convolutional and ResNet.
+No probability and no loss here.
 
-An encoder maps ``(B, *shape) -> (B, out_dim)``; a decoder maps ``(B, D) -> (B, *shape)``, where
-``shape`` is ``(C, H, W)`` for images or ``(F,)`` for vectors. The convolutional pair works for any
-image size and channel count: each stride-2 layer maps a side ``t`` to ``ceil(t / 2)`` and the
-decoder mirrors the exact sizes the encoder saw with ``output_padding``.
+An encoder maps ``(B, *shape) -> (B, out_dim)``, optionally with a condition ``c: (B, cond_dim)``
+(a one-hot label) joined to its features; a decoder maps ``(B, D) -> (B, *shape)``, where
+``shape`` is ``(C, H, W)`` for images or ``(F,)`` for vectors (a conditional model joins the label to
+the code before the decoder). The convolutional nets work for any image size and channel count:
+each stride-2 layer maps a side ``t`` to ``ceil(t / 2)`` and the decoder mirrors the exact sizes the
+encoder saw with ``output_padding``.
 """
 
 from __future__ import annotations
@@ -16,34 +19,65 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
 
 
-def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
-    """Linear layers with `activation` between them (none after the last)."""
+BLOCKS = ("plain", "residual", "gated")
+
+
+class Dense(nn.Module):
+    """One hidden layer (B, a) -> (B, b).
+
+    plain: act(W x); residual: x + act(W x) when a == b (plain otherwise); gated: (W x) * sigmoid(V x),
+    the gated dense layer of the VampPrior paper.
+    """
+
+    def __init__(self, a: int, b: int, activation: str = "relu", block: str = "plain"):
+        super().__init__()
+        self.block = block
+        self.linear = nn.Linear(a, b)
+        self.gate = nn.Linear(a, b) if block == "gated" else None
+        self.act = ACTIVATIONS[activation]()
+        self.skip = block == "residual" and a == b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            return self.linear(x) * torch.sigmoid(self.gate(x))
+        h = self.act(self.linear(x))
+        return x + h if self.skip else h
+
+
+def mlp(sizes: list[int], activation: str = "relu", block: str = "plain") -> nn.Sequential:
+    """Hidden layers of the given kind, then a final linear layer (no activation after it).
+
+    Plain layers are stored as Linear and activation modules, the layout of earlier checkpoints."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()] if block == "plain" else [Dense(a, b, activation, block)]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
     return nn.Sequential(*layers)
 
 
 class MLPEncoder(nn.Module):
-    """(B, *shape) -> (B, out_dim) through hidden layers."""
+    """(B, *shape) [+ (B, cond_dim)] -> (B, out_dim) through hidden layers."""
 
-    def __init__(self, shape: tuple[int, ...], hidden: list[int], out_dim: int, activation: str = "relu"):
+    def __init__(self, shape: tuple[int, ...], hidden: list[int], out_dim: int, activation: str = "relu",
+                 block: str = "plain", cond_dim: int = 0):
         super().__init__()
-        self.net = mlp([math.prod(shape), *hidden, out_dim], activation)
+        self.net = mlp([math.prod(shape) + cond_dim, *hidden, out_dim], activation, block)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))  # (B, F) -> (B, out_dim)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)  # (B, F)
+        if c is not None:
+            h = torch.cat([h, c], 1)  # (B, F + cond_dim)
+        return self.net(h)
 
 
 class MLPDecoder(nn.Module):
     """(B, D) -> (B, *shape): hidden layers in the given order (pass them reversed for a mirror)."""
 
-    def __init__(self, latent_dim: int, hidden: list[int], shape: tuple[int, ...], activation: str = "relu"):
+    def __init__(self, latent_dim: int, hidden: list[int], shape: tuple[int, ...], activation: str = "relu",
+                 block: str = "plain"):
         super().__init__()
         self.shape = tuple(shape)
-        self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation)
+        self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation, block)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).unflatten(1, self.shape)  # (B, F) -> (B, *shape)
@@ -58,9 +92,10 @@ def _halvings(h: int, w: int, n: int) -> list[tuple[int, int]]:
 
 
 class ConvEncoder(nn.Module):
-    """(B, C, H, W) -> (B, out_dim): stride-2 3x3 convolutions, then a linear layer."""
+    """(B, C, H, W) [+ (B, cond_dim)] -> (B, out_dim): stride-2 3x3 convolutions, then a linear layer."""
 
-    def __init__(self, shape: tuple[int, ...], channels: list[int], out_dim: int, activation: str = "relu"):
+    def __init__(self, shape: tuple[int, ...], channels: list[int], out_dim: int, activation: str = "relu",
+                 cond_dim: int = 0):
         super().__init__()
         if len(shape) != 3:
             raise ValueError(f"convolutional encoder needs (C, H, W) input, got {shape}")
@@ -71,10 +106,11 @@ class ConvEncoder(nn.Module):
             c = cout
         self.conv = nn.Sequential(*layers)
         hl, wl = _halvings(h, w, len(channels))[-1]
-        self.head = nn.Linear(c * hl * wl, out_dim)
+        self.head = nn.Linear(c * hl * wl + cond_dim, out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(x).flatten(1))  # (B, C', H', W') -> (B, C'H'W') -> (B, out_dim)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv(x).flatten(1)  # (B, C', H', W') -> (B, C'H'W')
+        return self.head(h if c is None else torch.cat([h, c], 1))
 
 
 class ConvDecoder(nn.Module):
@@ -101,3 +137,73 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.deconv(self.head(z).unflatten(1, self.start))  # (B, D) -> (B, C', H', W') -> (B, C, H, W)
+
+
+class ResBlock(nn.Module):
+    """x + conv(act(conv(act(x)))), 3x3 convolutions at constant width; the last starts at zero so
+    every block begins as the identity (deep stacks train without normalisation layers)."""
+
+    def __init__(self, channels: int, activation: str = "relu"):
+        super().__init__()
+        self.act = ACTIVATIONS[activation]()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(self.act(x))))
+
+
+class ResNetEncoder(nn.Module):
+    """(B, C, H, W) [+ (B, cond_dim)] -> (B, out_dim).
+
+    A 3x3 stem to channels[0]; then per stage s: `depth` residual blocks at width channels[s] and a
+    stride-2 convolution to the next width (the last stage halves into channels[-1]); a linear head.
+    """
+
+    def __init__(self, shape: tuple[int, ...], channels: list[int], depth: int, out_dim: int,
+                 activation: str = "relu", cond_dim: int = 0):
+        super().__init__()
+        if len(shape) != 3:
+            raise ValueError(f"ResNet encoder needs (C, H, W) input, got {shape}")
+        c, h, w = shape
+        layers: list[nn.Module] = [nn.Conv2d(c, channels[0], 3, padding=1)]
+        for s, width in enumerate(channels):
+            layers += [ResBlock(width, activation) for _ in range(depth)]
+            layers += [ACTIVATIONS[activation](), nn.Conv2d(width, channels[min(s + 1, len(channels) - 1)], 3, stride=2, padding=1)]
+        self.body = nn.Sequential(*layers, ACTIVATIONS[activation]())
+        hl, wl = _halvings(h, w, len(channels))[-1]
+        self.head = nn.Linear(channels[-1] * hl * wl + cond_dim, out_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.body(x).flatten(1)  # (B, C_L, H_L, W_L) -> (B, C_L H_L W_L)
+        return self.head(h if c is None else torch.cat([h, c], 1))
+
+
+class ResNetDecoder(nn.Module):
+    """(B, D) -> (B, C, H, W): the encoder mirrored, with stride-2 transposed convolutions landing on
+    the exact sizes the encoder saw, and a 3x3 convolution to the C output channels."""
+
+    def __init__(self, latent_dim: int, channels: list[int], depth: int, shape: tuple[int, ...],
+                 activation: str = "relu"):
+        super().__init__()
+        if len(shape) != 3:
+            raise ValueError(f"ResNet decoder needs (C, H, W) output, got {shape}")
+        c_out, h, w = shape
+        sizes = _halvings(h, w, len(channels))
+        chans = list(reversed(channels))
+        self.start = (chans[0], *sizes[-1])
+        self.head = nn.Linear(latent_dim, math.prod(self.start))
+        layers: list[nn.Module] = []
+        for i, width in enumerate(chans):
+            (hi, wi), (ht, wt) = sizes[-1 - i], sizes[-2 - i]
+            layers += [ACTIVATIONS[activation](),
+                       nn.ConvTranspose2d(chans[max(i - 1, 0)], width, 3, stride=2, padding=1,
+                                          output_padding=(ht - (2 * hi - 1), wt - (2 * wi - 1)))]
+            layers += [ResBlock(width, activation) for _ in range(depth)]
+        layers += [ACTIVATIONS[activation](), nn.Conv2d(chans[-1], c_out, 3, padding=1)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.head(z).unflatten(1, self.start))  # (B, D) -> (B, C_L, H_L, W_L) -> (B, C, H, W)

@@ -1,20 +1,28 @@
 """Objectives as pure functions of a model's output and the data.
 
 Every term is per example, shape ``(B,)``, in nats, summed over the data's dimensions (and over
-latent dimensions for the KL). The training loss is the batch mean of ``loss``; beta and the KL
-warm-up are arguments, not subclasses.
+latent dimensions for the KL). The training loss is the batch mean of ``loss``. beta, free bits
+and the number of samples K are arguments, not subclasses:
+
+- `elbo_terms`: -ELBO = E_q[-log p(x|z)] + beta * KL(q(z|x) || p(z)), averaged over the K codes;
+  the KL in closed form for the N(0, I) prior, else the Monte-Carlo estimate log q(z|x) - log p(z).
+- `iwae_terms`: the importance-weighted bound of Burda et al. (2016),
+  log 1/K sum_k p(x, z_k) / q(z_k|x), which rises with K towards log p(x).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
+from .likelihoods import standard_normal
 from .models.autoencoder import ModelOutput
 
 
 def reconstruction_nll(px: Distribution, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x|z) in nats: (B,)."""
+    """-log p(x|z) in nats: (B,), or (K, B) for K codes per example."""
     return -px.log_prob(x)
 
 
@@ -34,13 +42,67 @@ def kl_per_dimension(qz: Distribution) -> torch.Tensor:
     return kl_divergence(base, prior)
 
 
-def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
-    """Negative ELBO with a beta weight: loss = nll + beta * kl; also `elbo` = -(nll + kl). All (B,)."""
+def kl_monte_carlo(qz: Distribution, prior: Distribution, z: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) - log p(z) at the sampled codes z: (B, D) or (K, B, D) -> (B,) averaged over K.
+    An unbiased estimate of the KL, for priors without a closed form."""
+    kl = qz.log_prob(z) - prior.log_prob(z)
+    return kl if z.dim() == 2 else kl.mean(0)
+
+
+def free_bits_kl(kl_d: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The free-bits KL term, per example: (B, D) -> (B,).
+
+    Kingma et al. (2016): sum_d max(lambda, mean_batch KL_d). Dimensions whose batch-mean KL is below
+    lambda contribute the constant lambda (no gradient); the rest contribute their KL. The batch
+    mean of this (B,) term equals the free-bits objective.
+    """
+    if free_bits <= 0:
+        return kl_d.sum(-1)
+    below = kl_d.detach().mean(0) < free_bits  # (D,)
+    return torch.where(below, torch.full_like(kl_d, free_bits), kl_d).sum(-1)
+
+
+def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
+    """loss = nll + beta * kl (with free bits if > 0); elbo = -(nll + kl). All (B,), nats."""
     nll = reconstruction_nll(out.px, x)
+    if nll.dim() == 2:
+        nll = nll.mean(0)  # (K, B) -> (B,): the K-sample average
     if out.qz is None:
         return {"loss": nll, "nll": nll}
-    kl = kl_standard_normal(out.qz)
-    return {"loss": nll + beta * kl, "nll": nll, "kl": kl, "elbo": -(nll + kl)}
+    if out.prior is None:
+        kl_d = kl_per_dimension(out.qz)  # (B, D)
+        kl = kl_d.sum(-1)
+        kl_loss = free_bits_kl(kl_d, free_bits)
+    else:
+        if free_bits > 0:
+            raise ValueError("free bits need the N(0, I) prior: the KL to a mixture prior does not split by dimension")
+        kl = kl_loss = kl_monte_carlo(out.qz, out.prior, out.z)
+    return {"loss": nll + beta * kl_loss, "nll": nll, "kl": kl, "elbo": -(nll + kl)}
+
+
+def log_weights(out: ModelOutput, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(x|z_k), log p(z_k) - log q(z_k|x)) for each code: each (K, B) (or (B,) for K = 1)."""
+    prior = out.prior if out.prior is not None else standard_normal(out.z.shape[-1], out.z.device, out.z.dtype)
+    return out.px.log_prob(x), prior.log_prob(out.z) - out.qz.log_prob(out.z)
+
+
+def iwae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
+    """loss = -IWAE bound = -(logsumexp_k log w_k - log K); elbo: the mean of log w_k. (B,), nats.
+
+    log w_k = log p(x|z_k) + beta * (log p(z_k) - log q(z_k|x)): beta < 1 tempers the prior-to-posterior
+    ratio (KL warm-up); beta = 1 is the bound of Burda et al. (2016), which `iwae` reports."""
+    if free_bits > 0:
+        raise ValueError("free bits act on a per-dimension KL, which the IWAE bound does not have")
+    log_px_z, log_ratio = log_weights(out, x)
+    if log_px_z.dim() == 1:
+        log_px_z, log_ratio = log_px_z[None], log_ratio[None]  # (1, B)
+    log_k = math.log(log_px_z.shape[0])
+    trained = torch.logsumexp(log_px_z + beta * log_ratio, 0) - log_k
+    log_w = log_px_z + log_ratio
+    return {"loss": -trained, "iwae": torch.logsumexp(log_w, 0) - log_k, "elbo": log_w.mean(0)}
+
+
+OBJECTIVES = {"elbo": elbo_terms, "iwae": iwae_terms}
 
 
 def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .checkpoint import load_training_state, save_pretrained, save_training_stat
 from .config import TrainConfig
 from .data import Data, batches
 from .errors import VaekitError
-from .objectives import elbo_terms
+from .objectives import OBJECTIVES
 from .runlog import RunLog
 
 
@@ -49,20 +49,27 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
 
 
 def kl_weight(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
-    """beta, ramped linearly from 0 over `kl_warmup_epochs`."""
+    """beta, ramped linearly from 0 over `kl_warmup_epochs`; with the cyclic schedule the ramp
+    restarts every `kl_cycle_epochs` (Fu et al. 2019) and holds beta for the rest of each cycle."""
     if cfg.kl_warmup_epochs <= 0:
         return cfg.beta
-    return cfg.beta * min(1.0, step / (cfg.kl_warmup_epochs * steps_per_epoch))
+    epoch = step / steps_per_epoch
+    if cfg.kl_schedule == "cyclic":
+        epoch = math.fmod(epoch, cfg.kl_cycle_epochs)
+    return cfg.beta * min(1.0, epoch / cfg.kl_warmup_epochs)
 
 
 @torch.no_grad()
-def mean_terms(model: torch.nn.Module, x: torch.Tensor, beta: float, batch_size: int = 1000) -> dict[str, float]:
-    """Objective terms averaged over all of `x` (sums and counts, never means of means)."""
+def mean_terms(model: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig, y: torch.Tensor | None = None,
+               batch_size: int = 1000) -> dict[str, float]:
+    """The training objective's terms (at the full beta) averaged over all of `x` (sums and counts,
+    never means of means)."""
     model.eval()
+    objective = OBJECTIVES[cfg.objective]
     sums: dict[str, torch.Tensor] = {}
     for idx in batches(len(x), batch_size, shuffle=False, device=x.device):
-        xb = x[idx]
-        for k, v in elbo_terms(model(xb), xb, beta).items():
+        xb, yb = x[idx], (y[idx] if y is not None else None)
+        for k, v in objective(model(xb, yb, n_samples=cfg.samples), xb, cfg.beta, cfg.free_bits).items():
             sums[k] = sums.get(k, 0) + v.sum()
     return {k: float(v) / len(x) for k, v in sums.items()}
 
@@ -90,6 +97,14 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps_per_epoch, cfg))
+    objective = OBJECTIVES[cfg.objective]
+    conditional = getattr(unwrap(model), "conditional", False)
+    if conditional and data.y_train is None:
+        raise VaekitError(f"a conditional model needs labels; data '{data.name}' has none")
+    # The EMA copy is what validation, the best weights and the returned model use.
+    ema = (torch.optim.swa_utils.AveragedModel(unwrap(model), multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                                               use_buffers=True) if cfg.ema is not None else None)
+    eval_model = ema.module if ema is not None else unwrap(model)
     state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": None, "bad_epochs": 0, "seconds": 0.0}
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
@@ -100,6 +115,8 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
         saved = load_training_state(ckpt_dir, model)
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         torch.set_rng_state(saved["rng"]["torch"])
         shuffle.set_state(saved["rng"]["shuffle"])
         if device.type == "cuda" and "cuda" in saved["rng"]:
@@ -115,11 +132,10 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
         sums: dict[str, torch.Tensor] = {}
         bar = log.bar(batches(n, cfg.batch_size, shuffle, device=device), steps_per_epoch, f"epoch {epoch}/{cfg.epochs}")
         for i, idx in enumerate(bar):
-            x = data.x_train[idx]  # (B, *shape)
-            if data.dynamic_binarize:
-                x = torch.bernoulli(x)  # fresh binarisation every time an example is seen
+            x = data.train_batch(idx)  # (B, *shape), freshly binarised/dequantised if configured
+            y = data.y_train[idx] if conditional else None  # (B,)
             beta = kl_weight(state["step"], steps_per_epoch, cfg)
-            terms = elbo_terms(model(x), x, beta)  # each (B,)
+            terms = objective(model(x, y, n_samples=cfg.samples), x, beta, cfg.free_bits)  # each (B,)
             loss = terms["loss"].mean()  # nats per example
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -127,6 +143,8 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(unwrap(model))
             state["step"] += 1
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0) + v.detach().sum()
@@ -138,7 +156,7 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
         record = {"epoch": epoch, "step": state["step"], "lr": opt.param_groups[0]["lr"], "beta": beta}
         record.update({f"train_{k}": float(v) / n for k, v in sums.items()})
         if len(data.x_val):
-            record.update({f"val_{k}": v for k, v in mean_terms(model, data.x_val, cfg.beta).items()})
+            record.update({f"val_{k}": v for k, v in mean_terms(eval_model, data.x_val, cfg, data.y_val if conditional else None).items()})
         state["seconds"] = time.perf_counter() - t_start
         record["seconds"] = round(state["seconds"], 3)
         history.append(record)
@@ -147,9 +165,9 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
         improved = monitored < state["best"]
         if improved:
             state.update(best=monitored, best_epoch=epoch, bad_epochs=0)
-            best_state = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
             if run_dir is not None:
-                log.save(lambda: save_pretrained(model, Path(run_dir) / "model"))
+                log.save(lambda: save_pretrained(eval_model, Path(run_dir) / "model"))
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
@@ -159,6 +177,8 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
                 rng["cuda"] = torch.cuda.get_rng_state(device)
             snapshot = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng,
                         "trainer": dict(state), "best_model": best_state}
+            if ema is not None:
+                snapshot["ema"] = ema.state_dict()
             log.save(lambda: save_training_state(ckpt_dir, model, snapshot))
         log.log(record)
         log.info(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()

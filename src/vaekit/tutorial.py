@@ -137,7 +137,7 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     res["linear_ae_variance_captured"] = variance_captured(x, pca.mean_, lin.subspace(), pca.components_)
     # 3. deep autoencoder; 4. VAE, both with Bernoulli outputs (cross-entropy) on grey values.
     deep, deep_hist = _train("deep AE", ModelConfig(name="ae", latent_dim=CODE, hidden=s["hidden"]), s["deep_epochs"], data, progress)
-    vae, vae_hist = _train("VAE", ModelConfig(name="vae", latent_dim=CODE, hidden=s["hidden"]), s["vae_epochs"], data, progress)
+    vae, vae_hist = _train("VAE", ModelConfig(name="vae", latent_dim=CODE, hidden=s["hidden"], likelihood="bernoulli"), s["vae_epochs"], data, progress)
     models = {"PCA": pca, "linear AE": lin, "deep AE": deep, "VAE": vae}
 
     res["test"] = {name: evaluate(m, xt, k=s["k"] if name == "VAE" else 0) for name, m in models.items()}
@@ -168,7 +168,7 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     # 2-D latent maps: PCA, AE and VAE with two-number codes.
     pca2 = PCA(2).fit(x)
     ae2, _ = _train("deep AE (2-D)", ModelConfig(name="ae", latent_dim=2, hidden=s["map_hidden"]), s["map_epochs"], data, progress)
-    vae2, _ = _train("VAE (2-D)", ModelConfig(name="vae", latent_dim=2, hidden=s["map_hidden"]), s["map_epochs"], data, progress)
+    vae2, _ = _train("VAE (2-D)", ModelConfig(name="vae", latent_dim=2, hidden=s["map_hidden"], likelihood="bernoulli"), s["map_epochs"], data, progress)
     with torch.no_grad():
         viz.latent_maps({"PCA (2-D)": (pca2.transform(xt), yt), "AE (2-D)": (ae2.embed(xt), yt),
                          "VAE (2-D)": (vae2.embed(xt), yt)}, out / "latent_maps.png")

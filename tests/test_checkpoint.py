@@ -15,18 +15,35 @@ CASES = [
     ModelConfig(name="ae", latent_dim=2, hidden=[8, 4], likelihood="gaussian", sigma=0.5),
     ModelConfig(name="linear_ae", latent_dim=2, tied=True),
     ModelConfig(name="linear_ae", latent_dim=2, tied=False),
+    ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="gaussian_shared", prior="mog", prior_components=4),
+    ModelConfig(name="vae", latent_dim=3, hidden=[16, 16], block="gated", likelihood="gaussian_pixel", prior="vamp", prior_components=5),
+    ModelConfig(name="vae", arch="resnet", latent_dim=3, channels=[4, 8], depth=1, likelihood="discretized_logistic_mixture", mixture_components=2),
+    ModelConfig(name="vae", latent_dim=3, hidden=[16, 16], block="residual", conditional=True, num_classes=4),
 ]
 
 
-@pytest.mark.parametrize("cfg", CASES, ids=lambda c: f"{c.name}-{c.arch}-{c.tied}")
+@pytest.mark.parametrize("cfg", CASES, ids=lambda c: f"{c.name}-{c.arch}-{c.tied}-{c.likelihood}-{c.prior}-{c.conditional}")
 def test_round_trip(tmp_path, cfg):
     torch.manual_seed(0)
     m = build_model(cfg, (1, 6, 6)).eval()
+    with torch.no_grad():  # learned scales and priors must travel too: move them off their initial values
+        for name, p in m.named_parameters():
+            if "log_sigma" in name or "prior_module" in name:
+                p.add_(0.1 * torch.randn_like(p))
     save_pretrained(m, tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     m2 = load(tmp_path / "m")
     x = torch.rand(4, 1, 6, 6)
-    assert torch.equal(m.reconstruct(x), m2.reconstruct(x))
+    y = torch.tensor([0, 1, 2, 3]) if cfg.conditional else None
+    args = (y,) if cfg.conditional else ()
+    assert torch.equal(m.reconstruct(x, *args), m2.reconstruct(x, *args))
+    if m.is_variational:
+        torch.manual_seed(3)
+        a = m(x, y).px.log_prob(x)
+        torch.manual_seed(3)
+        assert torch.equal(a, m2(x, y).px.log_prob(x))
+        g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        assert torch.equal(m.sample(5, generator=g1, y=1 if cfg.conditional else None), m2.sample(5, generator=g2, y=1 if cfg.conditional else None))
     assert type(m2) is type(m) and m2.config == m.config and m.config.name == cfg.name
 
 

@@ -97,3 +97,62 @@ def test_active_units_counts_dimensions_that_carry_information():
     with torch.no_grad():
         vae.encoder.net[0].weight[1].zero_()  # the second mean no longer depends on x
     assert evaluate(vae, x, k=0)["active_units"]["value"] == 1
+
+
+def test_linear_gaussian_vae_trained_reaches_the_ppca_maximum_likelihood():
+    """Tipping & Bishop (1999): PPCA's ML solution is the best any linear-Gaussian model does. A VAE
+    with a linear decoder and a learned shared sigma, trained with the ELBO, must reach it: its exact
+    log-likelihood log N(x; b, W W^T + sigma^2 I) matches the PPCA optimum within 0.1 nats."""
+    from vaekit.config import DataConfig, TrainConfig
+    from vaekit.data import prepare
+    from vaekit.training import fit
+
+    x = low_rank(n=1000, f=6, rank=2, noise=0.3)
+    data = prepare(DataConfig(name="low-rank", val_size=0, scaling="none"), raw=(x.numpy(), None, x.numpy(), None))
+    torch.manual_seed(0)
+    vae = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[], likelihood="gaussian_shared"), (6,))
+    fit(vae, data, TrainConfig(epochs=100, batch_size=100, lr=1e-2, schedule="cosine", progress=False))
+    W, b = vae.decoder.net[0].weight.detach().double(), vae.decoder.net[0].bias.detach().double()
+    s2 = torch.exp(2 * vae.observation.log_sigma.detach().double())
+    model_ll = torch.distributions.MultivariateNormal(b, W @ W.T + s2 * torch.eye(6, dtype=torch.float64)).log_prob(x.double()).mean()
+    ml = PCA(2).fit(x.double()).score(x.double())
+    assert float(model_ll) <= ml + 1e-6  # nothing linear-Gaussian beats the ML solution
+    assert abs(float(model_ll) - ml) < 0.1
+    # and the importance-sampled estimate of the trained VAE agrees with its exact likelihood
+    torch.manual_seed(1)
+    assert abs(float(importance_log_px(vae.double(), x.double(), k=500).mean()) - float(model_ll)) < 0.05
+
+
+def test_iwae_objective_rises_with_k_towards_the_exact_likelihood():
+    from vaekit.objectives import iwae_terms
+
+    x = low_rank(n=300, f=8, rank=2, noise=0.3).double()
+    vae, pca = ppca_vae(x, 2, perturb=0.2)
+    exact = pca.score(x)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        bound = {k: float(iwae_terms(vae(x.repeat(reps, 1), n_samples=k), x.repeat(reps, 1))["iwae"].mean())
+                 for k, reps in ((1, 100), (5, 40), (50, 8), (1000, 1))}
+    assert bound[1] < bound[5] < bound[50] < bound[1000] <= exact + 0.01
+    assert exact - bound[1] > 0.1 and exact - bound[1000] < 0.03
+    # with the exact posterior every bound is exact, for every K
+    vae_exact, _ = ppca_vae(x, 2)
+    with torch.no_grad():
+        assert torch.allclose(iwae_terms(vae_exact(x, n_samples=7), x)["iwae"], pca.score_samples(x), atol=1e-6)
+
+
+def test_mutual_information_matches_the_gaussian_formula():
+    """For the exact PPCA posterior (constant diagonal covariance S, means A(x - mu)), the aggregate
+    posterior is Gaussian with covariance Cov(means) + S, so I(x; z) = 1/2 sum_d log((var_d + s_d) / s_d)."""
+    from vaekit.evaluation import mutual_information
+
+    x = low_rank(n=3000, f=8, rank=2, noise=0.3).double()
+    vae, _ = ppca_vae(x, 2)
+    with torch.no_grad():
+        q = vae.encode(x)
+    mean, var = q.base_dist.loc, q.base_dist.scale ** 2
+    analytic = 0.5 * torch.log((mean.var(0) + var[0]) / var[0]).sum()
+    mi = mutual_information(mean, var.log(), generator=torch.Generator().manual_seed(0))
+    assert abs(mi - float(analytic)) < 0.1
+    # a posterior that ignores x carries no information
+    assert abs(mutual_information(torch.zeros_like(mean), var.log())) < 1e-9

@@ -69,3 +69,54 @@ def test_elbo_terms_and_beta():
 def test_squared_error_per_example():
     a, b = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
     assert torch.equal(squared_error(a, b), torch.tensor([4.0, 4.0]))
+
+
+def test_monte_carlo_kl_to_a_mixture_prior_agrees_with_closed_form():
+    """A one-component mixture at N(0, I) is the standard prior: the Monte-Carlo KL must average to
+    the closed form (and be unbiased for any q)."""
+    from vaekit.objectives import kl_monte_carlo
+    from vaekit.priors import MixturePrior
+
+    prior_mod = MixturePrior(3, 1)
+    with torch.no_grad():
+        prior_mod.means.zero_()
+    m, s = torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[0.3, -0.7, 1.2]])
+    q = diagonal_normal(m, s)
+    torch.manual_seed(0)
+    z = q.sample((200_000,))  # (K, 1, D)
+    with torch.no_grad():
+        mc = kl_monte_carlo(q, prior_mod(), z)
+    assert abs(float(mc) - float(kl_standard_normal(q))) < 0.02
+
+
+def test_free_bits_hold_small_kl_dimensions_at_the_floor_without_gradient():
+    from vaekit.objectives import free_bits_kl
+
+    kl_d = torch.tensor([[0.1, 2.0], [0.3, 4.0]], requires_grad=True)  # batch means: 0.2 and 3.0
+    term = free_bits_kl(kl_d, 0.5)
+    assert torch.allclose(term, torch.tensor([0.5 + 2.0, 0.5 + 4.0]))  # mean = sum_d max(0.5, mean KL_d)
+    term.mean().backward()
+    assert torch.equal(kl_d.grad[:, 0], torch.zeros(2)) and torch.allclose(kl_d.grad[:, 1], torch.full((2,), 0.5))
+    assert torch.equal(free_bits_kl(kl_d, 0.0), kl_d.sum(1))
+
+
+def test_elbo_with_k_samples_averages_and_iwae_with_one_sample_is_the_elbo():
+    from vaekit.config import ModelConfig
+    from vaekit.models import build_model
+    from vaekit.objectives import iwae_terms
+
+    torch.manual_seed(0)
+    vae = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8], likelihood="gaussian"), (5,))
+    x = torch.randn(6, 5)
+    torch.manual_seed(1)
+    out = vae(x)
+    e, i = elbo_terms(out, x), iwae_terms(out, x)
+    log_w = out.px.log_prob(x) + torch.distributions.Normal(0.0, 1.0).log_prob(out.z).sum(-1) - out.qz.log_prob(out.z)
+    assert torch.allclose(i["iwae"], log_w, atol=1e-5)  # K = 1: the single-sample log weight
+    assert torch.allclose(i["iwae"], i["elbo"]) and e["elbo"].shape == (6,)
+    out_k = vae(x, n_samples=4)
+    assert out_k.z.shape == (4, 6, 2) and out_k.px.batch_shape == (4, 6)
+    assert torch.allclose(elbo_terms(out_k, x)["nll"], -out_k.px.log_prob(x).mean(0))
+    # beta tempers what is trained, not the bound that is reported
+    assert torch.allclose(iwae_terms(out_k, x, beta=0.3)["iwae"], iwae_terms(out_k, x)["iwae"])
+    assert not torch.allclose(iwae_terms(out_k, x, beta=0.3)["loss"], iwae_terms(out_k, x)["loss"])

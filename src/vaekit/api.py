@@ -136,8 +136,11 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
 
     if history:
         viz.training_curves({"train": history}, run / "curves.png")
+    cond = getattr(model, "conditional", False)
+    y = data.y_test if cond else None
     with torch.no_grad():
-        z = torch.cat([model.embed(data.x_test[i: i + 1000]) for i in range(0, len(data.x_test), 1000)])  # (N, D)
+        z = torch.cat([model.embed(data.x_test[i: i + 1000], *([y[i: i + 1000]] if cond else []))
+                       for i in range(0, len(data.x_test), 1000)])  # (N, D)
     if z.shape[1] > 2:
         z = PCA(2).fit(z).transform(z)
     if z.shape[1] == 2:
@@ -146,11 +149,16 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
         return
     n = min(8, len(data.x_test))
     x = data.x_test[:n]
-    viz.reconstruction_grid(x, {"model": model.reconstruct(x)}, run / "reconstructions.png")
+    viz.reconstruction_grid(x, {"model": model.reconstruct(x, *([y[:n]] if cond else []))}, run / "reconstructions.png")
     if getattr(model, "is_variational", False):
         g = torch.Generator(device=data.x_test.device).manual_seed(0)
-        viz.image_grid(model.sample(64, generator=g), run / "samples.png", nrow=8)
-        if model.latent_dim == 2:
+        if cond:  # one row per class
+            per = 8
+            labels = torch.arange(model.num_classes, device=data.x_test.device).repeat_interleave(per)
+            viz.image_grid(model.sample(len(labels), generator=g, y=labels), run / "samples.png", nrow=per)
+        else:
+            viz.image_grid(model.sample(64, generator=g), run / "samples.png", nrow=8)
+        if model.latent_dim == 2 and not cond:
             viz.manifold_grid(lambda zz: model.decode(zz).mean, run / "manifold.png", device=data.x_test.device)
 
 

@@ -90,7 +90,11 @@ def save_pretrained(model: Any, directory: str | Path) -> Path:
         cfg = model.config
         meta = {"model": cfg.name if cfg else "custom", "config": dataclasses.asdict(cfg) if cfg else None,
                 "shape": list(model.shape), "latent_dim": model.latent_dim,
-                "likelihood": model.likelihood, "sigma": model.sigma, "variational": model.is_variational}
+                "likelihood": model.likelihood, "sigma": model.sigma, "variational": model.is_variational,
+                "components": model.observation.components, "num_classes": model.num_classes,
+                "prior": getattr(model, "prior_name", None),
+                "prior_components": len(getattr(model.prior_module, "pseudo_inputs", getattr(model.prior_module, "logits", [])))
+                if hasattr(model, "prior_module") else None}
         state = model.state_dict()
     meta.update(format="vaekit", format_version=FORMAT_VERSION, vaekit_version=__version__)
     with atomic_dir(directory) as tmp:
@@ -119,8 +123,12 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
     if meta["model"] == "custom":
         if encoder is None or decoder is None:
             raise VaekitError(f"'{d}' holds a model with custom nets: pass encoder= and decoder= to load()")
-        cls = VAE if meta["variational"] else Autoencoder
-        model = cls(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"])
+        extra = {"components": meta.get("components", 5), "num_classes": meta.get("num_classes", 0)}
+        if meta["variational"]:
+            model = VAE(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra,
+                        prior=meta.get("prior") or "standard_normal", prior_components=meta.get("prior_components") or None)
+        else:
+            model = Autoencoder(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra)
     else:
         model = build_model(build_section("model", meta["config"]), shape)
     try:

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _device_arg(p)
 
-    for name, helptext in (("sample", "decode codes drawn from N(0, I)"), ("reconstruct", "inputs and their reconstructions"),
+    for name, helptext in (("sample", "decode codes drawn from the prior"), ("reconstruct", "inputs and their reconstructions"),
                            ("interpolate", "decode codes between two inputs")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("run", help="run directory")
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         _device_arg(p)
         if name == "sample":
             p.add_argument("--n", type=int, default=64)
+            p.add_argument("--label", type=int, help="conditional models: the class to generate (default: every class in turn)")
         if name == "reconstruct":
             p.add_argument("--n", type=int, default=16)
         if name == "interpolate":
@@ -148,7 +149,10 @@ def cmd_evaluate(args) -> int:
         _positive("limit", args.limit)
         x = x[: args.limit]
     k = args.k if getattr(model, "is_variational", False) else 0
-    res = evaluate(model, x, k=k, progress=sys.stderr.isatty())
+    y = (data.y_test if args.split == "test" else data.y_val) if getattr(model, "conditional", False) else None
+    if y is not None and args.limit:
+        y = y[: args.limit]
+    res = evaluate(model, x, k=k, progress=sys.stderr.isatty(), y=y, dequantized=data.dequantize)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -195,8 +199,16 @@ def cmd_sample(args) -> int:
     model, _ = load_run(args.run, device)
     if not getattr(model, "is_variational", False):
         raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; train a vae")
+    labels = None
+    if getattr(model, "conditional", False):
+        n_cls = model.num_classes
+        if args.label is not None and not 0 <= args.label < n_cls:
+            raise VaekitError(f"--label {args.label}: this model knows labels 0..{n_cls - 1}")
+        labels = torch.full((args.n,), args.label, device=device) if args.label is not None else torch.arange(args.n, device=device) % n_cls
+    elif args.label is not None:
+        raise VaekitError(f"--label: '{args.run}' holds a model that is not conditional (train with model.conditional = true)")
     g = torch.Generator(device=device).manual_seed(args.seed)
-    _write_images_or_vectors(model.sample(args.n, generator=g), args.out)
+    _write_images_or_vectors(model.sample(args.n, generator=g, y=labels), args.out)
     return 0
 
 
@@ -209,8 +221,9 @@ def cmd_reconstruct(args) -> int:
     _positive("n", args.n, 1000)
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    x = _run_data(args, cfg, device).x_test[: args.n]
-    recon = model.reconstruct(x)
+    data = _run_data(args, cfg, device)
+    x = data.x_test[: args.n]
+    recon = model.reconstruct(x, data.y_test[: args.n]) if getattr(model, "conditional", False) else model.reconstruct(x)
     if x.dim() == 4:
         viz.reconstruction_grid(x, {"reconstruction": recon}, args.out)
         print(f"wrote {args.out}")
@@ -228,15 +241,19 @@ def cmd_interpolate(args) -> int:
     _positive("steps", args.steps, 100)
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    x = _run_data(args, cfg, device).x_test
+    data = _run_data(args, cfg, device)
+    x = data.x_test
     for name in ("a", "b"):
         i = getattr(args, name)
         if not 0 <= i < len(x):
             raise VaekitError(f"--{name} {i}: index out of range 0..{len(x) - 1}")
+    if getattr(model, "conditional", False) and int(data.y_test[args.a]) != int(data.y_test[args.b]):
+        raise VaekitError(f"--a {args.a} and --b {args.b} have different labels; a conditional model interpolates within one class")
     with torch.no_grad():
-        za, zb = model.embed(x[[args.a, args.b]])
+        y = data.y_test[[args.a, args.b]] if getattr(model, "conditional", False) else None
+        za, zb = model.embed(x[[args.a, args.b]], y) if y is not None else model.embed(x[[args.a, args.b]])
         z = viz.interpolate_codes(za, zb, args.steps, args.mode)
-        dec = model.decode(z)
+        dec = model.decode(z, y[0]) if y is not None else model.decode(z)
         images = dec.mean if hasattr(dec, "mean") else dec
     _write_images_or_vectors(images, args.out)
     return 0

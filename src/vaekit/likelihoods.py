@@ -214,7 +214,7 @@ def fit_problem(name: str, x: torch.Tensor, levels: int | None, dequantized: boo
     if name.startswith("discretized_logistic") and (levels != 256 or dequantized):
         return (f"model.likelihood = '{name}' models 8-bit data (256 levels); this data is "
                 + ("dequantised (set data.dequantize = 'none')" if dequantized else "not 8-bit (use a Gaussian or continuous_bernoulli)")), False
-    if name == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
+    if name == "bernoulli" and levels != 2 and not bool(((x == 0) | (x == 1)).all()):  # levels 2: binarised (dynamically too)
         return ("model.likelihood = 'bernoulli' on non-binary values: its log p(x) is not a likelihood of this data; "
                 "set data.binarize = 'dynamic', use 'continuous_bernoulli', or set model.likelihood_check = false to train on "
                 "cross-entropy anyway (the tutorial's loss)"), True

@@ -11,7 +11,7 @@ import torch
 
 import vaekit
 from vaekit.cli import main
-from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict
+from vaekit.config import DataConfig, ModelConfig, TrainConfig, from_dict
 from vaekit.data import prepare
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
@@ -57,7 +57,7 @@ def test_learned_sigma_moves_and_is_saved(images_npz, tmp_path):
                data={"dequantize": "uniform"}, run_dir=tmp_path / "r")
     sigma = float(res["model"].observation.log_sigma.detach().exp())
     assert sigma < 0.9  # fitted towards the reconstruction error, away from its start
-    assert float(vaekit.load(tmp_path / "r" / "model").observation.log_sigma.exp()) == pytest.approx(sigma)
+    assert float(vaekit.load(tmp_path / "r" / "model").observation.log_sigma.detach().exp()) == pytest.approx(sigma)
 
 
 @pytest.mark.parametrize("train", [
@@ -267,3 +267,35 @@ def test_cli_refuses_with_one_line(images_npz, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "data.dequantize = 'uniform'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_time_budget_stops_training(images_npz):
+    data = prepare(DataConfig(name=str(images_npz), val_size=30))
+    m = build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16]), (1, 8, 8))
+    res = fit(m, data, TrainConfig(epochs=50, batch_size=32, max_minutes=1e-9, progress=False))
+    assert len(res.history) == 1  # the first epoch ends past a tiny budget
+
+
+def test_fast_bernoulli_log_prob_equals_torch():
+    from vaekit.likelihoods import IndependentBernoulli
+
+    logits = torch.randn(5, 4, 1, 3, 3, dtype=torch.float64) * 10
+    x = torch.bernoulli(torch.full((4, 1, 3, 3), 0.4, dtype=torch.float64))
+    ref = torch.distributions.Independent(torch.distributions.Bernoulli(logits=logits), 3)
+    ours = IndependentBernoulli(logits, 3)
+    assert torch.allclose(ours.log_prob(x), ref.log_prob(x), atol=1e-10)  # (K, B) against (B,): the batched path
+    assert torch.allclose(ours.log_prob(x[None].expand(5, -1, -1, -1, -1)), ref.log_prob(x), atol=1e-10)
+    assert torch.allclose(IndependentBernoulli(logits[0], 3).log_prob(x), ref.log_prob(x)[0], atol=1e-10)
+
+
+def test_fast_gaussian_mixture_equals_torchs():
+    from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+    from vaekit.priors import GaussianMixture
+
+    g = torch.Generator().manual_seed(0)
+    logits, loc = torch.randn(7, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64)
+    scale = torch.rand(7, 3, generator=g, dtype=torch.float64) + 0.2
+    ref = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(loc, scale), 1))
+    z = torch.randn(4, 5, 3, generator=g, dtype=torch.float64) * 2
+    assert torch.allclose(GaussianMixture(logits, loc, scale).log_prob(z), ref.log_prob(z), atol=1e-10)

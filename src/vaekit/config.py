@@ -103,6 +103,7 @@ class TrainConfig:
     ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation
     grad_clip: float | None = None  # max global gradient norm
     patience: int | None = None  # early stopping on validation loss; None: off
+    max_minutes: float | None = None  # stop after the first epoch that ends past this much training time
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_k: int = 1000  # importance samples for log p(x) at the end of training (0: skip)
@@ -194,7 +195,7 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
         if f.name in {"hidden", "channels", "image_size"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
-        if f.name in {"limit", "patience", "grad_clip", "prior_components", "num_classes"} and v is not None and v <= 0:
+        if f.name in {"limit", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes"} and v is not None and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
     if section == "data" and obj.image_size is not None and len(obj.image_size) != 2:
         raise VaekitError(f"config key 'data.image_size': got {obj.image_size!r}, expected [height, width]")

@@ -86,6 +86,28 @@ class ContinuousBernoulli(Distribution):
             return torch.where(l.abs() < 1e-3, u, x).clamp(0, 1)
 
 
+class IndependentBernoulli(Independent):
+    """Bernoulli(logits) over the last `event_dims` dimensions, with a faster log_prob.
+
+    log p(x) = sum_i [x_i l_i - softplus(l_i)], the same value as torch's (which is -BCE summed),
+    but the x.l term is a batched matrix product when K codes per example are scored against one x
+    (importance sampling): about twice as fast, and x is never copied K times.
+    """
+
+    def __init__(self, logits: torch.Tensor, event_dims: int):
+        super().__init__(Bernoulli(logits=logits, validate_args=False), event_dims, validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        n = self.reinterpreted_batch_ndims
+        logits = self.base_dist.logits.flatten(-n)  # (..., E)
+        v = value.flatten(-n).to(logits.dtype)  # (..., E)
+        if logits.dim() == 3 and v.dim() == 2 and logits.shape[1:] == v.shape:  # (K, B, E) against (B, E)
+            dot = torch.einsum("kbe,be->kb", logits, v)
+        else:
+            dot = (logits * v).sum(-1)
+        return dot - F.softplus(logits).sum(-1)
+
+
 class DiscretizedLogistic(Distribution):
     """A mixture of M logistics, discretised to the 256 levels k/255 of 8-bit data, per dimension.
 
@@ -168,7 +190,7 @@ class Observation(nn.Module):
         if self.params_per_dim > 1:  # (..., P*C, H, W) -> (P, ..., C, H, W)
             params = params.unflatten(-n_event, (self.params_per_dim, self.shape[0])).movedim(-n_event - 1, 0)
         if self.name == "bernoulli":
-            return Independent(Bernoulli(logits=params, validate_args=False), n_event, validate_args=False)
+            return IndependentBernoulli(params, n_event)
         if self.name == "continuous_bernoulli":
             return Independent(ContinuousBernoulli(params), n_event, validate_args=False)
         if self.name in GAUSSIANS:

@@ -60,6 +60,12 @@ eigenvalues nearly tie). The deep autoencoder and the VAE use neural networks in
 scores a set of images by its mean top-class probability: 1.0 means a confident digit.</p>
 {_table(score_rows, ["images", "mean top-class probability"])}
 
+<h2>Asking for a digit: the conditional VAE</h2>
+<p>Encoder and decoder both see the label. Asked for each digit in turn ({res['conditional']['samples']} samples), the classifier reads the
+asked-for digit in <b>{res['conditional']['classifier_accuracy_on_samples']:.2%}</b> of them (mean top-class probability
+{res['conditional']['digit_score']:.3f}). Row k below asks for digit k.</p>
+<p><img src="conditional.png" alt="conditional samples"></p>
+
 <h2>Latent maps with two-number codes</h2>
 <p><img src="latent_maps.png" alt="latent maps"></p>
 <p>The 2-D VAE's decoder over a grid of codes at Gaussian quantiles:</p>

@@ -186,6 +186,9 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
         if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
             log.info(f"vaekit: early stop at epoch {epoch}: no improvement in validation loss for {cfg.patience} epochs")
             break
+        if cfg.max_minutes is not None and state["seconds"] >= 60 * cfg.max_minutes:
+            log.info(f"vaekit: time budget of {cfg.max_minutes:g} minutes reached at epoch {epoch}")
+            break
 
     if best_state is not None:
         unwrap(model).load_state_dict(best_state)

@@ -91,3 +91,13 @@ def test_apply_overrides_does_not_mutate():
     raw = {"train": {"lr": 0.1}}
     out = apply_overrides(raw, ["train.lr=0.2"])
     assert raw["train"]["lr"] == 0.1 and out["train"]["lr"] == 0.2
+
+
+def test_set_none_unsets_optional_keys_only():
+    cfg = load_config(overrides=["train.patience=5", "train.patience=none", "model.prior_components=null"])
+    assert cfg.train.patience is None and cfg.model.prior_components is None
+    # A string choice named "none" stays a string ...
+    assert load_config(overrides=["data.binarize=none"]).data.binarize == "none"
+    # ... and a required key cannot be unset.
+    with pytest.raises(VaekitError, match="train.epochs"):
+        load_config(overrides=["train.epochs=none"])

@@ -159,6 +159,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return _coerce(key, value, arg)
             except VaekitError:
                 pass
+        if value in ("none", "null") and type(None) in typing.get_args(tp):
+            return None  # how `--set key=none` unsets an optional key (TOML has no null)
     elif origin is Literal:
         if value in typing.get_args(tp):
             return value

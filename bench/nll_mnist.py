@@ -101,7 +101,35 @@ def main() -> None:
         print(f"  ELBO {res['elbo']['value']:.2f}, KL {res['kl']['value']:.2f}, active units {res['active_units']['value']}, "
               f"I(x;z) {res['mutual_information']['value']:.2f} nats")
         summary.update(log_px=lp, stderr=se, elbo=res["elbo"]["value"], active_units=res["active_units"]["value"])
+    if summary["curve"]:
+        final = (summary["train_minutes"], -summary["log_px"]) if "log_px" in summary else None
+        plot_curve(summary["curve"], published if args.row != "d" else None, final, f"row {args.row}: {title}", out / "curve.png")
     (out / ("bench.json" if k or args.row == "d" else "bench_train.json")).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def plot_curve(curve: list, published: float | None, final: tuple | None, title: str, path: Path) -> None:
+    """Validation bound on the NLL (nats) against minutes of training, with the published NLL and the
+    final importance-sampled test NLL (minutes, nats) when there is one."""
+    from vaekit.viz import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot([c[0] for c in curve], [c[2] for c in curve], marker=".", ms=3, label="validation bound (vaekit)")
+    if published is not None:
+        ax.axhline(-published, color="k", ls="--", lw=1, label=f"published test NLL {-published:.2f}")
+    if final is not None:
+        ax.plot([final[0]], [final[1]], "r*", ms=9, label=f"test NLL, importance-sampled: {final[1]:.2f}")
+    lo = min([c[2] for c in curve] + [-published if published is not None else float("inf")]
+             + [final[1] if final is not None else float("inf")])
+    ax.set_ylim(lo - 2, lo + 20)
+    ax.set_xlabel("minutes of training")
+    ax.set_ylabel("NLL bound (nats)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

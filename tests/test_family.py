@@ -167,6 +167,28 @@ def test_residual_and_gated_mlps():
     assert torch.allclose(g(v), g.linear(v) * torch.sigmoid(g.gate(v)))
 
 
+def test_dropout_is_random_in_training_and_off_in_evaluation(images_npz, tmp_path):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(name="ae", latent_dim=2, hidden=[64, 32], dropout=0.5, activation="tanh"), (6,))
+    drops = [layer for layer in m.encoder.net if isinstance(layer, torch.nn.Dropout)]
+    assert [d.p for d in drops] == [0.5, 0.5]  # after each hidden layer, none after the output
+    x = torch.randn(4, 6)
+    m.train()
+    h = m.encoder.net[:3](x)  # linear, tanh, dropout: (4, 64)
+    full = torch.tanh(m.encoder.net[0](x))
+    kept = h != 0
+    assert 0.3 < kept.float().mean() < 0.7  # about half the units are zeroed ...
+    assert torch.allclose(h[kept], 2 * full[kept])  # ... and the rest scaled by 1 / (1 - p)
+    assert not torch.equal(m.encoder(x), m.encoder(x))
+    m.eval()
+    assert torch.equal(m.encoder(x), m.encoder(x))
+    # trained from config, saved and loaded: evaluation is deterministic and equals the trained model
+    res = _run(images_npz, {"name": "ae", "dropout": 0.2, "hidden": [32, 16]}, run_dir=tmp_path / "run")
+    loaded = vaekit.load(tmp_path / "run" / "model")
+    xb = torch.rand(5, 1, 8, 8)
+    assert torch.equal(loaded.reconstruct(xb), res["model"].reconstruct(xb))
+
+
 def test_kl_schedules():
     lin = TrainConfig(beta=2.0, kl_warmup_epochs=2)
     cyc = TrainConfig(beta=2.0, kl_schedule="cyclic", kl_warmup_epochs=1, kl_cycle_epochs=2)
@@ -210,7 +232,7 @@ def test_ema_average_is_an_exponential_average():
             lin.weight.fill_(v)
         ema.update_parameters(lin)
         expect = v if expect is None else 0.9 * expect + 0.1 * v
-    assert math.isclose(float(ema.module.weight), expect, rel_tol=1e-6)
+    assert math.isclose(float(ema.module.weight.detach()), expect, rel_tol=1e-6)
 
 
 def test_dequantisation_keeps_each_value_in_its_bin(images_npz):
@@ -254,6 +276,7 @@ def test_the_user_can_insist_on_the_tutorials_loss(images_npz):
     ({"model": {"likelihood": "poisson"}}, "model.likelihood"),
     ({"model": {"name": "pca", "likelihood": "bernoulli"}}, "fitted by squared error"),
     ({"train": {"samples": 0}}, "train.samples"),
+    ({"model": {"dropout": 1.0}}, "model.dropout"),
 ])
 def test_bad_combinations_name_the_key(raw, message):
     with pytest.raises(VaekitError, match=message.replace(".", r"\.").replace("(", r"\(")):

@@ -53,6 +53,7 @@ class ModelConfig:
     arch: Literal["mlp", "conv", "resnet"] = "mlp"
     hidden: list[int] | None = None  # mlp: hidden widths; None: the model's default (MODEL_DEFAULTS)
     block: Literal["plain", "residual", "gated"] = "plain"  # mlp hidden layers
+    dropout: float = 0.0  # mlp: probability of zeroing each hidden unit in training (0: off)
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv/resnet: width of each stride-2 stage
     depth: int = 2  # resnet: residual blocks per stage
     activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
@@ -212,6 +213,8 @@ def _check_ranges(section: str, obj: Any) -> None:
         if obj.objective == "iwae" and obj.free_bits > 0:
             raise VaekitError("config key 'train.free_bits': free bits act on a per-dimension KL, which the IWAE bound does not have; use objective 'elbo'")
     if section == "model":
+        if not 0 <= obj.dropout < 1:
+            raise VaekitError(f"config key 'model.dropout': got {obj.dropout!r}, must be in [0, 1)")
         if obj.prior == "vamp" and obj.conditional:
             raise VaekitError("config key 'model.prior': 'vamp' is not available for a conditional VAE; use 'standard_normal' or 'mog'")
         if obj.name in ("pca", "linear_ae") and obj.likelihood not in (None, "gaussian"):

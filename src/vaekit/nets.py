@@ -44,13 +44,17 @@ class Dense(nn.Module):
         return x + h if self.skip else h
 
 
-def mlp(sizes: list[int], activation: str = "relu", block: str = "plain") -> nn.Sequential:
+def mlp(sizes: list[int], activation: str = "relu", block: str = "plain", dropout: float = 0.0) -> nn.Sequential:
     """Hidden layers of the given kind, then a final linear layer (no activation after it).
 
-    Plain layers are stored as Linear and activation modules, the layout of earlier checkpoints."""
+    Plain layers are stored as Linear and activation modules, the layout of earlier checkpoints.
+    dropout > 0 zeroes each hidden unit with that probability in training (Srivastava et al. 2014);
+    it has no weights, and eval() turns it off."""
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-2], sizes[1:-1]):
         layers += [nn.Linear(a, b), ACTIVATIONS[activation]()] if block == "plain" else [Dense(a, b, activation, block)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(sizes[-2], sizes[-1]))
     return nn.Sequential(*layers)
 
@@ -59,9 +63,9 @@ class MLPEncoder(nn.Module):
     """(B, *shape) [+ (B, cond_dim)] -> (B, out_dim) through hidden layers."""
 
     def __init__(self, shape: tuple[int, ...], hidden: list[int], out_dim: int, activation: str = "relu",
-                 block: str = "plain", cond_dim: int = 0):
+                 block: str = "plain", cond_dim: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.net = mlp([math.prod(shape) + cond_dim, *hidden, out_dim], activation, block)
+        self.net = mlp([math.prod(shape) + cond_dim, *hidden, out_dim], activation, block, dropout)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = x.flatten(1)  # (B, F)
@@ -74,10 +78,10 @@ class MLPDecoder(nn.Module):
     """(B, D) -> (B, *shape): hidden layers in the given order (pass them reversed for a mirror)."""
 
     def __init__(self, latent_dim: int, hidden: list[int], shape: tuple[int, ...], activation: str = "relu",
-                 block: str = "plain"):
+                 block: str = "plain", dropout: float = 0.0):
         super().__init__()
         self.shape = tuple(shape)
-        self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation, block)
+        self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation, block, dropout)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).unflatten(1, self.shape)  # (B, F) -> (B, *shape)

@@ -230,8 +230,8 @@ def build_model(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
         enc = nets.ResNetEncoder(shape, cfg.channels, cfg.depth, out, cfg.activation, cond_dim=n_cls)
         dec = nets.ResNetDecoder(d + n_cls, cfg.channels, cfg.depth, pshape, cfg.activation)
     else:
-        enc = nets.MLPEncoder(shape, cfg.hidden, out, cfg.activation, cfg.block, cond_dim=n_cls)
-        dec = nets.MLPDecoder(d + n_cls, list(reversed(cfg.hidden)), pshape, cfg.activation, cfg.block)
+        enc = nets.MLPEncoder(shape, cfg.hidden, out, cfg.activation, cfg.block, cond_dim=n_cls, dropout=cfg.dropout)
+        dec = nets.MLPDecoder(d + n_cls, list(reversed(cfg.hidden)), pshape, cfg.activation, cfg.block, cfg.dropout)
     common = dict(components=cfg.mixture_components, num_classes=n_cls)
     if cfg.name == "vae":
         try:

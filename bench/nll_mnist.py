@@ -74,19 +74,23 @@ def main() -> None:
     k = args.k if args.row != "d" else 0
     res = evaluate(model, x, k=k, y=data.y_test[: len(x)] if getattr(model, "conditional", False) else None)
     eval_s = time.perf_counter() - t1
-    bound = "val_iwae" if cfg.train.objective == "iwae" else "val_elbo"
+    # the validation curve: a bound on the NLL for the VAEs, the cross-entropy the AE is trained on for row d
+    bound = "val_loss" if args.row == "d" else "val_iwae" if cfg.train.objective == "iwae" else "val_elbo"
+    sign = 1 if args.row == "d" else -1
+    what = "validation cross-entropy in nats" if args.row == "d" else "validation bound on NLL in nats"
     print(f"row {args.row}: {title}  ({config})")
     setup = f" ({train_s / 60:.1f} min with setup and checkpoints, {torch.get_num_threads()} threads)" if train_s else ""
     print(f"  trained {len(hist)} epochs in {hist[-1]['seconds'] / 60:.1f} min of training{setup}")
-    print("  curve (minutes, epoch, validation bound on NLL in nats):")
+    print(f"  curve (minutes, epoch, {what}):")
     marks = sorted({max(1, round(len(hist) * f)) for f in (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)})
     for e in marks:
         r = hist[e - 1]
         if bound in r:
-            print(f"    {r['seconds'] / 60:6.1f} min  epoch {r['epoch']:5d}  {-r[bound]:.2f}")
+            print(f"    {r['seconds'] / 60:6.1f} min  epoch {r['epoch']:5d}  {sign * r[bound]:.2f}")
     summary = {"row": args.row, "config": config, "epochs": len(hist), "train_minutes": hist[-1]["seconds"] / 60,
                "eval_seconds": eval_s, "eval_threads": torch.get_num_threads(), "n_test": len(x), "published": published,
-               "curve": [(r["seconds"] / 60, r["epoch"], -r[bound]) for r in hist if bound in r]}
+               "curve": [(r["seconds"] / 60, r["epoch"], sign * r[bound]) for r in hist if bound in r],
+               "run_config": cfg.to_dict()}  # every setting, overrides included
     if args.row == "d":
         se = res["squared_error"]["value"]
         print(f"  test squared error per image: {se:.3f}  (published {published:.2f}; target <= 3.00)")
@@ -103,18 +107,20 @@ def main() -> None:
         summary.update(log_px=lp, stderr=se, elbo=res["elbo"]["value"], active_units=res["active_units"]["value"])
     if summary["curve"]:
         final = (summary["train_minutes"], -summary["log_px"]) if "log_px" in summary else None
-        plot_curve(summary["curve"], published if args.row != "d" else None, final, f"row {args.row}: {title}", out / "curve.png")
+        plot_curve(summary["curve"], published if args.row != "d" else None, final, f"row {args.row}: {title}", out / "curve.png",
+                   ylabel="validation cross-entropy (nats)" if args.row == "d" else "NLL bound (nats)")
     (out / ("bench.json" if k or args.row == "d" else "bench_train.json")).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def plot_curve(curve: list, published: float | None, final: tuple | None, title: str, path: Path) -> None:
+def plot_curve(curve: list, published: float | None, final: tuple | None, title: str, path: Path,
+               ylabel: str = "NLL bound (nats)") -> None:
     """Validation bound on the NLL (nats) against minutes of training, with the published NLL and the
     final importance-sampled test NLL (minutes, nats) when there is one."""
     from vaekit.viz import _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot([c[0] for c in curve], [c[2] for c in curve], marker=".", ms=3, label="validation bound (vaekit)")
+    ax.plot([c[0] for c in curve], [c[2] for c in curve], marker=".", ms=3, label="validation " + ("bound" if ylabel.startswith("NLL") else "cross-entropy"))
     if published is not None:
         ax.axhline(-published, color="k", ls="--", lw=1, label=f"published test NLL {-published:.2f}")
     if final is not None:
@@ -123,7 +129,7 @@ def plot_curve(curve: list, published: float | None, final: tuple | None, title:
              + [final[1] if final is not None else float("inf")])
     ax.set_ylim(lo - 2, lo + 20)
     ax.set_xlabel("minutes of training")
-    ax.set_ylabel("NLL bound (nats)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

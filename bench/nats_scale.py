@@ -17,6 +17,7 @@ import time
 import torch
 
 import vaekit
+from vaekit.config import from_dict
 from vaekit.data import prepare
 from vaekit.evaluation import evaluate
 
@@ -39,8 +40,6 @@ def main() -> None:
     data_cfg = {**DATA, "limit": args.limit} if args.limit else DATA
     torch.set_num_threads(args.threads)
     train = {"epochs": args.epochs, "batch_size": 128, "lr": 1e-3, "schedule": "cosine", "progress": False, "eval_k": 0}
-    from vaekit.config import from_dict
-
     data = prepare(from_dict({"data": data_cfg}).data)
     print(f"dequantised MNIST: {len(data.x_train)} training, {len(data.x_test)} test images; "
           f"{args.epochs} epochs per VAE, K = {args.k}, {torch.get_num_threads()} threads")

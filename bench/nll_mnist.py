@@ -75,9 +75,10 @@ def main() -> None:
     res = evaluate(model, x, k=k, y=data.y_test[: len(x)] if getattr(model, "conditional", False) else None)
     eval_s = time.perf_counter() - t1
     # the validation curve: a bound on the NLL for the VAEs, the cross-entropy the AE is trained on for row d
-    bound = "val_loss" if args.row == "d" else "val_iwae" if cfg.train.objective == "iwae" else "val_elbo"
-    sign = 1 if args.row == "d" else -1
-    what = "validation cross-entropy in nats" if args.row == "d" else "validation bound on NLL in nats"
+    if args.row == "d":
+        bound, sign, what = "val_loss", 1, "validation cross-entropy (nats)"
+    else:
+        bound, sign, what = ("val_iwae" if cfg.train.objective == "iwae" else "val_elbo"), -1, "validation bound on the NLL (nats)"
     print(f"row {args.row}: {title}  ({config})")
     setup = f" ({train_s / 60:.1f} min with setup and checkpoints, {torch.get_num_threads()} threads)" if train_s else ""
     print(f"  trained {len(hist)} epochs in {hist[-1]['seconds'] / 60:.1f} min of training{setup}")
@@ -107,20 +108,18 @@ def main() -> None:
         summary.update(log_px=lp, stderr=se, elbo=res["elbo"]["value"], active_units=res["active_units"]["value"])
     if summary["curve"]:
         final = (summary["train_minutes"], -summary["log_px"]) if "log_px" in summary else None
-        plot_curve(summary["curve"], published if args.row != "d" else None, final, f"row {args.row}: {title}", out / "curve.png",
-                   ylabel="validation cross-entropy (nats)" if args.row == "d" else "NLL bound (nats)")
+        plot_curve(summary["curve"], what, published if args.row != "d" else None, final, f"row {args.row}: {title}", out / "curve.png")
     (out / ("bench.json" if k or args.row == "d" else "bench_train.json")).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def plot_curve(curve: list, published: float | None, final: tuple | None, title: str, path: Path,
-               ylabel: str = "NLL bound (nats)") -> None:
-    """Validation bound on the NLL (nats) against minutes of training, with the published NLL and the
-    final importance-sampled test NLL (minutes, nats) when there is one."""
+def plot_curve(curve: list, what: str, published: float | None, final: tuple | None, title: str, path: Path) -> None:
+    """The validation curve (minutes, epoch, value) against minutes of training, with the published NLL
+    and the final importance-sampled test NLL (minutes, nats) when there are ones."""
     from vaekit.viz import _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot([c[0] for c in curve], [c[2] for c in curve], marker=".", ms=3, label="validation " + ("bound" if ylabel.startswith("NLL") else "cross-entropy"))
+    ax.plot([c[0] for c in curve], [c[2] for c in curve], marker=".", ms=3, label=what)
     if published is not None:
         ax.axhline(-published, color="k", ls="--", lw=1, label=f"published test NLL {-published:.2f}")
     if final is not None:
@@ -129,7 +128,7 @@ def plot_curve(curve: list, published: float | None, final: tuple | None, title:
              + [final[1] if final is not None else float("inf")])
     ax.set_ylim(lo - 2, lo + 20)
     ax.set_xlabel("minutes of training")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(what)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -26,7 +26,7 @@ def trained(tmp_path, images_npz, capsys):
 
 def test_train_writes_a_complete_run(trained):
     names = {p.name for p in trained.iterdir()}
-    assert {"config.json", "metrics.jsonl", "checkpoint", "model", "eval.json", "curves.png", "reconstructions.png", "samples.png"} <= names
+    assert {"config.json", "metrics.jsonl", "checkpoints", "model", "eval.json", "curves.png", "reconstructions.png", "samples.png"} <= names
     ev = json.loads((trained / "eval.json").read_text())
     assert ev["log_px"]["unit"] == "nats" and ev["log_px"]["value"] <= ev["elbo"]["value"] + 5.0
 
@@ -84,7 +84,7 @@ def _one_line_error(code, err, fragment):
     (["train", "--set", "data.name={tmp}/none.npz", "--out", "{tmp}/r"], "neither a dataset name"),
     (["train", "--set", "data.name={tmp}/corrupt.npy", "--out", "{tmp}/r"], "cannot read"),
     (["train", "--set", "data.name={tmp}/neg.npy", "--set", "data.scaling=none", "--out", "{tmp}/r"], "needs data in [0, 1]"),
-    (["train", "--set", "data.name={tmp}/neg.npy", "--out", "{tmp}/file.txt/r"], "is not writable"),
+    (["train", "--set", "data.name={tmp}/neg.npy", "--out", "{tmp}/file.txt/r"], "is not a folder"),
     (["train", "--set", "data.name={tmp}/neg.npy"], "needs --out"),
     (["train", "--resume", "{tmp}/nothing"], "not a run directory"),
     (["evaluate", "{tmp}/nothing"], "does not exist"),

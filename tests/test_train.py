@@ -28,7 +28,10 @@ def test_training_lowers_the_loss_and_logs(data, tmp_path):
     assert {"train_loss", "train_nll", "train_kl", "val_loss", "val_elbo", "lr", "seconds"} <= set(lines[0])
     r = lines[-1]
     assert math.isclose(r["train_loss"], r["train_nll"] + r["train_kl"], rel_tol=1e-5)  # beta = 1
-    assert (tmp_path / "run" / "checkpoint" / "training.json").exists() and (tmp_path / "run" / "model" / "config.json").exists()
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts == ["step-000000016", "step-000000024", "step-000000032"]  # the newest 3 of 4 epochs x 8 steps
+    assert (tmp_path / "run" / "checkpoints" / ckpts[-1] / "training.json").exists()
+    assert (tmp_path / "run" / "model" / "config.json").exists()
 
 
 def test_resume_is_bit_identical(data, tmp_path):

@@ -31,18 +31,20 @@ def resolve_config(config: RunConfig | dict | str | Path | None, overrides: list
 
 
 def _check_writable(run_dir: Path) -> None:
-    parent = run_dir.resolve().parent
-    probe = parent
+    """Refuse early (before any data is read) an output directory that cannot be created: probe the
+    nearest existing ancestor by creating and removing a temporary directory in it (permission
+    bits alone do not tell, e.g. for root on a read-only filesystem)."""
+    import tempfile
+
+    probe = run_dir.resolve().parent
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not _can_write(probe):
-        raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable")
-
-
-def _can_write(path: Path) -> bool:
-    import os
-
-    return os.access(path, os.W_OK | os.X_OK)
+    if not probe.is_dir():
+        raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=probe, prefix=".vaekit-probe-").cleanup()
+    except OSError as e:
+        raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable ({e.strerror})") from None
 
 
 def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Path | None = None,
@@ -52,10 +54,25 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
 
     With `resume`, the run's saved config is used (overrides still apply, e.g. more epochs).
     """
-    from .models import PCA, build_model
-    from .training import fit, resolve_device
+    from .runlock import RunLock
 
     run = Path(run_dir) if run_dir is not None else None
+    locks: list[RunLock] = []
+    try:
+        if run is not None and run.is_dir():
+            locks.append(RunLock(run).acquire())  # before anything else: a second process refuses, naming the first
+        return _train(config, run, overrides, resume, data, pictures, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _train(config, run: Path | None, overrides, resume: bool, data: Data | None, pictures: bool, locks: list) -> dict[str, Any]:
+    from .checkpoint import CHECKPOINTS, write_text_durable
+    from .models import PCA, build_model
+    from .runlock import LOCK_NAME, RunLock
+    from .training import fit, resolve_device
+
     if resume:
         if run is None or not (run / "config.json").is_file():
             raise VaekitError(f"cannot resume: '{run}' is not a run directory (no config.json)")
@@ -63,7 +80,7 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
     else:
         cfg = resolve_config(config, overrides)
         if run is not None:
-            if run.exists() and any(run.iterdir()):
+            if run.exists() and any(p.name != LOCK_NAME for p in run.iterdir()):
                 raise VaekitError(f"run directory '{run}' already exists and is not empty; use --resume or another --out")
             _check_writable(run)
     device = resolve_device(cfg.train.device)
@@ -74,11 +91,14 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
     if not resume and hasattr(getattr(model, "prior_module", None), "init_from"):
         model.prior_module.init_from(data.x_train)  # VampPrior: pseudo-inputs start at training examples
 
-    created = run is not None and not run.exists()
+    created = run is not None and not resume and not (run / "config.json").exists()
+    if run is not None:
+        run.mkdir(parents=True, exist_ok=True)
+        if not locks:
+            locks.append(RunLock(run).acquire())
     try:
         if run is not None:
-            run.mkdir(parents=True, exist_ok=True)
-            cfg.save(run / "config.json")
+            write_text_durable(run / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         if isinstance(model, PCA):
             model.fit(data.x_train)
             history: list[dict] = []
@@ -88,7 +108,8 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
             result = fit(model, data, cfg.train, run, resume=resume)
             model, history = result.model, result.history
     except BaseException:
-        if created and not (run / "checkpoint").exists() and not (run / "model").exists():
+        # A run that never reached its first checkpoint holds nothing worth resuming: leave no trace.
+        if created and not (run / CHECKPOINTS).exists() and not (run / "model").exists():
             shutil.rmtree(run, ignore_errors=True)
         raise
 
@@ -98,7 +119,7 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
     results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
                        dequantized=data.dequantize)
     if run is not None:
-        (run / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_text_durable(run / "eval.json", json.dumps(results, indent=2) + "\n")
         if pictures:
             write_pictures(model, data, history, run)
     return {"model": model, "history": history, "eval": results, "run_dir": run, "config": cfg}

@@ -1,10 +1,14 @@
 """Plain-data checkpoints: a JSON config plus safetensors weights. Nothing is pickled.
 
 ``save_pretrained(model, dir)`` writes ``config.json`` and ``model.safetensors``; ``load(dir)``
-rebuilds the model from them without any training code. Training checkpoints add the optimiser
-and scheduler state and the RNG states (``training.json`` + ``optimizer.safetensors``). Every
-directory is written to a temporary sibling first and renamed into place, so a kill never leaves
-a half-written checkpoint where a complete one is expected.
+rebuilds the model from them without any training code. Training checkpoints live in
+``RUN/checkpoints/step-NNNNNNNNN/`` and add the optimiser, scheduler, EMA, RNG and trainer state
+(``training.json`` + ``state.safetensors``); the last N and the best one are kept.
+
+Every directory is written to a temporary sibling, each file is fsynced, and the directory is
+renamed into place (then the parent is fsynced), so a kill or a full disk never leaves a torn
+checkpoint where a complete one is expected. Replacing a directory takes two renames; a kill
+between them leaves ``.NAME.old``, which `recover` (called by `load` and by resume) puts back.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -23,22 +28,70 @@ import torch
 from .config import build_section
 from .errors import VaekitError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # model directories (config.json + model.safetensors)
+TRAINING_FORMAT_VERSION = 2  # training checkpoints (2: checkpoints/step-N/, mid-epoch state, history)
+CHECKPOINTS = "checkpoints"
+_STEP_DIR = re.compile(r"^step-(\d{9})$")
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's or a directory's contents to disk (directories: their entries)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # e.g. directories cannot be opened on Windows
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories
+    finally:
+        os.close(fd)
+
+
+def write_text_durable(path: str | Path, text: str) -> None:
+    """Write `text` to `path` via a temporary sibling, fsync and rename: all or nothing."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
+
+
+def recover(target: str | Path) -> None:
+    """Finish a directory replacement that a kill interrupted between its two renames."""
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
 
 
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `target` only if the block finishes."""
+    """Yield a temporary directory that replaces `target` only if the block finishes.
+
+    Files written into it are fsynced before the rename, and the parent after it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    recover(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        for f in tmp.iterdir():
+            fsync_path(f)
+        fsync_path(tmp)
         old = target.with_name(f".{target.name}.old")
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
         os.replace(tmp, target)
+        fsync_path(target.parent)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -66,8 +119,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise VaekitError(f"'{path}' is missing") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VaekitError(f"cannot read '{path}': {e}") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise VaekitError(f"cannot read '{path}': {str(e)[:200]}") from None
 
 
 def unwrap(model: Any) -> Any:
@@ -103,43 +156,78 @@ def save_pretrained(model: Any, directory: str | Path) -> Path:
     return Path(directory)
 
 
+_META_KEYS = {
+    "format", "format_version", "vaekit_version", "model", "shape",
+    "n_components", "whiten",  # pca
+    "config", "latent_dim", "likelihood", "sigma", "variational", "components", "num_classes", "prior",
+    "prior_components",
+}
+
+
+def _check_meta(meta: Any, where: Path) -> dict[str, Any]:
+    """Validate a model directory's config.json as untrusted plain data before anything is built.
+
+    The only strings that can reach the model are the enumerated choices of ModelConfig; nothing in
+    it is a path, a module or a class name."""
+    if not isinstance(meta, dict) or meta.get("format") != "vaekit":
+        raise VaekitError(f"'{where}' is not a vaekit model config")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise VaekitError(f"'{where}': key 'format_version' is {version!r}, expected a positive integer")
+    if version > FORMAT_VERSION:
+        raise VaekitError(f"'{where.parent}' uses model format {version}; this vaekit reads up to {FORMAT_VERSION}: upgrade vaekit")
+    unknown = sorted(set(meta) - _META_KEYS)
+    if unknown:
+        raise VaekitError(f"'{where}': unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_META_KEYS))}")
+    if meta.get("model") not in ("pca", "linear_ae", "ae", "vae", "custom"):
+        raise VaekitError(f"'{where}': key 'model' is {meta.get('model')!r}, expected one of pca, linear_ae, ae, vae, custom")
+    shape = meta.get("shape")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in shape)):
+        raise VaekitError(f"'{where}': key 'shape' is {shape!r}, expected 1 to 3 positive sizes")
+    if meta["model"] not in ("pca", "custom") and not isinstance(meta.get("config"), dict):
+        raise VaekitError(f"'{where}': key 'config' is {meta.get('config')!r}, expected a table of model settings")
+    return meta
+
+
 def load(directory: str | Path, device: str | torch.device = "cpu",
          encoder: torch.nn.Module | None = None, decoder: torch.nn.Module | None = None) -> Any:
-    """Rebuild a model saved by `save_pretrained`. Custom nets must be passed as encoder/decoder."""
+    """Rebuild a model saved by `save_pretrained`. Custom nets must be passed as encoder/decoder.
+
+    Reads only config.json (validated as untrusted data) and model.safetensors; never unpickles."""
     from .models import PCA, Autoencoder, VAE, build_model
 
     d = Path(directory)
+    recover(d)
     if not d.is_dir():
         raise VaekitError(f"model directory '{d}' does not exist")
-    meta = _read_json(d / "config.json")
-    if meta.get("format") != "vaekit":
-        raise VaekitError(f"'{d / 'config.json'}' is not a vaekit model config")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise VaekitError(f"'{d}' uses checkpoint format {meta['format_version']}; this vaekit reads up to {FORMAT_VERSION}")
+    meta = _check_meta(_read_json(d / "config.json"), d / "config.json")
     state = _load_tensors(d / "model.safetensors", device)
     shape = tuple(meta["shape"])
-    if meta["model"] == "pca":
-        return PCA(meta["n_components"], whiten=meta["whiten"]).load_state_dict(state, shape)
-    if meta["model"] == "custom":
-        if encoder is None or decoder is None:
-            raise VaekitError(f"'{d}' holds a model with custom nets: pass encoder= and decoder= to load()")
-        extra = {"components": meta.get("components", 5), "num_classes": meta.get("num_classes", 0)}
-        if meta["variational"]:
-            model = VAE(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra,
-                        prior=meta.get("prior") or "standard_normal", prior_components=meta.get("prior_components") or None)
-        else:
-            model = Autoencoder(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra)
-    else:
-        model = build_model(build_section("model", meta["config"]), shape)
     try:
+        if meta["model"] == "pca":
+            return PCA(meta["n_components"], whiten=meta["whiten"]).load_state_dict(state, shape)
+        if meta["model"] == "custom":
+            if encoder is None or decoder is None:
+                raise VaekitError(f"'{d}' holds a model with custom nets: pass encoder= and decoder= to load()")
+            extra = {"components": meta.get("components", 5), "num_classes": meta.get("num_classes", 0)}
+            if meta["variational"]:
+                model = VAE(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra,
+                            prior=meta.get("prior") or "standard_normal", prior_components=meta.get("prior_components") or None)
+            else:
+                model = Autoencoder(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra)
+        else:
+            model = build_model(build_section("model", meta["config"]), shape)
         model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
+    except VaekitError as e:
+        raise VaekitError(f"'{d / 'config.json'}': {e}") from None
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        first = str(e).strip().splitlines() or [type(e).__name__]
         raise VaekitError(f"weights in '{d}' do not match its config: {' '.join(first[:2])}") from None
     return model.to(device).eval()
 
 
-# -- training state -----------------------------------------------------------------------------
+# -- training checkpoints ------------------------------------------------------------------------
 
 def _split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Replace tensors in nested plain data by {'__tensor__': key}, collecting them in `tensors`."""
@@ -163,22 +251,71 @@ def _join_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def save_training_state(directory: str | Path, model: Any, state: dict[str, Any]) -> None:
-    """Write model weights and the trainer's state (nested data with tensors) atomically."""
+def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
+    """The complete training checkpoints of a run, oldest first (by optimiser step)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    for name in os.listdir(root):
+        if _STEP_DIR.match(name):
+            recover(root / name)
+    found = [root / n for n in os.listdir(root) if _STEP_DIR.match(n) and (root / n).is_dir()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def save_checkpoint(run_dir: str | Path, model: Any, state: dict[str, Any], step: int, keep: int,
+                    protect: int | None = None) -> Path:
+    """Write a training checkpoint for optimiser step `step` atomically, then delete all but the
+    newest `keep` and the one at step `protect` (the best epoch's). Returns its directory."""
     tensors: dict[str, torch.Tensor] = {}
     plain = _split_state(state, "s", tensors)
-    with atomic_dir(directory) as tmp:
+    target = Path(run_dir) / CHECKPOINTS / f"step-{step:09d}"
+    with atomic_dir(target) as tmp:
         _save_tensors(unwrap(model).state_dict(), tmp / "model.safetensors")
         _save_tensors(tensors, tmp / "state.safetensors")
-        (tmp / "training.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "state": plain}) + "\n")
+        # training.json last: a directory without it was never complete (it cannot be renamed into place anyway).
+        (tmp / "training.json").write_text(json.dumps({"format": "vaekit-training", "format_version": TRAINING_FORMAT_VERSION,
+                                                       "step": step, "state": plain}) + "\n")
+    dirs = checkpoint_dirs(run_dir)
+    keep_names = {p.name for p in dirs[-keep:]} | ({f"step-{protect:09d}"} if protect is not None else set())
+    for p in dirs:
+        if p.name not in keep_names:
+            shutil.rmtree(p, ignore_errors=True)
+    return target
 
 
-def load_training_state(directory: str | Path, model: Any) -> dict[str, Any]:
-    """Load weights into `model` and return the trainer's state saved beside them."""
+def clean_partial_writes(run_dir: str | Path) -> None:
+    """Remove the temporary directories of checkpoint writes that a kill interrupted."""
+    for parent in (Path(run_dir), Path(run_dir) / CHECKPOINTS):
+        if parent.is_dir():
+            for p in parent.iterdir():
+                if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+
+
+def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
+    """Load a training checkpoint's weights into `model`; return the trainer's state saved beside them.
+
+    A newer format, a damaged file or weights that do not fit `model` are refused with one line."""
     d = Path(directory)
     meta = _read_json(d / "training.json")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise VaekitError(f"checkpoint '{d}' has format {meta['format_version']}; this vaekit reads up to {FORMAT_VERSION}")
-    ref = next(unwrap(model).parameters())
-    unwrap(model).load_state_dict(_load_tensors(d / "model.safetensors", ref.device))
-    return _join_state(meta["state"], _load_tensors(d / "state.safetensors"))
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != "vaekit-training" or not isinstance(version, int):
+        raise VaekitError(f"checkpoint '{d}' is damaged or not a vaekit training checkpoint (training.json)")
+    if version > TRAINING_FORMAT_VERSION:
+        raise VaekitError(f"checkpoint '{d}' has format {version}; this vaekit reads up to {TRAINING_FORMAT_VERSION}: upgrade vaekit")
+    if version < TRAINING_FORMAT_VERSION:
+        raise VaekitError(f"checkpoint '{d}' has the older format {version}; this vaekit resumes format {TRAINING_FORMAT_VERSION} only")
+    weights = _load_tensors(d / "model.safetensors")
+    try:
+        state = _join_state(meta["state"], _load_tensors(d / "state.safetensors"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise VaekitError(f"checkpoint '{d}' is damaged: its state refers to a missing entry {e}") from None
+    if not isinstance(state, dict) or "trainer" not in state:
+        raise VaekitError(f"checkpoint '{d}' is damaged: no trainer state in training.json")
+    try:
+        unwrap(model).load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise VaekitError(f"checkpoint '{d}' does not match the run's model config: {' '.join(first[:2])}") from None
+    return state

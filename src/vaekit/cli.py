@@ -7,6 +7,7 @@ the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
+    p.add_argument("--on-nan", choices=["stop", "rollback"], help="on a non-finite loss: stop with a diagnosis (default) "
+                   "or restore the last good checkpoint, halve the learning rate and go on (train.max_rollbacks times)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_arg(p)
 
@@ -119,6 +122,8 @@ def cmd_train(args) -> int:
         overrides.append(f"train.device={args.device}")
     if args.quiet:
         overrides.append("train.progress=false")
+    if args.on_nan:
+        overrides.append(f"train.on_nan={args.on_nan}")
     if args.resume:
         if args.config or args.out:
             raise VaekitError("--resume RUN continues an existing run: give no config file or --out")
@@ -290,11 +295,16 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import TrainingInterrupted
+
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
+    except TrainingInterrupted as e:
+        print(f"vaekit: {e}", file=sys.stderr)
+        return e.exit_code
     except VaekitError as e:
         if debug:
             raise
@@ -308,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if debug:
             raise
-        if e.errno == 28:  # ENOSPC
-            print(f"vaekit: error: no space left on device writing '{e.filename}'", file=sys.stderr)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+            where = f" writing '{e.filename}'" if e.filename else ""
+            print(f"vaekit: error: {e.strerror or e}{where}; earlier checkpoints are intact: free space, then "
+                  "'vaekit train --resume RUN'", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

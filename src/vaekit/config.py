@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -105,6 +106,10 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient norm
     patience: int | None = None  # early stopping on validation loss; None: off
     max_minutes: float | None = None  # stop after the first epoch that ends past this much training time
+    checkpoint_every: int | None = None  # also checkpoint every N optimiser steps (None: at the end of each epoch only)
+    keep_checkpoints: int = 3  # training checkpoints kept: the newest N, plus the best epoch's
+    on_nan: Literal["stop", "rollback"] = "stop"  # non-finite loss/gradient: stop with a diagnosis, or roll back
+    max_rollbacks: int = 3  # rollback: restore the last good checkpoint and halve the lr at most this often
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_k: int = 1000  # importance samples for log p(x) at the end of training (0: skip)
@@ -186,19 +191,23 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 def _check_ranges(section: str, obj: Any) -> None:
     """Values that type-check but make no sense: sizes must be positive, rates non-negative."""
-    positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr", "samples", "mixture_components", "depth"}
+    positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr", "samples", "mixture_components", "depth",
+                "keep_checkpoints"}
     non_negative = {"val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma",
-                    "free_bits", "kl_cycle_epochs"}
+                    "free_bits", "kl_cycle_epochs", "max_rollbacks"}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         key = f"{section}.{f.name}"
+        if isinstance(v, float) and not math.isfinite(v):
+            raise VaekitError(f"config key '{key}': got {v!r}, must be a finite number")
         if f.name in positive and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
         if f.name in non_negative and v < 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
         if f.name in {"hidden", "channels", "image_size"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
-        if f.name in {"limit", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes"} and v is not None and v <= 0:
+        if f.name in {"limit", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
+                      "checkpoint_every"} and v is not None and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
     if section == "data" and obj.image_size is not None and len(obj.image_size) != 2:
         raise VaekitError(f"config key 'data.image_size': got {obj.image_size!r}, expected [height, width]")

@@ -8,3 +8,18 @@ line on stderr and exit code 2; programming errors keep their tracebacks.
 
 class VaekitError(ValueError):
     """Bad input from the user: a one-line, actionable message."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped cleanly on SIGINT or SIGTERM after finishing its current step.
+
+    `message` says where it stopped and how to resume; `exit_code` is 128 + the signal number
+    (130 for SIGINT, 143 for SIGTERM), as a shell reports a process the signal ended."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

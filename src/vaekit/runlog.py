@@ -32,10 +32,11 @@ class RunLog:
     def metrics_path(self) -> Path | None:
         return self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
 
-    def bar(self, iterable: Iterable, total: int, desc: str):
+    def bar(self, iterable: Iterable, total: int, desc: str, initial: int = 0):
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True)
+        return tqdm(iterable, total=total, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True,
+                    initial=initial)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one epoch's metrics."""
@@ -49,15 +50,13 @@ class RunLog:
                     self._tb.add_scalar(k, v, record.get("epoch", 0))
             self._tb.flush()
 
-    def truncate_after(self, epoch: int) -> list[dict[str, Any]]:
-        """Drop records past `epoch` (written after the checkpoint a resume starts from); return the rest."""
-        if self.metrics_path is None or not self.metrics_path.exists():
-            return []
-        records = [json.loads(ln) for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
-        keep = [r for r in records if r["epoch"] <= epoch]
-        if self.is_main and len(keep) != len(records):
-            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        return keep
+    def rewrite(self, records: list[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl by `records` atomically (a resume restores the checkpoint's history)."""
+        if not self.is_main or self.metrics_path is None:
+            return
+        from .checkpoint import write_text_durable
+
+        write_text_durable(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
     def save(self, write: Callable[[], Any]) -> None:
         """Run a checkpoint/picture writer on the main process only."""

@@ -1,26 +1,42 @@
 """One straight training loop for every trainable model.
 
 Reads top to bottom in execution order: set up, (resume), then for each epoch: shuffle, step
-through batches (forward -> objective -> backward -> clip -> step), validate, log, checkpoint, early
-stop. The objective is computed from the output of ``model(x)``, so a DDP wrapper sees it; every
-side effect goes through `RunLog`.
+through batches (forward -> objective -> backward -> check -> clip -> step), validate, log,
+checkpoint, early stop. The objective is computed from the output of ``model(x)``, so a DDP wrapper
+sees it; every side effect goes through `RunLog`.
+
+Reliability:
+
+- a checkpoint holds everything the loop's future depends on (weights, optimiser, scheduler, EMA,
+  RNG states, the epoch's shuffle, the position inside the epoch, partial sums, counters and the
+  metrics history), so a resumed run ends bit-identical to an uninterrupted one;
+- the first SIGINT/SIGTERM finishes the current step, writes a checkpoint and raises
+  `TrainingInterrupted` (a second one interrupts at once);
+- every step checks the loss and the gradient norm; a non-finite one stops training with a
+  diagnosis, or (``on_nan = "rollback"``) restores the last good state and halves the learning rate.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import signal
+import sys
+import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import load_training_state, save_pretrained, save_training_state, unwrap
+from .checkpoint import checkpoint_dirs, clean_partial_writes, load_checkpoint, recover, save_checkpoint, save_pretrained, unwrap
 from .config import TrainConfig
 from .data import Data, batches
-from .errors import VaekitError
-from .objectives import OBJECTIVES
+from .errors import TrainingInterrupted, VaekitError
+from .objectives import OBJECTIVES, elbo_terms
+from .runlock import RunLock
 from .runlog import RunLog
 
 
@@ -82,21 +98,102 @@ class TrainResult:
     seconds: float = 0.0
 
 
+class StopSignals:
+    """While active (main thread only), the first SIGINT or SIGTERM only records a request to stop
+    after the current step; a second one raises KeyboardInterrupt at once."""
+
+    def __init__(self, log: RunLog):
+        self.log, self.signum, self._old = log, None, {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nvaekit: {signal.Signals(signum).name} received: stopping after this step "
+              "(send it again to stop at once, without a checkpoint)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+def grad_norm(model: torch.nn.Module, clip: float | None) -> torch.Tensor:
+    """The global L2 norm of the gradients (clipping them to `clip` if given): a 0-dim tensor."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+    if not params:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params]))
+
+
+@torch.no_grad()
+def diagnose(out: Any, x: torch.Tensor, loss: torch.Tensor, gnorm: torch.Tensor, model: Any, cfg: TrainConfig) -> str:
+    """Why a step went non-finite, in one line: which value, which term, the encoder's log-variance
+    range, the likely cause and what to try."""
+    what = f"the loss is {float(loss)}" if not torch.isfinite(loss) else f"the loss is finite but the gradient norm is {float(gnorm)}"
+    parts, cause = [what], None
+    try:
+        terms = {k: float(v.mean()) for k, v in elbo_terms(out, x).items() if k in ("nll", "kl")}
+    except (ValueError, RuntimeError):
+        terms = {}
+    names = {"nll": "reconstruction", "kl": "KL"}
+    if terms:
+        parts.append(", ".join(f"{names[k]} term {v:.4g}" for k, v in terms.items()))
+    logvar = None
+    if getattr(out, "qz", None) is not None:
+        base = getattr(out.qz, "base_dist", out.qz)
+        logvar = 2 * base.scale.log()
+        finite = logvar[torch.isfinite(logvar)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (math.nan, math.nan)
+        parts.append(f"encoder log-variance in [{lo:.3g}, {hi:.3g}]" + ("" if finite.numel() == logvar.numel() else " and non-finite"))
+    if not torch.isfinite(x).all():
+        cause = "the batch itself holds NaN or Inf"
+    elif logvar is not None and (not torch.isfinite(logvar).all() or float(logvar.abs().max()) > 60
+                                 or not math.isfinite(terms.get("kl", 0.0))):
+        cause = "the encoder's log-variance ran away, so exp() of it overflowed or underflowed (usually a learning rate too high)"
+    elif not math.isfinite(terms.get("nll", 0.0)):
+        lik = getattr(unwrap(model), "likelihood", "the")
+        cause = f"the decoder's output left the range the {lik} likelihood can score (a scale collapsed to 0 or a logit exploded)"
+    elif not torch.isfinite(gnorm):
+        cause = "a gradient overflowed although the loss was finite"
+    advice = f"try --set train.lr={cfg.lr / 2:g}"
+    advice += ", --set train.grad_clip=10" if cfg.grad_clip is None else f", a smaller train.grad_clip (now {cfg.grad_clip:g})"
+    if cfg.on_nan == "stop":
+        advice += " or --on-nan rollback"
+    return "; ".join(parts) + (f". Likely cause: {cause}" if cause else "") + f". What to try: {advice}"
+
+
 def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Path | None = None,
         resume: bool = False, log: RunLog | None = None) -> TrainResult:
-    """Train `model` on `data` with `cfg`. With `run_dir`, write metrics.jsonl, a checkpoint every
-    epoch (``checkpoint/``) and the best model (``model/``); `resume` continues from the checkpoint.
+    """Train `model` on `data` with `cfg`. With `run_dir`, write metrics.jsonl, training checkpoints
+    (``checkpoints/step-N/``: at each epoch's end, every ``checkpoint_every`` steps and on SIGINT/
+    SIGTERM) and the best model (``model/``); `resume` continues exactly from the newest checkpoint.
     Returns the model holding the weights of the best validation epoch (the last if no validation)."""
+    run = Path(run_dir) if run_dir is not None else None
+    log = log or RunLog(run, progress=cfg.progress)  # creates the run directory (main process)
+    with (RunLock(run) if run is not None and log.is_main else nullcontext()), StopSignals(log) as signals:
+        return _fit(model, data, cfg, run, resume, log, signals)
+
+
+def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, log: RunLog, signals: StopSignals) -> TrainResult:
     device = data.x_train.device
-    log = log or RunLog(run_dir, progress=cfg.progress)
-    ckpt_dir = Path(run_dir) / "checkpoint" if run_dir is not None else None
     torch.manual_seed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
     opt = make_optimizer(model, cfg)
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps_per_epoch, cfg))
+    # Position and counters. "batch" counts the steps done in the current, unfinished epoch.
+    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": None, "best_step": None,
+             "bad_epochs": 0, "seconds": 0.0, "lr_scale": 1.0, "rollbacks": 0}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps_per_epoch, cfg) * state["lr_scale"])
     objective = OBJECTIVES[cfg.objective]
     conditional = getattr(unwrap(model), "conditional", False)
     if conditional and data.y_train is None:
@@ -105,55 +202,131 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
     ema = (torch.optim.swa_utils.AveragedModel(unwrap(model), multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
                                                use_buffers=True) if cfg.ema is not None else None)
     eval_model = ema.module if ema is not None else unwrap(model)
-    state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": None, "bad_epochs": 0, "seconds": 0.0}
     history: list[dict[str, Any]] = []
+    sums: dict[str, torch.Tensor] = {}  # the current epoch's per-term sums so far
     best_state: dict[str, torch.Tensor] | None = None
+    epoch_shuffle = shuffle.get_state()  # the shuffle generator as the current epoch began
 
-    if resume:
-        if ckpt_dir is None or not (ckpt_dir / "training.json").exists():
-            raise VaekitError(f"cannot resume: no checkpoint in '{ckpt_dir}'")
-        saved = load_training_state(ckpt_dir, model)
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
+    def snapshot() -> dict[str, Any]:
+        """Everything the rest of the run depends on besides the weights (live references)."""
+        rng = {"torch": torch.get_rng_state(), "shuffle_epoch": epoch_shuffle}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(device)
+        snap = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng, "trainer": dict(state),
+                "sums": dict(sums), "history": list(history), "best_model": best_state}
         if ema is not None:
-            ema.load_state_dict(saved["ema"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        shuffle.set_state(saved["rng"]["shuffle"])
-        if device.type == "cuda" and "cuda" in saved["rng"]:
-            torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
-        state = saved["trainer"]
-        best_state = saved.get("best_model")
-        history = log.truncate_after(state["epoch"])
-        log.info(f"vaekit: resuming from epoch {state['epoch']} (step {state['step']})")
+            snap["ema"] = ema.state_dict()
+        return snap
+
+    def restore(snap: dict[str, Any]) -> None:
+        nonlocal sums, history, best_state, epoch_shuffle
+        opt.load_state_dict(snap["optimizer"])
+        sched.load_state_dict(snap["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(snap["ema"])
+        torch.set_rng_state(snap["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in snap["rng"]:
+            torch.cuda.set_rng_state(snap["rng"]["cuda"], device)
+        epoch_shuffle = snap["rng"]["shuffle_epoch"]
+        shuffle.set_state(epoch_shuffle)
+        state.clear()
+        state.update(snap["trainer"])
+        sums, history, best_state = dict(snap["sums"]), list(snap["history"]), snap["best_model"]
+
+    def checkpoint() -> None:
+        nonlocal last_good
+        if run is not None:
+            log.save(lambda: save_checkpoint(run, model, snapshot(), state["step"], cfg.keep_checkpoints, state["best_step"]))
+        if cfg.on_nan == "rollback":
+            last_good = (copy.deepcopy(unwrap(model).state_dict()), copy.deepcopy(snapshot()))
+
+    last_good: tuple[dict, dict] | None = None
+    if resume:
+        saved = checkpoint_dirs(run) if run is not None else []
+        if not saved:
+            raise VaekitError(f"cannot resume: no checkpoint in '{run}'")
+        clean_partial_writes(run)
+        recover(run / "model")
+        restore(load_checkpoint(saved[-1], model))
+        log.rewrite(history)  # metrics.jsonl as of the checkpoint: no gaps, no duplicates
+        log.info(f"vaekit: resuming from epoch {state['epoch']}, step {state['step']} ({saved[-1].name})")
+    if cfg.on_nan == "rollback":
+        last_good = (copy.deepcopy(unwrap(model).state_dict()), copy.deepcopy(snapshot()))
+
+    def interrupted() -> TrainingInterrupted:
+        name = signal.Signals(signals.signum).name
+        where = f"at epoch {state['epoch'] + (1 if state['batch'] else 0)}, step {state['step']}"
+        if run is None:
+            return TrainingInterrupted(signals.signum, f"interrupted by {name} {where}; nothing saved (no run directory)")
+        return TrainingInterrupted(signals.signum, f"interrupted by {name} {where}; checkpoint saved; resume with: vaekit train --resume {run}")
+
+    def stop_reason() -> str | None:
+        """Why training ends after the epoch just finished (checked again after a resume)."""
+        if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+            return f"early stop at epoch {state['epoch']}: no improvement in validation loss for {cfg.patience} epochs"
+        if cfg.max_minutes is not None and state["seconds"] >= 60 * cfg.max_minutes:
+            return f"time budget of {cfg.max_minutes:g} minutes reached at epoch {state['epoch']}"
+        return None
 
     t_start = time.perf_counter() - state["seconds"]
-    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+    while state["epoch"] < cfg.epochs:
+        if state["batch"] == 0 and state["epoch"] > 0 and (reason := stop_reason()):
+            log.info(f"vaekit: {reason}")
+            break
+        epoch = state["epoch"] + 1
+        if state["batch"] == 0:
+            epoch_shuffle = shuffle.get_state()
+        order = list(batches(n, cfg.batch_size, shuffle, device=device))  # the epoch's batches of indices
         model.train()
-        sums: dict[str, torch.Tensor] = {}
-        bar = log.bar(batches(n, cfg.batch_size, shuffle, device=device), steps_per_epoch, f"epoch {epoch}/{cfg.epochs}")
-        for i, idx in enumerate(bar):
+        bad = None
+        bar = log.bar(range(state["batch"], len(order)), len(order), f"epoch {epoch}/{cfg.epochs}", initial=state["batch"])
+        for i in bar:
+            idx = order[i]
             x = data.train_batch(idx)  # (B, *shape), freshly binarised/dequantised if configured
             y = data.y_train[idx] if conditional else None  # (B,)
             beta = kl_weight(state["step"], steps_per_epoch, cfg)
-            terms = objective(model(x, y, n_samples=cfg.samples), x, beta, cfg.free_bits)  # each (B,)
+            out = model(x, y, n_samples=cfg.samples)
+            terms = objective(out, x, beta, cfg.free_bits)  # each (B,)
             loss = terms["loss"].mean()  # nats per example
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            gnorm = grad_norm(model, cfg.grad_clip)
+            if not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
+                bad = f"training diverged at epoch {epoch}, step {state['step'] + 1}: " + diagnose(out, x, loss.detach(), gnorm, model, cfg)
+                break
             opt.step()
             sched.step()
             if ema is not None:
                 ema.update_parameters(unwrap(model))
             state["step"] += 1
+            state["batch"] = i + 1
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0) + v.detach().sum()
             if i % 25 == 0 and log.progress:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-        if not all(math.isfinite(float(v)) for v in sums.values()):
-            raise VaekitError(f"training diverged at epoch {epoch}: loss is not finite; try a lower train.lr or train.grad_clip")
+            if signals.signum is not None:
+                checkpoint()
+                raise interrupted()
+            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and i + 1 < len(order):
+                checkpoint()
+        if bad is not None:
+            if cfg.on_nan != "rollback" or last_good is None or state["rollbacks"] >= cfg.max_rollbacks:
+                if cfg.on_nan == "rollback":
+                    bad += f" (gave up after {state['rollbacks']} rollbacks)"
+                raise VaekitError(bad)
+            rollbacks, lr_scale, failed_step = state["rollbacks"] + 1, state["lr_scale"] / 2, state["step"] + 1
+            weights, snap = copy.deepcopy(last_good)
+            unwrap(model).load_state_dict(weights)
+            restore(snap)
+            state.update(rollbacks=rollbacks, lr_scale=lr_scale)
+            for g, base in zip(opt.param_groups, sched.base_lrs):  # the restored step with the halved rate
+                g["lr"] = base * sched.lr_lambdas[0](sched.last_epoch)
+            log.info(f"vaekit: non-finite loss or gradient at step {failed_step}; rolled back to step {state['step']} "
+                     f"and halved the learning rate (x{lr_scale:g}); rollback {rollbacks} of {cfg.max_rollbacks}")
+            continue
 
-        record = {"epoch": epoch, "step": state["step"], "lr": opt.param_groups[0]["lr"], "beta": beta}
+        record = {"epoch": epoch, "step": state["step"], "lr": opt.param_groups[0]["lr"],
+                  "beta": kl_weight(max(state["step"] - 1, 0), steps_per_epoch, cfg)}
         record.update({f"train_{k}": float(v) / n for k, v in sums.items()})
         if len(data.x_val):
             record.update({f"val_{k}": v for k, v in mean_terms(eval_model, data.x_val, cfg, data.y_val if conditional else None).items()})
@@ -164,31 +337,20 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
         monitored = record.get("val_loss", record["train_loss"])
         improved = monitored < state["best"]
         if improved:
-            state.update(best=monitored, best_epoch=epoch, bad_epochs=0)
+            state.update(best=monitored, best_epoch=epoch, best_step=state["step"], bad_epochs=0)
             best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
-            if run_dir is not None:
-                log.save(lambda: save_pretrained(eval_model, Path(run_dir) / "model"))
+            if run is not None:
+                log.save(lambda: save_pretrained(eval_model, run / "model"))
         else:
             state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        if ckpt_dir is not None:
-            rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
-            if device.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state(device)
-            snapshot = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng,
-                        "trainer": dict(state), "best_model": best_state}
-            if ema is not None:
-                snapshot["ema"] = ema.state_dict()
-            log.save(lambda: save_training_state(ckpt_dir, model, snapshot))
+        state.update(epoch=epoch, batch=0)
+        sums, epoch_shuffle = {}, shuffle.get_state()  # the next epoch starts from here
+        checkpoint()
         log.log(record)
         log.info(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()
                                               if k.startswith(("train_loss", "val_loss", "val_kl"))))
-        if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
-            log.info(f"vaekit: early stop at epoch {epoch}: no improvement in validation loss for {cfg.patience} epochs")
-            break
-        if cfg.max_minutes is not None and state["seconds"] >= 60 * cfg.max_minutes:
-            log.info(f"vaekit: time budget of {cfg.max_minutes:g} minutes reached at epoch {epoch}")
-            break
+        if signals.signum is not None and state["epoch"] < cfg.epochs:
+            raise interrupted()
 
     if best_state is not None:
         unwrap(model).load_state_dict(best_state)

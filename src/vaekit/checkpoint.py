@@ -307,8 +307,9 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
     if version < TRAINING_FORMAT_VERSION:
         raise VaekitError(f"checkpoint '{d}' has the older format {version}; this vaekit resumes format {TRAINING_FORMAT_VERSION} only")
     weights = _load_tensors(d / "model.safetensors")
+    tensors = _load_tensors(d / "state.safetensors")
     try:
-        state = _join_state(meta["state"], _load_tensors(d / "state.safetensors"))
+        state = _join_state(meta["state"], tensors)
     except (KeyError, TypeError, ValueError) as e:
         raise VaekitError(f"checkpoint '{d}' is damaged: its state refers to a missing entry {e}") from None
     if not isinstance(state, dict) or "trainer" not in state:

@@ -134,7 +134,7 @@ def grad_norm(model: torch.nn.Module, clip: float | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def diagnose(out: Any, x: torch.Tensor, loss: torch.Tensor, gnorm: torch.Tensor, model: Any, cfg: TrainConfig) -> str:
+def diagnose(out: Any, x: torch.Tensor, y: torch.Tensor | None, loss: torch.Tensor, gnorm: torch.Tensor, model: Any, cfg: TrainConfig) -> str:
     """Why a step went non-finite, in one line: which value, which term, the encoder's log-variance
     range, the likely cause and what to try."""
     what = f"the loss is {float(loss)}" if not torch.isfinite(loss) else f"the loss is finite but the gradient norm is {float(gnorm)}"
@@ -147,9 +147,8 @@ def diagnose(out: Any, x: torch.Tensor, loss: torch.Tensor, gnorm: torch.Tensor,
     if terms:
         parts.append(", ".join(f"{names[k]} term {v:.4g}" for k, v in terms.items()))
     logvar = None
-    if getattr(out, "qz", None) is not None:
-        base = getattr(out.qz, "base_dist", out.qz)
-        logvar = 2 * base.scale.log()
+    if getattr(unwrap(model), "is_variational", False):
+        logvar = unwrap(model)._encode(x, y).chunk(2, dim=-1)[1]  # (B, D): the encoder's own output, before exp()
         finite = logvar[torch.isfinite(logvar)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (math.nan, math.nan)
         parts.append(f"encoder log-variance in [{lo:.3g}, {hi:.3g}]" + ("" if finite.numel() == logvar.numel() else " and non-finite"))
@@ -163,7 +162,7 @@ def diagnose(out: Any, x: torch.Tensor, loss: torch.Tensor, gnorm: torch.Tensor,
         cause = f"the decoder's output left the range the {lik} likelihood can score (a scale collapsed to 0 or a logit exploded)"
     elif not torch.isfinite(gnorm):
         cause = "a gradient overflowed although the loss was finite"
-    advice = f"try --set train.lr={cfg.lr / 2:g}"
+    advice = f"--set train.lr={cfg.lr / 2:g}"
     advice += ", --set train.grad_clip=10" if cfg.grad_clip is None else f", a smaller train.grad_clip (now {cfg.grad_clip:g})"
     if cfg.on_nan == "stop":
         advice += " or --on-nan rollback"
@@ -292,7 +291,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
             loss.backward()
             gnorm = grad_norm(model, cfg.grad_clip)
             if not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
-                bad = f"training diverged at epoch {epoch}, step {state['step'] + 1}: " + diagnose(out, x, loss.detach(), gnorm, model, cfg)
+                bad = f"training diverged at epoch {epoch}, step {state['step'] + 1}: " + diagnose(out, x, y, loss.detach(), gnorm, model, cfg)
                 break
             opt.step()
             sched.step()

@@ -1,0 +1,259 @@
+"""Exact resume from any step, clean stops on signals, NaN diagnosis and rollback, checkpoint
+retention, torn-write recovery and the run-directory lock (in-process; the SIGKILL tests that need
+real processes are in test_kill.py)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from vaekit.checkpoint import checkpoint_dirs, load, load_checkpoint, save_pretrained
+from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.data import prepare
+from vaekit.errors import TrainingInterrupted, VaekitError
+from vaekit.models import build_model
+from vaekit.runlock import RunLock
+from vaekit.training import fit
+
+
+@pytest.fixture
+def data(images_npz):
+    return prepare(DataConfig(name=str(images_npz), val_size=40, binarize="dynamic"))
+
+
+def _vae(**kw):
+    torch.manual_seed(0)  # the same initial weights in every run of a test
+    return build_model(ModelConfig(name="vae", latent_dim=3, hidden=[32], **kw), (1, 8, 8))
+
+
+CFG = dict(epochs=3, batch_size=32, lr=3e-3, schedule="cosine", kl_warmup_epochs=1, ema=0.9, progress=False)
+
+
+def _metrics(run):
+    return [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+class _Boom(Exception):
+    pass
+
+
+def _crash_at_step(monkeypatch, step, exc=_Boom):
+    """Make the objective raise at the `step`-th training forward pass (1-based)."""
+    import vaekit.training as T
+
+    calls = {"n": 0}
+    original = T.OBJECTIVES["elbo"]
+
+    def objective(*a, **k):
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == step:
+                raise exc()
+        return original(*a, **k)
+
+    monkeypatch.setitem(T.OBJECTIVES, "elbo", objective)
+    return calls
+
+
+@pytest.mark.parametrize("crash_step", [5, 8, 11])  # inside epoch 1, the last step of epoch 1, inside epoch 2
+def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(data, tmp_path, monkeypatch, crash_step):
+    cfg = TrainConfig(**CFG, checkpoint_every=3)
+    straight = fit(_vae(), data, cfg, run_dir=tmp_path / "a")
+    run = tmp_path / "b"
+    with monkeypatch.context() as m:
+        _crash_at_step(m, crash_step)
+        with pytest.raises(_Boom):
+            fit(_vae(), data, cfg, run_dir=run)
+    saved = load_checkpoint(checkpoint_dirs(run)[-1], _vae())["trainer"]
+    assert saved["step"] == (crash_step - 1) // 3 * 3 and saved["batch"] == saved["step"] % 8
+    torch.manual_seed(999)  # the resume must not depend on the caller's RNG
+    resumed = fit(_vae(), data, cfg, run_dir=run, resume=True)
+    _same_weights(straight.model, resumed.model)
+    assert _metrics(run) == [{**r, "seconds": _metrics(run)[i]["seconds"]} for i, r in enumerate(_metrics(tmp_path / "a"))]
+    assert [r["epoch"] for r in _metrics(run)] == [1, 2, 3]
+
+
+def test_retention_keeps_the_newest_and_the_best(data, tmp_path):
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3, keep_checkpoints=2, progress=False)
+    res = fit(_vae(), data, cfg, run_dir=tmp_path / "r")
+    best_step = 8 * res.best_epoch
+    names = [p.name for p in checkpoint_dirs(tmp_path / "r")]
+    expected = sorted({f"step-{s:09d}" for s in (40, 48, best_step)})
+    assert names == expected
+
+
+def test_retention_protects_an_early_best(data, tmp_path, monkeypatch):
+    """Validation loss that only gets worse after epoch 1: the epoch-1 checkpoint survives."""
+    import vaekit.training as T
+
+    vals = iter([1.0, 2.0, 3.0, 4.0])
+    monkeypatch.setattr(T, "mean_terms", lambda *a, **k: {"loss": next(vals)})
+    fit(_vae(), data, TrainConfig(epochs=4, batch_size=32, keep_checkpoints=1, progress=False), run_dir=tmp_path / "r")
+    assert [p.name for p in checkpoint_dirs(tmp_path / "r")] == ["step-000000008", "step-000000032"]
+
+
+def test_sigint_stops_after_the_step_and_resumes_exactly(data, tmp_path, monkeypatch):
+    cfg = TrainConfig(**CFG)
+    straight = fit(_vae(), data, cfg)
+    run = tmp_path / "r"
+    with monkeypatch.context() as m:
+        import vaekit.training as T
+
+        calls = {"n": 0}
+        inner = T.OBJECTIVES["elbo"]
+
+        def objective(*a, **k):
+            if torch.is_grad_enabled():
+                calls["n"] += 1
+                if calls["n"] == 10:
+                    os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of step 10
+            return inner(*a, **k)
+
+        m.setitem(T.OBJECTIVES, "elbo", objective)
+        with pytest.raises(TrainingInterrupted) as info:
+            fit(_vae(), data, cfg, run_dir=run)
+    assert info.value.exit_code == 130
+    assert "SIGINT at epoch 2, step 10" in str(info.value) and f"vaekit train --resume {run}" in str(info.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers are restored
+    saved = load_checkpoint(checkpoint_dirs(run)[-1], _vae())["trainer"]
+    assert (saved["step"], saved["batch"], saved["epoch"]) == (10, 2, 1)  # step 10 was finished, then saved
+    resumed = fit(_vae(), data, cfg, run_dir=run, resume=True)
+    _same_weights(straight.model, resumed.model)
+    assert [r["epoch"] for r in _metrics(run)] == [1, 2, 3]
+
+
+def _inject_logvar_blowup(model, from_call, until_call=None):
+    """From the `from_call`-th training forward on, push the encoder's log-variance to 1e4."""
+    calls = {"n": 0}
+    d = model.latent_dim
+
+    def hook(module, inputs, output):
+        calls["n"] += torch.is_grad_enabled()  # count training steps; the diagnosis re-runs the encoder
+        if calls["n"] >= from_call and (until_call is None or calls["n"] < until_call):
+            output = output.clone()
+            output[:, d:] = 1e4
+        return output
+
+    model.encoder.register_forward_hook(hook)
+    return calls
+
+
+def test_nan_is_caught_at_once_and_diagnosed(data, tmp_path):
+    model = _vae()
+    _inject_logvar_blowup(model, from_call=12)
+    with pytest.raises(VaekitError) as info:
+        fit(model, data, TrainConfig(**CFG), run_dir=tmp_path / "r")
+    msg = str(info.value)
+    assert msg.startswith("training diverged at epoch 2, step 12: the loss is nan"), msg
+    assert "KL term nan" in msg and "encoder log-variance in [1e+04, 1e+04]" in msg
+    assert "log-variance ran away" in msg and "train.lr=0.0015" in msg and "--on-nan rollback" in msg
+    assert "\n" not in msg
+    # Nothing past the last good state was written: the epoch-1 checkpoint is the newest.
+    assert [p.name for p in checkpoint_dirs(tmp_path / "r")] == ["step-000000008"]
+
+
+def test_nan_in_the_gradient_only(data):
+    model = _vae()
+    model.decoder.net[-1].weight.register_hook(lambda g: torch.full_like(g, float("nan")))
+    with pytest.raises(VaekitError, match=r"step 1: the loss is finite but the gradient norm is nan.*a gradient overflowed"):
+        fit(model, data, TrainConfig(**CFG))
+
+
+def test_rollback_halves_the_lr_and_finishes(data, tmp_path, capsys):
+    model = _vae()
+    calls = _inject_logvar_blowup(model, from_call=12, until_call=13)  # one bad step in epoch 2
+    cfg = TrainConfig(**{**CFG, "schedule": "constant"}, on_nan="rollback")
+    res = fit(model, data, cfg, run_dir=tmp_path / "r")
+    assert [r["epoch"] for r in res.history] == [1, 2, 3]
+    assert [r["lr"] for r in res.history] == [3e-3, 1.5e-3, 1.5e-3]  # halved after the rollback to epoch 1's end
+    assert calls["n"] == 24 + 4  # steps 9-12 ran (12 went bad), then epoch 2 was redone from step 8
+    assert "non-finite loss or gradient at step 12; rolled back to step 8" in capsys.readouterr().err
+    saved = load_checkpoint(checkpoint_dirs(tmp_path / "r")[-1], _vae())["trainer"]
+    assert saved["rollbacks"] == 1 and saved["lr_scale"] == 0.5
+
+
+def test_rollback_gives_up_after_the_limit(data):
+    model = _vae()
+    _inject_logvar_blowup(model, from_call=3)  # every step from the 3rd on is bad
+    cfg = TrainConfig(**CFG, on_nan="rollback", max_rollbacks=2)
+    with pytest.raises(VaekitError, match=r"gave up after 2 rollbacks"):
+        fit(model, data, cfg)  # works without a run directory: the last good state is kept in memory
+
+
+def test_torn_directory_swap_is_recovered(tmp_path):
+    model = _vae()
+    save_pretrained(model, tmp_path / "m")
+    os.replace(tmp_path / "m", tmp_path / ".m.old")  # killed between the two renames of a replacement
+    _same_weights(load(tmp_path / "m"), model)
+    assert (tmp_path / "m").is_dir() and not (tmp_path / ".m.old").exists()
+
+
+def test_damaged_and_newer_training_checkpoints_are_refused(data, tmp_path):
+    run = tmp_path / "r"
+    fit(_vae(), data, TrainConfig(epochs=1, batch_size=32, progress=False), run_dir=run)
+    (ck,) = checkpoint_dirs(run)
+    meta = json.loads((ck / "training.json").read_text())
+    (ck / "training.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(VaekitError, match="has format 99; this vaekit reads up to 2: upgrade vaekit"):
+        fit(_vae(), data, TrainConfig(epochs=2, batch_size=32, progress=False), run_dir=run, resume=True)
+    (ck / "training.json").write_text(json.dumps(meta))
+    raw = (ck / "state.safetensors").read_bytes()
+    (ck / "state.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(VaekitError, match="cannot read weights .*state.safetensors"):
+        fit(_vae(), data, TrainConfig(epochs=2, batch_size=32, progress=False), run_dir=run, resume=True)
+    (ck / "state.safetensors").write_bytes(raw)
+    with pytest.raises(VaekitError, match="does not match the run's model config"):
+        load_checkpoint(ck, build_model(ModelConfig(name="vae", latent_dim=4, hidden=[32]), (1, 8, 8)))
+
+
+def test_second_writer_is_refused_naming_the_holder(tmp_path, images_npz, capsys):
+    from vaekit.cli import main
+
+    run = tmp_path / "r"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from vaekit.runlock import RunLock
+        RunLock({str(run)!r}).acquire()
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main(["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=1", "--out", str(run), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0
+        assert f"run directory '{run}' is in use by process {holder.pid} on " in err
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel dropped the killed holder's lock: the directory can be used again.
+    with RunLock(run):
+        pass
+    assert [p.name for p in run.iterdir()] == [".lock"]
+
+
+def test_lock_is_reentrant_and_released(tmp_path):
+    a = RunLock(tmp_path).acquire()
+    RunLock(tmp_path).acquire().release()  # the same process may nest
+    a.release()
+    out = subprocess.run([sys.executable, "-c", f"from vaekit.runlock import RunLock; RunLock({str(tmp_path)!r}).acquire(); print('ok')"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_cpu_training_is_deterministic(data):
+    cfg = TrainConfig(**CFG)
+    _same_weights(fit(_vae(), data, cfg).model, fit(_vae(), data, cfg).model)

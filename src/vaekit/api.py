@@ -47,6 +47,41 @@ def _check_writable(run_dir: Path) -> None:
         raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable ({e.strerror})") from None
 
 
+DATASET_NAMES = ("mnist",)
+
+
+def _recorded_paths(cfg: RunConfig) -> RunConfig:
+    """The config as a run records it: data paths made absolute, so the run does not depend on the
+    directory it was started from (and relative paths in a run's config can be read as untrusted)."""
+    import dataclasses
+
+    d = cfg.data
+    name = d.name if d.name.lower() in DATASET_NAMES else str(Path(d.name).resolve())
+    data_dir = str(Path(d.data_dir).resolve()) if d.data_dir is not None else None
+    return dataclasses.replace(cfg, data=dataclasses.replace(d, name=name, data_dir=data_dir))
+
+
+def read_run_config(run: Path, overrides: list[str] | None = None) -> RunConfig:
+    """A run directory's config.json, with `overrides` applied.
+
+    vaekit records data paths as absolute paths. A relative one was written by someone else, so it
+    is read relative to the run directory and must stay inside it: a config that came with a run
+    directory cannot point vaekit at '../../anything'."""
+    raw = apply_overrides(read_file(run / "config.json"), overrides or [])
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    root = run.resolve()
+    for key in ("name", "data_dir"):
+        value = data.get(key)
+        if not isinstance(value, str) or (key == "name" and value.lower() in DATASET_NAMES) or Path(value).is_absolute():
+            continue
+        target = (root / value).resolve()
+        if target != root and root not in target.parents:
+            raise VaekitError(f"'{run / 'config.json'}': data.{key} = {value!r} points outside the run directory; "
+                              "pass the data yourself (--data) or fix the config")
+        data[key] = str(target)
+    return from_dict(raw)
+
+
 def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Path | None = None,
           overrides: list[str] | None = None, resume: bool = False, data: Data | None = None,
           pictures: bool = True) -> dict[str, Any]:
@@ -76,7 +111,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     if resume:
         if run is None or not (run / "config.json").is_file():
             raise VaekitError(f"cannot resume: '{run}' is not a run directory (no config.json)")
-        cfg = from_dict(apply_overrides(read_file(run / "config.json"), overrides or []))
+        cfg = read_run_config(run, overrides)
     else:
         cfg = resolve_config(config, overrides)
         if run is not None:
@@ -98,7 +133,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
             locks.append(RunLock(run).acquire())
     try:
         if run is not None:
-            write_text_durable(run / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+            write_text_durable(run / "config.json", json.dumps(_recorded_paths(cfg).to_dict(), indent=2) + "\n")
         if isinstance(model, PCA):
             model.fit(data.x_train)
             history: list[dict] = []
@@ -193,5 +228,5 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, 
     if not p.exists():
         raise VaekitError(f"run '{p}' does not exist")
     model_dir = p / "model" if (p / "model" / "config.json").exists() else p
-    cfg = from_dict(read_file(p / "config.json")) if (p / "config.json").exists() and model_dir != p else None
+    cfg = read_run_config(p) if (p / "config.json").exists() and model_dir != p else None
     return load_model(model_dir, device=device), cfg

@@ -162,9 +162,13 @@ def read_raw(cfg: DataConfig):
         return _read_image_folder(p, cfg)
     if p.suffix in (".npy", ".npz"):
         return _read_npz_or_npy(p)
+    if p.name.endswith(("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")):
+        from .mnist import read_idx
+
+        return read_idx(p), None, None, None
     if p.suffix == ".csv":
         return _read_csv(p)
-    raise VaekitError(f"data file '{p}': unsupported type '{p.suffix}'; allowed: .npy, .npz, .csv or a folder of images")
+    raise VaekitError(f"data file '{p}': unsupported type '{p.suffix}'; allowed: .npy, .npz, .csv, an IDX file (*-ubyte, *.idx) or a folder of images")
 
 
 # --- preparation -------------------------------------------------------------------------------

@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    restore = _terminate_like_interrupt()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -320,10 +321,34 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
             where = f" writing '{e.filename}'" if e.filename else ""
-            print(f"vaekit: error: {e.strerror or e}{where}; earlier checkpoints are intact: free space, then "
-                  "'vaekit train --resume RUN'", file=sys.stderr)
+            hint = "; earlier checkpoints are intact: free space, then 'vaekit train --resume RUN'" if "train" in argv else ""
+            print(f"vaekit: error: {e.strerror or e}{where}{hint}", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("vaekit: terminated", file=sys.stderr)
+        return 143
+    finally:
+        restore()
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside training (which handles it itself): unwind, so that `finally` blocks remove
+    temporary files, then exit 143."""
+
+
+def _terminate_like_interrupt():
+    """Route SIGTERM to `_Terminated` while the command runs; return the function that undoes it."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise _Terminated
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return lambda: None
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -85,8 +85,10 @@ def _read_npz_or_npy(p: Path):
                     get = lambda k: f[k] if k and k in keys else None  # noqa: E731
                     return f[xk], get(yk), get(xt), get(yt)
             raise VaekitError(f"'{p}': no data array; expected key 'x_train', 'x', 'data' or 'arr_0', found {sorted(keys)}")
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise VaekitError(f"cannot read '{p}': {e}") from None
+    except VaekitError:
+        raise
+    except Exception as e:  # untrusted bytes: zipfile/zlib/numpy raise many kinds (bad zip, encrypted, truncated)
+        raise VaekitError(f"cannot read '{p}': {type(e).__name__}: {str(e)[:200]}") from None
 
 
 def _read_csv(p: Path):
@@ -102,21 +104,25 @@ def _read_csv(p: Path):
     except ValueError:
         rows = rows[1:]  # a header row
     width = len(rows[0]) if rows else 0
-    out = np.empty((len(rows), width), np.float32)
+    out = np.empty((len(rows), width), np.float64)
     for i, r in enumerate(rows):
         if len(r) != width:
             raise VaekitError(f"'{p}' row {i + 1}: {len(r)} columns, expected {width}")
         try:
             out[i] = [float(c) for c in r]
         except ValueError:
-            raise VaekitError(f"'{p}' row {i + 1}: non-numeric cell in {r!r}") from None
+            raise VaekitError(f"'{p}' row {i + 1}: non-numeric cell in {r[:8]!r}"[:300]) from None
     if len(out) == 0:
         raise VaekitError(f"'{p}' has no data rows")
-    return out, None, None, None
+    big = np.isfinite(out) & (np.abs(out) > np.finfo(np.float32).max)
+    if big.any():
+        i, j = np.argwhere(big)[0]
+        raise VaekitError(f"'{p}' data row {i + 1}, column {j + 1}: {out[i, j]:g} does not fit in float32")
+    return out.astype(np.float32), None, None, None
 
 
 def _read_image_folder(p: Path, cfg: DataConfig):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -137,8 +143,8 @@ def _read_image_folder(p: Path, cfg: DataConfig):
                 if cfg.image_size is not None:
                     im = im.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
                 a = np.asarray(im, np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise VaekitError(f"cannot read image '{f}': {e}") from None
+        except Exception as e:  # untrusted bytes: PIL's decoders raise OSError, SyntaxError, struct.error, ...
+            raise VaekitError(f"cannot read image '{f}': {type(e).__name__}: {str(e)[:200]}") from None
         if images and a.shape != images[0].shape:
             raise VaekitError(
                 f"image '{f}' has shape {a.shape}, '{files[0]}' has {images[0].shape}; "

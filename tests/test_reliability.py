@@ -196,8 +196,11 @@ def test_torn_directory_swap_is_recovered(tmp_path):
     model = _vae()
     save_pretrained(model, tmp_path / "m")
     os.replace(tmp_path / "m", tmp_path / ".m.old")  # killed between the two renames of a replacement
-    _same_weights(load(tmp_path / "m"), model)
-    assert (tmp_path / "m").is_dir() and not (tmp_path / ".m.old").exists()
+    _same_weights(load(tmp_path / "m"), model)  # a reader reads the previous version and renames nothing
+    assert not (tmp_path / "m").exists()
+    save_pretrained(build_model(ModelConfig(name="vae", latent_dim=4, hidden=[32]), (1, 8, 8)), tmp_path / "m")  # the next writer completes the swap first, then replaces
+    assert load(tmp_path / "m").latent_dim == 4 and not (tmp_path / ".m.old").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
 def test_damaged_and_newer_training_checkpoints_are_refused(data, tmp_path):

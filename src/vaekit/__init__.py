@@ -29,6 +29,7 @@ _EXPORTS = {
     "evaluate": "vaekit.evaluation",
     "tour": "vaekit.tutorial",
     "VaekitError": "vaekit.errors",
+    "TrainingInterrupted": "vaekit.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

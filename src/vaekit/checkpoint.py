@@ -198,7 +198,9 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
     from .models import PCA, Autoencoder, VAE, build_model
 
     d = Path(directory)
-    recover(d)
+    old = d.with_name(f".{d.name}.old")
+    if not d.is_dir() and old.is_dir():  # caught between the two renames of a replacement: read the
+        d = old                          # previous version (a reader never renames: the writer may be live)
     if not d.is_dir():
         raise VaekitError(f"model directory '{d}' does not exist")
     meta = _check_meta(_read_json(d / "config.json"), d / "config.json")

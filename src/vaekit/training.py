@@ -154,6 +154,8 @@ def diagnose(out: Any, x: torch.Tensor, y: torch.Tensor | None, loss: torch.Tens
         parts.append(f"encoder log-variance in [{lo:.3g}, {hi:.3g}]" + ("" if finite.numel() == logvar.numel() else " and non-finite"))
     if not torch.isfinite(x).all():
         cause = "the batch itself holds NaN or Inf"
+    elif float(x.abs().max()) > 1e6:
+        cause = f"the data's values reach {float(x.abs().max()):.3g}; scale them (data.scaling = 'standard' or 'minmax')"
     elif logvar is not None and (not torch.isfinite(logvar).all() or float(logvar.abs().max()) > 60
                                  or not math.isfinite(terms.get("kl", 0.0))):
         cause = "the encoder's log-variance ran away, so exp() of it overflowed or underflowed (usually a learning rate too high)"

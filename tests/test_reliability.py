@@ -260,3 +260,27 @@ def test_lock_is_reentrant_and_released(tmp_path):
 def test_cpu_training_is_deterministic(data):
     cfg = TrainConfig(**CFG)
     _same_weights(fit(_vae(), data, cfg).model, fit(_vae(), data, cfg).model)
+
+
+def test_a_run_without_a_model_yet_says_to_resume(data, tmp_path, monkeypatch, capsys):
+    from vaekit.cli import main
+
+    run = tmp_path / "r"
+    with monkeypatch.context() as m:
+        _crash_at_step(m, 5)
+        with pytest.raises(_Boom):
+            fit(_vae(), data, TrainConfig(**CFG, checkpoint_every=2), run_dir=run)
+    (run / "config.json").write_text("{}")
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 2
+    assert f"has no model yet (no epoch has finished); continue it with 'vaekit train --resume {run}'" in capsys.readouterr().err
+
+
+def test_on_nan_flag_reaches_the_config(tmp_path, images_npz, capsys):
+    from vaekit.cli import main
+
+    run = tmp_path / "r"
+    assert main(["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=1", "--set", "train.eval_k=5",
+                 "--on-nan", "rollback", "--out", str(run), "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["on_nan"] == "rollback"
+    assert main(["train", "--on-nan", "ignore", "--out", str(tmp_path / "x")]) == 2
+    assert "argument --on-nan: invalid choice: 'ignore'" in capsys.readouterr().err

@@ -224,9 +224,12 @@ def model_dim(model: Any) -> int:
 
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, RunConfig | None]:
     """The model of a run directory (or a bare model directory) and the run's config if present."""
+    from .checkpoint import CHECKPOINTS
     p = Path(run)
     if not p.exists():
         raise VaekitError(f"run '{p}' does not exist")
-    model_dir = p / "model" if (p / "model" / "config.json").exists() else p
+    model_dir = p / "model" if (p / "model" / "config.json").exists() or (p / ".model.old").is_dir() else p
+    if model_dir == p and (p / "config.json").is_file() and (p / CHECKPOINTS).is_dir():  # a run, not a model directory
+        raise VaekitError(f"run '{p}' has no model yet (no epoch has finished); continue it with 'vaekit train --resume {p}'")
     cfg = read_run_config(p) if (p / "config.json").exists() and model_dir != p else None
     return load_model(model_dir, device=device), cfg

@@ -284,3 +284,13 @@ def test_on_nan_flag_reaches_the_config(tmp_path, images_npz, capsys):
     assert json.loads((run / "config.json").read_text())["train"]["on_nan"] == "rollback"
     assert main(["train", "--on-nan", "ignore", "--out", str(tmp_path / "x")]) == 2
     assert "argument --on-nan: invalid choice: 'ignore'" in capsys.readouterr().err
+
+
+def test_written_files_get_the_usual_permissions(data, tmp_path):
+    run = tmp_path / "r"
+    fit(_vae(), data, TrainConfig(epochs=1, batch_size=32, progress=False), run_dir=run)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (run / "model").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (run / "metrics.jsonl").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert checkpoint_dirs(run)[0].stat().st_mode & 0o777 == 0o777 & ~mask

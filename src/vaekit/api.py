@@ -88,25 +88,35 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
     """Train (or fit) the model a config describes; return {"model", "history", "eval", "run_dir"}.
 
     With `resume`, the run's saved config is used (overrides still apply, e.g. more epochs).
+    Launched by torchrun, every process calls this: they join one process group, train one model
+    with DistributedDataParallel, and rank 0 alone writes the run directory ("eval" is None on the
+    other ranks).
     """
+    from . import distributed
     from .runlock import RunLock
 
     run = Path(run_dir) if run_dir is not None else None
     locks: list[RunLock] = []
+    group: list[bool] = []  # whether this call started the process group
     try:
-        if run is not None and run.is_dir():
+        if run is not None and run.is_dir() and distributed.from_env().is_main:
             locks.append(RunLock(run).acquire())  # before anything else: a second process refuses, naming the first
-        return _train(config, run, overrides, resume, data, pictures, locks)
+        return _train(config, run, overrides, resume, data, pictures, locks, group)
     finally:
         for lock in locks:
             lock.release()
+        distributed.teardown(bool(group and group[0]))
 
 
-def _train(config, run: Path | None, overrides, resume: bool, data: Data | None, pictures: bool, locks: list) -> dict[str, Any]:
+def _train(config, run: Path | None, overrides, resume: bool, data: Data | None, pictures: bool, locks: list,
+           group: list) -> dict[str, Any]:
+    from . import distributed
     from .checkpoint import CHECKPOINTS, write_text_durable
     from .models import PCA, build_model
     from .runlock import LOCK_NAME, RunLock
-    from .training import fit, resolve_device
+    from .training import fit
+
+    main = distributed.from_env().is_main
 
     if resume:
         if run is None or not (run / "config.json").is_file():
@@ -114,11 +124,12 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
         cfg = read_run_config(run, overrides)
     else:
         cfg = resolve_config(config, overrides)
-        if run is not None:
+        if run is not None and main:
             if run.exists() and any(p.name != LOCK_NAME for p in run.iterdir()):
                 raise VaekitError(f"run directory '{run}' already exists and is not empty; use --resume or another --out")
             _check_writable(run)
-    device = resolve_device(cfg.train.device)
+    ctx, device, started = distributed.setup(cfg.train.device)
+    group.append(started)
     data = data.to(device) if data is not None else prepare(cfg.data, device=device)
     cfg = check_fit(cfg, data)
     torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
@@ -126,18 +137,18 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     if not resume and hasattr(getattr(model, "prior_module", None), "init_from"):
         model.prior_module.init_from(data.x_train)  # VampPrior: pseudo-inputs start at training examples
 
-    created = run is not None and not resume and not (run / "config.json").exists()
-    if run is not None:
+    created = run is not None and main and not resume and not (run / "config.json").exists()
+    if run is not None and main:
         run.mkdir(parents=True, exist_ok=True)
         if not locks:
             locks.append(RunLock(run).acquire())
     try:
-        if run is not None:
+        if run is not None and main:
             write_text_durable(run / "config.json", json.dumps(_recorded_paths(cfg).to_dict(), indent=2) + "\n")
         if isinstance(model, PCA):
             model.fit(data.x_train)
             history: list[dict] = []
-            if run is not None:
+            if run is not None and main:
                 save_pretrained(model, run / "model")
         else:
             result = fit(model, data, cfg.train, run, resume=resume)
@@ -150,6 +161,8 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
 
     from .evaluation import evaluate
 
+    if not ctx.is_main:  # the test metrics and pictures are rank 0's
+        return {"model": model, "history": history, "eval": None, "run_dir": run, "config": cfg}
     k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
     results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
                        dequantized=data.dequantize)

@@ -48,11 +48,23 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: str | Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give them the mode a plain open/mkdir would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def write_text_durable(path: str | Path, text: str) -> None:
     """Write `text` to `path` via a temporary sibling, fsync and rename: all or nothing."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        _usual_mode(tmp, directory=False)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -82,6 +94,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     recover(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        _usual_mode(tmp, directory=True)
         yield tmp
         for f in tmp.iterdir():
             fsync_path(f)

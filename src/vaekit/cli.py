@@ -134,6 +134,8 @@ def cmd_train(args) -> int:
         out = train(args.config, run_dir=args.out, overrides=overrides)
     from .evaluation import summary_line
 
+    if out["eval"] is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     print(f"run: {out['run_dir']}")
     print("test: " + summary_line(out["eval"]))
     return 0

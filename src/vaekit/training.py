@@ -34,6 +34,7 @@ import torch
 from .checkpoint import checkpoint_dirs, clean_partial_writes, load_checkpoint, recover, save_checkpoint, save_pretrained, unwrap
 from .config import TrainConfig
 from .data import Data, batches
+from .distributed import Context, all_gather, all_sum, current, rank_seed, shard, wrap
 from .errors import TrainingInterrupted, VaekitError
 from .objectives import OBJECTIVES, elbo_terms
 from .runlock import RunLock
@@ -77,17 +78,19 @@ def kl_weight(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
 
 @torch.no_grad()
 def mean_terms(model: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig, y: torch.Tensor | None = None,
-               batch_size: int = 1000) -> dict[str, float]:
+               batch_size: int = 1000, ctx: Context = Context()) -> dict[str, float]:
     """The training objective's terms (at the full beta) averaged over all of `x` (sums and counts,
-    never means of means)."""
+    never means of means). Under torchrun each rank scores its piece of every batch and the sums
+    are added over ranks."""
     model.eval()
     objective = OBJECTIVES[cfg.objective]
     sums: dict[str, torch.Tensor] = {}
     for idx in batches(len(x), batch_size, shuffle=False, device=x.device):
+        idx = shard(idx, ctx)
         xb, yb = x[idx], (y[idx] if y is not None else None)
         for k, v in objective(model(xb, yb, n_samples=cfg.samples), xb, cfg.beta, cfg.free_bits).items():
             sums[k] = sums.get(k, 0) + v.sum()
-    return {k: float(v) / len(x) for k, v in sums.items()}
+    return {k: float(all_sum(torch.as_tensor(v, dtype=torch.float64, device=x.device), ctx)) / len(x) for k, v in sums.items()}
 
 
 @dataclass
@@ -178,16 +181,18 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
     SIGTERM) and the best model (``model/``); `resume` continues exactly from the newest checkpoint.
     Returns the model holding the weights of the best validation epoch (the last if no validation)."""
     run = Path(run_dir) if run_dir is not None else None
-    log = log or RunLog(run, progress=cfg.progress)  # creates the run directory (main process)
+    log = log or RunLog(run, is_main=current().is_main, progress=cfg.progress)  # creates the run directory (main process)
     with (RunLock(run) if run is not None and log.is_main else nullcontext()), StopSignals(log) as signals:
         return _fit(model, data, cfg, run, resume, log, signals)
 
 
 def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, log: RunLog, signals: StopSignals) -> TrainResult:
     device = data.x_train.device
-    torch.manual_seed(cfg.seed)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    ctx = current()  # one process, or this rank of a torchrun job
+    torch.manual_seed(rank_seed(cfg.seed, ctx))
+    shuffle = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: one global order of batches
     model.to(device)
+    net = wrap(model, ctx, device)  # what the forward pass goes through (DDP under torchrun)
     opt = make_optimizer(model, cfg)
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -208,36 +213,58 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
     best_state: dict[str, torch.Tensor] | None = None
     epoch_shuffle = shuffle.get_state()  # the shuffle generator as the current epoch began
 
-    def snapshot() -> dict[str, Any]:
-        """Everything the rest of the run depends on besides the weights (live references)."""
+    def snapshot(every_rank: bool = False) -> dict[str, Any]:
+        """Everything the rest of the run depends on besides the weights (live references). With
+        `every_rank` (a checkpoint on disk; all ranks must call it), the RNG states of all ranks and
+        the partial sums added over ranks."""
         rng = {"torch": torch.get_rng_state(), "shuffle_epoch": epoch_shuffle}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
+        part = dict(sums)
+        if every_rank and ctx.distributed:
+            rng["torch_ranks"] = all_gather(rng["torch"], ctx)
+            if device.type == "cuda":
+                rng["cuda_ranks"] = [t.cpu() for t in all_gather(rng["cuda"].to(device), ctx)]
+            part = {k: all_sum(torch.as_tensor(v).clone(), ctx) for k, v in sums.items()}
         snap = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng, "trainer": dict(state),
-                "sums": dict(sums), "history": list(history), "best_model": best_state}
+                "sums": part, "history": list(history), "best_model": best_state, "world_size": ctx.world_size}
         if ema is not None:
             snap["ema"] = ema.state_dict()
         return snap
 
-    def restore(snap: dict[str, Any]) -> None:
+    def restore(snap: dict[str, Any], from_disk: bool = False) -> None:
         nonlocal sums, history, best_state, epoch_shuffle
         opt.load_state_dict(snap["optimizer"])
         sched.load_state_dict(snap["scheduler"])
         if ema is not None:
             ema.load_state_dict(snap["ema"])
-        torch.set_rng_state(snap["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in snap["rng"]:
-            torch.cuda.set_rng_state(snap["rng"]["cuda"], device)
-        epoch_shuffle = snap["rng"]["shuffle_epoch"]
+        rng = snap["rng"]
+        if not from_disk or "torch_ranks" not in rng:  # a rank's own snapshot, or one process's checkpoint
+            ranks, cudas = ([rng["torch"]], [rng.get("cuda")]) if snap.get("world_size", 1) == ctx.world_size else ([], [])
+            if ranks and ctx.distributed:  # in memory (rollback): this rank's own streams
+                ranks, cudas = [rng["torch"]] * ctx.world_size, [rng.get("cuda")] * ctx.world_size
+        else:
+            ranks, cudas = rng["torch_ranks"], rng.get("cuda_ranks", [None] * len(rng["torch_ranks"]))
+        if len(ranks) == ctx.world_size:  # the same number of processes: every rank resumes its own stream
+            torch.set_rng_state(ranks[ctx.rank])
+            if device.type == "cuda" and cudas[ctx.rank] is not None:
+                torch.cuda.set_rng_state(cudas[ctx.rank], device)
+        else:  # another number of processes: same global batches, fresh noise streams per rank
+            torch.manual_seed(rank_seed(cfg.seed, ctx) + 1_000_003 * snap["trainer"]["step"])
+        epoch_shuffle = rng["shuffle_epoch"]
         shuffle.set_state(epoch_shuffle)
         state.clear()
         state.update(snap["trainer"])
-        sums, history, best_state = dict(snap["sums"]), list(snap["history"]), snap["best_model"]
+        history, best_state = list(snap["history"]), snap["best_model"]
+        # Partial sums were added over ranks when saved: rank 0 carries them on, the others restart from 0.
+        keep = ctx.is_main or not ctx.distributed or not from_disk
+        sums = {k: (v if keep else torch.zeros_like(torch.as_tensor(v))) for k, v in snap["sums"].items()}
 
     def checkpoint() -> None:
         nonlocal last_good
         if run is not None:
-            log.save(lambda: save_checkpoint(run, model, snapshot(), state["step"], cfg.keep_checkpoints, state["best_step"]))
+            snap = snapshot(every_rank=True)  # collective under torchrun: every rank takes part
+            log.save(lambda: save_checkpoint(run, model, snap, state["step"], cfg.keep_checkpoints, state["best_step"]))
         if cfg.on_nan == "rollback":
             last_good = (copy.deepcopy(unwrap(model).state_dict()), copy.deepcopy(snapshot()))
 
@@ -246,20 +273,21 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         saved = checkpoint_dirs(run) if run is not None else []
         if not saved:
             raise VaekitError(f"cannot resume: no checkpoint in '{run}'")
-        clean_partial_writes(run)
-        recover(run / "model")
-        restore(load_checkpoint(saved[-1], model))
+        if ctx.is_main:
+            clean_partial_writes(run)
+            recover(run / "model")
+        restore(load_checkpoint(saved[-1], model), from_disk=True)
         log.rewrite(history)  # metrics.jsonl as of the checkpoint: no gaps, no duplicates
         log.info(f"vaekit: resuming from epoch {state['epoch']}, step {state['step']} ({saved[-1].name})")
     if cfg.on_nan == "rollback":
         last_good = (copy.deepcopy(unwrap(model).state_dict()), copy.deepcopy(snapshot()))
 
-    def interrupted() -> TrainingInterrupted:
-        name = signal.Signals(signals.signum).name
+    def interrupted(signum: int) -> TrainingInterrupted:
+        name = signal.Signals(signum).name
         where = f"at epoch {state['epoch'] + (1 if state['batch'] else 0)}, step {state['step']}"
         if run is None:
-            return TrainingInterrupted(signals.signum, f"interrupted by {name} {where}; nothing saved (no run directory)")
-        return TrainingInterrupted(signals.signum, f"interrupted by {name} {where}; checkpoint saved; resume with: vaekit train --resume {run}")
+            return TrainingInterrupted(signum, f"interrupted by {name} {where}; nothing saved (no run directory)")
+        return TrainingInterrupted(signum, f"interrupted by {name} {where}; checkpoint saved; resume with: vaekit train --resume {run}")
 
     def stop_reason() -> str | None:
         """Why training ends after the epoch just finished (checked again after a resume)."""
@@ -278,21 +306,30 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         if state["batch"] == 0:
             epoch_shuffle = shuffle.get_state()
         order = list(batches(n, cfg.batch_size, shuffle, device=device))  # the epoch's batches of indices
-        model.train()
+        net.train()
         bad = None
         bar = log.bar(range(state["batch"], len(order)), len(order), f"epoch {epoch}/{cfg.epochs}", initial=state["batch"])
         for i in bar:
-            idx = order[i]
+            idx = shard(order[i], ctx)  # this rank's piece of the global batch
             x = data.train_batch(idx)  # (B, *shape), freshly binarised/dequantised if configured
             y = data.y_train[idx] if conditional else None  # (B,)
             beta = kl_weight(state["step"], steps_per_epoch, cfg)
-            out = model(x, y, n_samples=cfg.samples)
+            out = net(x, y, n_samples=cfg.samples)
             terms = objective(out, x, beta, cfg.free_bits)  # each (B,)
-            loss = terms["loss"].mean()  # nats per example
+            if ctx.distributed:  # DDP averages gradients over ranks: scale so that the average is that of the global mean
+                loss = terms["loss"].sum() * (ctx.world_size / len(order[i]))
+            else:
+                loss = terms["loss"].mean()  # nats per example
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = grad_norm(model, cfg.grad_clip)
-            if not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
+            ok = torch.isfinite(loss) & torch.isfinite(gnorm)
+            stop_signum = signals.signum
+            if ctx.distributed:  # every rank must agree to stop, or the next all-reduce waits for ever
+                flags = torch.tensor([float(not bool(ok)), float(signals.signum or 0)], device=device)
+                flags = torch.stack(all_gather(flags, ctx)).max(0).values
+                ok, stop_signum = flags[0] == 0, (int(flags[1]) or None)
+            if not bool(ok):
                 bad = f"training diverged at epoch {epoch}, step {state['step'] + 1}: " + diagnose(out, x, y, loss.detach(), gnorm, model, cfg)
                 break
             opt.step()
@@ -305,9 +342,9 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
                 sums[k] = sums.get(k, 0) + v.detach().sum()
             if i % 25 == 0 and log.progress:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            if signals.signum is not None:
+            if stop_signum is not None:
                 checkpoint()
-                raise interrupted()
+                raise interrupted(stop_signum)
             if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and i + 1 < len(order):
                 checkpoint()
         if bad is not None:
@@ -328,9 +365,9 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
 
         record = {"epoch": epoch, "step": state["step"], "lr": opt.param_groups[0]["lr"],
                   "beta": kl_weight(max(state["step"] - 1, 0), steps_per_epoch, cfg)}
-        record.update({f"train_{k}": float(v) / n for k, v in sums.items()})
+        record.update({f"train_{k}": float(all_sum(torch.as_tensor(v).clone(), ctx)) / n for k, v in sums.items()})
         if len(data.x_val):
-            record.update({f"val_{k}": v for k, v in mean_terms(eval_model, data.x_val, cfg, data.y_val if conditional else None).items()})
+            record.update({f"val_{k}": v for k, v in mean_terms(eval_model, data.x_val, cfg, data.y_val if conditional else None, ctx=ctx).items()})
         state["seconds"] = time.perf_counter() - t_start
         record["seconds"] = round(state["seconds"], 3)
         history.append(record)
@@ -350,8 +387,11 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         log.log(record)
         log.info(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()
                                               if k.startswith(("train_loss", "val_loss", "val_kl"))))
-        if signals.signum is not None and state["epoch"] < cfg.epochs:
-            raise interrupted()
+        stop_signum = signals.signum
+        if ctx.distributed:
+            stop_signum = int(torch.stack(all_gather(torch.tensor([float(signals.signum or 0)], device=device), ctx)).max()) or None
+        if stop_signum is not None and state["epoch"] < cfg.epochs:
+            raise interrupted(stop_signum)
 
     if best_state is not None:
         unwrap(model).load_state_dict(best_state)

@@ -1,0 +1,151 @@
+"""All rank logic, in one module: everything else asks this one whether and how to be distributed.
+
+vaekit scales with PyTorch's own engine: ``torchrun`` starts the processes and sets ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK``; this module reads them, joins the process group (``gloo`` on
+CPU, ``nccl`` on CUDA) and provides the few operations the training loop needs:
+
+- `Context.is_main`: rank 0 alone logs, checkpoints, draws pictures and writes reports;
+- `shard`: each global batch is split into contiguous per-rank pieces, so ``train.batch_size``
+  is the global batch whatever the number of processes, and every example is used once per epoch
+  (no padded duplicates); `EpochSampler` does the same for a ``DataLoader``, with ``set_epoch``;
+- `rank_seed`: rank r seeds torch with ``seed + r`` (rank 0 keeps the single-process seed), so
+  ranks draw different noise for their different examples;
+- `all_sum`: metrics travel as sums (and counts), never as averages of averages;
+- `wrap`: DistributedDataParallel around the model, so the objective computed from its forward
+  output has its gradients all-reduced; `checkpoint.unwrap` removes it before anything is saved,
+  so a checkpoint written by N processes loads in 1 and vice versa.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def from_env() -> Context:
+    """The process's place in a torchrun job (a single process outside one)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context()
+    return Context(rank=int(os.environ["RANK"]), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def setup(device_name: str) -> tuple[Context, torch.device, bool]:
+    """Join the process group if launched by torchrun. Returns (context, this rank's device, whether
+    this call started the group, so that the caller ends it)."""
+    import torch.distributed as dist
+
+    from .training import resolve_device
+
+    ctx = from_env()
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    started = False
+    if ctx.distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        started = True
+    return ctx, device, started
+
+
+def teardown(started: bool) -> None:
+    import torch.distributed as dist
+
+    if started and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def current() -> Context:
+    """The context of the process group this process is in (single process if none)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        ctx = from_env()
+        return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=ctx.local_rank)
+    return Context()
+
+
+def rank_seed(seed: int, ctx: Context) -> int:
+    return seed + ctx.rank
+
+
+def shard(idx: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """This rank's contiguous piece of a global batch of indices (sizes differ by at most one)."""
+    if not ctx.distributed:
+        return idx
+    return torch.tensor_split(idx, ctx.world_size)[ctx.rank]
+
+
+def all_sum(t: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """The sum of `t` over all ranks (in place and returned)."""
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_gather(t: torch.Tensor, ctx: Context) -> list[torch.Tensor]:
+    """`t` from every rank, in rank order (same shape on every rank)."""
+    if not ctx.distributed:
+        return [t]
+    import torch.distributed as dist
+
+    out = [torch.empty_like(t) for _ in range(ctx.world_size)]
+    dist.all_gather(out, t)
+    return out
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def wrap(model: torch.nn.Module, ctx: Context, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around `model` under torchrun; the model itself otherwise."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Sampler for a DataLoader: a permutation of range(n) fixed by (seed, epoch) and cut into this
+    rank's share without padding (the last ranks get one example fewer when n does not divide).
+    Call `set_epoch` before each epoch, as with torch's DistributedSampler."""
+
+    def __init__(self, n: int, ctx: Context, seed: int = 0, shuffle: bool = True):
+        self.n, self.ctx, self.seed, self.shuffle, self.epoch = n, ctx, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+                 if self.shuffle else torch.arange(self.n))
+        return iter(torch.tensor_split(order, self.ctx.world_size)[self.ctx.rank].tolist())
+
+    def __len__(self) -> int:
+        return len(torch.tensor_split(torch.arange(self.n), self.ctx.world_size)[self.ctx.rank])

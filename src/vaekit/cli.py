@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
     p.add_argument("--on-nan", choices=["stop", "rollback"], help="on a non-finite loss: stop with a diagnosis (default) "
                    "or restore the last good checkpoint, halve the learning rate and go on (train.max_rollbacks times)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="train the nets in mixed precision "
+                   "(losses and log-densities stay fp32; fp16 adds loss scaling); default fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_arg(p)
 
@@ -124,6 +127,10 @@ def cmd_train(args) -> int:
         overrides.append("train.progress=false")
     if args.on_nan:
         overrides.append(f"train.on_nan={args.on_nan}")
+    if args.precision:
+        overrides.append(f"train.precision={args.precision}")
+    if args.compile:
+        overrides.append("train.compile=true")
     if args.resume:
         if args.config or args.out:
             raise VaekitError("--resume RUN continues an existing run: give no config file or --out")

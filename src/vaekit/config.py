@@ -112,6 +112,8 @@ class TrainConfig:
     max_rollbacks: int = 3  # rollback: restore the last good checkpoint and halve the lr at most this often
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: the nets under autocast, losses and log-densities in fp32
+    compile: bool = False  # torch.compile the model for training (checkpoints stay free of its prefixes)
     eval_k: int = 1000  # importance samples for log p(x) at the end of training (0: skip)
     progress: bool = True
 

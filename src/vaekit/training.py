@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise VaekitError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
     return torch.device(name)
+
+
+def make_scaler(cfg: TrainConfig, device: torch.device) -> Any:
+    """fp16 needs loss scaling (its range is narrow); bf16 has fp32's range and fp32 needs nothing."""
+    if cfg.precision != "fp16":
+        return None
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3: every device
+        return torch.amp.GradScaler(device.type)
+    if device.type == "cuda":
+        return torch.cuda.amp.GradScaler()
+    raise VaekitError("config key 'train.precision': 'fp16' on CPU needs torch >= 2.3; use 'bf16'")
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -74,6 +86,9 @@ def kl_weight(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     if cfg.kl_schedule == "cyclic":
         epoch = math.fmod(epoch, cfg.kl_cycle_epochs)
     return cfg.beta * min(1.0, epoch / cfg.kl_warmup_epochs)
+
+
+FP16_MAX_OVERFLOWS = 30  # consecutive overflowing fp16 steps before it counts as divergence
 
 
 @torch.no_grad()
@@ -193,7 +208,11 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
     shuffle = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: one global order of batches
     model.to(device)
     net = wrap(model, ctx, device)  # what the forward pass goes through (DDP under torchrun)
+    if cfg.compile:
+        net = torch.compile(net)
     opt = make_optimizer(model, cfg)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    scaler = make_scaler(cfg, device)
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     # Position and counters. "batch" counts the steps done in the current, unfinished epoch.
@@ -221,13 +240,14 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
         part = dict(sums)
+        extra = {"scaler": scaler.state_dict()} if scaler is not None else {}
         if every_rank and ctx.distributed:
             rng["torch_ranks"] = all_gather(rng["torch"], ctx)
             if device.type == "cuda":
                 rng["cuda_ranks"] = [t.cpu() for t in all_gather(rng["cuda"].to(device), ctx)]
             part = {k: all_sum(torch.as_tensor(v).clone(), ctx) for k, v in sums.items()}
         snap = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng, "trainer": dict(state),
-                "sums": part, "history": list(history), "best_model": best_state, "world_size": ctx.world_size}
+                "sums": part, "history": list(history), "best_model": best_state, "world_size": ctx.world_size, **extra}
         if ema is not None:
             snap["ema"] = ema.state_dict()
         return snap
@@ -236,6 +256,8 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         nonlocal sums, history, best_state, epoch_shuffle
         opt.load_state_dict(snap["optimizer"])
         sched.load_state_dict(snap["scheduler"])
+        if scaler is not None and "scaler" in snap:
+            scaler.load_state_dict(snap["scaler"])
         if ema is not None:
             ema.load_state_dict(snap["ema"])
         rng = snap["rng"]
@@ -314,16 +336,24 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
             x = data.train_batch(idx)  # (B, *shape), freshly binarised/dequantised if configured
             y = data.y_train[idx] if conditional else None  # (B,)
             beta = kl_weight(state["step"], steps_per_epoch, cfg)
-            out = net(x, y, n_samples=cfg.samples)
-            terms = objective(out, x, beta, cfg.free_bits)  # each (B,)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                out = net(x, y, n_samples=cfg.samples)  # the nets in bf16/fp16 if asked; the distributions in fp32
+            terms = objective(out, x, beta, cfg.free_bits)  # each (B,), fp32
             if ctx.distributed:  # DDP averages gradients over ranks: scale so that the average is that of the global mean
                 loss = terms["loss"].sum() * (ctx.world_size / len(order[i]))
             else:
                 loss = terms["loss"].mean()  # nats per example
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)  # true gradients, for the norm, clipping and the check
+            else:
+                loss.backward()
             gnorm = grad_norm(model, cfg.grad_clip)
             ok = torch.isfinite(loss) & torch.isfinite(gnorm)
+            if scaler is not None:  # an fp16 gradient overflow is routine: the scaler skips the step and lowers the scale
+                state["overflows"] = 0 if bool(torch.isfinite(gnorm)) else state.get("overflows", 0) + 1
+                ok = torch.isfinite(loss) & torch.tensor(state["overflows"] < FP16_MAX_OVERFLOWS)
             stop_signum = signals.signum
             if ctx.distributed:  # every rank must agree to stop, or the next all-reduce waits for ever
                 flags = torch.tensor([float(not bool(ok)), float(signals.signum or 0)], device=device)
@@ -331,9 +361,18 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
                 ok, stop_signum = flags[0] == 0, (int(flags[1]) or None)
             if not bool(ok):
                 bad = f"training diverged at epoch {epoch}, step {state['step'] + 1}: " + diagnose(out, x, y, loss.detach(), gnorm, model, cfg)
+                if scaler is not None and bool(torch.isfinite(loss)):
+                    bad += (f" (fp16: the gradients overflowed {state['overflows']} steps in a row although the loss scaler "
+                            f"lowered its scale to {scaler.get_scale():g}; try --set train.precision=bf16)")
                 break
-            opt.step()
-            sched.step()
+            if scaler is not None:
+                scaler.step(opt)  # skipped when the gradients overflowed
+                scaler.update()
+            else:
+                opt.step()
+            with warnings.catch_warnings():  # a skipped first fp16 step makes the scheduler warn about the order of calls
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
+                sched.step()
             if ema is not None:
                 ema.update_parameters(unwrap(model))
             state["step"] += 1

@@ -79,7 +79,8 @@ class Autoencoder(nn.Module):
 
     def _encode(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         c = self._onehot(y, len(x), x)
-        return self.encoder(x) if c is None else self.encoder(x, c)
+        # .float(): under mixed precision the nets run in bf16/fp16, the distributions in fp32 (a no-op otherwise)
+        return (self.encoder(x) if c is None else self.encoder(x, c)).float()
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self._encode(x, y)  # (B, *shape) -> (B, D)
@@ -94,7 +95,7 @@ class Autoencoder(nn.Module):
         if self.conditional:
             c = self._onehot(y, lead[-1], z)  # (B, n)
             flat = torch.cat([flat, c.expand(*lead, self.num_classes).reshape(-1, self.num_classes)], 1)
-        params = self.decoder(flat)  # (N, P * C, H, W) or (N, P * F)
+        params = self.decoder(flat).float()  # (N, P * C, H, W) or (N, P * F), fp32 even under autocast
         return self.observation(params.view(*lead, *params.shape[1:]))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_samples: int = 1) -> ModelOutput:

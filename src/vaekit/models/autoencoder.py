@@ -43,6 +43,12 @@ class ModelOutput:
     prior: Distribution | None = None
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """Under mixed precision the nets compute in bf16/fp16; the distributions built from their
+    outputs (and every log-density) work in fp32. fp32 and fp64 outputs pass unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 class Autoencoder(nn.Module):
     """Deterministic autoencoder: x -> z = encoder(x) -> p(x|z).
 
@@ -79,8 +85,7 @@ class Autoencoder(nn.Module):
 
     def _encode(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         c = self._onehot(y, len(x), x)
-        # .float(): under mixed precision the nets run in bf16/fp16, the distributions in fp32 (a no-op otherwise)
-        return (self.encoder(x) if c is None else self.encoder(x, c)).float()
+        return full_precision(self.encoder(x) if c is None else self.encoder(x, c))
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self._encode(x, y)  # (B, *shape) -> (B, D)
@@ -95,7 +100,7 @@ class Autoencoder(nn.Module):
         if self.conditional:
             c = self._onehot(y, lead[-1], z)  # (B, n)
             flat = torch.cat([flat, c.expand(*lead, self.num_classes).reshape(-1, self.num_classes)], 1)
-        params = self.decoder(flat).float()  # (N, P * C, H, W) or (N, P * F), fp32 even under autocast
+        params = full_precision(self.decoder(flat))  # (N, P * C, H, W) or (N, P * F)
         return self.observation(params.view(*lead, *params.shape[1:]))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_samples: int = 1) -> ModelOutput:

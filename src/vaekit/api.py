@@ -161,16 +161,16 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
 
     from .evaluation import evaluate
 
+    k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
+    results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
+                       dequantized=data.dequantize, ctx=ctx)  # sharded over the ranks, the same on each
     # The process group ends here, on every rank together (a rank leaving while another still
-    # talks to it can abort the job); the test metrics and pictures are rank 0's alone.
+    # talks to it can abort the job); the files and pictures are rank 0's alone.
     distributed.barrier(ctx)
     distributed.teardown(started)
     group[:] = [False]
     if not ctx.is_main:
         return {"model": model, "history": history, "eval": None, "run_dir": run, "config": cfg}
-    k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
-    results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
-                       dequantized=data.dequantize)
     if run is not None:
         write_text_durable(run / "eval.json", json.dumps(results, indent=2) + "\n")
         if pictures:

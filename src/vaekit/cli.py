@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset name or path (default: the run's)")
     p.add_argument("--split", choices=["test", "val"], default="test")
     p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--batch-size", type=int, default=500, help="examples per batch (default 500); each batch has its own noise stream, so K-sample figures move with it (within their noise), never with the number of processes")
     p.add_argument("--json", action="store_true", help="print JSON")
     _device_arg(p)
 
@@ -149,24 +150,32 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from . import distributed
     from .api import load_run
     from .evaluation import evaluate
 
     _positive("k", args.k, 5000)
-    device = _device(args)
-    model, cfg = load_run(args.run, device)
-    data = _run_data(args, cfg, device)
-    x = data.x_test if args.split == "test" else data.x_val
-    if tuple(x.shape[1:]) != tuple(getattr(model, "shape", getattr(model, "shape_", x.shape[1:]))):
-        raise VaekitError(f"data shape {tuple(x.shape[1:])} does not match the model's input shape")
-    if args.limit:
-        _positive("limit", args.limit)
-        x = x[: args.limit]
-    k = args.k if getattr(model, "is_variational", False) else 0
-    y = (data.y_test if args.split == "test" else data.y_val) if getattr(model, "conditional", False) else None
-    if y is not None and args.limit:
-        y = y[: args.limit]
-    res = evaluate(model, x, k=k, progress=sys.stderr.isatty(), y=y, dequantized=data.dequantize)
+    ctx, device, started = distributed.setup(args.device or "auto")  # under torchrun: sharded over the ranks
+    try:
+        model, cfg = load_run(args.run, device)
+        data = _run_data(args, cfg, device)
+        x = data.x_test if args.split == "test" else data.x_val
+        if tuple(x.shape[1:]) != tuple(getattr(model, "shape", getattr(model, "shape_", x.shape[1:]))):
+            raise VaekitError(f"data shape {tuple(x.shape[1:])} does not match the model's input shape")
+        if args.limit:
+            _positive("limit", args.limit)
+            x = x[: args.limit]
+        k = args.k if getattr(model, "is_variational", False) else 0
+        y = (data.y_test if args.split == "test" else data.y_val) if getattr(model, "conditional", False) else None
+        if y is not None and args.limit:
+            y = y[: args.limit]
+        _positive("batch-size", args.batch_size)
+        res = evaluate(model, x, k=k, batch_size=args.batch_size, progress=sys.stderr.isatty(), y=y,
+                       dequantized=data.dequantize, ctx=ctx)
+    finally:
+        distributed.teardown(started)
+    if not ctx.is_main:
+        return 0
     if args.json:
         print(json.dumps(res, indent=2))
     else:

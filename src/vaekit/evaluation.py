@@ -85,50 +85,70 @@ def bits_per_dim(log_px: float, dims: int, dequantized: bool) -> float:
 @torch.no_grad()
 def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
              seed: int = 0, progress: bool = False, y: torch.Tensor | None = None,
-             dequantized: bool = False) -> dict[str, dict[str, Any]]:
+             dequantized: bool = False, ctx: Any = None) -> dict[str, dict[str, Any]]:
     """All metrics of `model` on x (N, *shape) (labels y: (N,) for a conditional model). k = 0 skips
     importance sampling. `dequantized`: x is uniformly dequantised 8-bit data (bits/dim then counts
-    the 256 levels)."""
+    the 256 levels).
+
+    Batch j draws its noise from the seed (seed, j) alone, so the result does not depend on how the
+    batches are spread over processes: under torchrun (`ctx`, default: the current process group)
+    rank r scores the batches j = r, r + W, ..., the per-batch results are exchanged, and every rank
+    adds them up in batch order, exactly as one process does. The caller's RNG is left untouched."""
     from tqdm.auto import tqdm
 
+    from .distributed import all_sum, current
     from .likelihoods import DISCRETE
 
+    ctx = ctx if ctx is not None else current()
     if hasattr(model, "eval"):
         model.eval()
     n, dims = len(x), x[0].numel()
     cond = getattr(model, "conditional", False)
     if cond and y is None:
         raise ValueError("evaluating a conditional model needs the labels y")
-    sums: dict[str, float] = {}
-    log_px: list[torch.Tensor] = []
-    kl_dims, means, logvars = [], [], []
     variational = getattr(model, "is_variational", False)
-    if variational:
-        torch.manual_seed(seed)
     is_bce_valid = bool(((x >= 0) & (x <= 1)).all())
-    for idx in tqdm(list(batches(n, batch_size, shuffle=False, device=x.device)), disable=not progress, desc="evaluate", leave=False):
-        xb = x[idx]
-        yb = y[idx] if cond else None
-        x_hat = model.reconstruct(xb, yb) if cond else model.reconstruct(xb)
-        add = {"squared_error": squared_error(x_hat, xb)}
-        if is_bce_valid:
-            add["bce"] = binary_cross_entropy(x_hat.clamp(0, 1), xb)
-        if hasattr(model, "score_samples"):
-            add["ppca_log_likelihood"] = model.score_samples(xb)
-        if hasattr(model, "decode") and not hasattr(model, "score_samples"):
-            out = model(xb, yb)
-            for name, v in elbo_terms(out, xb).items():
-                if name != "loss":
-                    add[name] = v
-            if variational:
-                kl_dims.append(kl_per_dimension(out.qz).sum(0))
-                base = out.qz.base_dist
-                means.append(base.loc)
-                logvars.append(2 * base.scale.log())
-                if k > 0:
-                    log_px.append(importance_log_px(model, xb, k, y=yb))
-        for name, v in add.items():
-            sums[name] = sums.get(name, 0.0) + float(v.double().sum())
+    chunks = list(batches(n, batch_size, shuffle=False, device=x.device))
+    names = ["squared_error"] + (["bce"] if is_bce_valid else []) + (["ppca_log_likelihood"] if hasattr(model, "score_samples") else [])
+    if hasattr(model, "decode") and not hasattr(model, "score_samples"):
+        names += ["nll"] + (["kl", "elbo"] if variational else [])
+    d = getattr(model, "latent_dim", 0)
+    # Every batch's results, in slots; a rank fills its own batches and the sum over ranks fills all.
+    batch_sums = torch.zeros(len(chunks), len(names), dtype=torch.float64, device=x.device)
+    kl_dims = torch.zeros(len(chunks), d, dtype=x.dtype, device=x.device)
+    means = torch.zeros(n, d, dtype=x.dtype, device=x.device)
+    logvars = torch.zeros(n, d, dtype=x.dtype, device=x.device)
+    log_px = torch.zeros(n, dtype=x.dtype, device=x.device)
+    mine = range(ctx.rank, len(chunks), ctx.world_size)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        for j in tqdm(mine, disable=not progress or not ctx.is_main, desc="evaluate", leave=False):
+            idx = chunks[j]
+            torch.manual_seed(seed * 1_000_003 + j)
+            xb = x[idx]
+            yb = y[idx] if cond else None
+            x_hat = model.reconstruct(xb, yb) if cond else model.reconstruct(xb)
+            add = {"squared_error": squared_error(x_hat, xb)}
+            if is_bce_valid:
+                add["bce"] = binary_cross_entropy(x_hat.clamp(0, 1), xb)
+            if hasattr(model, "score_samples"):
+                add["ppca_log_likelihood"] = model.score_samples(xb)
+            if hasattr(model, "decode") and not hasattr(model, "score_samples"):
+                out = model(xb, yb)
+                add.update({name: v for name, v in elbo_terms(out, xb).items() if name != "loss"})
+                if variational:
+                    kl_dims[j] = kl_per_dimension(out.qz).sum(0)
+                    base = out.qz.base_dist
+                    means[idx], logvars[idx] = base.loc, 2 * base.scale.log()
+                    if k > 0:
+                        log_px[idx] = importance_log_px(model, xb, k, y=yb)
+            for c, name in enumerate(names):
+                batch_sums[j, c] = add[name].double().sum()
+    for t in (batch_sums, kl_dims, means, logvars, log_px):
+        all_sum(t, ctx)
+    sums = {name: 0.0 for name in names}
+    for j in range(len(chunks)):  # in batch order, as a single process adds them
+        for c, name in enumerate(names):
+            sums[name] += float(batch_sums[j, c])
     res = {"squared_error": metric(sums["squared_error"] / n, "squared error", "per example (sum over pixels, mean over examples)")}
     if "bce" in sums:
         res["bce"] = metric(sums["bce"] / n, "nats", "per example (sum over pixels, mean over examples)")
@@ -143,16 +163,16 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     if variational:
         res["kl"] = metric(sums["kl"] / n, "nats")
         res["elbo"] = metric(sums["elbo"] / n, "nats")
-        kl_d = (torch.stack(kl_dims).sum(0) / n).tolist()
+        kl_d = (kl_dims.sum(0) / n).tolist()
         res["kl_per_dim"] = metric(kl_d, "nats", "KL(q(z_d|x) || N(0, 1)) per latent dimension, mean over examples")
-        mu = torch.cat(means)  # (N, D) posterior means
+        mu = means  # (N, D) posterior means
         activity = mu.var(0)  # Cov_x(E_q[z_d]), the IWAE paper's measure
         res["active_units"] = metric(int((activity > 0.01).sum()), "count", "latent dimensions with Cov_x(E_q[z_d]) > 0.01")
         g = torch.Generator(device=mu.device).manual_seed(seed)
-        res["mutual_information"] = metric(mutual_information(mu, torch.cat(logvars), generator=g), "nats",
+        res["mutual_information"] = metric(mutual_information(mu, logvars, generator=g), "nats",
                                            f"I(x; z) under q, aggregate posterior over the {n} examples (at most log N = {math.log(n):.2f})")
-        if log_px:
-            lp = torch.cat(log_px).double()
+        if k > 0:
+            lp = log_px.double()
             res["log_px"] = metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples")
             res["log_px_stderr"] = metric(float(lp.std() / math.sqrt(n)) if n > 1 else 0.0, "nats", "standard error of the mean over examples")
             if discrete or dequantized:

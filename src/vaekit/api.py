@@ -47,7 +47,7 @@ def _check_writable(run_dir: Path) -> None:
         raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable ({e.strerror})") from None
 
 
-DATASET_NAMES = ("mnist",)
+DATASET_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "fashionmnist", "cifar10", "cifar-10", "cifar_10")
 
 
 def _recorded_paths(cfg: RunConfig) -> RunConfig:

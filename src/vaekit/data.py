@@ -156,14 +156,16 @@ def _read_image_folder(p: Path, cfg: DataConfig):
 
 def read_raw(cfg: DataConfig):
     """Read the named dataset or user path into numpy arrays (x, y, x_test, y_test)."""
-    if cfg.name.lower() == "mnist":
+    from .datasets import canonical, load_dataset
+
+    if cfg.name.lower() == "mnist" or canonical(cfg.name):
         from .mnist import load_mnist
 
-        m = load_mnist(cfg.data_dir)
+        m = load_mnist(cfg.data_dir) if cfg.name.lower() == "mnist" else load_dataset(cfg.name, cfg.data_dir)
         return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
     p = Path(cfg.name)
     if not p.exists():
-        raise VaekitError(f"data '{cfg.name}' is neither a dataset name (mnist) nor an existing path")
+        raise VaekitError(f"data '{cfg.name}' is neither a dataset name (mnist, fashion-mnist, cifar10) nor an existing path")
     if p.is_dir():
         return _read_image_folder(p, cfg)
     if p.suffix in (".npy", ".npz"):

@@ -219,3 +219,25 @@ def test_train_on_each_dataset_by_name(tmp_path, fashion, cifar, name, capsys):
     assert cfg["data"]["name"] == name  # a dataset name is recorded as a name, not a path
     shape = (1, 28, 28) if name == "fashion-mnist" else (3, 32, 32)
     assert __import__("json").loads((out / "model" / "config.json").read_text())["shape"] == list(shape)
+
+
+def test_cifar10_bench_runs_on_present_data(tmp_path, cifar, capsys):
+    """bench/cifar10.py end to end on the generated files, at a toy size (uniform random pixels: >= 8 bits/dim)."""
+    import runpy
+    import sys
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for n, b in cifar[1].items():
+        (folder / n).write_bytes(b)
+    bench = runpy.run_path(str(__import__("pathlib").Path(__file__).parents[1] / "bench" / "cifar10.py"))
+    out = tmp_path / "bench"
+    code = bench["main"](["--minutes", "0.05", "--k", "3", "--data-dir", str(folder), "--out", str(out), "--threads", "1",
+                          "--set", "data.val_size=10", "--set", "model.channels=[8]", "--set", "model.depth=1",
+                          "--set", "model.latent_dim=4", "--set", "train.epochs=1", "--set", "train.batch_size=25"])
+    text = capsys.readouterr().out
+    assert code == 0 and "bits/dim" in text
+    summary = __import__("json").loads((out / "bench.json").read_text())
+    assert 7.5 < summary["bits_per_dim"] < 16 and summary["bits_per_dim"] <= summary["elbo_bits_per_dim"] + 0.5
+    assert bench["main"](["--data-dir", str(tmp_path / "nothing_here")]) == 2  # absent data: a clear refusal
+    sys.stdout.flush()

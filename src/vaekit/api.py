@@ -133,6 +133,8 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     data = data.to(device) if data is not None else prepare(cfg.data, device=device)
     cfg = check_fit(cfg, data)
     torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
+    if cfg.model.name == "pca" and getattr(data, "stream", None) is not None:
+        raise VaekitError("model.name = 'pca' is fitted on all the data at once; set data.stream = false")
     model = PCA(cfg.model.latent_dim, whiten=cfg.model.whiten) if cfg.model.name == "pca" else build_model(cfg.model, data.shape)
     if not resume and hasattr(getattr(model, "prior_module", None), "init_from"):
         model.prior_module.init_from(data.x_train)  # VampPrior: pseudo-inputs start at training examples

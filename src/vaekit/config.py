@@ -39,6 +39,9 @@ class DataConfig:
     val_size: int = 5000  # examples carved from the training set for validation (0: none)
     limit: int | None = None  # use only the first N training examples (quick runs)
     image_size: list[int] | None = None  # [H, W] to resize an image folder to; None: all must match
+    crop: list[int] | None = None  # image folders: [H, W] centre crop, before the resize (e.g. CelebA: [148, 148] then 64 x 64)
+    stream: bool = False  # image folders: read training images from disk as batches are needed (DataLoader workers)
+    workers: int = 2  # stream: DataLoader worker processes (0: read in the training process)
     grayscale: bool | None = None  # image folders: force grey (True) or RGB (False); None: as found
     scaling: Literal["minmax", "standard", "none"] = "minmax"  # CSV/arrays of floats
     seed: int = 0  # validation split and fixed binarisation
@@ -206,13 +209,17 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
         if f.name in non_negative and v < 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
-        if f.name in {"hidden", "channels", "image_size"} and v is not None and any(h <= 0 for h in v):
+        if f.name in {"hidden", "channels", "image_size", "crop"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
         if f.name in {"limit", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
                       "checkpoint_every"} and v is not None and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
-    if section == "data" and obj.image_size is not None and len(obj.image_size) != 2:
-        raise VaekitError(f"config key 'data.image_size': got {obj.image_size!r}, expected [height, width]")
+    if section == "data":
+        for key in ("image_size", "crop"):
+            if getattr(obj, key) is not None and len(getattr(obj, key)) != 2:
+                raise VaekitError(f"config key 'data.{key}': got {getattr(obj, key)!r}, expected [height, width]")
+        if obj.workers < 0:
+            raise VaekitError(f"config key 'data.workers': got {obj.workers!r}, must be >= 0")
     if section == "train":
         if obj.ema is not None and not 0 < obj.ema < 1:
             raise VaekitError(f"config key 'train.ema': got {obj.ema!r}, must be in (0, 1) (e.g. 0.999) or unset")

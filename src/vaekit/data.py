@@ -63,12 +63,101 @@ class Data:
     def dim(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_test.device
+
+    def iterate(self, index_batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(x, y) for each batch of training indices, in order: x (B, *shape) freshly binarised or
+        dequantised as configured, y (B,) or None. Each batch is made when it is asked for."""
+        for idx in index_batches:
+            yield self.train_batch(idx), (self.y_train[idx] if self.y_train is not None else None)
+
     def to(self, device: torch.device | str) -> "Data":
         for k in ("x_train", "x_val", "x_test", "y_train", "y_val", "y_test"):
             v = getattr(self, k)
             if v is not None:
                 setattr(self, k, v.to(device))
         return self
+
+
+@dataclass
+class StreamData(Data):
+    """Training images stay on disk and are read by DataLoader worker processes as batches are
+    needed, so memory does not grow with the training set. `x_train` holds only the first (up to
+    1000) training images, for checks and initialisation; validation and test splits are in
+    memory (at most data.val_size and 10,000 images)."""
+
+    stream: StreamImages | None = None
+    train_index: np.ndarray | None = None  # positions in `stream` of the training examples
+    workers: int = 2
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_index)
+
+    def iterate(self, index_batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        loader = torch.utils.data.DataLoader(
+            self.stream, batch_sampler=[self.train_index[idx.cpu().numpy()].tolist() for idx in index_batches],
+            num_workers=self.workers, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(0))  # its own: a DataLoader would otherwise draw from the global RNG
+        try:
+            for x, y in loader:
+                x = x.to(self.device, non_blocking=True).float() / 255  # (B, C, H, W) in [0, 1]
+                if self.dynamic_binarize:
+                    x = torch.bernoulli(x)
+                if self.dequantize:
+                    x = dequantize(x)
+                yield x, (y.to(self.device) if self.y_train is not None else None)
+        except VaekitError as e:  # raised in a worker: the original one-line message is its last line
+            raise VaekitError(str(e).strip().splitlines()[-1].removeprefix("vaekit.errors.VaekitError: ")) from None
+
+
+def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> StreamData:
+    """An image folder prepared for streaming: splits by a seeded permutation of the files."""
+    p = Path(cfg.name)
+    if not p.is_dir():
+        raise VaekitError(f"data.stream = true needs a folder of images; '{cfg.name}' is not one")
+    if cfg.binarize == "fixed":
+        raise VaekitError("data.binarize = 'fixed' needs the data in memory; use 'dynamic' with data.stream = true")
+    files, labels = list_images(p)
+    stream = StreamImages(files, labels, cfg)
+    rng = np.random.default_rng(cfg.seed)
+    perm = rng.permutation(len(files))
+    # The same splits as `prepare` makes of the folder read into memory (capped at 10,000 test images).
+    n_test = min(max(1, len(files) // 10), 10000)
+    test_idx, rest = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    if cfg.limit is not None:
+        rest = rest[: cfg.limit]
+    n_val = cfg.val_size if len(rest) > cfg.val_size else 0
+    order = rng.permutation(len(rest))
+    val_idx, train_idx = np.sort(rest[order[:n_val]]), np.sort(rest[order[n_val:]])
+
+    def load(idx):  # (N, C, H, W) float in [0, 1], labels
+        xs = torch.stack([stream[int(i)][0] for i in idx]) if len(idx) else torch.zeros((0, *stream[0][0].shape), dtype=torch.uint8)
+        return xs.float().div(255).to(device), (torch.from_numpy(labels[idx]).to(device) if labels is not None else None)
+
+    x_val, y_val = load(val_idx)
+    x_test, y_test = load(test_idx)
+    head, _ = load(train_idx[:1000])
+    data = StreamData(name=cfg.name, kind="image", shape=tuple(head.shape[1:]), x_train=head, x_val=x_val, x_test=x_test,
+                      y_train=torch.from_numpy(labels[train_idx]).to(device) if labels is not None else None,
+                      y_val=y_val, y_test=y_test, dynamic_binarize=cfg.binarize == "dynamic", levels=256,
+                      stream=stream, train_index=train_idx, workers=cfg.workers)
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    if cfg.binarize == "dynamic":
+        data.x_val, data.x_test, data.levels = torch.bernoulli(data.x_val, generator=g), torch.bernoulli(data.x_test, generator=g), 2
+    if cfg.dequantize == "uniform":
+        if data.levels != 256:
+            raise VaekitError(f"data '{cfg.name}': data.dequantize = 'uniform' needs 8-bit data that is not binarised")
+        g = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        data.x_val, data.x_test = dequantize(data.x_val, g), dequantize(data.x_test, g)
+        data.dequantize = True
+    return data
 
 
 # --- raw readers: each returns (x, y, x_test, y_test) numpy arrays, y/test may be None ------------
@@ -121,37 +210,80 @@ def _read_csv(p: Path):
     return out.astype(np.float32), None, None, None
 
 
-def _read_image_folder(p: Path, cfg: DataConfig):
-    from PIL import Image
-
+def list_images(p: Path) -> tuple[list[Path], np.ndarray | None]:
+    """The image files of a folder (sorted) and their labels from class sub-folders, if any."""
     files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise VaekitError(f"folder '{p}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    # Labels from sub-folder names when images sit in class folders.
     parents = sorted({f.parent for f in files})
     labels = None
     if len(parents) > 1 and all(f.parent != p for f in files):
         index = {d: i for i, d in enumerate(parents)}
         labels = np.array([index[f.parent] for f in files], np.int64)
+    return files, labels
+
+
+def read_image(f: Path, cfg: DataConfig, grey: bool | None = None) -> np.ndarray:
+    """One image file as uint8 (H, W) or (H, W, 3): converted to grey or RGB (`grey`, else
+    data.grayscale, else as found), centre-cropped to data.crop, resized to data.image_size."""
+    from PIL import Image
+
+    try:
+        with Image.open(f) as im:
+            im.load()
+            if grey is None:
+                grey = cfg.grayscale if cfg.grayscale is not None else im.mode in ("L", "1", "I;16", "I", "LA")
+            im = im.convert("L" if grey else "RGB")
+            if cfg.crop is not None:
+                h, w = cfg.crop
+                if im.height < h or im.width < w:
+                    raise VaekitError(f"image '{f}' is {im.height}x{im.width}, smaller than data.crop = {list(cfg.crop)}")
+                top, left = (im.height - h) // 2, (im.width - w) // 2
+                im = im.crop((left, top, left + w, top + h))
+            if cfg.image_size is not None:
+                im = im.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
+            return np.asarray(im, np.uint8)
+    except VaekitError:
+        raise
+    except Exception as e:  # untrusted bytes: PIL's decoders raise OSError, SyntaxError, struct.error, ...
+        raise VaekitError(f"cannot read image '{f}': {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def _shape_mismatch(f: Path, shape: tuple, first: Path, first_shape: tuple) -> VaekitError:
+    return VaekitError(f"image '{f}' has shape {shape}, '{first}' has {first_shape}; "
+                       "set data.image_size = [H, W] to resize (and data.grayscale to fix the mode)")
+
+
+def _read_image_folder(p: Path, cfg: DataConfig):
+    files, labels = list_images(p)
     images = []
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                grey = cfg.grayscale if cfg.grayscale is not None else im.mode in ("L", "1", "I;16", "I", "LA")
-                im = im.convert("L" if grey else "RGB")
-                if cfg.image_size is not None:
-                    im = im.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
-                a = np.asarray(im, np.uint8)
-        except Exception as e:  # untrusted bytes: PIL's decoders raise OSError, SyntaxError, struct.error, ...
-            raise VaekitError(f"cannot read image '{f}': {type(e).__name__}: {str(e)[:200]}") from None
+        a = read_image(f, cfg)
         if images and a.shape != images[0].shape:
-            raise VaekitError(
-                f"image '{f}' has shape {a.shape}, '{files[0]}' has {images[0].shape}; "
-                "set data.image_size = [H, W] to resize (and data.grayscale to fix the mode)"
-            )
+            raise _shape_mismatch(f, a.shape, files[0], images[0].shape)
         images.append(a)
     return np.stack(images), labels, None, None
+
+
+class StreamImages(torch.utils.data.Dataset):
+    """Image files read on demand (in DataLoader workers): item i is (x, y) with x the uint8 image
+    (C, H, W) and y its label (-1 without labels). Every image must have the first one's shape and
+    mode, after the configured crop and resize."""
+
+    def __init__(self, files: list[Path], labels: np.ndarray | None, cfg: DataConfig):
+        self.files, self.labels, self.cfg = files, labels, cfg
+        first = read_image(files[0], cfg)
+        self.grey, self.shape = first.ndim == 2, first.shape
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        a = read_image(self.files[i], self.cfg, grey=self.grey)
+        if a.shape != self.shape:
+            raise _shape_mismatch(self.files[i], a.shape, self.files[0], self.shape)
+        x = torch.from_numpy(a.copy())  # PIL's buffer is read-only
+        return (x[None] if self.grey else x.permute(2, 0, 1)), int(self.labels[i]) if self.labels is not None else -1
 
 
 def read_raw(cfg: DataConfig):
@@ -228,7 +360,10 @@ def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
 
 
 def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Data:
-    """Read (unless `raw` is given), scale, split and binarise; return tensors on `device`."""
+    """Read (unless `raw` is given), scale, split and binarise; return tensors on `device`
+    (a `StreamData` for an image folder with data.stream = true)."""
+    if cfg.stream and raw is None:
+        return prepare_stream(cfg, device)
     x, y, x_test, y_test = raw if raw is not None else read_raw(cfg)
     source = f"data '{cfg.name}'"
     x, kind = _as_layout(np.asarray(x), source)

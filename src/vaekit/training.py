@@ -202,7 +202,7 @@ def fit(model: torch.nn.Module, data: Data, cfg: TrainConfig, run_dir: str | Pat
 
 
 def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, log: RunLog, signals: StopSignals) -> TrainResult:
-    device = data.x_train.device
+    device = data.device
     ctx = current()  # one process, or this rank of a torchrun job
     torch.manual_seed(rank_seed(cfg.seed, ctx))
     shuffle = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: one global order of batches
@@ -213,7 +213,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
     opt = make_optimizer(model, cfg)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     scaler = make_scaler(cfg, device)
-    n = len(data.x_train)
+    n = data.n_train
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     # Position and counters. "batch" counts the steps done in the current, unfinished epoch.
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": None, "best_step": None,
@@ -331,10 +331,10 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         net.train()
         bad = None
         bar = log.bar(range(state["batch"], len(order)), len(order), f"epoch {epoch}/{cfg.epochs}", initial=state["batch"])
-        for i in bar:
-            idx = shard(order[i], ctx)  # this rank's piece of the global batch
-            x = data.train_batch(idx)  # (B, *shape), freshly binarised/dequantised if configured
-            y = data.y_train[idx] if conditional else None  # (B,)
+        # This rank's piece of each remaining global batch, made (or read from disk) as it is reached.
+        pieces = data.iterate([shard(order[i], ctx) for i in range(state["batch"], len(order))])
+        for i, (x, y) in zip(bar, pieces):  # x: (B, *shape), freshly binarised/dequantised if configured
+            y = y if conditional else None  # (B,)
             beta = kl_weight(state["step"], steps_per_epoch, cfg)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = net(x, y, n_samples=cfg.samples)  # the nets in bf16/fp16 if asked; the distributions in fp32

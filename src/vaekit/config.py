@@ -38,6 +38,7 @@ class DataConfig:
     binarize: Literal["none", "dynamic", "fixed"] = "none"
     val_size: int = 5000  # examples carved from the training set for validation (0: none)
     limit: int | None = None  # use only the first N training examples (quick runs)
+    test_size: int | None = None  # data without a test split: examples carved for testing (None: 10%; streamed: at most 10,000)
     image_size: list[int] | None = None  # [H, W] to resize an image folder to; None: all must match
     crop: list[int] | None = None  # image folders: [H, W] centre crop, before the resize (e.g. CelebA: [148, 148] then 64 x 64)
     stream: bool = False  # image folders: read training images from disk as batches are needed (DataLoader workers)
@@ -211,7 +212,7 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
         if f.name in {"hidden", "channels", "image_size", "crop"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
-        if f.name in {"limit", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
+        if f.name in {"limit", "test_size", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
                       "checkpoint_every"} and v is not None and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
     if section == "data":

@@ -129,7 +129,7 @@ def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> Strea
     rng = np.random.default_rng(cfg.seed)
     perm = rng.permutation(len(files))
     # The same splits as `prepare` makes of the folder read into memory (capped at 10,000 test images).
-    n_test = min(max(1, len(files) // 10), 10000)
+    n_test = min(cfg.test_size, len(files) - 1) if cfg.test_size is not None else min(max(1, len(files) // 10), 10000)
     test_idx, rest = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     if cfg.limit is not None:
         rest = rest[: cfg.limit]
@@ -373,7 +373,7 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
     rng = np.random.default_rng(cfg.seed)
     if x_test is None:  # carve a test split the model never trains on
         perm = rng.permutation(len(x))
-        n_test = max(1, len(x) // 10)
+        n_test = min(cfg.test_size, len(x) - 1) if cfg.test_size is not None else max(1, len(x) // 10)
         test_idx, keep = np.sort(perm[:n_test]), np.sort(perm[n_test:])
         x_test, y_test = x[test_idx], (y[test_idx] if y is not None else None)
         x, y = x[keep], (y[keep] if y is not None else None)

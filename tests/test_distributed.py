@@ -56,7 +56,7 @@ def _torchrun(args, nproc, cwd):
     if nproc == 1:
         cmd = [sys.executable, "-m", "vaekit", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-12000:]
     return proc
 
 

@@ -68,9 +68,17 @@ def setup(device_name: str) -> tuple[Context, torch.device, bool]:
 
 
 def teardown(started: bool) -> None:
+    """End the process group this process started. The DDP wrapper (and its reducer, which holds
+    gloo work) sits in reference cycles: collect it first, while the group is alive, or its
+    destruction at interpreter exit can abort the process ("terminate called without an active
+    exception")."""
+    import gc
+
     import torch.distributed as dist
 
     if started and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -90,3 +90,24 @@ def test_stream_refusals(folder, tmp_path, capsys):
         err = capsys.readouterr().err
         assert fragment in err and err.count("\n") == 1, err
         assert not (tmp_path / f"r{i}").exists()
+
+
+@pytest.mark.parametrize("arch", ["conv", "resnet"])
+def test_conv_and_resnet_vaes_train_on_64x64_rgb(tmp_path, arch):
+    """CelebA-style: 80x70 RGB photos, centre crop 64x64, streamed; the model's input is (3, 64, 64)."""
+    rng = np.random.default_rng(1)
+    d = tmp_path / "faces"
+    d.mkdir()
+    yy, xx = np.mgrid[0:80, 0:70]
+    for i in range(48):
+        blob = np.exp(-((yy - 40) ** 2 + (xx - 35) ** 2) / rng.uniform(100, 400))[..., None] * rng.uniform(60, 255, 3)
+        Image.fromarray((blob + rng.uniform(0, 20, (80, 70, 3))).clip(0, 255).astype(np.uint8)).save(d / f"{i}.png")
+    data = prepare(DataConfig(name=str(d), crop=[64, 64], stream=True, workers=1, val_size=8))
+    assert data.shape == (3, 64, 64)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="vae", arch=arch, channels=[8, 16], depth=1, latent_dim=8,
+                                    likelihood="discretized_logistic"), data.shape)
+    res = fit(model, data, TrainConfig(epochs=4, batch_size=8, lr=2e-3, progress=False))
+    losses = [r["val_loss"] for r in res.history]
+    assert losses[-1] < losses[0]
+    assert model.sample(2).shape == (2, 3, 64, 64)

@@ -241,3 +241,84 @@ def test_cifar10_bench_runs_on_present_data(tmp_path, cifar, capsys):
     assert 7.5 < summary["bits_per_dim"] < 16 and summary["bits_per_dim"] <= summary["elbo_bits_per_dim"] + 0.5
     assert bench["main"](["--data-dir", str(tmp_path / "nothing_here")]) == 2  # absent data: a clear refusal
     sys.stdout.flush()
+
+
+@pytest.fixture
+def celeba(tmp_path, monkeypatch):
+    """12 aligned-CelebA-format JPEGs (178x218), the partition file (8 train, 2 val, 2 test) and the zip."""
+    import zipfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "celeba_src"
+    (src / "img_align_celeba").mkdir(parents=True)
+    names = [f"{i:06d}.jpg" for i in range(1, 13)]
+    for n in names:
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(src / "img_align_celeba" / n, quality=90)
+    part = "".join(f"{n} {0 if i < 8 else (1 if i < 10 else 2)}\n" for i, n in enumerate(names))
+    (src / "list_eval_partition.txt").write_text(part)
+    with zipfile.ZipFile(tmp_path / "img_align_celeba.zip", "w") as z:
+        for n in names:
+            z.write(src / "img_align_celeba" / n, f"img_align_celeba/{n}")
+        z.writestr("../evil.jpg", b"x")  # never extracted
+    spec = dataclasses.replace(datasets.CELEBA, shapes={"images": (12,)},
+                               files={"img_align_celeba.zip": _md5((tmp_path / "img_align_celeba.zip").read_bytes()),
+                                      "list_eval_partition.txt": _md5(part.encode())})
+    monkeypatch.setattr(datasets, "CELEBA", spec)
+    monkeypatch.setitem(datasets.SPECS, "celeba", spec)
+    return src, tmp_path / "img_align_celeba.zip"
+
+
+def test_celeba_torchvision_layout_and_zip(tmp_path, celeba):
+    import shutil
+
+    src, archive = celeba
+    tv = tmp_path / "tv"
+    shutil.copytree(src, tv / "celeba")
+    files, split = datasets.celeba_files(tv)
+    assert [f.name for f in files][:2] == ["000001.jpg", "000002.jpg"] and split.tolist() == [0] * 8 + [1, 1, 2, 2]
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    shutil.copy(archive, zipped)
+    shutil.copy(src / "list_eval_partition.txt", zipped)
+    files, split = datasets.celeba_files(zipped)  # unpacked once into $VAEKIT_DATA/celeba
+    assert len(files) == 12 and files[0].parent == datasets.cache_dir() / "celeba" / "img_align_celeba"
+    assert not (datasets.cache_dir() / "evil.jpg").exists() and not (datasets.cache_dir().parent / "evil.jpg").exists()
+    assert len(datasets.celeba_files()[0]) == 12  # and found there next time, without --data-dir
+
+
+def test_celeba_damage_is_named(tmp_path, celeba):
+    import shutil
+
+    src, _ = celeba
+    d = tmp_path / "d"
+    shutil.copytree(src, d)
+    (d / "img_align_celeba" / "000005.jpg").unlink()
+    with pytest.raises(VaekitError, match=r"lacks '000005.jpg', listed in"):
+        datasets.celeba_files(d)
+    (d / "list_eval_partition.txt").write_text("000001.jpg 7\n")
+    with pytest.raises(VaekitError, match="MD5 does not match the published celeba file"):
+        datasets.celeba_files(d)
+
+
+def test_train_on_celeba_64x64(tmp_path, celeba, capsys):
+    src, _ = celeba
+    out = tmp_path / "run"
+    code = main(["train", "--set", "data.name=celeba", "--set", f"data.data_dir={src}", "--set", "data.workers=1",
+                 "--set", "model.arch=conv", "--set", "model.channels=[8, 16]", "--set", "model.latent_dim=4",
+                 "--set", "model.likelihood=discretized_logistic", "--set", "train.epochs=1", "--set", "train.batch_size=4",
+                 "--set", "train.eval_k=3", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    import json
+
+    assert json.loads((out / "model" / "config.json").read_text())["shape"] == [3, 64, 64]
+    assert "bits_per_dim" in json.loads((out / "eval.json").read_text())
+
+
+def test_celeba_unreachable_says_where_to_put_files(celeba, monkeypatch, capsys):
+    spec = dataclasses.replace(datasets.CELEBA, urls=("http://127.0.0.1:9/a", "http://127.0.0.1:9/b"))
+    monkeypatch.setattr(datasets, "CELEBA", spec)
+    code = main(["train", "--set", "data.name=celeba", "--out", "never", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "could not acquire celeba" in err and "list_eval_partition.txt" in err

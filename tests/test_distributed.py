@@ -141,3 +141,22 @@ def test_evaluation_sharded_over_processes_equals_one_process(job, nproc):
     many = json.loads(_torchrun(args, nproc, root).stdout)
     assert set(one) >= {"log_px", "elbo", "kl_per_dim", "active_units", "mutual_information"}
     assert many == one
+
+
+@pytest.mark.slow
+def test_streamed_folder_trains_the_same_under_two_processes(job):
+    """Each rank's DataLoader reads only its piece of every global batch; an AE ends where one process ends."""
+    from PIL import Image
+
+    root, _ = job
+    folder = root / "pngs"
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"c{i % 2}" / f"{i}.png")
+    cfg = root / "stream.toml"
+    cfg.write_text(CONFIG.format(data=folder, model="ae", epochs=2).replace("val_size = 40", "val_size = 40\nstream = true\nworkers = 1")
+                   .replace("likelihood_check = false", 'likelihood_check = false\nlikelihood = "gaussian"'))
+    _torchrun(["train", str(cfg), "--out", str(root / "s1")], 1, root)
+    _torchrun(["train", str(cfg), "--out", str(root / "s2")], 2, root)
+    _close(_weights(root / "s1"), _weights(root / "s2"))

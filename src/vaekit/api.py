@@ -47,7 +47,8 @@ def _check_writable(run_dir: Path) -> None:
         raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable ({e.strerror})") from None
 
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "fashionmnist", "cifar10", "cifar-10", "cifar_10")
+DATASET_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "fashionmnist", "cifar10", "cifar-10", "cifar_10", "celeba",
+                 "celeb-a", "celeb_a")
 
 
 def _recorded_paths(cfg: RunConfig) -> RunConfig:

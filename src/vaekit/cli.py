@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="fetch or describe datasets")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     q = dsub.add_parser("fetch", help="download and cache a dataset")
-    q.add_argument("name", choices=["mnist", "fashion-mnist", "cifar10"])
+    q.add_argument("name", choices=["mnist", "fashion-mnist", "cifar10", "celeba"])
     q.add_argument("--data-dir", help="folder with files you already have (IDX files, mnist.npz, torchvision's or Keras' layout, "
                    "cifar-10-python.tar.gz)")
     q = dsub.add_parser("info", help="shape, count, value range and labels")
@@ -287,9 +287,14 @@ def cmd_data(args) -> int:
     from .config import DataConfig
 
     if args.data_command == "fetch":
-        from .datasets import load_dataset
+        from .datasets import celeba_files, load_dataset
         from .mnist import cache_dir, load_mnist
 
+        if args.name == "celeba":
+            files, split = celeba_files(args.data_dir)
+            print(f"celeba: {int((split == 0).sum())} train, {int((split == 1).sum())} validation, "
+                  f"{int((split == 2).sum())} test images in {files[0].parent} (streamed when training)")
+            return 0
         arrays = load_mnist(args.data_dir) if args.name == "mnist" else load_dataset(args.name, args.data_dir)
         print(f"{args.name}: {len(arrays['x_train'])} train, {len(arrays['x_test'])} test images "
               f"{tuple(arrays['x_train'].shape[1:])}, cached in {cache_dir()}")

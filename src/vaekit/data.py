@@ -118,12 +118,24 @@ class StreamData(Data):
 
 
 def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> StreamData:
-    """An image folder prepared for streaming: splits by a seeded permutation of the files."""
+    """An image folder prepared for streaming: splits by a seeded permutation of the files (or,
+    for CelebA, its official partition)."""
+    from .datasets import canonical, celeba_files
+
+    if cfg.binarize == "fixed":
+        raise VaekitError("data.binarize = 'fixed' needs the data in memory; use 'dynamic' with data.stream = true")
+    if canonical(cfg.name) == "celeba":
+        import dataclasses
+
+        files, split = celeba_files(cfg.data_dir)
+        # The usual 64x64 faces of VAE papers unless configured otherwise: centre 148x148, resized.
+        cfg = dataclasses.replace(cfg, crop=cfg.crop or [148, 148], image_size=cfg.image_size or [64, 64])
+        pick = lambda k, cap: np.flatnonzero(split == k)[:cap]  # noqa: E731
+        return _stream_data(cfg, StreamImages(files, None, cfg), None, pick(2, cfg.test_size), pick(1, cfg.val_size),
+                            pick(0, cfg.limit), device)
     p = Path(cfg.name)
     if not p.is_dir():
         raise VaekitError(f"data.stream = true needs a folder of images; '{cfg.name}' is not one")
-    if cfg.binarize == "fixed":
-        raise VaekitError("data.binarize = 'fixed' needs the data in memory; use 'dynamic' with data.stream = true")
     files, labels = list_images(p)
     stream = StreamImages(files, labels, cfg)
     rng = np.random.default_rng(cfg.seed)
@@ -136,6 +148,14 @@ def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> Strea
     n_val = cfg.val_size if len(rest) > cfg.val_size else 0
     order = rng.permutation(len(rest))
     val_idx, train_idx = np.sort(rest[order[:n_val]]), np.sort(rest[order[n_val:]])
+    return _stream_data(cfg, stream, labels, test_idx, val_idx, train_idx, device)
+
+
+def _stream_data(cfg: DataConfig, stream: StreamImages, labels: np.ndarray | None, test_idx: np.ndarray,
+                 val_idx: np.ndarray, train_idx: np.ndarray, device: str | torch.device) -> StreamData:
+    """StreamData over `stream` with the given splits: validation and test read into memory."""
+    if len(train_idx) == 0:
+        raise VaekitError(f"data '{cfg.name}': no training images left after the test and validation splits")
 
     def load(idx):  # (N, C, H, W) float in [0, 1], labels
         xs = torch.stack([stream[int(i)][0] for i in idx]) if len(idx) else torch.zeros((0, *stream[0][0].shape), dtype=torch.uint8)
@@ -362,7 +382,9 @@ def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
 def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Data:
     """Read (unless `raw` is given), scale, split and binarise; return tensors on `device`
     (a `StreamData` for an image folder with data.stream = true)."""
-    if cfg.stream and raw is None:
+    from .datasets import canonical
+
+    if (cfg.stream or canonical(cfg.name) == "celeba") and raw is None:  # CelebA is always streamed
         return prepare_stream(cfg, device)
     x, y, x_test, y_test = raw if raw is not None else read_raw(cfg)
     source = f"data '{cfg.name}'"

@@ -4,7 +4,10 @@
   as four gzipped IDX files, each checked against its published MD5;
 - ``cifar10``: CIFAR-10 (50k/10k 32x32 RGB, labels 0-9), the "python version": five training
   batches and a test batch, each checked against its published MD5 and read with an unpickler that
-  admits numpy arrays, dicts, lists, strings and numbers only (nothing that can run code).
+  admits numpy arrays, dicts, lists, strings and numbers only (nothing that can run code);
+- ``celeba``: CelebA's 202,599 aligned photos (178x218) with the official train/validation/test
+  partition, always streamed from disk (see `data.StreamData`), centre-cropped to 148x148 and
+  resized to 64x64 unless data.crop / data.image_size say otherwise.
 
 Routes, first success wins: the ``data_dir`` you pass (the files directly, torchvision's layout
 ``FashionMNIST/raw`` or ``cifar-10-batches-py``, or the archive ``cifar-10-python.tar.gz``); the
@@ -63,8 +66,19 @@ CIFAR10 = Spec(
     how="cifar-10-python.tar.gz, or its folder cifar-10-batches-py (data_batch_1..5, test_batch)",
 )
 CIFAR10_ARCHIVE = ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
-SPECS = {s.name: s for s in (FASHION, CIFAR10)}
-ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar_10": "cifar10"}
+_DRIVE = "https://drive.usercontent.google.com/download?export=download&confirm=t&id="
+CELEBA = Spec(
+    name="celeba",
+    files={"img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb",
+           "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668"},
+    urls=(_DRIVE + "1zmsC4yvw-e089uHXj5EdP0BSZ0AlDQRR", _DRIVE + "1ih_VMokoI774ErNWrb26lDeWlanUBpnX"),  # the zip, the partition
+    layouts=(".", "celeba"),
+    shapes={"images": (202599,)},
+    how="img_align_celeba.zip (or its folder img_align_celeba/) and list_eval_partition.txt",
+)
+SPECS = {s.name: s for s in (FASHION, CIFAR10, CELEBA)}
+ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar_10": "cifar10",
+           "celeb-a": "celeba", "celeb_a": "celeba"}
 
 
 def canonical(name: str) -> str | None:
@@ -188,6 +202,93 @@ def _cifar_download(tmp: Path, progress: bool, spec: Spec = CIFAR10) -> dict[str
     return None
 
 
+# --- CelebA (always streamed: 202,599 aligned 178x218 photos) ------------------------------------
+
+def _celeba_partition(path: Path, spec: Spec) -> dict[str, int]:
+    _check_md5(path, spec)
+    split = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2") or not parts[0].endswith(".jpg") or "/" in parts[0]:
+            raise VaekitError(f"'{path}' line {n}: expected '<name>.jpg 0|1|2', got {line[:80]!r}")
+        split[parts[0]] = int(parts[1])
+    if len(split) != spec.shapes["images"][0]:
+        raise VaekitError(f"'{path}' lists {len(split)} images; CelebA has {spec.shapes['images'][0]}")
+    return split
+
+
+def _celeba_extract(archive: Path, dest: Path, spec: Spec) -> None:
+    """Unpack the JPEGs of img_align_celeba.zip into dest/img_align_celeba (no other member, no path
+    from the archive is trusted), through a temporary folder renamed into place."""
+    import shutil
+    import zipfile
+
+    _check_md5(archive, spec)
+    tmp = Path(tempfile.mkdtemp(prefix=".img_align_celeba.", dir=dest))
+    try:
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                parts = info.filename.split("/")
+                if len(parts) == 2 and parts[0] == "img_align_celeba" and parts[1].endswith(".jpg") and not info.is_dir():
+                    (tmp / parts[1]).write_bytes(z.read(info))
+        (tmp).rename(dest / "img_align_celeba")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise VaekitError(f"cannot unpack '{archive}': {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def celeba_files(data_dir: str | Path | None = None, download: bool = True, progress: bool = True) -> tuple[list[Path], np.ndarray]:
+    """The CelebA image files (sorted by name) and their official split (0 train, 1 validation,
+    2 test). The zip is unpacked once into $VAEKIT_DATA/celeba; the partition file is checked by
+    MD5 and every image it lists must be present."""
+    spec = CELEBA
+    store = cache_dir() / "celeba"
+    places = ([Path(data_dir)] if data_dir is not None else []) + [store]
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise VaekitError(f"--data-dir '{data_dir}' is not a folder")
+    for root in places:
+        for layout in spec.layouts:
+            folder = root / layout if layout != "." else root
+            part = folder / "list_eval_partition.txt"
+            if not part.is_file():
+                continue
+            images = folder / "img_align_celeba"
+            if not images.is_dir() and (folder / "img_align_celeba.zip").is_file():
+                store.mkdir(parents=True, exist_ok=True)
+                if not (store / "img_align_celeba").is_dir():
+                    _celeba_extract(folder / "img_align_celeba.zip", store, spec)
+                if not (store / part.name).is_file():  # keep the partition beside the images, for next time
+                    import shutil
+
+                    shutil.copyfile(part, store / part.name)
+                images = store / "img_align_celeba"
+            if not images.is_dir():
+                continue
+            split = _celeba_partition(part, spec)
+            names = sorted(split)
+            missing = next((n for n in names if not (images / n).is_file()), None)
+            if missing is not None:
+                raise VaekitError(f"'{images}' lacks '{missing}', listed in '{part}'")
+            return [images / n for n in names], np.array([split[n] for n in names], np.int64)
+    if data_dir is not None:
+        raise VaekitError(f"--data-dir '{data_dir}' does not hold celeba: expected {spec.how}")
+    if download:
+        store.mkdir(parents=True, exist_ok=True)
+        try:
+            for url, name in zip(spec.urls, ("img_align_celeba.zip", "list_eval_partition.txt")):
+                if not (store / name).is_file():
+                    _download(url, store / name, progress)
+                _check_md5(store / name, spec)
+            return celeba_files(store, download=False)
+        except (urllib.error.URLError, OSError, TimeoutError, VaekitError) as e:
+            _log(f"celeba: download failed: {e}")
+    raise VaekitError(f"could not acquire celeba: download {spec.how} by hand (Google Drive: "
+                      f"{', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in '{store}'")
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 def _from_folder(spec: Spec, root: Path) -> dict[str, np.ndarray] | None:
@@ -210,6 +311,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     key = canonical(name)
     if key is None:
         raise VaekitError(f"unknown dataset '{name}'; by name: mnist, {', '.join(SPECS)}")
+    if key == "celeba":
+        raise VaekitError("celeba is streamed from its image files, not loaded into arrays; use data.name = 'celeba'")
     spec = SPECS[key]
     cache = cache_dir() / f"{spec.name}.npz"
     if cache.is_file() and data_dir is None:

@@ -2,6 +2,7 @@
 CIFAR's pickled 'python version' batches and its tar.gz): every route, the checksums, the safe
 unpickler, and a model trained on each."""
 
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -23,6 +24,14 @@ from vaekit.errors import VaekitError
 N_TRAIN, N_TEST = 50, 20
 
 
+def _use_spec(monkeypatch, attr, **changes):
+    """Point the dataset `attr` (FASHION, CIFAR10, CELEBA) at a spec with `changes`; return it."""
+    spec = dataclasses.replace(getattr(datasets, attr), **changes)
+    monkeypatch.setattr(datasets, attr, spec)
+    monkeypatch.setitem(datasets.SPECS, spec.name, spec)
+    return spec
+
+
 def _md5(b: bytes) -> str:
     return hashlib.md5(b).hexdigest()
 
@@ -36,10 +45,7 @@ def fashion(monkeypatch):
     names = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
              "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
     blobs = {names[k]: gzip.compress(idx_bytes(a)) for k, a in arrays.items()}
-    spec = dataclasses.replace(datasets.FASHION, files={n: _md5(b) for n, b in blobs.items()},
-                               shapes={k: a.shape for k, a in arrays.items()})
-    monkeypatch.setattr(datasets, "FASHION", spec)
-    monkeypatch.setitem(datasets.SPECS, "fashion-mnist", spec)
+    _use_spec(monkeypatch, "FASHION", files={n: _md5(b) for n, b in blobs.items()}, shapes={k: a.shape for k, a in arrays.items()})
     return arrays, blobs
 
 
@@ -57,10 +63,8 @@ def cifar(monkeypatch):
     rng = np.random.default_rng(2)
     parts = {f"data_batch_{i}": _cifar_batch(rng, 10, protocol=2 if i % 2 else 4) for i in range(1, 6)}
     parts["test_batch"] = _cifar_batch(rng, N_TEST)
-    spec = dataclasses.replace(datasets.CIFAR10, files={n: _md5(b) for n, (_, _, b) in parts.items()},
-                               shapes={"x_train": (50, 32, 32, 3), "y_train": (50,), "x_test": (N_TEST, 32, 32, 3), "y_test": (N_TEST,)})
-    monkeypatch.setattr(datasets, "CIFAR10", spec)
-    monkeypatch.setitem(datasets.SPECS, "cifar10", spec)
+    _use_spec(monkeypatch, "CIFAR10", files={n: _md5(b) for n, (_, _, b) in parts.items()},
+              shapes={"x_train": (50, 32, 32, 3), "y_train": (50,), "x_test": (N_TEST, 32, 32, 3), "y_test": (N_TEST,)})
     arrays = {"x_train": np.concatenate([parts[f"data_batch_{i}"][0] for i in range(1, 6)]),
               "y_train": np.concatenate([parts[f"data_batch_{i}"][1] for i in range(1, 6)]),
               "x_test": parts["test_batch"][0], "y_test": parts["test_batch"][1]}
@@ -124,12 +128,17 @@ def test_keras_cache_route(tmp_path, fashion, monkeypatch):
     _same(datasets.load_dataset("fashion-mnist", download=False), arrays)
 
 
-def _serve(root):
+@contextlib.contextmanager
+def _serving(root):
+    """An HTTP server over `root` on loopback for the duration; yields its base URL."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
 
 
 def test_fashion_download_checks_each_file(tmp_path, fashion, monkeypatch):
@@ -139,20 +148,13 @@ def test_fashion_download_checks_each_file(tmp_path, fashion, monkeypatch):
     for n, b in blobs.items():
         (tmp_path / "good" / n).write_bytes(b)
         (tmp_path / "bad" / n).write_bytes(b[:-5])  # a mirror serving damaged files
-    server, base = _serve(tmp_path)
-    try:
-        spec = dataclasses.replace(datasets.FASHION, urls=(base + "bad/", base + "good/"))
-        monkeypatch.setattr(datasets, "FASHION", spec)
-        monkeypatch.setitem(datasets.SPECS, "fashion-mnist", spec)
+    with _serving(tmp_path) as base:
+        _use_spec(monkeypatch, "FASHION", urls=(base + "bad/", base + "good/"))
         _same(datasets.load_dataset("fashion-mnist", progress=False), arrays)
-    finally:
-        server.shutdown()
 
 
 def test_unreachable_source_says_where_to_put_files(fashion, monkeypatch, capsys):
-    spec = dataclasses.replace(datasets.FASHION, urls=("http://127.0.0.1:9/",))
-    monkeypatch.setitem(datasets.SPECS, "fashion-mnist", spec)
-    monkeypatch.setattr(datasets, "FASHION", spec)
+    _use_spec(monkeypatch, "FASHION", urls=("http://127.0.0.1:9/",))
     assert main(["data", "fetch", "fashion-mnist"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "could not acquire fashion-mnist" in err and "by hand" in err and "--data-dir" in err
@@ -175,14 +177,9 @@ def test_cifar_routes(tmp_path, cifar, how):
 def test_cifar_download(tmp_path, cifar, monkeypatch):
     arrays, blobs, archive = cifar
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(archive)
-    server, base = _serve(tmp_path)
-    try:
-        spec = dataclasses.replace(datasets.CIFAR10, urls=(base + "missing.tar.gz", base + "cifar-10-python.tar.gz"))
-        monkeypatch.setattr(datasets, "CIFAR10", spec)
-        monkeypatch.setitem(datasets.SPECS, "cifar10", spec)
+    with _serving(tmp_path) as base:
+        _use_spec(monkeypatch, "CIFAR10", urls=(base + "missing.tar.gz", base + "cifar-10-python.tar.gz"))
         _same(datasets.load_dataset("cifar-10", progress=False), arrays)
-    finally:
-        server.shutdown()
 
 
 def test_crafted_cifar_batch_never_runs(tmp_path, cifar, monkeypatch):
@@ -194,9 +191,7 @@ def test_crafted_cifar_batch_never_runs(tmp_path, cifar, monkeypatch):
     blob = pickle.dumps({"data": Payload(), "labels": [0]}, protocol=2)
     for n, b in blobs.items():
         (tmp_path / n).write_bytes(blob if n == "data_batch_3" else b)
-    spec = dataclasses.replace(datasets.CIFAR10, files={**datasets.CIFAR10.files, "data_batch_3": _md5(blob)})  # even if its checksum matched
-    monkeypatch.setattr(datasets, "CIFAR10", spec)
-    monkeypatch.setitem(datasets.SPECS, "cifar10", spec)
+    _use_spec(monkeypatch, "CIFAR10", files={**datasets.CIFAR10.files, "data_batch_3": _md5(blob)})  # even if its checksum matched
     with pytest.raises(VaekitError, match="cannot read CIFAR batch .*data_batch_3.*only numpy arrays are allowed"):
         datasets.load_dataset("cifar10", tmp_path)
     assert not (tmp_path / "PWNED").exists()
@@ -262,11 +257,9 @@ def celeba(tmp_path, monkeypatch):
         for n in names:
             z.write(src / "img_align_celeba" / n, f"img_align_celeba/{n}")
         z.writestr("../evil.jpg", b"x")  # never extracted
-    spec = dataclasses.replace(datasets.CELEBA, shapes={"images": (12,)},
-                               files={"img_align_celeba.zip": _md5((tmp_path / "img_align_celeba.zip").read_bytes()),
-                                      "list_eval_partition.txt": _md5(part.encode())})
-    monkeypatch.setattr(datasets, "CELEBA", spec)
-    monkeypatch.setitem(datasets.SPECS, "celeba", spec)
+    _use_spec(monkeypatch, "CELEBA", shapes={"images": (12,)},
+              files={"img_align_celeba.zip": _md5((tmp_path / "img_align_celeba.zip").read_bytes()),
+                     "list_eval_partition.txt": _md5(part.encode())})
     return src, tmp_path / "img_align_celeba.zip"
 
 
@@ -317,8 +310,7 @@ def test_train_on_celeba_64x64(tmp_path, celeba, capsys):
 
 
 def test_celeba_unreachable_says_where_to_put_files(celeba, monkeypatch, capsys):
-    spec = dataclasses.replace(datasets.CELEBA, urls=("http://127.0.0.1:9/a", "http://127.0.0.1:9/b"))
-    monkeypatch.setattr(datasets, "CELEBA", spec)
+    _use_spec(monkeypatch, "CELEBA", urls=("http://127.0.0.1:9/a", "http://127.0.0.1:9/b"))
     code = main(["train", "--set", "data.name=celeba", "--out", "never", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and "could not acquire celeba" in err and "list_eval_partition.txt" in err

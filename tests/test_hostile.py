@@ -97,6 +97,18 @@ def _corpus(d):
     raw = (d / "corrupt_png" / "a.png").read_bytes()
     (d / "corrupt_png" / "b.png").write_bytes(raw[: len(raw) // 2])
     cases.append(("truncated png", d / "corrupt_png", [], str(d / "corrupt_png" / "b.png")))
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    for side in (12000, 20000):  # a PNG header claiming 144M / 400M pixels: PIL's warning and error sizes
+        bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+        (d / f"bomb{side}").mkdir(parents=True)
+        (d / f"bomb{side}" / "a.png").write_bytes(bomb)
+        cases.append((f"decompression bomb {side}", d / f"bomb{side}", [], "could be decompression bomb"))
     _png(d / "fake_png" / "a.png")
     (d / "fake_png" / "b.png").write_text("not an image")
     cases.append(("text named .png", d / "fake_png", [], str(d / "fake_png" / "b.png")))

@@ -246,23 +246,28 @@ def list_images(p: Path) -> tuple[list[Path], np.ndarray | None]:
 def read_image(f: Path, cfg: DataConfig, grey: bool | None = None) -> np.ndarray:
     """One image file as uint8 (H, W) or (H, W, 3): converted to grey or RGB (`grey`, else
     data.grayscale, else as found), centre-cropped to data.crop, resized to data.image_size."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(f) as im:
-            im.load()
-            if grey is None:
-                grey = cfg.grayscale if cfg.grayscale is not None else im.mode in ("L", "1", "I;16", "I", "LA")
-            im = im.convert("L" if grey else "RGB")
-            if cfg.crop is not None:
-                h, w = cfg.crop
-                if im.height < h or im.width < w:
-                    raise VaekitError(f"image '{f}' is {im.height}x{im.width}, smaller than data.crop = {list(cfg.crop)}")
-                top, left = (im.height - h) // 2, (im.width - w) // 2
-                im = im.crop((left, top, left + w, top + h))
-            if cfg.image_size is not None:
-                im = im.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
-            return np.asarray(im, np.uint8)
+        with warnings.catch_warnings():
+            # A header claiming a huge image (a decompression bomb) is refused, not merely warned about.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                im.load()
+                if grey is None:
+                    grey = cfg.grayscale if cfg.grayscale is not None else im.mode in ("L", "1", "I;16", "I", "LA")
+                im = im.convert("L" if grey else "RGB")
+                if cfg.crop is not None:
+                    h, w = cfg.crop
+                    if im.height < h or im.width < w:
+                        raise VaekitError(f"image '{f}' is {im.height}x{im.width}, smaller than data.crop = {list(cfg.crop)}")
+                    top, left = (im.height - h) // 2, (im.width - w) // 2
+                    im = im.crop((left, top, left + w, top + h))
+                if cfg.image_size is not None:
+                    im = im.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
+                return np.asarray(im, np.uint8)
     except VaekitError:
         raise
     except Exception as e:  # untrusted bytes: PIL's decoders raise OSError, SyntaxError, struct.error, ...

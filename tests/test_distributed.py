@@ -160,3 +160,48 @@ def test_streamed_folder_trains_the_same_under_two_processes(job):
     _torchrun(["train", str(cfg), "--out", str(root / "s1")], 1, root)
     _torchrun(["train", str(cfg), "--out", str(root / "s2")], 2, root)
     _close(_weights(root / "s1"), _weights(root / "s2"))
+
+
+def test_cuda_paths_choose_nccl_and_the_local_gpu(monkeypatch):
+    """Without a GPU: under torchrun with --device cuda, rank 3 (local rank 1) joins with nccl and
+    trains on cuda:1, and DDP is told that device."""
+    import torch.distributed as dist
+
+    import vaekit.distributed as D
+    import vaekit.training as T
+
+    calls = {}
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(T, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("set_device", d))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    ctx, device, started = D.setup("cuda")
+    assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.is_main) == (3, 4, 1, False)
+    assert device == torch.device("cuda", 1) and calls == {"set_device": torch.device("cuda", 1), "backend": "nccl"} and started
+
+    import torch.nn.parallel as P
+
+    seen = []
+    monkeypatch.setattr(P, "DistributedDataParallel", lambda model, device_ids: seen.append(device_ids) or model)
+    D.wrap(torch.nn.Linear(2, 2), ctx, device)
+    D.wrap(torch.nn.Linear(2, 2), ctx, torch.device("cpu"))  # gloo on CPU: no device ids
+    D.wrap(torch.nn.Linear(2, 2), D.Context(), device)  # one process: no wrapper at all
+    assert seen == [[1], None]
+
+
+def test_cpu_paths_choose_gloo(monkeypatch):
+    import torch.distributed as dist
+
+    import vaekit.distributed as D
+
+    calls = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    ctx, device, started = D.setup("cpu")
+    assert calls == {"backend": "gloo"} and device == torch.device("cpu") and ctx.is_main and started

@@ -47,17 +47,15 @@ def _check_writable(run_dir: Path) -> None:
         raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable ({e.strerror})") from None
 
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "fashionmnist", "cifar10", "cifar-10", "cifar_10", "celeba",
-                 "celeb-a", "celeb_a")
-
-
 def _recorded_paths(cfg: RunConfig) -> RunConfig:
     """The config as a run records it: data paths made absolute, so the run does not depend on the
     directory it was started from (and relative paths in a run's config can be read as untrusted)."""
     import dataclasses
 
+    from .datasets import is_named
+
     d = cfg.data
-    name = d.name if d.name.lower() in DATASET_NAMES else str(Path(d.name).resolve())
+    name = d.name if is_named(d.name) else str(Path(d.name).resolve())
     data_dir = str(Path(d.data_dir).resolve()) if d.data_dir is not None else None
     return dataclasses.replace(cfg, data=dataclasses.replace(d, name=name, data_dir=data_dir))
 
@@ -68,12 +66,14 @@ def read_run_config(run: Path, overrides: list[str] | None = None) -> RunConfig:
     vaekit records data paths as absolute paths. A relative one was written by someone else, so it
     is read relative to the run directory and must stay inside it: a config that came with a run
     directory cannot point vaekit at '../../anything'."""
+    from .datasets import is_named
+
     raw = apply_overrides(read_file(run / "config.json"), overrides or [])
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     root = run.resolve()
     for key in ("name", "data_dir"):
         value = data.get(key)
-        if not isinstance(value, str) or (key == "name" and value.lower() in DATASET_NAMES) or Path(value).is_absolute():
+        if not isinstance(value, str) or (key == "name" and is_named(value)) or Path(value).is_absolute():
             continue
         target = (root / value).resolve()
         if target != root and root not in target.parents:
@@ -167,9 +167,8 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
     results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
                        dequantized=data.dequantize, ctx=ctx)  # sharded over the ranks, the same on each
-    # The process group ends here, on every rank together (a rank leaving while another still
-    # talks to it can abort the job); the files and pictures are rank 0's alone.
-    distributed.barrier(ctx)
+    # The process group ends here, on every rank together (teardown waits for all of them: a rank
+    # leaving while another still talks to it can abort the job); the files and pictures are rank 0's alone.
     distributed.teardown(started)
     group[:] = [False]
     if not ctx.is_main:

@@ -313,9 +313,9 @@ class StreamImages(torch.utils.data.Dataset):
 
 def read_raw(cfg: DataConfig):
     """Read the named dataset or user path into numpy arrays (x, y, x_test, y_test)."""
-    from .datasets import canonical, load_dataset
+    from .datasets import is_named, load_dataset
 
-    if cfg.name.lower() == "mnist" or canonical(cfg.name):
+    if is_named(cfg.name):
         from .mnist import load_mnist
 
         m = load_mnist(cfg.data_dir) if cfg.name.lower() == "mnist" else load_dataset(cfg.name, cfg.data_dir)

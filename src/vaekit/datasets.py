@@ -88,6 +88,11 @@ def canonical(name: str) -> str | None:
     return n if n in SPECS else None
 
 
+def is_named(name: str) -> bool:
+    """Whether `name` is a dataset vaekit knows by name (MNIST or one of SPECS), not a path."""
+    return name.lower() == "mnist" or canonical(name) is not None
+
+
 def _md5(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:

@@ -112,6 +112,16 @@ def all_sum(t: torch.Tensor, ctx: Context) -> torch.Tensor:
     return t
 
 
+def all_max(t: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """The elementwise maximum of `t` over all ranks (in place and returned): flags every rank must
+    agree on (stop, diverged), or the next collective waits for ever."""
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def all_gather(t: torch.Tensor, ctx: Context) -> list[torch.Tensor]:
     """`t` from every rank, in rank order (same shape on every rank)."""
     if not ctx.distributed:

@@ -35,7 +35,7 @@ import torch
 from .checkpoint import checkpoint_dirs, clean_partial_writes, load_checkpoint, recover, save_checkpoint, save_pretrained, unwrap
 from .config import TrainConfig
 from .data import Data, batches
-from .distributed import Context, all_gather, all_sum, current, rank_seed, shard, wrap
+from .distributed import Context, all_gather, all_max, all_sum, current, rank_seed, shard, wrap
 from .errors import TrainingInterrupted, VaekitError
 from .objectives import OBJECTIVES, elbo_terms
 from .runlock import RunLock
@@ -261,16 +261,15 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         if ema is not None:
             ema.load_state_dict(snap["ema"])
         rng = snap["rng"]
-        if not from_disk or "torch_ranks" not in rng:  # a rank's own snapshot, or one process's checkpoint
-            ranks, cudas = ([rng["torch"]], [rng.get("cuda")]) if snap.get("world_size", 1) == ctx.world_size else ([], [])
-            if ranks and ctx.distributed:  # in memory (rollback): this rank's own streams
-                ranks, cudas = [rng["torch"]] * ctx.world_size, [rng.get("cuda")] * ctx.world_size
-        else:
-            ranks, cudas = rng["torch_ranks"], rng.get("cuda_ranks", [None] * len(rng["torch_ranks"]))
-        if len(ranks) == ctx.world_size:  # the same number of processes: every rank resumes its own stream
-            torch.set_rng_state(ranks[ctx.rank])
-            if device.type == "cuda" and cudas[ctx.rank] is not None:
-                torch.cuda.set_rng_state(cudas[ctx.rank], device)
+        # This rank's own noise streams: from its in-memory snapshot (rollback), or from the
+        # checkpoint's per-rank list (a single process saves just its own).
+        ranks = [rng["torch"]] if not from_disk else rng.get("torch_ranks", [rng["torch"]])
+        cudas = [rng.get("cuda")] if not from_disk else rng.get("cuda_ranks", [rng.get("cuda")] * len(ranks))
+        if not from_disk or len(ranks) == ctx.world_size:
+            i = ctx.rank if from_disk else 0
+            torch.set_rng_state(ranks[i])
+            if device.type == "cuda" and cudas[i] is not None:
+                torch.cuda.set_rng_state(cudas[i], device)
         else:  # another number of processes: same global batches, fresh noise streams per rank
             torch.manual_seed(rank_seed(cfg.seed, ctx) + 1_000_003 * snap["trainer"]["step"])
         epoch_shuffle = rng["shuffle_epoch"]
@@ -356,8 +355,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
                 ok = torch.isfinite(loss) & torch.tensor(state["overflows"] < FP16_MAX_OVERFLOWS)
             stop_signum = signals.signum
             if ctx.distributed:  # every rank must agree to stop, or the next all-reduce waits for ever
-                flags = torch.tensor([float(not bool(ok)), float(signals.signum or 0)], device=device)
-                flags = torch.stack(all_gather(flags, ctx)).max(0).values
+                flags = all_max(torch.tensor([float(not bool(ok)), float(signals.signum or 0)], device=device), ctx)
                 ok, stop_signum = flags[0] == 0, (int(flags[1]) or None)
             if not bool(ok):
                 bad = f"training diverged at epoch {epoch}, step {state['step'] + 1}: " + diagnose(out, x, y, loss.detach(), gnorm, model, cfg)
@@ -428,7 +426,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
                                               if k.startswith(("train_loss", "val_loss", "val_kl"))))
         stop_signum = signals.signum
         if ctx.distributed:
-            stop_signum = int(torch.stack(all_gather(torch.tensor([float(signals.signum or 0)], device=device), ctx)).max()) or None
+            stop_signum = int(all_max(torch.tensor([float(signals.signum or 0)], device=device), ctx)) or None
         if stop_signum is not None and state["epoch"] < cfg.epochs:
             raise interrupted(stop_signum)
 

@@ -115,6 +115,30 @@ def test_a_checkpoint_moves_between_process_counts(job, first, then):
 
 
 @pytest.mark.slow
+def test_python_api_under_torchrun_trains_like_the_cli(job):
+    """A script calling vaekit.train() under torchrun joins the process group in each process; rank 0
+    gets the evaluation and writes the run, the other ranks get eval None; the weights equal one process's."""
+    root, one = job
+    script = root / "api_job.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        import vaekit
+        out = vaekit.train(sys.argv[1], run_dir=sys.argv[2], pictures=False)
+        print(json.dumps({"eval": out["eval"] is not None, "steps": out["history"][-1]["step"]}))
+    """))
+    run = root / "api2"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(root / "ae3.toml"), str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-12000:]
+    reports = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")), key=lambda r: r["eval"])
+    assert reports == [{"eval": False, "steps": 12}, {"eval": True, "steps": 12}]
+    _close(_weights(one), _weights(run))
+    assert (run / "eval.json").is_file()
+
+
+@pytest.mark.slow
 def test_vae_trains_under_two_processes(job):
     """Each rank draws its own noise (seed + rank); the run completes and its ELBO improves."""
     root, _ = job

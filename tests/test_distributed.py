@@ -12,7 +12,7 @@ import torch
 from safetensors.numpy import load_file
 
 from conftest import digit_like
-from vaekit.distributed import Context, EpochSampler, shard
+from vaekit.distributed import BatchSampler, Context, shard
 
 CONFIG = """
 [data]
@@ -40,15 +40,24 @@ def test_shard_splits_a_global_batch_without_duplicates():
     assert shard(idx, Context()) is idx
 
 
-def test_epoch_sampler_covers_each_example_once_and_depends_on_the_epoch():
-    samplers = [EpochSampler(10, Context(rank=r, world_size=3), seed=5) for r in range(3)]
-    seen = sorted(i for s in samplers for i in s)
-    assert seen == list(range(10)) and [len(s) for s in samplers] == [4, 3, 3]
-    first = list(samplers[0])
-    samplers[0].set_epoch(1)
-    assert list(samplers[0]) != first
-    samplers[0].set_epoch(0)
-    assert list(samplers[0]) == first
+def test_batch_sampler_shards_one_global_order_fixed_by_seed_and_epoch():
+    """Every rank sees the same global batches; their shards cover each example once per epoch; the
+    order depends on the epoch only through set_epoch (a resume needs nothing else), and epoch e's
+    order is the (e+1)-th permutation of one seeded generator (what one process always drew)."""
+    samplers = [BatchSampler(10, 4, Context(rank=r, world_size=3), seed=5) for r in range(3)]
+    assert len(samplers[0]) == 3
+    pieces = [list(s) for s in samplers]
+    for j, batch in enumerate(samplers[0].global_batches()):
+        assert sorted(i for p in pieces for i in p[j]) == sorted(batch.tolist())  # shards of batch j, no duplicates
+    assert [len(b) for b in samplers[0].global_batches()] == [4, 4, 2]
+    gen = torch.Generator().manual_seed(5)
+    expected = [torch.randperm(10, generator=gen) for _ in range(4)]
+    s = samplers[0]
+    for epoch in (0, 3, 1, 2, 2):  # forwards, back (a rollback) and the same epoch twice
+        s.set_epoch(epoch)
+        assert torch.equal(torch.cat(s.global_batches()), expected[epoch])
+    one = BatchSampler(10, 4, Context(), seed=5, shuffle=False)
+    assert [b.tolist() for b in one.global_batches()] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]] == list(one)
 
 
 def _torchrun(args, nproc, cwd):

@@ -5,9 +5,10 @@ vaekit scales with PyTorch's own engine: ``torchrun`` starts the processes and s
 CPU, ``nccl`` on CUDA) and provides the few operations the training loop needs:
 
 - `Context.is_main`: rank 0 alone logs, checkpoints, draws pictures and writes reports;
-- `shard`: each global batch is split into contiguous per-rank pieces, so ``train.batch_size``
-  is the global batch whatever the number of processes, and every example is used once per epoch
-  (no padded duplicates); `EpochSampler` does the same for a ``DataLoader``, with ``set_epoch``;
+- `BatchSampler` (with ``set_epoch``, like torch's DistributedSampler): one global order of
+  batches per epoch, the same on every rank, fixed by (seed, epoch); `shard` splits each global
+  batch into contiguous per-rank pieces, so ``train.batch_size`` is the global batch whatever the
+  number of processes, and every example is used once per epoch (no padded duplicates);
 - `rank_seed`: rank r seeds torch with ``seed + r`` (rank 0 keeps the single-process seed), so
   ranks draw different noise for their different examples;
 - `all_sum`: metrics travel as sums (and counts), never as averages of averages;
@@ -149,21 +150,43 @@ def wrap(model: torch.nn.Module, ctx: Context, device: torch.device) -> torch.nn
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """Sampler for a DataLoader: a permutation of range(n) fixed by (seed, epoch) and cut into this
-    rank's share without padding (the last ranks get one example fewer when n does not divide).
-    Call `set_epoch` before each epoch, as with torch's DistributedSampler."""
+class BatchSampler(torch.utils.data.Sampler):
+    """The batches of an epoch, for every rank of a job (a ``batch_sampler`` for a ``DataLoader``).
 
-    def __init__(self, n: int, ctx: Context, seed: int = 0, shuffle: bool = True):
-        self.n, self.ctx, self.seed, self.shuffle, self.epoch = n, ctx, seed, shuffle, 0
+    Epoch e's order is the (e+1)-th ``randperm(n)`` drawn from a generator seeded with `seed`: a
+    function of (seed, epoch) alone, so `set_epoch` is all a resume needs, and one process or N
+    see the same global batches. `global_batches` gives them (B,) each, the last one short if
+    `batch_size` does not divide n; iterating gives this rank's `shard` of each, as index lists.
+    """
+
+    def __init__(self, n: int, batch_size: int, ctx: Context, seed: int = 0, shuffle: bool = True):
+        self.n, self.batch_size, self.ctx, self.seed, self.shuffle = n, batch_size, ctx, seed, shuffle
+        self.epoch = 0
+        self._at = (0, torch.Generator().manual_seed(seed))  # (epoch, generator as that epoch begins)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
-        order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-                 if self.shuffle else torch.arange(self.n))
-        return iter(torch.tensor_split(order, self.ctx.world_size)[self.ctx.rank].tolist())
+    def _generator(self) -> torch.Generator:
+        at, gen = self._at
+        if at > self.epoch:  # going back (a rollback): draw again from the start
+            at, gen = 0, torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch - at):
+            torch.randperm(self.n, generator=gen)
+        self._at = (self.epoch, gen)
+        return gen
+
+    def global_batches(self, device: str | torch.device = "cpu") -> list[torch.Tensor]:
+        if self.shuffle:
+            gen = torch.Generator()
+            gen.set_state(self._generator().get_state())  # a copy: asking twice gives the same order
+            order = torch.randperm(self.n, generator=gen)
+        else:
+            order = torch.arange(self.n)
+        return list(order.to(device).split(self.batch_size))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (shard(b, self.ctx).tolist() for b in self.global_batches())
 
     def __len__(self) -> int:
-        return len(torch.tensor_split(torch.arange(self.n), self.ctx.world_size)[self.ctx.rank])
+        return -(-self.n // self.batch_size)

@@ -8,8 +8,9 @@ sees it; every side effect goes through `RunLog`.
 Reliability:
 
 - a checkpoint holds everything the loop's future depends on (weights, optimiser, scheduler, EMA,
-  RNG states, the epoch's shuffle, the position inside the epoch, partial sums, counters and the
-  metrics history), so a resumed run ends bit-identical to an uninterrupted one;
+  RNG states, the position inside the epoch, partial sums, counters and the metrics history; the
+  epoch's batch order follows from (seed, epoch)), so a resumed run ends bit-identical to an
+  uninterrupted one;
 - the first SIGINT/SIGTERM finishes the current step, writes a checkpoint and raises
   `TrainingInterrupted` (a second one interrupts at once);
 - every step checks the loss and the gradient norm; a non-finite one stops training with a
@@ -35,7 +36,7 @@ import torch
 from .checkpoint import checkpoint_dirs, clean_partial_writes, load_checkpoint, recover, save_checkpoint, save_pretrained, unwrap
 from .config import TrainConfig
 from .data import Data, batches
-from .distributed import Context, all_gather, all_max, all_sum, current, rank_seed, shard, wrap
+from .distributed import BatchSampler, Context, all_gather, all_max, all_sum, current, rank_seed, shard, wrap
 from .errors import TrainingInterrupted, VaekitError
 from .objectives import OBJECTIVES, elbo_terms
 from .runlock import RunLock
@@ -205,7 +206,6 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
     device = data.device
     ctx = current()  # one process, or this rank of a torchrun job
     torch.manual_seed(rank_seed(cfg.seed, ctx))
-    shuffle = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: one global order of batches
     model.to(device)
     net = wrap(model, ctx, device)  # what the forward pass goes through (DDP under torchrun)
     if cfg.compile:
@@ -213,8 +213,8 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
     opt = make_optimizer(model, cfg)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     scaler = make_scaler(cfg, device)
-    n = data.n_train
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    sampler = BatchSampler(data.n_train, cfg.batch_size, ctx, seed=cfg.seed)  # one global order of batches per epoch
+    steps_per_epoch = len(sampler)
     # Position and counters. "batch" counts the steps done in the current, unfinished epoch.
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": None, "best_step": None,
              "bad_epochs": 0, "seconds": 0.0, "lr_scale": 1.0, "rollbacks": 0}
@@ -230,13 +230,12 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
     history: list[dict[str, Any]] = []
     sums: dict[str, torch.Tensor] = {}  # the current epoch's per-term sums so far
     best_state: dict[str, torch.Tensor] | None = None
-    epoch_shuffle = shuffle.get_state()  # the shuffle generator as the current epoch began
 
     def snapshot(every_rank: bool = False) -> dict[str, Any]:
         """Everything the rest of the run depends on besides the weights (live references). With
         `every_rank` (a checkpoint on disk; all ranks must call it), the RNG states of all ranks and
         the partial sums added over ranks."""
-        rng = {"torch": torch.get_rng_state(), "shuffle_epoch": epoch_shuffle}
+        rng = {"torch": torch.get_rng_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
         part = dict(sums)
@@ -253,7 +252,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         return snap
 
     def restore(snap: dict[str, Any], from_disk: bool = False) -> None:
-        nonlocal sums, history, best_state, epoch_shuffle
+        nonlocal sums, history, best_state
         opt.load_state_dict(snap["optimizer"])
         sched.load_state_dict(snap["scheduler"])
         if scaler is not None and "scaler" in snap:
@@ -272,8 +271,6 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
                 torch.cuda.set_rng_state(cudas[i], device)
         else:  # another number of processes: same global batches, fresh noise streams per rank
             torch.manual_seed(rank_seed(cfg.seed, ctx) + 1_000_003 * snap["trainer"]["step"])
-        epoch_shuffle = rng["shuffle_epoch"]
-        shuffle.set_state(epoch_shuffle)
         state.clear()
         state.update(snap["trainer"])
         history, best_state = list(snap["history"]), snap["best_model"]
@@ -324,9 +321,8 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
             log.info(f"vaekit: {reason}")
             break
         epoch = state["epoch"] + 1
-        if state["batch"] == 0:
-            epoch_shuffle = shuffle.get_state()
-        order = list(batches(n, cfg.batch_size, shuffle, device=device))  # the epoch's batches of indices
+        sampler.set_epoch(state["epoch"])
+        order = sampler.global_batches(device)  # the epoch's global batches of indices, (B,) each
         net.train()
         bad = None
         bar = log.bar(range(state["batch"], len(order)), len(order), f"epoch {epoch}/{cfg.epochs}", initial=state["batch"])
@@ -402,7 +398,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
 
         record = {"epoch": epoch, "step": state["step"], "lr": opt.param_groups[0]["lr"],
                   "beta": kl_weight(max(state["step"] - 1, 0), steps_per_epoch, cfg)}
-        record.update({f"train_{k}": float(all_sum(torch.as_tensor(v).clone(), ctx)) / n for k, v in sums.items()})
+        record.update({f"train_{k}": float(all_sum(torch.as_tensor(v).clone(), ctx)) / data.n_train for k, v in sums.items()})
         if len(data.x_val):
             record.update({f"val_{k}": v for k, v in mean_terms(eval_model, data.x_val, cfg, data.y_val if conditional else None, ctx=ctx).items()})
         state["seconds"] = time.perf_counter() - t_start
@@ -419,7 +415,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         else:
             state["bad_epochs"] += 1
         state.update(epoch=epoch, batch=0)
-        sums, epoch_shuffle = {}, shuffle.get_state()  # the next epoch starts from here
+        sums = {}  # the next epoch starts from here
         checkpoint()
         log.log(record)
         log.info(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()

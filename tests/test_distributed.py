@@ -238,3 +238,70 @@ def test_cpu_paths_choose_gloo(monkeypatch):
     monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
     ctx, device, started = D.setup("cpu")
     assert calls == {"backend": "gloo"} and device == torch.device("cpu") and ctx.is_main and started
+
+
+@pytest.mark.parametrize("backend, comm", [("nccl", torch.device("cuda", 1)), ("gloo", torch.device("cpu"))])
+def test_collectives_carry_cpu_tensors_through_the_backends_device(monkeypatch, backend, comm):
+    """nccl moves only CUDA tensors: a CPU tensor (an RNG state in a checkpoint) goes to the rank's GPU
+    for the collective and comes back to the CPU; gloo takes it as it is. Without a GPU, the moves
+    are recorded instead of made."""
+    import torch.distributed as dist
+
+    import vaekit.distributed as D
+
+    moves, seen = [], []
+    monkeypatch.setattr(dist, "get_backend", lambda *a: backend)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    real_to = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        target = torch.device(args[0] if args else kwargs["device"])
+        moves.append(target)
+        return self if target.type == "cuda" else real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+
+    def all_reduce(t, op):
+        seen.append(("reduce", op))
+        t.mul_(2)  # as if two ranks held the same values
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    monkeypatch.setattr(dist, "all_gather", lambda out, t: [o.copy_(t + r) for r, o in enumerate(out)])
+    ctx = Context(rank=0, world_size=2, local_rank=1)
+    state = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    ranks = D.all_gather(state, ctx)
+    assert moves[0] == comm and all(m == torch.device("cpu") for m in moves[1:]) and len(moves) == 3
+    assert [r.tolist() for r in ranks] == [[1, 2, 3], [2, 3, 4]] and all(r.device.type == "cpu" for r in ranks)
+    moves.clear()
+    total = torch.tensor([1.5])
+    assert D.all_sum(total, ctx) is total and total.item() == 3.0 and moves == [comm]
+    D.all_max(torch.tensor([0.0]), ctx)
+    assert seen == [("reduce", dist.ReduceOp.SUM), ("reduce", dist.ReduceOp.MAX)]
+
+
+def test_rank_logic_lives_in_one_module():
+    """Only vaekit.distributed talks to torch.distributed or reads torchrun's variables."""
+    import ast
+    from pathlib import Path
+
+    import vaekit
+
+    offenders = []
+    for path in Path(vaekit.__file__).parent.glob("*.py"):
+        if path.name == "distributed.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Attribute) and node.attr == "distributed" and isinstance(node.value, ast.Name) \
+                    and node.value.id == "torch":
+                names = ["torch.distributed"]
+            elif isinstance(node, ast.Constant) and node.value in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+                names = [node.value]
+            offenders += [f"{path.name}:{node.lineno} {n}" for n in names
+                          if n.startswith("torch.distributed") or n in ("RANK", "WORLD_SIZE", "LOCAL_RANK")]
+    assert offenders == []

@@ -104,34 +104,47 @@ def shard(idx: torch.Tensor, ctx: Context) -> torch.Tensor:
     return torch.tensor_split(idx, ctx.world_size)[ctx.rank]
 
 
-def all_sum(t: torch.Tensor, ctx: Context) -> torch.Tensor:
-    """The sum of `t` over all ranks (in place and returned)."""
+def _comm_device() -> torch.device:
+    """Where the process group's collectives take tensors: the rank's GPU under nccl, else the CPU."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _reduce(t: torch.Tensor, ctx: Context, op: str) -> torch.Tensor:
     if ctx.distributed:
         import torch.distributed as dist
 
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        x = t.to(_comm_device())  # a CPU tensor (an RNG state, a counter) travels through the GPU under nccl
+        dist.all_reduce(x, op=getattr(dist.ReduceOp, op))
+        if x is not t:
+            t.copy_(x)
     return t
+
+
+def all_sum(t: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """The sum of `t` over all ranks (in place and returned, on `t`'s device)."""
+    return _reduce(t, ctx, "SUM")
 
 
 def all_max(t: torch.Tensor, ctx: Context) -> torch.Tensor:
     """The elementwise maximum of `t` over all ranks (in place and returned): flags every rank must
     agree on (stop, diverged), or the next collective waits for ever."""
-    if ctx.distributed:
-        import torch.distributed as dist
-
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t
+    return _reduce(t, ctx, "MAX")
 
 
 def all_gather(t: torch.Tensor, ctx: Context) -> list[torch.Tensor]:
-    """`t` from every rank, in rank order (same shape on every rank)."""
+    """`t` from every rank, in rank order, on `t`'s device (same shape on every rank)."""
     if not ctx.distributed:
         return [t]
     import torch.distributed as dist
 
-    out = [torch.empty_like(t) for _ in range(ctx.world_size)]
-    dist.all_gather(out, t)
-    return out
+    x = t.to(_comm_device())
+    out = [torch.empty_like(x) for _ in range(ctx.world_size)]
+    dist.all_gather(out, x)
+    return [o.to(t.device) for o in out]
 
 
 def barrier(ctx: Context) -> None:

@@ -243,7 +243,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         if every_rank and ctx.distributed:
             rng["torch_ranks"] = all_gather(rng["torch"], ctx)
             if device.type == "cuda":
-                rng["cuda_ranks"] = [t.cpu() for t in all_gather(rng["cuda"].to(device), ctx)]
+                rng["cuda_ranks"] = all_gather(rng["cuda"], ctx)
             part = {k: all_sum(torch.as_tensor(v).clone(), ctx) for k, v in sums.items()}
         snap = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng, "trainer": dict(state),
                 "sums": part, "history": list(history), "best_model": best_state, "world_size": ctx.world_size, **extra}

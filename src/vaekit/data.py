@@ -313,7 +313,7 @@ class StreamImages(torch.utils.data.Dataset):
 
 def read_raw(cfg: DataConfig):
     """Read the named dataset or user path into numpy arrays (x, y, x_test, y_test)."""
-    from .datasets import is_named, load_dataset
+    from .datasets import SPECS, is_named, load_dataset
 
     if is_named(cfg.name):
         from .mnist import load_mnist
@@ -322,7 +322,8 @@ def read_raw(cfg: DataConfig):
         return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
     p = Path(cfg.name)
     if not p.exists():
-        raise VaekitError(f"data '{cfg.name}' is neither a dataset name (mnist, fashion-mnist, cifar10) nor an existing path")
+        raise VaekitError(f"data '{cfg.name}' is neither a dataset name ({', '.join(['mnist', *SPECS])}) "
+                          "nor an existing path")
     if p.is_dir():
         return _read_image_folder(p, cfg)
     if p.suffix in (".npy", ".npz"):

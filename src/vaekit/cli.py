@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train a model from a TOML config")
+    p = sub.add_parser("train", help="train a model from a TOML config",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="several processes or machines: put torchrun in front, e.g.\n"
+                              "  torchrun --standalone --nproc_per_node=4 -m vaekit train CONFIG --out RUN\n"
+                              "(train.batch_size stays the global batch; see the README's Scaling section)")
     p.add_argument("config", nargs="?", help="TOML (or JSON) config file; defaults apply where omitted")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     p.add_argument("--out", help="run directory to create")
@@ -45,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_arg(p)
 
-    p = sub.add_parser("evaluate", help="metrics of a trained run on its test set")
+    p = sub.add_parser("evaluate", help="metrics of a trained run on its test set",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="sharded over processes, with exactly the metrics of one:\n"
+                              "  torchrun --standalone --nproc_per_node=4 -m vaekit evaluate RUN")
     p.add_argument("run", help="run directory (or a model directory with --data)")
     p.add_argument("--k", type=int, default=1000, help="importance samples for log p(x) (default 1000, at most 5000)")
     p.add_argument("--data", help="dataset name or path (default: the run's)")

@@ -19,7 +19,6 @@ hot loop). Shapes: images ``(N, C, H, W)``, tabular vectors ``(N, D)``; labels `
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator

@@ -5,7 +5,6 @@ The kill points are reached by wrapping vaekit functions in a driver script (the
 kills itself with SIGKILL, which cannot be caught), so they are exact and repeatable."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -5,7 +5,6 @@ import ast
 import io
 import json
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np

@@ -18,7 +18,6 @@ where to put the files by hand.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import tarfile

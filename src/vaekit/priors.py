@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, constraints
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from .likelihoods import standard_normal
 

@@ -137,16 +137,8 @@ def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> Strea
         raise VaekitError(f"data.stream = true needs a folder of images; '{cfg.name}' is not one")
     files, labels = list_images(p)
     stream = StreamImages(files, labels, cfg)
-    rng = np.random.default_rng(cfg.seed)
-    perm = rng.permutation(len(files))
-    # The same splits as `prepare` makes of the folder read into memory (capped at 10,000 test images).
-    n_test = min(cfg.test_size, len(files) - 1) if cfg.test_size is not None else min(max(1, len(files) // 10), 10000)
-    test_idx, rest = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    if cfg.limit is not None:
-        rest = rest[: cfg.limit]
-    n_val = cfg.val_size if len(rest) > cfg.val_size else 0
-    order = rng.permutation(len(rest))
-    val_idx, train_idx = np.sort(rest[order[:n_val]]), np.sort(rest[order[n_val:]])
+    # The same splits as `prepare` makes of the folder read into memory (the test split capped at 10,000 images).
+    test_idx, val_idx, train_idx = split_indices(len(files), cfg, carve_test=True, test_cap=10000)
     return _stream_data(cfg, stream, labels, test_idx, val_idx, train_idx, device)
 
 
@@ -167,16 +159,7 @@ def _stream_data(cfg: DataConfig, stream: StreamImages, labels: np.ndarray | Non
                       y_train=torch.from_numpy(labels[train_idx]).to(device) if labels is not None else None,
                       y_val=y_val, y_test=y_test, dynamic_binarize=cfg.binarize == "dynamic", levels=256,
                       stream=stream, train_index=train_idx, workers=cfg.workers)
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
-    if cfg.binarize == "dynamic":
-        data.x_val, data.x_test, data.levels = torch.bernoulli(data.x_val, generator=g), torch.bernoulli(data.x_test, generator=g), 2
-    if cfg.dequantize == "uniform":
-        if data.levels != 256:
-            raise VaekitError(f"data '{cfg.name}': data.dequantize = 'uniform' needs 8-bit data that is not binarised")
-        g = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-        data.x_val, data.x_test = dequantize(data.x_val, g), dequantize(data.x_test, g)
-        data.dequantize = True
-    return data
+    return _binarize_and_dequantize(data, cfg, "uint8")
 
 
 # --- raw readers: each returns (x, y, x_test, y_test) numpy arrays, y/test may be None ------------
@@ -397,23 +380,14 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
     _check_values(x, source)
     if y is not None and len(y) != len(x):
         raise VaekitError(f"{source}: {len(y)} labels for {len(x)} examples")
-    rng = np.random.default_rng(cfg.seed)
-    if x_test is None:  # carve a test split the model never trains on
-        perm = rng.permutation(len(x))
-        n_test = min(cfg.test_size, len(x) - 1) if cfg.test_size is not None else max(1, len(x) // 10)
-        test_idx, keep = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-        x_test, y_test = x[test_idx], (y[test_idx] if y is not None else None)
-        x, y = x[keep], (y[keep] if y is not None else None)
-    else:
+    if x_test is not None:
         x_test, _ = _as_layout(np.asarray(x_test), source + " (test)")
         _check_values(x_test, source + " (test)")
         if x_test.shape[1:] != x.shape[1:]:
             raise VaekitError(f"{source}: test shape {x_test.shape[1:]} differs from train shape {x.shape[1:]}")
-    if cfg.limit is not None:
-        x, y = x[: cfg.limit], (y[: cfg.limit] if y is not None else None)
-    n_val = cfg.val_size if len(x) > cfg.val_size else 0  # always leaves >= 1 training example
-    perm = rng.permutation(len(x))
-    val_idx, tr_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    test_idx, val_idx, tr_idx = split_indices(len(x), cfg, carve_test=x_test is None)
+    if x_test is None:  # a test split the model never trains on
+        x_test, y_test = x[test_idx], (y[test_idx] if y is not None else None)
     x_tr, x_val, x_te = _scale(x[tr_idx], [x[val_idx], x_test], kind, cfg.scaling)
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
     to_y = lambda a: None if a is None else torch.from_numpy(np.asarray(a).astype(np.int64)).to(device)  # noqa: E731
@@ -426,6 +400,31 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
         dynamic_binarize=cfg.binarize == "dynamic",
         levels=256 if x.dtype == np.uint8 else None,
     )
+    return _binarize_and_dequantize(data, cfg, str(x.dtype))
+
+
+def split_indices(n: int, cfg: DataConfig, carve_test: bool, test_cap: int | None = None):
+    """Sorted indices (test, val, train) into `n` examples, drawn with data.seed: a test split
+    carved first where the data has none (data.test_size, else a tenth, at most `test_cap`), then
+    the first data.limit of the rest, of which data.val_size go to validation (none if that would
+    leave no training example)."""
+    rng = np.random.default_rng(cfg.seed)
+    test, rest = np.zeros(0, np.int64), np.arange(n)
+    if carve_test:
+        perm = rng.permutation(n)
+        n_test = min(cfg.test_size, n - 1) if cfg.test_size is not None else min(max(1, n // 10), test_cap or n)
+        test, rest = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    if cfg.limit is not None:
+        rest = rest[: cfg.limit]
+    n_val = cfg.val_size if len(rest) > cfg.val_size else 0
+    perm = rng.permutation(len(rest))
+    return test, np.sort(rest[perm[:n_val]]), np.sort(rest[perm[n_val:]])
+
+
+def _binarize_and_dequantize(data: Data, cfg: DataConfig, dtype: str) -> Data:
+    """Apply data.binarize (fixed: the training set once; both: validation and test once, so their
+    scores are comparable) and data.dequantize (validation and test once), with seeded generators."""
+    source, device = f"data '{cfg.name}'", data.device
     if cfg.binarize != "none":
         lo, hi = float(data.x_train.min()), float(data.x_train.max())
         if lo < 0 or hi > 1:
@@ -439,7 +438,7 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
     if cfg.dequantize == "uniform":
         if data.levels != 256:
             raise VaekitError(f"{source}: data.dequantize = 'uniform' needs 8-bit (uint8) data"
-                              + (" that is not binarised" if data.levels == 2 else f"; this data is {x.dtype}"))
+                              + (" that is not binarised" if data.levels == 2 else f"; this data is {dtype}"))
         g = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         data.x_val, data.x_test = dequantize(data.x_val, g), dequantize(data.x_test, g)
         data.dequantize = True

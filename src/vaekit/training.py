@@ -246,7 +246,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
                 rng["cuda_ranks"] = all_gather(rng["cuda"], ctx)
             part = {k: all_sum(torch.as_tensor(v).clone(), ctx) for k, v in sums.items()}
         snap = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng, "trainer": dict(state),
-                "sums": part, "history": list(history), "best_model": best_state, "world_size": ctx.world_size, **extra}
+                "sums": part, "history": list(history), "best_model": best_state, **extra}
         if ema is not None:
             snap["ema"] = ema.state_dict()
         return snap
@@ -278,13 +278,17 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         keep = ctx.is_main or not ctx.distributed or not from_disk
         sums = {k: (v if keep else torch.zeros_like(torch.as_tensor(v))) for k, v in snap["sums"].items()}
 
-    def checkpoint() -> None:
+    def remember_good() -> None:
+        """The state a rollback returns to (in memory)."""
         nonlocal last_good
+        if cfg.on_nan == "rollback":
+            last_good = (copy.deepcopy(unwrap(model).state_dict()), copy.deepcopy(snapshot()))
+
+    def checkpoint() -> None:
         if run is not None:
             snap = snapshot(every_rank=True)  # collective under torchrun: every rank takes part
             log.save(lambda: save_checkpoint(run, model, snap, state["step"], cfg.keep_checkpoints, state["best_step"]))
-        if cfg.on_nan == "rollback":
-            last_good = (copy.deepcopy(unwrap(model).state_dict()), copy.deepcopy(snapshot()))
+        remember_good()
 
     last_good: tuple[dict, dict] | None = None
     if resume:
@@ -297,8 +301,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         restore(load_checkpoint(saved[-1], model), from_disk=True)
         log.rewrite(history)  # metrics.jsonl as of the checkpoint: no gaps, no duplicates
         log.info(f"vaekit: resuming from epoch {state['epoch']}, step {state['step']} ({saved[-1].name})")
-    if cfg.on_nan == "rollback":
-        last_good = (copy.deepcopy(unwrap(model).state_dict()), copy.deepcopy(snapshot()))
+    remember_good()
 
     def interrupted(signum: int) -> TrainingInterrupted:
         name = signal.Signals(signum).name

@@ -100,7 +100,7 @@ def main() -> None:
 
     from vaekit.config import DataConfig
     from vaekit.data import prepare
-    from vaekit.training import resolve_device
+    from vaekit.devices import resolve_device
 
     device = resolve_device(args.device)
     data = prepare(DataConfig(name="mnist", val_size=0), device=device)

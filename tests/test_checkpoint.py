@@ -37,7 +37,7 @@ def test_round_trip(tmp_path, cfg):
     y = torch.tensor([0, 1, 2, 3]) if cfg.conditional else None
     args = (y,) if cfg.conditional else ()
     assert torch.equal(m.reconstruct(x, *args), m2.reconstruct(x, *args))
-    if m.is_variational:
+    if m.variational:
         torch.manual_seed(3)
         a = m(x, y).px.log_prob(x)
         torch.manual_seed(3)
@@ -95,3 +95,20 @@ def test_atomic_dir_keeps_the_old_on_failure(tmp_path):
             raise RuntimeError("killed mid-write")
     assert (target / "f").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary left behind
+
+
+def test_model_directory_files_get_the_usual_permissions(tmp_path):
+    """Every file of a model directory, the safetensors weights included (safetensors writes 0600),
+    gets the mode the umask gives, so a shared model directory is readable by others."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        m = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[4]), (3,))
+        save_pretrained(m, tmp_path / "m")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "m").iterdir()}
+        assert modes == {"config.json": 0o644, "model.safetensors": 0o644}
+        assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o755
+    finally:
+        os.umask(old)

@@ -200,8 +200,8 @@ def test_cuda_paths_choose_nccl_and_the_local_gpu(monkeypatch):
     trains on cuda:1, and DDP is told that device."""
     import torch.distributed as dist
 
+    import vaekit.devices as T
     import vaekit.distributed as D
-    import vaekit.training as T
 
     calls = {}
     monkeypatch.setenv("WORLD_SIZE", "4")

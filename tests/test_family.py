@@ -238,7 +238,7 @@ def test_ema_average_is_an_exponential_average():
 def test_dequantisation_keeps_each_value_in_its_bin(images_npz):
     plain = prepare(DataConfig(name=str(images_npz), val_size=30))
     deq = prepare(DataConfig(name=str(images_npz), val_size=30, dequantize="uniform"))
-    assert deq.levels == 256 and deq.dequantize
+    assert deq.levels == 256 and deq.dequantized
     k = torch.round(plain.x_test * 255)
     assert torch.all((deq.x_test >= k / 256) & (deq.x_test < (k + 1) / 256))
     torch.manual_seed(0)

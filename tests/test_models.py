@@ -1,7 +1,6 @@
 import pytest
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
 from conftest import low_rank
 from vaekit.config import ModelConfig, TrainConfig
@@ -9,32 +8,6 @@ from vaekit.data import Data
 from vaekit.models import VAE, Autoencoder, PCA, build_model
 from vaekit.training import fit
 from vaekit.tutorial import principal_angles_deg
-
-IMAGES = [(1, 28, 28), (3, 15, 17), (1, 8, 8)]
-CASES = [(s, n, a) for s in IMAGES for n, a in (("vae", "mlp"), ("vae", "conv"), ("ae", "mlp"), ("ae", "conv"), ("linear_ae", "mlp"))]
-CASES += [((7,), n, "mlp") for n in ("vae", "ae", "linear_ae")]  # tabular vectors: MLP only
-
-
-@pytest.mark.parametrize("shape, name, arch", CASES)
-def test_interface_shapes(shape, name, arch):
-    cfg = ModelConfig(name=name, arch=arch, latent_dim=3, hidden=[16], channels=[4, 8],
-                      likelihood="gaussian" if len(shape) == 1 else "bernoulli")
-    m = build_model(cfg, shape)
-    x = torch.rand(5, *shape)
-    z = m.encode(x)
-    if name == "vae":
-        assert isinstance(z, Distribution) and z.batch_shape == (5,) and z.event_shape == (3,)
-    else:
-        assert z.shape == (5, 3)
-    assert m.embed(x).shape == (5, 3)
-    px = m.decode(m.embed(x))
-    assert isinstance(px, Distribution) and px.log_prob(x).shape == (5,)
-    assert m.reconstruct(x).shape == (5, *shape)
-    out = m(x)
-    assert out.z.shape == (5, 3) and (out.qz is not None) == (name == "vae")
-    if name == "vae":
-        assert m.sample(4).shape == (4, *shape)
-
 
 def test_vae_reparameterised_sample_has_gradients():
     m = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (4,))

@@ -95,7 +95,7 @@ def test_object_arrays_in_data_files(tmp_path, marker, capsys, kind):
 
 
 def test_mnist_unpickler_admits_arrays_only(marker):
-    from vaekit.mnist import load_arrays_pickle
+    from vaekit.downloads import load_arrays_pickle
 
     with pytest.raises(pickle.UnpicklingError, match="only numpy arrays are allowed"):
         load_arrays_pickle(pickle.dumps([np.zeros(3), Payload(marker)]))
@@ -144,8 +144,8 @@ def test_no_unsafe_loader_in_the_source():
     # The detector itself works:
     assert list(_unsafe_calls(ast.parse("torch.load(p)\ntorch.load(p, weights_only=True)\npickle.loads(b)\nnp.load(p, allow_pickle=True)")))\
         == ["torch.load without weights_only=True", "pickle.loads", "np.load(allow_pickle=True)"]
-    mnist = (src / "mnist.py").read_text()
-    assert "class ArraysOnlyUnpickler(pickle.Unpickler)" in mnist and "def find_class" in mnist
+    shared = (src / "downloads.py").read_text()
+    assert "class ArraysOnlyUnpickler(pickle.Unpickler)" in shared and "def find_class" in shared
 
 
 def test_run_config_paths_cannot_escape_the_run_directory(tmp_path, images_npz, capsys):

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaekit.config import MODEL_DEFAULTS, DataConfig, RunConfig, from_dict
+from vaekit.config import DataConfig, RunConfig, from_dict
+from vaekit.registry import MODELS
 from vaekit.data import _read_csv, _read_image_folder, _read_npz_or_npy, prepare
 from vaekit.errors import VaekitError
-from vaekit.mnist import read_idx
+from vaekit.downloads import read_idx
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -188,8 +189,7 @@ def test_config_parser_accepts_valid_values_or_names_the_key(raw):
         for k, v in values.items():
             held = getattr(getattr(cfg, section), k)
             if section == "model" and k in ("latent_dim", "hidden", "likelihood") and v in (None, "none", "null"):
-                latent, hidden, likelihood = MODEL_DEFAULTS[cfg.model.name]  # None: the model's default
-                v = {"latent_dim": latent, "hidden": hidden, "likelihood": likelihood}[k]
+                v = MODELS.defaults(cfg.model.name)[k]  # None: the model's default
             assert held == v or (v in ("none", "null") and held is None), (section, k, v, held)
     assert from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # round trip through the run's config.json
 

@@ -111,3 +111,22 @@ def test_conv_and_resnet_vaes_train_on_64x64_rgb(tmp_path, arch):
     losses = [r["val_loss"] for r in res.history]
     assert losses[-1] < losses[0]
     assert model.sample(2).shape == (2, 3, 64, 64)
+
+
+def test_the_streamed_training_set_is_the_whole_split_on_disk(folder):
+    """x_train of a stream is every training image (read from disk when indexed), not the first
+    few held in memory for checks: the VampPrior's pseudo-inputs are drawn from all of it."""
+    from vaekit.data import DiskImages
+
+    mem = prepare(_cfg(folder))
+    st = prepare(_cfg(folder, stream=True, workers=0))
+    assert isinstance(st.x_train, DiskImages) and len(st.x_train) == st.n_train == len(mem.x_train)
+    idx = torch.tensor([0, 114, 57, 57])
+    assert torch.equal(st.x_train[idx], mem.x_train[idx])
+    assert torch.equal(st.x_check, mem.x_train[: len(st.x_check)])
+    vamp = build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16], prior="vamp", prior_components=40), (3, 8, 8))
+    torch.manual_seed(0)
+    vamp.init_from_data(st.x_train)
+    torch.manual_seed(0)
+    ref = torch.randint(len(mem.x_train), (40,))
+    assert torch.equal(vamp.prior_module.pseudo_inputs.detach(), mem.x_train[ref])

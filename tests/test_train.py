@@ -113,3 +113,20 @@ def test_diverging_training_is_reported(data):
         model.decoder.net[-1].bias.fill_(float("nan"))
     with pytest.raises(VaekitError, match="diverged at epoch 1"):
         fit(model, data, TrainConfig(epochs=2, batch_size=32, progress=False))
+
+
+def test_train_state_is_plain_data_and_reads_older_checkpoints():
+    """The trainer's state is a typed record saved as plain numbers; a checkpoint written before
+    'overflows' was a field (fp32 runs never wrote it) still resumes, with the counter at 0."""
+    import dataclasses
+    import json
+    import math
+
+    from vaekit.trainer import TrainState
+
+    s = TrainState(epoch=3, batch=5, step=77, best=91.5, best_epoch=2, best_step=60, bad_epochs=1, seconds=12.5)
+    d = json.loads(json.dumps(dataclasses.asdict(s)))
+    assert TrainState.from_dict(d) == s
+    older = {k: v for k, v in d.items() if k != "overflows"}
+    assert TrainState.from_dict(older).overflows == 0 and TrainState.from_dict(older).step == 77
+    assert TrainState().best == math.inf and TrainState().lr_scale == 1.0

@@ -1,6 +1,6 @@
 """Runs: the high-level Python API behind `vaekit train` and `vaekit evaluate`.
 
-A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl``, ``checkpoint/``
+A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl``, ``checkpoints/``
 (all that resume needs), ``model/`` (the best model, loadable with `vaekit.load`), ``eval.json`` and
 pictures. Everything that can be checked is checked before the directory is created, and a run
 that fails before its first checkpoint removes the directory it created.
@@ -113,7 +113,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
            group: list) -> dict[str, Any]:
     from . import distributed
     from .checkpoint import CHECKPOINTS, write_text_durable
-    from .models import PCA, build_model
+    from .models import build_model
     from .runlock import LOCK_NAME, RunLock
     from .training import fit
 
@@ -132,13 +132,12 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     ctx, device, started = distributed.setup(cfg.train.device)
     group.append(started)
     data = data.to(device) if data is not None else prepare(cfg.data, device=device)
-    cfg = check_fit(cfg, data)
+    cfg = with_labels(cfg, data)
     torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
-    if cfg.model.name == "pca" and getattr(data, "stream", None) is not None:
-        raise VaekitError("model.name = 'pca' is fitted on all the data at once; set data.stream = false")
-    model = PCA(cfg.model.latent_dim, whiten=cfg.model.whiten) if cfg.model.name == "pca" else build_model(cfg.model, data.shape)
-    if not resume and hasattr(getattr(model, "prior_module", None), "init_from"):
-        model.prior_module.init_from(data.x_train)  # VampPrior: pseudo-inputs start at training examples
+    model = build_model(cfg.model, data.shape)
+    check_fit(model, cfg, data)
+    if not resume:
+        model.init_from_data(data.x_train)  # e.g. the VampPrior's pseudo-inputs start at training examples
 
     created = run is not None and main and not resume and not (run / "config.json").exists()
     if run is not None and main:
@@ -148,7 +147,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     try:
         if run is not None and main:
             write_text_durable(run / "config.json", json.dumps(_recorded_paths(cfg).to_dict(), indent=2) + "\n")
-        if isinstance(model, PCA):
+        if model.fitted_in_closed_form:
             model.fit(data.x_train)
             history: list[dict] = []
             if run is not None and main:
@@ -164,9 +163,9 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
 
     from .evaluation import evaluate
 
-    k = cfg.train.eval_k if getattr(model, "is_variational", False) else 0
+    k = cfg.train.eval_k if model.variational else 0
     results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
-                       dequantized=data.dequantize, ctx=ctx)  # sharded over the ranks, the same on each
+                       dequantized=data.dequantized, ctx=ctx)  # sharded over the ranks, the same on each
     # The process group ends here, on every rank together (teardown waits for all of them: a rank
     # leaving while another still talks to it can abort the job); the files and pictures are rank 0's alone.
     distributed.teardown(started)
@@ -180,19 +179,26 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     return {"model": model, "history": history, "eval": results, "run_dir": run, "config": cfg}
 
 
-def check_fit(cfg: RunConfig, data: Data) -> RunConfig:
-    """Refuse a likelihood that does not fit the data; fill in the label count of a conditional
-    model. Returns the config to train with."""
-    import dataclasses
-
+def check_fit(model: Any, cfg: RunConfig, data: Data) -> None:
+    """Refuse a model that cannot be fitted to this data: a likelihood outside the data's support
+    (or, for a VAE whose numbers are read as likelihoods, one that is not a likelihood of it), or a
+    closed-form fit of streamed data."""
     from .likelihoods import fit_problem
 
+    if model.fitted_in_closed_form and data.streamed:
+        raise VaekitError(f"model.name = '{cfg.model.name}' is fitted on all the data at once; set data.stream = false")
+    problem = fit_problem(model.likelihood, data.x_check, data.levels, data.dequantized)
+    # Soft problems matter where numbers are read as likelihoods: the VAE's.
+    if problem is not None and (not problem[1] or (model.variational and cfg.model.likelihood_check)):
+        raise VaekitError(problem[0])
+
+
+def with_labels(cfg: RunConfig, data: Data) -> RunConfig:
+    """Fill in the label count of a conditional model from the data (refusing data without labels,
+    or with more labels than configured). Returns the config to train with."""
+    import dataclasses
+
     m = cfg.model
-    if m.name in ("ae", "vae"):
-        problem = fit_problem(m.likelihood, data.x_train, data.levels, data.dequantize)
-        # Soft problems matter where numbers are read as likelihoods: the VAE's.
-        if problem is not None and (not problem[1] or (m.name == "vae" and m.likelihood_check)):
-            raise VaekitError(problem[0])
     if m.conditional:
         if data.y_train is None:
             raise VaekitError(f"model.conditional = true needs labels; data '{data.name}' has none (image folders get them from class sub-folders)")
@@ -212,21 +218,21 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
 
     if history:
         viz.training_curves({"train": history}, run / "curves.png")
-    cond = getattr(model, "conditional", False)
+    cond = model.conditional
     y = data.y_test if cond else None
     with torch.no_grad():
-        z = torch.cat([model.embed(data.x_test[i: i + 1000], *([y[i: i + 1000]] if cond else []))
+        z = torch.cat([model.embed(data.x_test[i: i + 1000], None if y is None else y[i: i + 1000])
                        for i in range(0, len(data.x_test), 1000)])  # (N, D)
     if z.shape[1] > 2:
         z = PCA(2).fit(z).transform(z)
     if z.shape[1] == 2:
-        viz.latent_maps({"test codes" + (" (PCA projection)" if model_dim(model) > 2 else ""): (z, data.y_test)}, run / "latent.png")
+        viz.latent_maps({"test codes" + (" (PCA projection)" if model.latent_dim > 2 else ""): (z, data.y_test)}, run / "latent.png")
     if data.kind != "image":
         return
     n = min(8, len(data.x_test))
     x = data.x_test[:n]
-    viz.reconstruction_grid(x, {"model": model.reconstruct(x, *([y[:n]] if cond else []))}, run / "reconstructions.png")
-    if getattr(model, "is_variational", False):
+    viz.reconstruction_grid(x, {"model": model.reconstruct(x, None if y is None else y[:n])}, run / "reconstructions.png")
+    if model.can_sample:
         g = torch.Generator(device=data.x_test.device).manual_seed(0)
         if cond:  # one row per class
             per = 8
@@ -236,10 +242,6 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
             viz.image_grid(model.sample(64, generator=g), run / "samples.png", nrow=8)
         if model.latent_dim == 2 and not cond:
             viz.manifold_grid(lambda zz: model.decode(zz).mean, run / "manifold.png", device=data.x_test.device)
-
-
-def model_dim(model: Any) -> int:
-    return getattr(model, "latent_dim", None) or getattr(model, "n_components")
 
 
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, RunConfig | None]:

@@ -13,7 +13,6 @@ between them leaves ``.NAME.old``, which `recover` (called by `load` and by resu
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -25,8 +24,8 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import build_section
 from .errors import VaekitError
+from .registry import MODELS
 
 FORMAT_VERSION = 1  # model directories (config.json + model.safetensors)
 TRAINING_FORMAT_VERSION = 2  # training checkpoints (2: checkpoints/step-N/, mid-epoch state, history)
@@ -115,6 +114,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    _usual_mode(path, directory=False)  # safetensors creates its files 0600; a shared model directory needs the umask's mode
 
 
 def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -144,28 +144,14 @@ def unwrap(model: Any) -> Any:
 
 
 def save_pretrained(model: Any, directory: str | Path) -> Path:
-    """Write `model` as config.json + model.safetensors into `directory` (atomically)."""
+    """Write `model` as config.json (its `describe()`) + model.safetensors into `directory` (atomically)."""
     from . import __version__
-    from .models import PCA
 
     model = unwrap(model)
-    if isinstance(model, PCA):
-        meta = {"model": "pca", "n_components": model.n_components, "whiten": model.whiten, "shape": list(model.shape_)}
-        state = model.state_dict()
-    else:
-        cfg = model.config
-        meta = {"model": cfg.name if cfg else "custom", "config": dataclasses.asdict(cfg) if cfg else None,
-                "shape": list(model.shape), "latent_dim": model.latent_dim,
-                "likelihood": model.likelihood, "sigma": model.sigma, "variational": model.is_variational,
-                "components": model.observation.components, "num_classes": model.num_classes,
-                "prior": getattr(model, "prior_name", None),
-                "prior_components": len(getattr(model.prior_module, "pseudo_inputs", getattr(model.prior_module, "logits", [])))
-                if hasattr(model, "prior_module") else None}
-        state = model.state_dict()
-    meta.update(format="vaekit", format_version=FORMAT_VERSION, vaekit_version=__version__)
+    meta = {**model.describe(), "format": "vaekit", "format_version": FORMAT_VERSION, "vaekit_version": __version__}
     with atomic_dir(directory) as tmp:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        _save_tensors(state, tmp / "model.safetensors")
+        _save_tensors(model.state_dict(), tmp / "model.safetensors")
     return Path(directory)
 
 
@@ -192,8 +178,9 @@ def _check_meta(meta: Any, where: Path) -> dict[str, Any]:
     unknown = sorted(set(meta) - _META_KEYS)
     if unknown:
         raise VaekitError(f"'{where}': unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_META_KEYS))}")
-    if meta.get("model") not in ("pca", "linear_ae", "ae", "vae", "custom"):
-        raise VaekitError(f"'{where}': key 'model' is {meta.get('model')!r}, expected one of pca, linear_ae, ae, vae, custom")
+    known = (*MODELS.names(), "custom")
+    if meta.get("model") not in known:
+        raise VaekitError(f"'{where}': key 'model' is {meta.get('model')!r}, expected one of {', '.join(known)}")
     shape = meta.get("shape")
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
             or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in shape)):
@@ -208,7 +195,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
     """Rebuild a model saved by `save_pretrained`. Custom nets must be passed as encoder/decoder.
 
     Reads only config.json (validated as untrusted data) and model.safetensors; never unpickles."""
-    from .models import PCA, Autoencoder, VAE, build_model
+    from .models import from_description
 
     d = Path(directory)
     old = d.with_name(f".{d.name}.old")
@@ -218,22 +205,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
         raise VaekitError(f"model directory '{d}' does not exist")
     meta = _check_meta(_read_json(d / "config.json"), d / "config.json")
     state = _load_tensors(d / "model.safetensors", device)
-    shape = tuple(meta["shape"])
     try:
-        if meta["model"] == "pca":
-            return PCA(meta["n_components"], whiten=meta["whiten"]).load_state_dict(state, shape)
-        if meta["model"] == "custom":
-            if encoder is None or decoder is None:
-                raise VaekitError(f"'{d}' holds a model with custom nets: pass encoder= and decoder= to load()")
-            extra = {"components": meta.get("components", 5), "num_classes": meta.get("num_classes", 0)}
-            if meta["variational"]:
-                model = VAE(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra,
-                            prior=meta.get("prior") or "standard_normal", prior_components=meta.get("prior_components") or None)
-            else:
-                model = Autoencoder(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra)
-        else:
-            model = build_model(build_section("model", meta["config"]), shape)
-        model.load_state_dict(state)
+        model = from_description(meta, state, encoder, decoder, where=str(d))
     except VaekitError as e:
         raise VaekitError(f"'{d / 'config.json'}': {e}") from None
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:

@@ -121,7 +121,7 @@ def _run_data(args, cfg, device):
 
 
 def _device(args) -> str:
-    from .training import resolve_device
+    from .devices import resolve_device
 
     return str(resolve_device(args.device or "auto"))
 
@@ -168,18 +168,18 @@ def cmd_evaluate(args) -> int:
         model, cfg = load_run(args.run, device)
         data = _run_data(args, cfg, device)
         x = data.x_test if args.split == "test" else data.x_val
-        if tuple(x.shape[1:]) != tuple(getattr(model, "shape", getattr(model, "shape_", x.shape[1:]))):
+        if tuple(x.shape[1:]) != tuple(model.shape):
             raise VaekitError(f"data shape {tuple(x.shape[1:])} does not match the model's input shape")
         if args.limit:
             _positive("limit", args.limit)
             x = x[: args.limit]
-        k = args.k if getattr(model, "is_variational", False) else 0
-        y = (data.y_test if args.split == "test" else data.y_val) if getattr(model, "conditional", False) else None
+        k = args.k if model.variational else 0
+        y = (data.y_test if args.split == "test" else data.y_val) if model.conditional else None
         if y is not None and args.limit:
             y = y[: args.limit]
         _positive("batch-size", args.batch_size)
         res = evaluate(model, x, k=k, batch_size=args.batch_size, progress=sys.stderr.isatty(), y=y,
-                       dequantized=data.dequantize, ctx=ctx)
+                       dequantized=data.dequantized, ctx=ctx)
     finally:
         distributed.teardown(started)
     if not ctx.is_main:
@@ -228,10 +228,10 @@ def cmd_sample(args) -> int:
     _positive("n", args.n, 10000)
     device = _device(args)
     model, _ = load_run(args.run, device)
-    if not getattr(model, "is_variational", False):
+    if not model.can_sample:
         raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; train a vae")
     labels = None
-    if getattr(model, "conditional", False):
+    if model.conditional:
         n_cls = model.num_classes
         if args.label is not None and not 0 <= args.label < n_cls:
             raise VaekitError(f"--label {args.label}: this model knows labels 0..{n_cls - 1}")
@@ -254,7 +254,7 @@ def cmd_reconstruct(args) -> int:
     model, cfg = load_run(args.run, device)
     data = _run_data(args, cfg, device)
     x = data.x_test[: args.n]
-    recon = model.reconstruct(x, data.y_test[: args.n]) if getattr(model, "conditional", False) else model.reconstruct(x)
+    recon = model.reconstruct(x, data.y_test[: args.n] if model.conditional else None)
     if x.dim() == 4:
         viz.reconstruction_grid(x, {"reconstruction": recon}, args.out)
         print(f"wrote {args.out}")
@@ -278,14 +278,13 @@ def cmd_interpolate(args) -> int:
         i = getattr(args, name)
         if not 0 <= i < len(x):
             raise VaekitError(f"--{name} {i}: index out of range 0..{len(x) - 1}")
-    if getattr(model, "conditional", False) and int(data.y_test[args.a]) != int(data.y_test[args.b]):
+    if model.conditional and int(data.y_test[args.a]) != int(data.y_test[args.b]):
         raise VaekitError(f"--a {args.a} and --b {args.b} have different labels; a conditional model interpolates within one class")
     with torch.no_grad():
-        y = data.y_test[[args.a, args.b]] if getattr(model, "conditional", False) else None
-        za, zb = model.embed(x[[args.a, args.b]], y) if y is not None else model.embed(x[[args.a, args.b]])
+        y = data.y_test[[args.a, args.b]] if model.conditional else None
+        za, zb = model.embed(x[[args.a, args.b]], y)
         z = viz.interpolate_codes(za, zb, args.steps, args.mode)
-        dec = model.decode(z, y[0]) if y is not None else model.decode(z)
-        images = dec.mean if hasattr(dec, "mean") else dec
+        images = model.decode(z, None if y is None else y[0]).mean
     _write_images_or_vectors(images, args.out)
     return 0
 
@@ -295,7 +294,8 @@ def cmd_data(args) -> int:
 
     if args.data_command == "fetch":
         from .datasets import celeba_files, load_dataset
-        from .mnist import cache_dir, load_mnist
+        from .downloads import cache_dir
+        from .mnist import load_mnist
 
         if args.name == "celeba":
             files, split = celeba_files(args.data_dir)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import VaekitError
+from .registry import LIKELIHOODS, MODELS, NETS, OBJECTIVES, PRIORS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,9 +34,9 @@ class DataConfig:
     name: ``"mnist"`` or a path to a folder of images, a ``.npy``/``.npz`` file or a ``.csv``.
     """
 
-    name: str = "mnist"
+    name: str = "mnist"  # mnist, fashion-mnist, cifar10, celeba, or a path: image folder, .npy/.npz, .csv, IDX file
     data_dir: str | None = None  # files the user already has (IDX, mnist.npz, MNIST/raw)
-    binarize: Literal["none", "dynamic", "fixed"] = "none"
+    binarize: Literal["none", "dynamic", "fixed"] = "none"  # dynamic: resampled every training batch (val/test fixed); fixed: once, seeded
     val_size: int = 5000  # examples carved from the training set for validation (0: none)
     limit: int | None = None  # use only the first N training examples (quick runs)
     test_size: int | None = None  # data without a test split: examples carved for testing (None: 10%; streamed: at most 10,000)
@@ -53,21 +54,20 @@ class DataConfig:
 class ModelConfig:
     """Which model and its shape. Fields that do not apply to a model are ignored by it."""
 
-    name: Literal["pca", "linear_ae", "ae", "vae"] = "vae"
-    latent_dim: int | None = None  # None: the model's default (MODEL_DEFAULTS)
-    arch: Literal["mlp", "conv", "resnet"] = "mlp"
-    hidden: list[int] | None = None  # mlp: hidden widths; None: the model's default (MODEL_DEFAULTS)
+    name: str = field(default="vae", metadata={"choices": MODELS})  # the model (registry.MODELS)
+    latent_dim: int | None = None  # None: the model's default (registry.MODELS)
+    arch: str = field(default="mlp", metadata={"choices": NETS})  # encoder/decoder bodies (registry.NETS)
+    hidden: list[int] | None = None  # mlp: hidden widths; None: the model's default (registry.MODELS)
     block: Literal["plain", "residual", "gated"] = "plain"  # mlp hidden layers
     dropout: float = 0.0  # mlp: probability of zeroing each hidden unit in training (0: off)
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv/resnet: width of each stride-2 stage
     depth: int = 2  # resnet: residual blocks per stage
-    activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
-    likelihood: Literal["bernoulli", "continuous_bernoulli", "gaussian", "gaussian_shared", "gaussian_pixel",
-                        "discretized_logistic", "discretized_logistic_mixture"] | None = None  # None: model default
+    activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"  # hidden-layer nonlinearity
+    likelihood: str | None = field(default=None, metadata={"choices": LIKELIHOODS})  # p(x|z) (registry.LIKELIHOODS); None: the model's default
     likelihood_check: bool = True  # refuse a likelihood that does not fit the data (false: train anyway)
     sigma: float = 1.0  # std of the fixed Gaussian; the starting std of the learned ones
     mixture_components: int = 5  # discretized_logistic_mixture
-    prior: Literal["standard_normal", "mog", "vamp"] = "standard_normal"  # vae
+    prior: str = field(default="standard_normal", metadata={"choices": PRIORS})  # vae: p(z) (registry.PRIORS)
     prior_components: int | None = None  # mog (default 10) or vamp pseudo-inputs (default 500)
     conditional: bool = False  # condition encoder and decoder on the label (CVAE)
     num_classes: int | None = None  # conditional: filled in from the data's labels
@@ -75,35 +75,23 @@ class ModelConfig:
     whiten: bool = False  # pca: codes scaled to unit variance
 
 
-# Per-model defaults for latent_dim, hidden and likelihood, filled in when a config is built: the
-# deep autoencoder of Hinton & Salakhutdinov (2006) (trained on cross-entropy, as in the paper) and
-# the VAE of PyTorch's examples/vae, with the continuous Bernoulli, a normalised density for the
-# grey values in [0, 1] that images have.
-MODEL_DEFAULTS: dict[str, tuple[int, list[int], str]] = {
-    "pca": (30, [], "gaussian"),
-    "linear_ae": (30, [], "gaussian"),
-    "ae": (30, [1000, 500, 250], "bernoulli"),
-    "vae": (20, [400], "continuous_bernoulli"),
-}
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation. Applies to every trainable model."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # the global batch (under torchrun: split over the processes)
+    lr: float = 1e-3  # base learning rate
+    optimizer: Literal["adam", "adamw"] = "adam"  # adamw: decoupled weight decay
+    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
+    schedule: Literal["constant", "cosine", "exponential"] = "constant"  # learning-rate decay over train.epochs
     gamma: float = 0.95  # exponential schedule: lr multiplier per epoch
     warmup_epochs: float = 0.0  # linear learning-rate warm-up
-    objective: Literal["elbo", "iwae"] = "elbo"
+    objective: str = field(default="elbo", metadata={"choices": OBJECTIVES})  # registry.OBJECTIVES
     samples: int = 1  # codes drawn per example: K of the IWAE bound (elbo: averaged)
     beta: float = 1.0  # weight of the KL term (beta-VAE); 1.0 is the ELBO
     free_bits: float = 0.0  # nats per latent dimension below which the KL is not pushed down (Kingma et al. 2016)
-    kl_schedule: Literal["linear", "cyclic"] = "linear"
+    kl_schedule: Literal["linear", "cyclic"] = "linear"  # KL warm-up: once (linear) or restarted every kl_cycle_epochs (cyclic)
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
     kl_cycle_epochs: float = 0.0  # cyclic: period of the ramp (Fu et al. 2019); the ramp takes kl_warmup_epochs
     ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation
@@ -114,12 +102,12 @@ class TrainConfig:
     keep_checkpoints: int = 3  # training checkpoints kept: the newest N, plus the best epoch's
     on_nan: Literal["stop", "rollback"] = "stop"  # non-finite loss/gradient: stop with a diagnosis, or roll back
     max_rollbacks: int = 3  # rollback: restore the last good checkpoint and halve the lr at most this often
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0  # initial weights, batch order and noise
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: the nets under autocast, losses and log-densities in fp32
     compile: bool = False  # torch.compile the model for training (checkpoints stay free of its prefixes)
     eval_k: int = 1000  # importance samples for log p(x) at the end of training (0: skip)
-    progress: bool = True
+    progress: bool = True  # progress bars
 
 
 @dataclass(frozen=True)
@@ -204,6 +192,8 @@ def _check_ranges(section: str, obj: Any) -> None:
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         key = f"{section}.{f.name}"
+        if "choices" in f.metadata and v is not None:
+            f.metadata["choices"].check(v, key)
         if isinstance(v, float) and not math.isfinite(v):
             raise VaekitError(f"config key '{key}': got {v!r}, must be a finite number")
         if f.name in positive and v <= 0:
@@ -252,11 +242,10 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
             )
         kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
     obj = cls(**kwargs)
-    if section == "model":
-        latent, hidden, likelihood = MODEL_DEFAULTS[obj.name]
-        obj = dataclasses.replace(obj, latent_dim=obj.latent_dim if obj.latent_dim is not None else latent,
-                                  hidden=obj.hidden if obj.hidden is not None else list(hidden),
-                                  likelihood=obj.likelihood if obj.likelihood is not None else likelihood)
+    if section == "model":  # the model's own defaults where the config leaves them unset
+        MODELS.check(obj.name, "model.name")
+        unset = {k: v for k, v in MODELS.defaults(obj.name).items() if getattr(obj, k) is None}
+        obj = dataclasses.replace(obj, **unset)
     _check_ranges(section, obj)
     return obj
 

@@ -46,7 +46,7 @@ class Data:
     y_val: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
     dynamic_binarize: bool = False
-    dequantize: bool = False  # training batches get fresh uniform dequantisation noise
+    dequantized: bool = False  # uniformly dequantised 8-bit data: training batches get fresh noise
     levels: int | None = None  # 256 for 8-bit data, 2 once binarised, None for continuous data
 
     def train_batch(self, idx: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class Data:
         x = self.x_train[idx]
         if self.dynamic_binarize:
             x = torch.bernoulli(x)
-        if self.dequantize:
+        if self.dequantized:
             x = dequantize(x)
         return x
 
@@ -76,6 +76,15 @@ class Data:
         for idx in index_batches:
             yield self.train_batch(idx), (self.y_train[idx] if self.y_train is not None else None)
 
+    @property
+    def x_check(self) -> torch.Tensor:
+        """Training examples in memory for checks of the values (range, binary, levels): all of them."""
+        return self.x_train
+
+    @property
+    def streamed(self) -> bool:
+        return False
+
     def to(self, device: torch.device | str) -> "Data":
         for k in ("x_train", "x_val", "x_test", "y_train", "y_val", "y_test"):
             v = getattr(self, k)
@@ -84,16 +93,50 @@ class Data:
         return self
 
 
+class DiskImages:
+    """The training split of a streamed folder, left on disk: `len()` is its size and `x[idx]`
+    (idx: (B,) indices) reads those images, (B, C, H, W) float in [0, 1] on `device`, as stored
+    (before any per-batch binarisation or dequantisation)."""
+
+    def __init__(self, stream: StreamImages, index: np.ndarray, device: torch.device | str):
+        self.stream, self.index, self.device = stream, index, torch.device(device)
+        self.shape = (len(index), *stream.shape_chw)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = self.index[torch.as_tensor(idx).cpu().numpy()]
+        return torch.stack([self.stream[int(i)][0] for i in pos]).to(self.device).float() / 255
+
+    def to(self, device: torch.device | str) -> "DiskImages":
+        return DiskImages(self.stream, self.index, device)
+
+
 @dataclass
 class StreamData(Data):
-    """Training images stay on disk and are read by DataLoader worker processes as batches are
-    needed, so memory does not grow with the training set. `x_train` holds only the first (up to
-    1000) training images, for checks and initialisation; validation and test splits are in
-    memory (at most data.val_size and 10,000 images)."""
+    """Training images stay on disk (`x_train` is a `DiskImages`) and are read by DataLoader worker
+    processes as batches are needed, so memory does not grow with the training set. `x_head`
+    holds the first (up to 1000) training images in memory, for the checks of the values;
+    validation and test splits are in memory (at most data.val_size and 10,000 images)."""
 
     stream: StreamImages | None = None
     train_index: np.ndarray | None = None  # positions in `stream` of the training examples
     workers: int = 2
+    x_head: torch.Tensor | None = None
+
+    @property
+    def x_check(self) -> torch.Tensor:
+        return self.x_head
+
+    @property
+    def streamed(self) -> bool:
+        return True
+
+    def to(self, device: torch.device | str) -> "StreamData":
+        super().to(device)
+        self.x_head = self.x_head.to(device)
+        return self
 
     @property
     def n_train(self) -> int:
@@ -109,7 +152,7 @@ class StreamData(Data):
                 x = x.to(self.device, non_blocking=True).float() / 255  # (B, C, H, W) in [0, 1]
                 if self.dynamic_binarize:
                     x = torch.bernoulli(x)
-                if self.dequantize:
+                if self.dequantized:
                     x = dequantize(x)
                 yield x, (y.to(self.device) if self.y_train is not None else None)
         except VaekitError as e:  # raised in a worker: the original one-line message is its last line
@@ -155,7 +198,8 @@ def _stream_data(cfg: DataConfig, stream: StreamImages, labels: np.ndarray | Non
     x_val, y_val = load(val_idx)
     x_test, y_test = load(test_idx)
     head, _ = load(train_idx[:1000])
-    data = StreamData(name=cfg.name, kind="image", shape=tuple(head.shape[1:]), x_train=head, x_val=x_val, x_test=x_test,
+    data = StreamData(name=cfg.name, kind="image", shape=tuple(head.shape[1:]), x_train=DiskImages(stream, train_idx, device),
+                      x_head=head, x_val=x_val, x_test=x_test,
                       y_train=torch.from_numpy(labels[train_idx]).to(device) if labels is not None else None,
                       y_val=y_val, y_test=y_test, dynamic_binarize=cfg.binarize == "dynamic", levels=256,
                       stream=stream, train_index=train_idx, workers=cfg.workers)
@@ -285,6 +329,10 @@ class StreamImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    @property
+    def shape_chw(self) -> tuple[int, ...]:
+        return (1, *self.shape) if self.grey else (self.shape[2], self.shape[0], self.shape[1])
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         a = read_image(self.files[i], self.cfg, grey=self.grey)
         if a.shape != self.shape:
@@ -311,7 +359,7 @@ def read_raw(cfg: DataConfig):
     if p.suffix in (".npy", ".npz"):
         return _read_npz_or_npy(p)
     if p.name.endswith(("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")):
-        from .mnist import read_idx
+        from .downloads import read_idx
 
         return read_idx(p), None, None, None
     if p.suffix == ".csv":
@@ -423,10 +471,10 @@ def split_indices(n: int, cfg: DataConfig, carve_test: bool, test_cap: int | Non
 
 def _binarize_and_dequantize(data: Data, cfg: DataConfig, dtype: str) -> Data:
     """Apply data.binarize (fixed: the training set once; both: validation and test once, so their
-    scores are comparable) and data.dequantize (validation and test once), with seeded generators."""
+    scores are comparable) and data.dequantize (validation and test once; sets Data.dequantized), with seeded generators."""
     source, device = f"data '{cfg.name}'", data.device
     if cfg.binarize != "none":
-        lo, hi = float(data.x_train.min()), float(data.x_train.max())
+        lo, hi = float(data.x_check.min()), float(data.x_check.max())
         if lo < 0 or hi > 1:
             raise VaekitError(f"{source}: binarize needs values in [0, 1], found [{lo:.3g}, {hi:.3g}]")
         g = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -441,7 +489,7 @@ def _binarize_and_dequantize(data: Data, cfg: DataConfig, dtype: str) -> Data:
                               + (" that is not binarised" if data.levels == 2 else f"; this data is {dtype}"))
         g = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         data.x_val, data.x_test = dequantize(data.x_val, g), dequantize(data.x_test, g)
-        data.dequantize = True
+        data.dequantized = True
     return data
 
 

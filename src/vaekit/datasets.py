@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VaekitError
-from .mnist import ArraysOnlyUnpickler, _download, _log, cache_dir, read_idx, save_cache
+from .downloads import ArraysOnlyUnpickler, cache_dir, read_idx, save_cache
+from .downloads import download as _download
+from .downloads import log as _log
 
 
 @dataclass(frozen=True)

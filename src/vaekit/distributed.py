@@ -54,7 +54,7 @@ def setup(device_name: str) -> tuple[Context, torch.device, bool]:
     this call started the group, so that the caller ends it)."""
     import torch.distributed as dist
 
-    from .training import resolve_device
+    from .devices import resolve_device
 
     ctx = from_env()
     device = resolve_device(device_name)

@@ -94,48 +94,77 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     batches are spread over processes: under torchrun (`ctx`, default: the current process group)
     rank r scores the batches j = r, r + W, ..., the per-batch results are exchanged, and every rank
     adds them up in batch order, exactly as one process does. The caller's RNG is left untouched."""
-    from tqdm.auto import tqdm
-
-    from .distributed import all_sum, current
-    from .likelihoods import DISCRETE
+    from .distributed import current
 
     ctx = ctx if ctx is not None else current()
-    if hasattr(model, "eval"):
-        model.eval()
-    n, dims = len(x), x[0].numel()
-    cond = getattr(model, "conditional", False)
-    if cond and y is None:
+    model.eval()
+    n = len(x)
+    if model.conditional and y is None:
         raise ValueError("evaluating a conditional model needs the labels y")
-    variational = getattr(model, "is_variational", False)
+    y = y if model.conditional else None
     is_bce_valid = bool(((x >= 0) & (x <= 1)).all())
-    chunks = list(batches(n, batch_size, shuffle=False, device=x.device))
-    names = ["squared_error"] + (["bce"] if is_bce_valid else []) + (["ppca_log_likelihood"] if hasattr(model, "score_samples") else [])
-    if hasattr(model, "decode") and not hasattr(model, "score_samples"):
-        names += ["nll"] + (["kl", "elbo"] if variational else [])
-    d = getattr(model, "latent_dim", 0)
+    # An exact likelihood (PPCA) replaces the forward-pass terms; a VAE adds the KL and the ELBO.
+    names = ["squared_error"] + (["bce"] if is_bce_valid else [])
+    names += ["ppca_log_likelihood"] if model.exact_likelihood else ["nll"] + (["kl", "elbo"] if model.variational else [])
+    sums, latent = _score_batches(model, x, y, names, k, batch_size, seed, progress, ctx)
+    res = {"squared_error": metric(sums["squared_error"] / n, "squared error", "per example (sum over pixels, mean over examples)")}
+    if "bce" in sums:
+        res["bce"] = metric(sums["bce"] / n, "nats", "per example (sum over pixels, mean over examples)")
+    if "ppca_log_likelihood" in sums:
+        ll = sums["ppca_log_likelihood"] / n
+        res["ppca_log_likelihood"] = metric(ll, "nats", "per example (continuous density, sum over dimensions, mean over examples)")
+        if dequantized:
+            res["bits_per_dim"] = metric(bits_per_dim(ll, x[0].numel(), True), "bits per dimension", "exact PPCA density on dequantised data, + 8 bits for the 256 levels")
+    if "nll" in sums:
+        res["reconstruction_nll"] = metric(sums["nll"] / n, "nats")
+    # A Bernoulli on grey values scores a training objective, not a mass function of the data.
+    bernoulli_on_grey = model.likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all())
+    if model.variational:
+        res.update(_latent_metrics(sums, *latent, n, seed))
+        if k > 0:
+            res.update(_log_px_metrics(latent[-1], k, x[0].numel(), model.likelihood, dequantized, bernoulli_on_grey))
+    if bernoulli_on_grey:
+        res["likelihood_note"] = metric(
+            "Bernoulli likelihood on non-binary data: log p(x) and the ELBO are training objectives, "
+            "not normalised likelihoods; binarise the data to compare likelihoods", "text", "applies to all nats figures")
+    return res
+
+
+def _score_batches(model: Any, x: torch.Tensor, y: torch.Tensor | None, names: list[str], k: int, batch_size: int,
+                   seed: int, progress: bool, ctx: Any) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
+    """Score this rank's batches, exchange them with the other ranks, and add them up in batch order.
+
+    Returns ({name: sum over all N examples}, (kl_dims (D,) summed, posterior means (N, D), log-variances
+    (N, D), importance-sampled log p(x) (N,))); the latent ones are zeros for a non-variational model."""
+    from tqdm.auto import tqdm
+
+    from .distributed import all_sum
+
+    n, d, dev = len(x), model.latent_dim, x.device
+    chunks = list(batches(n, batch_size, shuffle=False, device=dev))
     # Every batch's results, in slots; a rank fills its own batches and the sum over ranks fills all.
-    batch_sums = torch.zeros(len(chunks), len(names), dtype=torch.float64, device=x.device)
-    kl_dims = torch.zeros(len(chunks), d, dtype=x.dtype, device=x.device)
-    means = torch.zeros(n, d, dtype=x.dtype, device=x.device)
-    logvars = torch.zeros(n, d, dtype=x.dtype, device=x.device)
-    log_px = torch.zeros(n, dtype=x.dtype, device=x.device)
+    batch_sums = torch.zeros(len(chunks), len(names), dtype=torch.float64, device=dev)
+    kl_dims = torch.zeros(len(chunks), d, dtype=x.dtype, device=dev)
+    means = torch.zeros(n, d, dtype=x.dtype, device=dev)
+    logvars = torch.zeros(n, d, dtype=x.dtype, device=dev)
+    log_px = torch.zeros(n, dtype=x.dtype, device=dev)
     mine = range(ctx.rank, len(chunks), ctx.world_size)
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         for j in tqdm(mine, disable=not progress or not ctx.is_main, desc="evaluate", leave=False):
             idx = chunks[j]
             torch.manual_seed(seed * 1_000_003 + j)
             xb = x[idx]
-            yb = y[idx] if cond else None
-            x_hat = model.reconstruct(xb, yb) if cond else model.reconstruct(xb)
+            yb = y[idx] if y is not None else None
+            x_hat = model.reconstruct(xb, yb)
             add = {"squared_error": squared_error(x_hat, xb)}
-            if is_bce_valid:
+            if "bce" in names:
                 add["bce"] = binary_cross_entropy(x_hat.clamp(0, 1), xb)
-            if hasattr(model, "score_samples"):
-                add["ppca_log_likelihood"] = model.score_samples(xb)
-            if hasattr(model, "decode") and not hasattr(model, "score_samples"):
+            if model.exact_likelihood:
+                add["ppca_log_likelihood"] = model.log_likelihood(xb)
+            else:
                 out = model(xb, yb)
                 add.update({name: v for name, v in elbo_terms(out, xb).items() if name != "loss"})
-                if variational:
+                if model.variational:
                     kl_dims[j] = kl_per_dimension(out.qz).sum(0)
                     base = out.qz.base_dist
                     means[idx], logvars[idx] = base.loc, 2 * base.scale.log()
@@ -149,39 +178,35 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     for j in range(len(chunks)):  # in batch order, as a single process adds them
         for c, name in enumerate(names):
             sums[name] += float(batch_sums[j, c])
-    res = {"squared_error": metric(sums["squared_error"] / n, "squared error", "per example (sum over pixels, mean over examples)")}
-    if "bce" in sums:
-        res["bce"] = metric(sums["bce"] / n, "nats", "per example (sum over pixels, mean over examples)")
-    if "ppca_log_likelihood" in sums:
-        ll = sums["ppca_log_likelihood"] / n
-        res["ppca_log_likelihood"] = metric(ll, "nats", "per example (continuous density, sum over dimensions, mean over examples)")
-        if dequantized:
-            res["bits_per_dim"] = metric(bits_per_dim(ll, dims, True), "bits per dimension", "exact PPCA density on dequantised data, + 8 bits for the 256 levels")
-    if "nll" in sums:
-        res["reconstruction_nll"] = metric(sums["nll"] / n, "nats")
-    discrete = getattr(model, "likelihood", None) in DISCRETE
-    if variational:
-        res["kl"] = metric(sums["kl"] / n, "nats")
-        res["elbo"] = metric(sums["elbo"] / n, "nats")
-        kl_d = (kl_dims.sum(0) / n).tolist()
-        res["kl_per_dim"] = metric(kl_d, "nats", "KL(q(z_d|x) || N(0, 1)) per latent dimension, mean over examples")
-        mu = means  # (N, D) posterior means
-        activity = mu.var(0)  # Cov_x(E_q[z_d]), the IWAE paper's measure
-        res["active_units"] = metric(int((activity > 0.01).sum()), "count", "latent dimensions with Cov_x(E_q[z_d]) > 0.01")
-        g = torch.Generator(device=mu.device).manual_seed(seed)
-        res["mutual_information"] = metric(mutual_information(mu, logvars, generator=g), "nats",
-                                           f"I(x; z) under q, aggregate posterior over the {n} examples (at most log N = {math.log(n):.2f})")
-        if k > 0:
-            lp = log_px.double()
-            res["log_px"] = metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples")
-            res["log_px_stderr"] = metric(float(lp.std() / math.sqrt(n)) if n > 1 else 0.0, "nats", "standard error of the mean over examples")
-            if discrete or dequantized:
-                res["bits_per_dim"] = metric(bits_per_dim(float(lp.mean()), dims, dequantized and not discrete), "bits per dimension",
-                                             "mean over examples and dimensions" + (" (+ 8 bits for the 256 levels of dequantised data)" if dequantized and not discrete else ""))
-    if getattr(model, "likelihood", None) == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
-        res["likelihood_note"] = metric(
-            "Bernoulli likelihood on non-binary data: log p(x) and the ELBO are training objectives, "
-            "not normalised likelihoods; binarise the data to compare likelihoods", "text", "applies to all nats figures")
+    return sums, (kl_dims.sum(0), means, logvars, log_px)
+
+
+def _latent_metrics(sums: dict[str, float], kl_dims: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor,
+                    log_px: torch.Tensor, n: int, seed: int) -> dict[str, dict[str, Any]]:
+    """The KL, the ELBO, KL per dimension, active units and I(x; z) of a VAE over n examples."""
+    res = {"kl": metric(sums["kl"] / n, "nats"), "elbo": metric(sums["elbo"] / n, "nats")}
+    res["kl_per_dim"] = metric((kl_dims / n).tolist(), "nats", "KL(q(z_d|x) || N(0, 1)) per latent dimension, mean over examples")
+    activity = means.var(0)  # Cov_x(E_q[z_d]) over the (N, D) posterior means, the IWAE paper's measure
+    res["active_units"] = metric(int((activity > 0.01).sum()), "count", "latent dimensions with Cov_x(E_q[z_d]) > 0.01")
+    g = torch.Generator(device=means.device).manual_seed(seed)
+    res["mutual_information"] = metric(mutual_information(means, logvars, generator=g), "nats",
+                                       f"I(x; z) under q, aggregate posterior over the {n} examples (at most log N = {math.log(n):.2f})")
+    return res
+
+
+def _log_px_metrics(log_px: torch.Tensor, k: int, dims: int, likelihood: str, dequantized: bool,
+                    bernoulli_on_grey: bool) -> dict[str, dict[str, Any]]:
+    """log p(x) (N,) summarised with its standard error, and bits/dim where they mean something:
+    a mass function on data in its support, or a density on dequantised 8-bit data."""
+    from .registry import LIKELIHOODS
+
+    discrete = LIKELIHOODS.get(likelihood).discrete
+    lp, n = log_px.double(), len(log_px)
+    res = {"log_px": metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples"),
+           "log_px_stderr": metric(float(lp.std() / math.sqrt(n)) if n > 1 else 0.0, "nats", "standard error of the mean over examples")}
+    if discrete or dequantized:
+        res["bits_per_dim"] = metric(bits_per_dim(float(lp.mean()), dims, dequantized and not discrete), "bits per dimension",
+                                     "mean over examples and dimensions" + (" (+ 8 bits for the 256 levels of dequantised data)" if dequantized and not discrete else ""))
     return res
 
 

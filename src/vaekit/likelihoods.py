@@ -18,15 +18,16 @@ decoder emits ``params_per_dim`` numbers per data dimension, stacked along the f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, constraints
 
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_shared", "gaussian_pixel",
-               "discretized_logistic", "discretized_logistic_mixture")
-DISCRETE = {"bernoulli", "discretized_logistic", "discretized_logistic_mixture"}  # mass functions
+from .registry import LIKELIHOODS
+
 GAUSSIANS = {"gaussian", "gaussian_shared", "gaussian_pixel"}
 MIN_LOG_SCALE = -7.0  # learned log sigma / logistic log-scale floor, as in PixelCNN++
 
@@ -164,6 +165,51 @@ class DiscretizedLogistic(Distribution):
             return torch.round(x.clamp(0, 1) * (self.levels - 1)) / (self.levels - 1)
 
 
+@dataclass(frozen=True)
+class Family:
+    """One likelihood family, as registered in `registry.LIKELIHOODS`.
+
+    build(params, obs) -> p(x|z): params (P, ..., *shape) when P > 1, else (..., *shape); obs is the
+    `Observation` (its shape, sigma, learned log_sigma). params_per_dim(components) -> P.
+    scale: "shared" or "pixel" when the family learns a log-sigma (one, or one per dimension).
+    discrete: a mass function (its log p(x) gives bits/dim of the data directly)."""
+
+    build: Callable[[torch.Tensor, "Observation"], Distribution]
+    discrete: bool = False
+    scale: str | None = None
+    params_per_dim: Callable[[int], int] = lambda components: 1
+
+
+def _events(obs: "Observation") -> int:
+    return len(obs.shape)
+
+
+def _gaussian(params: torch.Tensor, obs: "Observation") -> Distribution:
+    scale = obs.sigma if obs.family.scale is None else torch.exp(obs.log_sigma.clamp_min(MIN_LOG_SCALE))
+    if not isinstance(scale, float):
+        scale = scale.expand_as(params)
+    return Independent(Normal(params, scale, validate_args=False), _events(obs), validate_args=False)
+
+
+def _logistic(params: torch.Tensor, obs: "Observation") -> Distribution:
+    loc, log_scale = params
+    return Independent(DiscretizedLogistic(torch.zeros_like(loc)[None], loc[None], log_scale[None]), _events(obs), validate_args=False)
+
+
+def _logistic_mixture(params: torch.Tensor, obs: "Observation") -> Distribution:
+    m = obs.components  # mixture: weights, locations, log-scales, M of each
+    return Independent(DiscretizedLogistic(params[:m], params[m:2 * m], params[2 * m:]), _events(obs), validate_args=False)
+
+
+BERNOULLI = Family(lambda p, obs: IndependentBernoulli(p, _events(obs)), discrete=True)
+CONTINUOUS_BERNOULLI = Family(lambda p, obs: Independent(ContinuousBernoulli(p), _events(obs), validate_args=False))
+GAUSSIAN = Family(_gaussian)
+GAUSSIAN_SHARED = Family(_gaussian, scale="shared")
+GAUSSIAN_PIXEL = Family(_gaussian, scale="pixel")
+DISCRETIZED_LOGISTIC = Family(_logistic, discrete=True, params_per_dim=lambda components: 2)
+DISCRETIZED_LOGISTIC_MIXTURE = Family(_logistic_mixture, discrete=True, params_per_dim=lambda components: 3 * components)
+
+
 class Observation(nn.Module):
     """Decoder outputs (N, P * shape[0], *shape[1:]) -> p(x|z) with event shape `shape`.
 
@@ -172,14 +218,17 @@ class Observation(nn.Module):
 
     def __init__(self, name: str, shape: tuple[int, ...], sigma: float = 1.0, components: int = 5):
         super().__init__()
-        if name not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood '{name}'; allowed: {', '.join(LIKELIHOODS)}")
+        self.family: Family = LIKELIHOODS.get(name)
         self.name, self.shape, self.sigma, self.components = name, tuple(shape), float(sigma), components
-        if name == "gaussian_shared":
+        if self.family.scale == "shared":
             self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma)))
-        elif name == "gaussian_pixel":
+        elif self.family.scale == "pixel":
             self.log_sigma = nn.Parameter(torch.full(self.shape, math.log(sigma)))
-        self.params_per_dim = {"discretized_logistic": 2, "discretized_logistic_mixture": 3 * components}.get(name, 1)
+        self.params_per_dim = self.family.params_per_dim(components)
+
+    @property
+    def discrete(self) -> bool:
+        return self.family.discrete
 
     def param_shape(self) -> tuple[int, ...]:
         """The decoder's output shape per example: (P * shape[0], *shape[1:])."""
@@ -189,20 +238,7 @@ class Observation(nn.Module):
         n_event = len(self.shape)
         if self.params_per_dim > 1:  # (..., P*C, H, W) -> (P, ..., C, H, W)
             params = params.unflatten(-n_event, (self.params_per_dim, self.shape[0])).movedim(-n_event - 1, 0)
-        if self.name == "bernoulli":
-            return IndependentBernoulli(params, n_event)
-        if self.name == "continuous_bernoulli":
-            return Independent(ContinuousBernoulli(params), n_event, validate_args=False)
-        if self.name in GAUSSIANS:
-            scale = self.sigma if self.name == "gaussian" else torch.exp(self.log_sigma.clamp_min(MIN_LOG_SCALE))
-            if not isinstance(scale, float):
-                scale = scale.expand_as(params)
-            return Independent(Normal(params, scale, validate_args=False), n_event, validate_args=False)
-        if self.name == "discretized_logistic":
-            loc, log_scale = params
-            return Independent(DiscretizedLogistic(torch.zeros_like(loc)[None], loc[None], log_scale[None]), n_event, validate_args=False)
-        m = self.components  # mixture: weights, locations, log-scales, M of each
-        return Independent(DiscretizedLogistic(params[:m], params[m:2 * m], params[2 * m:]), n_event, validate_args=False)
+        return self.family.build(params, self)
 
 
 def make_likelihood(name: str, params: torch.Tensor, event_dims: int, sigma: float = 1.0) -> Distribution:
@@ -216,6 +252,39 @@ def standard_normal(latent_dim: int, device: torch.device | str, dtype: torch.dt
     """N(0, I) over D latent dimensions: event shape (D,)."""
     zeros = torch.zeros(latent_dim, device=device, dtype=dtype)
     return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
+
+
+class PointMass(Distribution):
+    """All mass at `loc` (..., D): the "posterior" of a deterministic encoder, event shape (D,).
+
+    Its mean and every sample are `loc` (samples keep gradients: z = loc is the reparameterisation);
+    its variance is zero. It has no density with respect to Lebesgue measure, so `log_prob` refuses,
+    and with it every KL and importance weight that would need one."""
+
+    arg_constraints = {}
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor):
+        self.loc = loc
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return torch.zeros_like(self.loc)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.loc if not sample_shape else self.loc.expand(*sample_shape, *self.loc.shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        raise ValueError("a point mass (a deterministic encoder) has no density: log q(z|x) is undefined; use a VAE")
 
 
 def diagonal_normal(mean: torch.Tensor, logvar: torch.Tensor) -> Distribution:

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
-import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -32,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .downloads import cache_dir, download, load_arrays_pickle, read_idx, save_cache
+from .downloads import log as _log
 from .errors import VaekitError
 
 IDX_FILES = {
@@ -59,69 +58,6 @@ ARRAY_SHA256 = {
     "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }
 CACHE_NAME = "mnist.npz"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("VAEKIT_DATA") or Path.home() / ".cache" / "vaekit")
-
-
-def _log(msg: str) -> None:
-    print(f"vaekit: {msg}", file=sys.stderr)
-
-
-# --- readers -----------------------------------------------------------------------------------
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not) of unsigned bytes, checking magic number and sizes."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise VaekitError(f"cannot read IDX file '{p}': {e}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise VaekitError(f"'{p}' is not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise VaekitError(f"IDX file '{p}': element type 0x{raw[2]:02x} is not unsigned byte (0x08)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise VaekitError(f"IDX file '{p}': truncated header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape))
-    if len(raw) - header != expected:
-        raise VaekitError(
-            f"IDX file '{p}': header says {shape} = {expected} bytes of data, file holds {len(raw) - header}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
-class ArraysOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild numpy arrays and nothing else (no code can run)."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2: a text-to-bytes codec, data only
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load '{module}.{name}': only numpy arrays are allowed")
-        if module == "_codecs":
-            import codecs
-
-            return codecs.encode
-        if name == "_reconstruct":
-            return np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's own _reconstruct, wherever it lives
-        return getattr(np, name)
-
-
-def load_arrays_pickle(data: bytes) -> object:
-    return ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 
 def split_from_classic(parts: object) -> dict[str, np.ndarray]:
@@ -181,17 +117,6 @@ def from_user_files(data_dir: str | Path) -> dict[str, np.ndarray] | None:
     return None
 
 
-def _download(url: str, dest: Path, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    with urllib.request.urlopen(url, timeout=15) as r, open(dest, "wb") as f:
-        total = int(r.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress, leave=False) as bar:
-            while chunk := r.read(1 << 16):
-                f.write(chunk)
-                bar.update(len(chunk))
-
-
 def from_mirrors(tmp: Path, progress: bool = True) -> dict[str, np.ndarray] | None:
     """Route 2: torchvision's mirrors; each gz file must match its MD5."""
     for base in MIRRORS:
@@ -199,7 +124,7 @@ def from_mirrors(tmp: Path, progress: bool = True) -> dict[str, np.ndarray] | No
             for gz, md5 in IDX_GZ_MD5.items():
                 dest = tmp / gz
                 if not dest.exists():
-                    _download(base + gz, dest, progress)
+                    download(base + gz, dest, progress)
                 if hashlib.md5(dest.read_bytes()).hexdigest() != md5:
                     dest.unlink()
                     raise VaekitError(f"{base}{gz}: checksum mismatch")
@@ -252,15 +177,3 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True, progre
         )
     save_cache(arrays, cache)
     return arrays
-
-
-def save_cache(arrays: dict[str, np.ndarray], cache: Path) -> None:
-    """Write the cache atomically (temp file then rename) so a kill never leaves half a file."""
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.part")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, cache)
-    except OSError as e:
-        _log(f"could not write cache '{cache}': {e}")

@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from .errors import VaekitError
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
 
 
@@ -211,3 +213,31 @@ class ResNetDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(self.head(z).unflatten(1, self.start))  # (B, D) -> (B, C_L, H_L, W_L) -> (B, C, H, W)
+
+
+# -- builders, registered in `registry.NETS` -------------------------------------------------------
+# Each: (cfg: ModelConfig, shape, out_dim, cond_dim, param_shape) -> (encoder, decoder), where the
+# encoder maps (B, *shape) [+ (B, cond_dim)] -> (B, out_dim) and the decoder (B, D + cond_dim) ->
+# (B, *param_shape), D = cfg.latent_dim. The encoder is built first (the order fixes the initial weights).
+
+def _image_only(cfg, shape: tuple[int, ...]) -> None:
+    if len(shape) != 3:
+        raise VaekitError(f"model.arch = '{cfg.arch}' needs image data (C, H, W); this data has shape {shape}; use 'mlp'")
+
+
+def build_mlp(cfg, shape: tuple[int, ...], out_dim: int, cond_dim: int, param_shape: tuple[int, ...]):
+    enc = MLPEncoder(shape, cfg.hidden, out_dim, cfg.activation, cfg.block, cond_dim=cond_dim, dropout=cfg.dropout)
+    dec = MLPDecoder(cfg.latent_dim + cond_dim, list(reversed(cfg.hidden)), param_shape, cfg.activation, cfg.block, cfg.dropout)
+    return enc, dec
+
+
+def build_conv(cfg, shape: tuple[int, ...], out_dim: int, cond_dim: int, param_shape: tuple[int, ...]):
+    _image_only(cfg, shape)
+    enc = ConvEncoder(shape, cfg.channels, out_dim, cfg.activation, cond_dim=cond_dim)
+    return enc, ConvDecoder(cfg.latent_dim + cond_dim, cfg.channels, param_shape, cfg.activation)
+
+
+def build_resnet(cfg, shape: tuple[int, ...], out_dim: int, cond_dim: int, param_shape: tuple[int, ...]):
+    _image_only(cfg, shape)
+    enc = ResNetEncoder(shape, cfg.channels, cfg.depth, out_dim, cfg.activation, cond_dim=cond_dim)
+    return enc, ResNetDecoder(cfg.latent_dim + cond_dim, cfg.channels, cfg.depth, param_shape, cfg.activation)

@@ -8,6 +8,8 @@ and the number of samples K are arguments, not subclasses:
   the KL in closed form for the N(0, I) prior, else the Monte-Carlo estimate log q(z|x) - log p(z).
 - `iwae_terms`: the importance-weighted bound of Burda et al. (2016),
   log 1/K sum_k p(x, z_k) / q(z_k|x), which rises with K towards log p(x).
+
+They are registered by name in `registry.OBJECTIVES` (``train.objective``).
 """
 
 from __future__ import annotations
@@ -73,9 +75,7 @@ def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: 
         kl_d = kl_per_dimension(out.qz)  # (B, D)
         kl = kl_d.sum(-1)
         kl_loss = free_bits_kl(kl_d, free_bits)
-    else:
-        if free_bits > 0:
-            raise ValueError("free bits need the N(0, I) prior: the KL to a mixture prior does not split by dimension")
+    else:  # a learned prior: the KL does not split by dimension, so free bits do not apply (RunConfig refuses them)
         kl = kl_loss = kl_monte_carlo(out.qz, out.prior, out.z)
     return {"loss": nll + beta * kl_loss, "nll": nll, "kl": kl, "elbo": -(nll + kl)}
 
@@ -90,9 +90,8 @@ def iwae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: 
     """loss = -IWAE bound = -(logsumexp_k log w_k - log K); elbo: the mean of log w_k. (B,), nats.
 
     log w_k = log p(x|z_k) + beta * (log p(z_k) - log q(z_k|x)): beta < 1 tempers the prior-to-posterior
-    ratio (KL warm-up); beta = 1 is the bound of Burda et al. (2016), which `iwae` reports."""
-    if free_bits > 0:
-        raise ValueError("free bits act on a per-dimension KL, which the IWAE bound does not have")
+    ratio (KL warm-up); beta = 1 is the bound of Burda et al. (2016), which `iwae` reports. The bound
+    has no per-dimension KL, so `free_bits` does not apply (RunConfig refuses it with this objective)."""
     log_px_z, log_ratio = log_weights(out, x)
     if log_px_z.dim() == 1:
         log_px_z, log_ratio = log_px_z[None], log_ratio[None]  # (1, B)
@@ -100,9 +99,6 @@ def iwae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: 
     trained = torch.logsumexp(log_px_z + beta * log_ratio, 0) - log_k
     log_w = log_px_z + log_ratio
     return {"loss": -trained, "iwae": torch.logsumexp(log_w, 0) - log_k, "elbo": log_w.mean(0)}
-
-
-OBJECTIVES = {"elbo": elbo_terms, "iwae": iwae_terms}
 
 
 def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,8 @@
 - ``vamp``: the VampPrior (Tomczak & Welling 2018), p(z) = 1/K sum_k q(z | u_k), the encoder's
   posteriors at K learned pseudo-inputs u_k. It needs the encoder, so the model passes it in.
 
+The names are registered in `registry.PRIORS`.
+
 For the two mixtures the KL has no closed form; objectives use the single-sample Monte-Carlo
 estimate log q(z|x) - log p(z) at the sampled z, which is unbiased.
 """
@@ -20,8 +22,6 @@ from torch.distributions import Categorical, Distribution, Independent, MixtureS
 
 from .likelihoods import standard_normal
 
-PRIORS = ("standard_normal", "mog", "vamp")
-DEFAULT_COMPONENTS = {"mog": 10, "vamp": 500}
 
 
 class GaussianMixture(MixtureSameFamily):
@@ -48,8 +48,31 @@ class GaussianMixture(MixtureSameFamily):
         return torch.logsumexp(log_comp + log_w, -1).view(z.shape[:-1])
 
 
-class StandardNormalPrior(nn.Module):
-    def __init__(self, latent_dim: int):
+class Prior(nn.Module):
+    """A prior module: ``forward(encode)`` gives p(z) with event shape (D,) (the VampPrior needs the
+    model's encoder; the others ignore it). Built as ``cls(latent_dim, shape, components)``."""
+
+    @property
+    def components(self) -> int:
+        """Mixture components (0 for a single Gaussian)."""
+        return 0
+
+    def init_from(self, x: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Data-dependent initialisation from training examples x: (N, *shape); none by default."""
+
+    @torch.no_grad()
+    def draw(self, n: int, encode: Callable, generator: torch.Generator | None, ref: torch.Tensor) -> torch.Tensor:
+        """n codes from p(z), all randomness from `generator`: (n, D) on ref's device and dtype.
+        A mixture picks components, then draws from each."""
+        prior = self(encode)
+        comp = prior.component_distribution.base_dist  # Normal with loc, scale: (K, D)
+        idx = torch.multinomial(prior.mixture_distribution.probs, n, replacement=True, generator=generator)
+        eps = torch.randn(n, comp.loc.shape[-1], generator=generator, device=ref.device, dtype=ref.dtype)
+        return comp.loc[idx] + comp.scale[idx] * eps
+
+
+class StandardNormalPrior(Prior):
+    def __init__(self, latent_dim: int, shape: tuple[int, ...] = (), components: int | None = None):
         super().__init__()
         self.latent_dim = latent_dim
         self.register_buffer("_ref", torch.zeros(()), persistent=False)  # follows the model's device/dtype
@@ -57,26 +80,41 @@ class StandardNormalPrior(nn.Module):
     def forward(self, encode: Callable | None = None) -> Distribution:
         return standard_normal(self.latent_dim, self._ref.device, self._ref.dtype)
 
+    @torch.no_grad()
+    def draw(self, n: int, encode: Callable, generator: torch.Generator | None, ref: torch.Tensor) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator, device=ref.device, dtype=ref.dtype)
 
-class MixturePrior(nn.Module):
-    """p(z) = sum_k pi_k N(z; m_k, diag(exp(s_k))), all learned. Means start spread as N(0, I)."""
 
-    def __init__(self, latent_dim: int, components: int):
+class MixturePrior(Prior):
+    """p(z) = sum_k pi_k N(z; m_k, diag(exp(s_k))), all learned, K = components (default 10).
+    Means start spread as N(0, I)."""
+
+    def __init__(self, latent_dim: int, shape: tuple[int, ...] = (), components: int | None = None):
         super().__init__()
-        self.logits = nn.Parameter(torch.zeros(components))
-        self.means = nn.Parameter(torch.randn(components, latent_dim))
-        self.logvars = nn.Parameter(torch.zeros(components, latent_dim))
+        k = components or 10
+        self.logits = nn.Parameter(torch.zeros(k))
+        self.means = nn.Parameter(torch.randn(k, latent_dim))
+        self.logvars = nn.Parameter(torch.zeros(k, latent_dim))
+
+    @property
+    def components(self) -> int:
+        return len(self.logits)
 
     def forward(self, encode: Callable | None = None) -> Distribution:
         return GaussianMixture(self.logits, self.means, torch.exp(0.5 * self.logvars))
 
 
-class VampPrior(nn.Module):
-    """p(z) = 1/K sum_k q(z | u_k) with pseudo-inputs u: (K, *shape), learned with the model."""
+class VampPrior(Prior):
+    """p(z) = 1/K sum_k q(z | u_k) with pseudo-inputs u: (K, *shape), learned with the model
+    (K = components, default 500)."""
 
-    def __init__(self, shape: tuple[int, ...], components: int):
+    def __init__(self, latent_dim: int, shape: tuple[int, ...], components: int | None = None):
         super().__init__()
-        self.pseudo_inputs = nn.Parameter(0.5 + 0.01 * torch.randn(components, *shape))
+        self.pseudo_inputs = nn.Parameter(0.5 + 0.01 * torch.randn(components or 500, *shape))
+
+    @property
+    def components(self) -> int:
+        return len(self.pseudo_inputs)
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor, generator: torch.Generator | None = None) -> None:
@@ -90,14 +128,3 @@ class VampPrior(nn.Module):
         qu = encode(self.pseudo_inputs).base_dist  # diagonal Gaussians: loc, scale (K, D)
         k = len(self.pseudo_inputs)
         return GaussianMixture(torch.zeros(k, device=qu.loc.device, dtype=qu.loc.dtype), qu.loc, qu.scale)
-
-
-def build_prior(name: str, latent_dim: int, shape: tuple[int, ...], components: int | None = None) -> nn.Module:
-    if name == "standard_normal":
-        return StandardNormalPrior(latent_dim)
-    k = components or DEFAULT_COMPONENTS.get(name, 0)
-    if name == "mog":
-        return MixturePrior(latent_dim, k)
-    if name == "vamp":
-        return VampPrior(shape, k)
-    raise ValueError(f"unknown prior '{name}'; allowed: {', '.join(PRIORS)}")

@@ -21,7 +21,8 @@ from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Data, prepare
 from .evaluation import evaluate
 from .models import PCA, build_model
-from .training import fit, resolve_device
+from .devices import resolve_device
+from .training import fit
 
 # Full: <= 10 minutes on 2 CPU cores. Quick: <= 2 minutes.
 SETTINGS = {
@@ -167,29 +168,38 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     viz.labelled_rows({k: v[:16] for k, v in gen.items()}, out / "random_codes.png")
     res["digit_scores"] = scores
 
-    # A conditional VAE: ask for a digit, and let the classifier say which digit it got.
+    res["conditional"] = conditional_vae(data, clf, s, out, progress)
+    res["squared_error_2"] = latent_maps(data, s, out, progress)
+
+    res["seconds"] = time.perf_counter() - t0
+    (out / "results.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
+    write_report(res, out)
+    return res
+
+
+def conditional_vae(data: Data, clf: Any, s: dict, out: Path, progress: bool) -> dict[str, Any]:
+    """A conditional VAE: ask for a digit, and let the classifier say which digit it got."""
+    dev = data.device
     cvae, _ = _train("conditional VAE", ModelConfig(name="vae", latent_dim=16, hidden=s["map_hidden"], likelihood="bernoulli",
                                                     conditional=True, num_classes=10), s["cvae_epochs"], data, progress, lr=3e-3)
     asked = torch.arange(10, device=dev).repeat_interleave(max(1, s["samples"] // 10))  # (n,) the labels asked for
     made = cvae.sample(len(asked), generator=torch.Generator(device=dev).manual_seed(0), y=asked)
-    res["conditional"] = {"classifier_accuracy_on_samples": accuracy(clf, made, asked), "samples": len(asked),
-                          "digit_score": digit_score(clf, made)}
-    print(f"  conditional VAE: the classifier reads the asked-for digit in {res['conditional']['classifier_accuracy_on_samples']:.2%} of samples", flush=True)
+    res = {"classifier_accuracy_on_samples": accuracy(clf, made, asked), "samples": len(asked), "digit_score": digit_score(clf, made)}
+    print(f"  conditional VAE: the classifier reads the asked-for digit in {res['classifier_accuracy_on_samples']:.2%} of samples", flush=True)
     rows = torch.arange(10, device=dev).repeat_interleave(10)
     viz.image_grid(cvae.sample(100, generator=torch.Generator(device=dev).manual_seed(1), y=rows), out / "conditional.png", nrow=10)
+    return res
 
-    # 2-D latent maps: PCA, AE and VAE with two-number codes.
+
+def latent_maps(data: Data, s: dict, out: Path, progress: bool) -> dict[str, float]:
+    """2-D latent maps of PCA, AE and VAE with two-number codes; returns their test squared errors."""
+    x, xt, yt = data.x_train, data.x_test, data.y_test
     pca2 = PCA(2).fit(x)
     ae2, _ = _train("deep AE (2-D)", ModelConfig(name="ae", latent_dim=2, hidden=s["map_hidden"]), s["map_epochs"], data, progress)
     vae2, _ = _train("VAE (2-D)", ModelConfig(name="vae", latent_dim=2, hidden=s["map_hidden"], likelihood="bernoulli"), s["map_epochs"], data, progress)
     with torch.no_grad():
         viz.latent_maps({"PCA (2-D)": (pca2.transform(xt), yt), "AE (2-D)": (ae2.embed(xt), yt),
                          "VAE (2-D)": (vae2.embed(xt), yt)}, out / "latent_maps.png")
-        viz.manifold_grid(lambda z: vae2.decode(z).mean, out / "vae_manifold.png", n=15, device=dev)
-    res["squared_error_2"] = {n: float(((m.reconstruct(xt) - xt) ** 2).flatten(1).sum(1).mean())
-                              for n, m in (("PCA", pca2), ("deep AE", ae2), ("VAE", vae2))}
-
-    res["seconds"] = time.perf_counter() - t0
-    (out / "results.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
-    write_report(res, out)
-    return res
+        viz.manifold_grid(lambda z: vae2.decode(z).mean, out / "vae_manifold.png", n=15, device=data.device)
+    return {n: float(((m.reconstruct(xt) - xt) ** 2).flatten(1).sum(1).mean())
+            for n, m in (("PCA", pca2), ("deep AE", ae2), ("VAE", vae2))}

@@ -1,10 +1,10 @@
-"""Autoencoders and the VAE, sharing one interface.
+"""Autoencoders and the VAE, on the model contract of `models.base`.
 
-``encode(x)`` gives the code: a tensor ``(B, D)`` for an autoencoder, the distribution q(z|x) for a
+``encode(x)`` gives q(z|x): a point mass at the code for an autoencoder, a diagonal Gaussian for a
 VAE. ``decode(z)`` gives the distribution p(x|z) over ``(B, *shape)``. ``embed(x)`` is the point code
-``(B, D)`` for every model (the posterior mean for a VAE); ``reconstruct(x)`` is the mean of
-p(x | embed(x)). ``forward(x)`` returns a `ModelOutput` from which the objective is computed, so a
-DDP wrapper sees every parameter used.
+``(B, D)`` (the posterior mean for a VAE); ``reconstruct(x)`` is the mean of p(x | embed(x)).
+``forward(x)`` returns a `ModelOutput` from which the objective is computed, so a DDP wrapper sees
+every parameter used.
 
 An autoencoder here is a VAE whose encoder is a point mass: the same likelihoods apply and its
 training objective is the reconstruction negative log-likelihood (squared error, up to constants,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,9 @@ from torch.distributions import Distribution
 from .. import nets
 from ..config import ModelConfig
 from ..errors import VaekitError
-from ..likelihoods import Observation, diagonal_normal
-from ..priors import build_prior
+from ..likelihoods import Observation, PointMass, diagonal_normal
+from ..registry import NETS, PRIORS
+from .base import LatentModel
 
 
 @dataclass
@@ -49,15 +51,13 @@ def full_precision(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-class Autoencoder(nn.Module):
-    """Deterministic autoencoder: x -> z = encoder(x) -> p(x|z).
+class Autoencoder(nn.Module, LatentModel):
+    """Deterministic autoencoder: x -> z = encoder(x) -> p(x|z). q(z|x) is a point mass at z.
 
     encoder: (B, *shape) -> (B, D) (called as encoder(x, c) with a one-hot label c: (B, n) when the
     model is conditional); decoder: (B, D [+ n]) -> (B, P * shape[0], *shape[1:]), the likelihood's
     P parameters per dimension. Any `nn.Module`s with those shapes can be plugged in.
     """
-
-    is_variational = False
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, shape: tuple[int, ...], latent_dim: int,
                  likelihood: str = "gaussian", sigma: float = 1.0, config: ModelConfig | None = None,
@@ -70,10 +70,6 @@ class Autoencoder(nn.Module):
         self.num_classes = num_classes  # > 0: encoder and decoder are conditioned on a label
         self.config = config
 
-    @property
-    def conditional(self) -> bool:
-        return self.num_classes > 0
-
     def _onehot(self, y: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor | None:
         """Labels (B,) (or one label for all n) -> one-hot (n, num_classes); None if unconditional."""
         if not self.conditional:
@@ -84,14 +80,15 @@ class Autoencoder(nn.Module):
         return c.expand(n, self.num_classes) if c.dim() == 1 else c
 
     def _encode(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The encoder's raw output: (B, *shape) -> (B, D) here, (B, 2D) for a VAE."""
         c = self._onehot(y, len(x), x)
         return full_precision(self.encoder(x) if c is None else self.encoder(x, c))
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self._encode(x, y)  # (B, *shape) -> (B, D)
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        return PointMass(self._encode(x, y))  # (B, *shape) -> point mass at (B, D)
 
     def embed(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encode(x, y)
+        return self._encode(x, y)  # (B, D), the point mass's location without building it
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """z: (..., B, D) -> p(x|z) with batch shape (..., B); y: (B,) labels for a conditional model."""
@@ -104,13 +101,16 @@ class Autoencoder(nn.Module):
         return self.observation(params.view(*lead, *params.shape[1:]))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_samples: int = 1) -> ModelOutput:
-        z = self.encode(x, y)
+        z = self._encode(x, y)
         return ModelOutput(px=self.decode(z, y), z=z)
 
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, *shape) -> (B, *shape): the mean of p(x | embed(x))."""
-        return self.decode(self.embed(x, y), y).mean
+    def describe(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"model": cfg.name if cfg else "custom", "config": dataclasses.asdict(cfg) if cfg else None,
+                "shape": list(self.shape), "latent_dim": self.latent_dim,
+                "likelihood": self.likelihood, "sigma": self.sigma, "variational": self.variational,
+                "components": self.observation.components, "num_classes": self.num_classes,
+                "prior": None, "prior_components": None}
 
 
 class VAE(Autoencoder):
@@ -121,7 +121,7 @@ class VAE(Autoencoder):
     z = m + exp(s / 2) * e with e ~ N(0, I) (reparameterisation), so gradients flow through it.
     """
 
-    is_variational = True
+    variational = True
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, shape: tuple[int, ...], latent_dim: int,
                  likelihood: str = "gaussian", sigma: float = 1.0, config: ModelConfig | None = None,
@@ -129,10 +129,8 @@ class VAE(Autoencoder):
                  prior_components: int | None = None):
         super().__init__(encoder, decoder, shape, latent_dim, likelihood, sigma, config,
                          components=components, num_classes=num_classes)
-        if prior == "vamp" and num_classes:
-            raise ValueError("the VampPrior is not defined for a conditional VAE (its pseudo-inputs carry no label)")
         self.prior_name = prior
-        self.prior_module = build_prior(prior, latent_dim, self.shape, prior_components)
+        self.prior_module = PRIORS.get(prior)(latent_dim, self.shape, prior_components)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         mean, logvar = self._encode(x, y).chunk(2, dim=-1)  # (B, 2D) -> 2 x (B, D)
@@ -141,9 +139,16 @@ class VAE(Autoencoder):
     def embed(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.encode(x, y).mean
 
+    def encoder_log_variance(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self._encode(x, y).chunk(2, dim=-1)[1]  # (B, D)
+
     def prior(self) -> Distribution:
         """p(z), event shape (D,)."""
         return self.prior_module(self.encode)
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """The VampPrior's pseudo-inputs start at random training examples x: (N, *shape)."""
+        self.prior_module.init_from(x)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_samples: int = 1) -> ModelOutput:
         """One code per example (z: (B, D)), or n_samples > 1 codes each (z: (K, B, D))."""
@@ -157,17 +162,13 @@ class VAE(Autoencoder):
         """n codes from the prior, decoded to the mean of p(x|z): (n, *shape). A conditional model
         needs y: one label for all n, or (n,) labels."""
         ref = next(self.parameters())
-        if self.prior_name == "standard_normal":
-            z = torch.randn(n, self.latent_dim, generator=generator, device=ref.device, dtype=ref.dtype)
-        else:  # a mixture: pick components, then draw from each, all from `generator`
-            prior = self.prior()
-            comp = prior.component_distribution.base_dist  # Normal with loc, scale: (K, D)
-            idx = torch.multinomial(prior.mixture_distribution.probs, n, replacement=True, generator=generator)
-            eps = torch.randn(n, self.latent_dim, generator=generator, device=ref.device, dtype=ref.dtype)
-            z = comp.loc[idx] + comp.scale[idx] * eps
+        z = self.prior_module.draw(n, self.encode, generator, ref)  # (n, D)
         if y is not None:
             y = torch.as_tensor(y, device=ref.device).long().expand(n)
         return self.decode(z, y).mean
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "prior": self.prior_name, "prior_components": self.prior_module.components}
 
 
 class TiedLinear(nn.Module):
@@ -212,37 +213,31 @@ class LinearAutoencoder(Autoencoder):
         return w.detach()
 
 
-def build_model(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
-    """A trainable model from its config and the data's shape ((C, H, W) or (F,))."""
-    from ..config import build_section
+def _nets(cfg: ModelConfig, shape: tuple[int, ...], out_dim: int, n_cls: int) -> tuple[nn.Module, nn.Module]:
+    """Encoder (B, *shape) -> (B, out_dim) and decoder (B, D + n_cls) -> the likelihood's parameters."""
+    pshape = Observation(cfg.likelihood, shape, cfg.sigma, cfg.mixture_components).param_shape()
+    return NETS.get(cfg.arch)(cfg, shape, out_dim, n_cls, pshape)
 
-    if cfg.latent_dim is None or cfg.hidden is None or cfg.likelihood is None:  # fill the model's defaults
-        cfg = build_section("model", {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
-    d = cfg.latent_dim
-    if cfg.name == "linear_ae":
-        return LinearAutoencoder(shape, d, tied=cfg.tied, config=cfg)
-    n_cls = cfg.num_classes or 0 if cfg.conditional else 0
-    if cfg.conditional and not n_cls:
+
+def _classes(cfg: ModelConfig) -> int:
+    if cfg.conditional and not cfg.num_classes:
         raise VaekitError("model.conditional = true needs model.num_classes (the API fills it in from the data's labels)")
-    out = 2 * d if cfg.name == "vae" else d
-    obs = Observation(cfg.likelihood, shape, cfg.sigma, cfg.mixture_components)
-    pshape = obs.param_shape()  # what the decoder must emit per example
-    if cfg.arch in ("conv", "resnet") and len(shape) != 3:
-        raise VaekitError(f"model.arch = '{cfg.arch}' needs image data (C, H, W); this data has shape {shape}; use 'mlp'")
-    if cfg.arch == "conv":
-        enc = nets.ConvEncoder(shape, cfg.channels, out, cfg.activation, cond_dim=n_cls)
-        dec = nets.ConvDecoder(d + n_cls, cfg.channels, pshape, cfg.activation)
-    elif cfg.arch == "resnet":
-        enc = nets.ResNetEncoder(shape, cfg.channels, cfg.depth, out, cfg.activation, cond_dim=n_cls)
-        dec = nets.ResNetDecoder(d + n_cls, cfg.channels, cfg.depth, pshape, cfg.activation)
-    else:
-        enc = nets.MLPEncoder(shape, cfg.hidden, out, cfg.activation, cfg.block, cond_dim=n_cls, dropout=cfg.dropout)
-        dec = nets.MLPDecoder(d + n_cls, list(reversed(cfg.hidden)), pshape, cfg.activation, cfg.block, cfg.dropout)
-    common = dict(components=cfg.mixture_components, num_classes=n_cls)
-    if cfg.name == "vae":
-        try:
-            return VAE(enc, dec, shape, d, cfg.likelihood, cfg.sigma, cfg, prior=cfg.prior,
-                       prior_components=cfg.prior_components, **common)
-        except ValueError as e:
-            raise VaekitError(f"model config: {e}") from None
-    return Autoencoder(enc, dec, shape, d, cfg.likelihood, cfg.sigma, cfg, **common)
+    return cfg.num_classes if cfg.conditional else 0
+
+
+def build_linear_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> LinearAutoencoder:
+    return LinearAutoencoder(shape, cfg.latent_dim, tied=cfg.tied, config=cfg)
+
+
+def build_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
+    n_cls = _classes(cfg)
+    enc, dec = _nets(cfg, shape, cfg.latent_dim, n_cls)
+    return Autoencoder(enc, dec, shape, cfg.latent_dim, cfg.likelihood, cfg.sigma, cfg,
+                       components=cfg.mixture_components, num_classes=n_cls)
+
+
+def build_vae(cfg: ModelConfig, shape: tuple[int, ...]) -> VAE:
+    n_cls = _classes(cfg)
+    enc, dec = _nets(cfg, shape, 2 * cfg.latent_dim, n_cls)  # the encoder emits the mean and the log-variance
+    return VAE(enc, dec, shape, cfg.latent_dim, cfg.likelihood, cfg.sigma, cfg, components=cfg.mixture_components,
+               num_classes=n_cls, prior=cfg.prior, prior_components=cfg.prior_components)

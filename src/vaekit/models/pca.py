@@ -19,19 +19,30 @@ scikit-learn does; the likelihood uses the maximum-likelihood 1/N.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch.distributions import Distribution, Independent, Normal
+
+from ..likelihoods import PointMass
+from .base import LatentModel
 
 SOLVERS = ("covariance_eigh", "svd")
 
 
-class PCA:
+class PCA(LatentModel):
     """PCA with `n_components` components; `whiten` scales codes to unit variance.
 
     Shape: fit(X) with X (N, F) or (N, *shape); transform -> (N, q); inverse_transform -> (N, *shape).
+
+    On the model contract: q(z|x) is a point mass at the code, p(x|z) the probabilistic-PCA noise
+    model N(mu + U_q z, sigma^2 I) (whose mean is `inverse_transform`), and `log_likelihood` the exact
+    PPCA density. It has no prior over codes of its own, so it does not sample.
     """
 
-    is_variational = False
+    exact_likelihood = True
+    fitted_in_closed_form = True
+    likelihood = "gaussian"
 
     def __init__(self, n_components: int, whiten: bool = False, solver: str = "covariance_eigh"):
         if solver not in SOLVERS:
@@ -86,11 +97,39 @@ class PCA:
         X = C @ self.components_.to(C.dtype) + self.mean_.to(C.dtype)
         return X.reshape(len(C), *self.shape_)
 
-    encode = embed = transform
-    decode = inverse_transform
+    # -- the model contract (models.base) --------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.shape_
 
-    def reconstruct(self, X: torch.Tensor) -> torch.Tensor:
-        return self.inverse_transform(self.transform(X))
+    @property
+    def latent_dim(self) -> int:
+        return self.n_components
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """(B, *shape) -> a point mass at the (B, q) code."""
+        return PointMass(self.transform(x))
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.transform(x)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """(..., B, q) -> N(mu + U_q z, sigma^2 I) with batch shape (..., B), sigma^2 = noise_variance_."""
+        mean = self.inverse_transform(z.reshape(-1, z.shape[-1])).view(*z.shape[:-1], *self.shape_)
+        scale = self.noise_variance_.sqrt().to(mean.dtype).expand_as(mean)
+        return Independent(Normal(mean, scale, validate_args=False), len(self.shape_), validate_args=False)
+
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.inverse_transform(self.transform(x))
+
+    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.score_samples(x)
+
+    def eval(self) -> "PCA":
+        return self  # nothing behaves differently in evaluation; here so that every model has it
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": "pca", "n_components": self.n_components, "whiten": self.whiten, "shape": list(self.shape_)}
 
     # -- probabilistic PCA ----------------------------------------------------------------------
     def score_samples(self, X: torch.Tensor) -> torch.Tensor:
@@ -128,3 +167,8 @@ class PCA:
         for k, v in self.state_dict().items():
             setattr(self, k, v.to(device))
         return self
+
+
+def build(cfg, shape: tuple[int, ...]) -> PCA:
+    """An unfitted PCA from a ModelConfig (registered as model 'pca'); `fit` it on the training data."""
+    return PCA(cfg.latent_dim, whiten=cfg.whiten)

@@ -1,0 +1,108 @@
+"""The contract every vaekit model keeps, written down once.
+
+Shapes (the fixed alphabet): ``x`` is ``(B, *shape)`` with ``shape`` = ``(C, H, W)`` or ``(F,)``;
+``y`` is ``(B,)`` integer labels for a conditional model, else ``None`` (and ignored); ``z`` is
+``(B, D)``, or ``(K, B, D)`` for K codes per example.
+
+- ``encode(x, y=None)``: q(z|x), a Distribution with batch shape ``(B,)`` and event ``(D,)``. A
+  deterministic encoder returns a `PointMass` (mean = the code, no density), so every model
+  answers with the same type.
+- ``embed(x, y=None)``: the point code ``(B, D)``, the mean of q(z|x).
+- ``decode(z, y=None)``: p(x|z), a Distribution with batch shape ``z.shape[:-1]`` and event shape
+  ``shape``; its ``mean`` is the decoded image or vector.
+- ``reconstruct(x, y=None)``: ``(B, *shape)``, the mean of p(x | embed(x)).
+- ``prior()``: p(z) with event shape ``(D,)``, or ``None`` for a model that has none and so cannot
+  sample by itself (an autoencoder, PCA): samplers fitted to its codes plug in there.
+- ``sample(n, generator, y)``: ``(n, *shape)`` decoded codes drawn from ``prior()``; a model without
+  one raises `CannotSample`.
+- ``init_from_data(x)``: data-dependent initialisation before training (a no-op but for the
+  VampPrior, whose pseudo-inputs start at training examples).
+- ``describe()``: the plain data (JSON) a model directory stores beside the weights.
+
+Declared answers, so that no caller has to probe a model's type or attributes:
+
+- ``variational``: q(z|x) has a density and p(z) exists, so the ELBO, its KL term and the
+  importance-sampled log p(x) apply;
+- ``exact_likelihood``: ``log_likelihood(x)`` gives log p(x) in closed form (probabilistic PCA);
+- ``fitted_in_closed_form``: ``fit(x)`` solves the model at once (no training loop);
+- ``conditional`` / ``num_classes``: whether y is needed, and how many labels there are;
+- ``shape``, ``latent_dim``, ``likelihood`` (the name of p(x|z)'s family).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch.distributions import Distribution
+
+from ..errors import VaekitError
+
+
+class CannotSample(VaekitError):
+    """The model has no prior over its codes, so it cannot generate by itself."""
+
+
+class LatentModel(ABC):
+    """What every model implements; see the module docstring for the shapes."""
+
+    variational: ClassVar[bool] = False
+    exact_likelihood: ClassVar[bool] = False
+    fitted_in_closed_form: ClassVar[bool] = False
+
+    shape: tuple[int, ...]
+    latent_dim: int
+    likelihood: str
+    num_classes: int = 0
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @abstractmethod
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """(B, *shape) -> q(z|x), batch (B,), event (D,)."""
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, *shape) -> (B, D): the mean of q(z|x)."""
+        return self.encode(x, y).mean
+
+    @abstractmethod
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """(..., B, D) -> p(x|z) with batch shape (..., B)."""
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, *shape) -> (B, *shape): the mean of p(x | embed(x))."""
+        return self.decode(self.embed(x, y), y).mean
+
+    def prior(self) -> Distribution | None:
+        """p(z), event shape (D,); None when the model has no prior."""
+        return None
+
+    @property
+    def can_sample(self) -> bool:
+        return self.variational
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               y: torch.Tensor | int | None = None) -> torch.Tensor:
+        """n codes from the prior, decoded to the mean of p(x|z): (n, *shape)."""
+        raise CannotSample(f"a {type(self).__name__}, which has no prior to sample from; train a vae")
+
+    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log p(x) in nats, (B,), for a model with `exact_likelihood`."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form likelihood")
+
+    def encoder_log_variance(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The encoder's log-variance (B, D) as it computes it (before exp()), for diagnosing a
+        diverged run; None for a deterministic encoder."""
+        return None
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Data-dependent initialisation before training, from the training examples x: (N, *shape)
+        (indexable by a tensor of indices; a streamed folder reads them from disk). None by default."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The plain data that, with the weights, rebuilds this model (a model directory's config.json)."""

@@ -1,0 +1,126 @@
+"""Named parts: models, nets, likelihoods, priors and objectives, each found by its config name.
+
+A registry maps a name to the object that builds or computes it. The built-in entries are given
+here as ``"module:attribute"`` strings and imported only when used, so the config can check a name
+(and the docs list the names) without importing torch. Adding a part is one new file plus one
+line in the table below; your own code can also add one at run time::
+
+    from vaekit.registry import MODELS
+    MODELS.register("my_vae", my_builder, defaults={"latent_dim": 16, "hidden": [256], "likelihood": "bernoulli"})
+
+An unknown name is an error that lists the known ones.
+
+What each registry's objects are:
+
+- ``MODELS``: ``build(cfg: ModelConfig, shape) -> LatentModel``; ``defaults``: the model's
+  ``latent_dim``, ``hidden`` and ``likelihood`` where the config leaves them unset.
+- ``NETS``: ``build(cfg, shape, out_dim, cond_dim, param_shape) -> (encoder, decoder)``.
+- ``LIKELIHOODS``: a `likelihoods.Family` (parameters per dimension, how to build p(x|z), whether
+  it is a mass function).
+- ``PRIORS``: ``build(latent_dim, shape, components) -> nn.Module`` whose forward gives p(z).
+- ``OBJECTIVES``: ``terms(out, x, beta, free_bits) -> {name: (B,) nats}`` with a ``"loss"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from typing import Any
+
+from .errors import VaekitError
+
+
+class Registry:
+    """Names -> objects (or lazily imported ``"module:attribute"`` paths), in registration order."""
+
+    def __init__(self, kind: str, entries: dict[str, str | tuple[str, dict[str, Any]]]):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+        self._defaults: dict[str, dict[str, Any]] = {}
+        for name, entry in entries.items():
+            path, defaults = entry if isinstance(entry, tuple) else (entry, {})
+            self.register(name, path, defaults=defaults)
+
+    def register(self, name: str, obj: Any, *, defaults: dict[str, Any] | None = None, replace: bool = False) -> Any:
+        """Add `obj` under `name` (refused if the name is taken, unless `replace`). Returns `obj`."""
+        if name in self._entries and not replace:
+            raise ValueError(f"{self.kind} '{name}' is already registered")
+        self._entries[name] = obj
+        self._defaults[name] = dict(defaults or {})
+        return obj
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def check(self, name: str, key: str | None = None) -> str:
+        """`name` if it is registered, else a `VaekitError` naming the config key and the known names."""
+        if name not in self._entries:
+            if key:
+                raise VaekitError(f"config key '{key}': got {name!r}, expected one of {', '.join(map(repr, self._entries))}")
+            raise VaekitError(f"unknown {self.kind} '{name}'; allowed: {', '.join(self._entries)}")
+        return name
+
+    def get(self, name: str, default: Any = ...) -> Any:
+        """The object registered as `name` (imported on first use); `default` (if given) when unknown,
+        as dict.get."""
+        if default is not ... and name not in self._entries:
+            return default
+        obj = self._entries[self.check(name)]
+        if isinstance(obj, str):
+            module, attr = obj.split(":")
+            obj = self._entries[name] = getattr(importlib.import_module(module), attr)
+        return obj
+
+    # Mapping access, so that tests (and monkeypatch.setitem) can swap an entry and put it back.
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def __setitem__(self, name: str, obj: Any) -> None:
+        self.register(name, obj, defaults=self._defaults.get(name), replace=True)
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[self.check(name)]
+        del self._defaults[name]
+
+    def defaults(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self._defaults[self.check(name)])
+
+
+# The built-in parts. One line each: a new model, net, likelihood, prior or objective adds a line here.
+MODELS = Registry("model", {
+    "pca": ("vaekit.models.pca:build", {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"}),
+    "linear_ae": ("vaekit.models.autoencoder:build_linear_ae", {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"}),
+    # Hinton & Salakhutdinov's (2006) deep autoencoder, trained on cross-entropy as in the paper.
+    "ae": ("vaekit.models.autoencoder:build_ae", {"latent_dim": 30, "hidden": [1000, 500, 250], "likelihood": "bernoulli"}),
+    # PyTorch's examples/vae, with the continuous Bernoulli: a normalised density for grey values in [0, 1].
+    "vae": ("vaekit.models.autoencoder:build_vae", {"latent_dim": 20, "hidden": [400], "likelihood": "continuous_bernoulli"}),
+})
+NETS = Registry("architecture", {
+    "mlp": "vaekit.nets:build_mlp",
+    "conv": "vaekit.nets:build_conv",
+    "resnet": "vaekit.nets:build_resnet",
+})
+LIKELIHOODS = Registry("likelihood", {
+    "bernoulli": "vaekit.likelihoods:BERNOULLI",
+    "continuous_bernoulli": "vaekit.likelihoods:CONTINUOUS_BERNOULLI",
+    "gaussian": "vaekit.likelihoods:GAUSSIAN",
+    "gaussian_shared": "vaekit.likelihoods:GAUSSIAN_SHARED",
+    "gaussian_pixel": "vaekit.likelihoods:GAUSSIAN_PIXEL",
+    "discretized_logistic": "vaekit.likelihoods:DISCRETIZED_LOGISTIC",
+    "discretized_logistic_mixture": "vaekit.likelihoods:DISCRETIZED_LOGISTIC_MIXTURE",
+})
+PRIORS = Registry("prior", {
+    "standard_normal": "vaekit.priors:StandardNormalPrior",
+    "mog": "vaekit.priors:MixturePrior",
+    "vamp": "vaekit.priors:VampPrior",
+})
+OBJECTIVES = Registry("objective", {
+    "elbo": "vaekit.objectives:elbo_terms",
+    "iwae": "vaekit.objectives:iwae_terms",
+})

@@ -1,0 +1,89 @@
+"""The structure a new maintainer relies on, checked on the source: no import cycles, short
+functions, and no caller that probes a model's type or attributes (the model contract answers)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "vaekit"
+MODULES = {".".join(p.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__"): p for p in SRC.rglob("*.py")}
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """vaekit modules that `module` imports anywhere in its file (inside functions too)."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return {m for m in found if m in MODULES and m != module}
+
+
+def test_no_import_cycle():
+    graph = {m: _imports(m, p) for m, p in MODULES.items()}
+    graph = {m: {d for d in deps if d != "vaekit"} for m, deps in graph.items()}  # the lazy top-level exports
+
+    def cycle_from(start):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for dep in graph[node]:
+                if dep == start:
+                    return path + [dep]
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, path + [dep]))
+        return None
+
+    cycles = [c for m in graph if (c := cycle_from(m))]
+    assert cycles == []
+    # the detector works: distributed importing training (the old cycle) would be found
+    graph["vaekit.distributed"] = graph["vaekit.distributed"] | {"vaekit.training"}
+    assert cycle_from("vaekit.distributed") is not None
+
+
+def test_functions_are_short():
+    long = [f"{p.name}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in MODULES.values() for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 85]
+    assert long == []
+
+
+WRAPPERS = {"module", "_orig_mod"}  # DDP and torch.compile wrappers, unwrapped in one place
+
+
+def _probes(tree: ast.AST) -> list[str]:
+    """getattr/hasattr calls on something named like a model, and reads of the retired flag."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr") and node.args:
+            target = ast.unparse(node.args[0])
+            attr = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else None
+            if "model" in target.lower() and attr not in WRAPPERS:
+                out.append(f"{node.func.id}({target}, {attr!r})")
+        if isinstance(node, ast.Attribute) and node.attr == "is_variational":
+            out.append("is_variational")
+    return out
+
+
+def test_no_caller_probes_a_models_kind():
+    offenders = {name: probes for name, p in MODULES.items() if not name.startswith("vaekit.models")
+                 for probes in [_probes(ast.parse(p.read_text()))] if probes}
+    assert offenders == {}
+    # the detector works
+    assert _probes(ast.parse("getattr(model, 'is_variational', False)\nhasattr(unwrap(model), 'prior_module')\n"
+                             "hasattr(model, 'module')")) == ["getattr(model, 'is_variational')", "hasattr(unwrap(model), 'prior_module')"]
+
+
+@pytest.mark.parametrize("name", ["_encode", "prior_module", "score_samples", "shape_"])
+def test_callers_use_the_contract_not_a_models_private_parts(name):
+    users = [m for m, p in MODULES.items() if not m.startswith("vaekit.models")
+             and any(isinstance(n, ast.Attribute) and n.attr == name for n in ast.walk(ast.parse(p.read_text())))]
+    assert users == []

@@ -156,3 +156,13 @@ def test_mutual_information_matches_the_gaussian_formula():
     assert abs(mi - float(analytic)) < 0.1
     # a posterior that ignores x carries no information
     assert abs(mutual_information(torch.zeros_like(mean), var.log())) < 1e-9
+
+
+def test_bits_per_dim_only_where_they_are_bits_of_the_data():
+    """A Bernoulli on grey values scores a training objective: no bits/dim. On binary data they are
+    -log2 P(x) / D."""
+    vae = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8], likelihood="bernoulli"), (6,))
+    grey, binary = torch.rand(20, 6), torch.bernoulli(torch.full((20, 6), 0.5))
+    assert "bits_per_dim" not in evaluate(vae, grey, k=5)
+    res = evaluate(vae, binary, k=5)
+    assert math.isclose(res["bits_per_dim"]["value"], -res["log_px"]["value"] / (6 * math.log(2)), rel_tol=1e-9)

@@ -138,3 +138,24 @@ def test_fit_problems_name_the_fix():
     msg, soft = fit_problem("discretized_logistic", grey, None, False)
     assert not soft and "8-bit" in msg
     assert fit_problem("continuous_bernoulli", eight_bit, 256, False) is None
+
+
+def test_continuous_bernoulli_series_matches_a_high_precision_value():
+    """log C(l) = log(l / tanh(l/2)) near l = 0, where the code uses its Taylor series
+    log 2 + l^2/12 - 7 l^4/1440: against 50-digit arithmetic, to 1e-15 (the old -l^4/360 was off by
+    l^4/480, 1.4e-11 at l = 0.009)."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 50
+
+    def exact(l: float) -> float:
+        d = Decimal(l)
+        e = (d).exp()  # tanh(l/2) = (e^l - 1) / (e^l + 1)
+        return float((d * (e + 1) / (e - 1)).ln())
+
+    for l in (0.009, -0.009, 0.005, 1e-3, -2e-4, 0.00999):
+        got = float(ContinuousBernoulli(torch.tensor(l, dtype=torch.float64)).log_normalizer())
+        assert abs(got - exact(l)) < 1e-15, (l, got - exact(l))
+    # and the two branches meet at the switch (|l| = 1e-2) to float64 rounding
+    for l in (0.0099999, 0.0100001):
+        assert abs(float(ContinuousBernoulli(torch.tensor(l, dtype=torch.float64)).log_normalizer()) - exact(l)) < 1e-14

@@ -204,7 +204,7 @@ def _log_px_metrics(log_px: torch.Tensor, k: int, dims: int, likelihood: str, de
     lp, n = log_px.double(), len(log_px)
     res = {"log_px": metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples"),
            "log_px_stderr": metric(float(lp.std() / math.sqrt(n)) if n > 1 else 0.0, "nats", "standard error of the mean over examples")}
-    if discrete or dequantized:
+    if not bernoulli_on_grey and (discrete or dequantized):
         res["bits_per_dim"] = metric(bits_per_dim(float(lp.mean()), dims, dequantized and not discrete), "bits per dimension",
                                      "mean over examples and dimensions" + (" (+ 8 bits for the 256 levels of dequantised data)" if dequantized and not discrete else ""))
     return res

@@ -15,6 +15,8 @@ _EXPORTS = {
     "LinearAutoencoder": "vaekit.models",
     "VAE": "vaekit.models",
     "build_model": "vaekit.models",
+    "LatentModel": "vaekit.models",
+    "CannotSample": "vaekit.models",
     "RunConfig": "vaekit.config",
     "DataConfig": "vaekit.config",
     "ModelConfig": "vaekit.config",

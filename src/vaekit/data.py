@@ -34,12 +34,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 @dataclass
 class Data:
-    """Prepared splits. x_*: (N, *shape) float32; y_*: (N,) int64 or None."""
+    """Prepared splits. x_*: (N, *shape) float32 (a streamed folder's x_train: `DiskImages`, the same
+    split read from disk when indexed); y_*: (N,) int64 or None."""
 
     name: str
     kind: str  # "image" or "vector"
     shape: tuple[int, ...]  # (C, H, W) or (D,)
-    x_train: torch.Tensor
+    x_train: torch.Tensor | DiskImages
     x_val: torch.Tensor
     x_test: torch.Tensor
     y_train: torch.Tensor | None = None

@@ -111,7 +111,7 @@ def test_errors_on_trained_runs(trained, tmp_path, capsys):
     code, _, err = run(["evaluate", str(trained), "--data", str(tmp_path / "wide.npy")], capsys)
     _one_line_error(code, err, "does not match the model's input shape")
     code, _, err = run(["train", "--set", "train.epochs=1", "--out", str(trained)], capsys)
-    _one_line_error(code, err, "already exists and is not empty")
+    _one_line_error(code, err, f"already exists and holds a run; continue it with 'vaekit train --resume {trained}'")
     code, _, err = run(["sample", str(trained), "--out", str(tmp_path / "no" / "dir" / "s.png")], capsys)
     _one_line_error(code, err, "does not exist")
 

@@ -66,6 +66,25 @@ DRIVER = textwrap.dedent("""
                 die()
             inner(tensors, path)
         C._save_tensors = save
+    elif mode == "first_checkpoint":  # half-way through the very first checkpoint: nothing to resume from
+        inner = C._save_tensors
+        def save(tensors, path):
+            count["n"] += 1
+            if count["n"] == 2:  # step-3's state.safetensors
+                die()
+            inner(tensors, path)
+        C._save_tensors = save
+    elif mode == "pruning":  # half-way through deleting the first checkpoint that falls out of the kept ones
+        real = C.shutil.rmtree
+        def rmtree(path, *a, **k):
+            if str(path).endswith(".del"):
+                os.remove(os.path.join(path, "model.safetensors"))
+                die()
+            return real(path, *a, **k)
+        C.shutil.rmtree = rmtree
+    elif mode == "last_evaluation":  # inside the test-set evaluation after the last epoch
+        import vaekit.evaluation as E
+        E.evaluate = counting(E.evaluate, 1)
     elif mode == "model_swap":  # between the two renames that replace model/ with a better one
         real = os.replace
         def replace(src, dst):
@@ -125,7 +144,8 @@ def _history(run):
     return [{k: v for k, v in json.loads(s).items() if k != "seconds"} for s in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("mode", ["mid_epoch", "validation", "checkpoint_write", "model_swap"])
+@pytest.mark.parametrize("mode", ["mid_epoch", "validation", "checkpoint_write", "model_swap", "first_checkpoint", "pruning",
+                                  "last_evaluation"])
 def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, mode):
     root, cfg, straight = setup
     run = root / mode
@@ -133,7 +153,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, mode):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (run / "eval.json").exists()  # it really died before the end
     resumed = _run(["train", "--resume", str(run)])
-    assert "vaekit: resuming from epoch" in resumed.stderr
+    if mode == "first_checkpoint":
+        assert "has no checkpoint yet: training it from the beginning" in resumed.stderr
+    else:
+        assert "vaekit: resuming at " in resumed.stderr
     (w_a, best_a), (w_b, best_b) = _final(straight), _final(run)
     assert w_a.keys() == w_b.keys() and best_a.keys() == best_b.keys()
     for k in w_a:
@@ -143,7 +166,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, mode):
     assert _history(run) == _history(straight)  # epochs 1..4, no gaps, no duplicates, same numbers
     assert [r["epoch"] for r in _history(run)] == [1, 2, 3, 4]
     assert json.loads((run / "eval.json").read_text()) == json.loads((straight / "eval.json").read_text())
-    leftovers = [p.name for d in (run, run / "checkpoints") for p in d.iterdir() if p.name.endswith((".tmp", ".old"))]
+    leftovers = [p.name for d in (run, run / "checkpoints") for p in d.iterdir() if p.name.endswith((".tmp", ".old", ".del"))]
     assert leftovers == []
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
 def _train(config, run: Path | None, overrides, resume: bool, data: Data | None, pictures: bool, locks: list,
            group: list) -> dict[str, Any]:
     from . import distributed
-    from .checkpoint import CHECKPOINTS, write_text_durable
+    from .checkpoint import CHECKPOINTS, checkpoint_dirs, clean_partial_writes, newest_intact, write_text_durable
     from .models import build_model
     from .runlock import LOCK_NAME, RunLock
     from .training import fit
@@ -127,7 +128,9 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
         cfg = resolve_config(config, overrides)
         if run is not None and main:
             if run.exists() and any(p.name != LOCK_NAME for p in run.iterdir()):
-                raise VaekitError(f"run directory '{run}' already exists and is not empty; use --resume or another --out")
+                what = "holds a run" if (run / "config.json").is_file() else "is not empty"
+                raise VaekitError(f"run directory '{run}' already exists and {what}; continue it with "
+                                  f"'vaekit train --resume {run}', or choose another --out")
             _check_writable(run)
     ctx, device, started = distributed.setup(cfg.train.device)
     group.append(started)
@@ -136,6 +139,14 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
     model = build_model(cfg.model, data.shape)
     check_fit(model, cfg, data)
+    if resume and not model.fitted_in_closed_form:
+        if checkpoint_dirs(run):
+            newest_intact(run, model)  # an override the saved weights cannot take is refused before anything is written
+        else:  # killed before its first checkpoint: train it from the beginning, exactly as a fresh run would
+            resume = False
+            if main:
+                clean_partial_writes(run)
+                print(f"vaekit: '{run}' has no checkpoint yet: training it from the beginning", file=sys.stderr)
     if not resume:
         model.init_from_data(data.x_train)  # e.g. the VampPrior's pseudo-inputs start at training examples
 

@@ -13,6 +13,7 @@ between them leaves ``.NAME.old``, which `recover` (called by `load` and by resu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -110,21 +111,47 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         raise
 
 
+class Damaged(VaekitError):
+    """A file that cannot be read back whole: unreadable, truncated, or its checksum does not match.
+    Resume skips a damaged checkpoint and falls back to the newest intact one."""
+
+
+DIGEST_KEY = "vaekit_sha256"  # safetensors metadata: SHA-256 of the tensors' names, dtypes, shapes and bytes
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in name order: each name, dtype, shape and raw bytes."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(tensors, str(path), metadata={DIGEST_KEY: tensor_digest(tensors)})
     _usual_mode(path, directory=False)  # safetensors creates its files 0600; a shared model directory needs the umask's mode
 
 
 def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
+    """The tensors of a safetensors file, checked against the digest recorded when vaekit saved it
+    (files written before digests were recorded carry none and are read as they are)."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device=str(device))
+        with safe_open(str(path), framework="pt") as f:
+            expected = (f.metadata() or {}).get(DIGEST_KEY)
+        tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
-        raise VaekitError(f"cannot read weights '{path}': {e}") from None
+        raise Damaged(f"cannot read weights '{path}': {e}") from None
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise Damaged(f"weights '{path}' are damaged: their SHA-256 does not match the one recorded when they were saved")
+    return tensors
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -267,18 +294,39 @@ def save_checkpoint(run_dir: str | Path, model: Any, state: dict[str, Any], step
     dirs = checkpoint_dirs(run_dir)
     keep_names = {p.name for p in dirs[-keep:]} | ({f"step-{protect:09d}"} if protect is not None else set())
     for p in dirs:
-        if p.name not in keep_names:
-            shutil.rmtree(p, ignore_errors=True)
+        if p.name not in keep_names:  # renamed away first: a kill mid-delete leaves no half checkpoint behind
+            trash = p.with_name(f".{p.name}.del")
+            if trash.exists():  # left by an earlier kill
+                shutil.rmtree(trash, ignore_errors=True)
+            os.replace(p, trash)
+            shutil.rmtree(trash, ignore_errors=True)
     return target
 
 
 def clean_partial_writes(run_dir: str | Path) -> None:
-    """Remove the temporary directories of checkpoint writes that a kill interrupted."""
+    """Remove the temporary directories of checkpoint writes, and the half-deleted checkpoints of
+    pruning, that a kill interrupted."""
     for parent in (Path(run_dir), Path(run_dir) / CHECKPOINTS):
         if parent.is_dir():
             for p in parent.iterdir():
-                if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_dir():
+                if p.name.startswith(".") and p.name.endswith((".tmp", ".del")) and p.is_dir():
                     shutil.rmtree(p, ignore_errors=True)
+
+
+def newest_intact(run_dir: str | Path, model: Any) -> tuple[Path, dict[str, Any], list[str]]:
+    """Load the newest training checkpoint that reads back whole into `model`: (its directory, its
+    state, the newer ones skipped as damaged, each with the reason). A checkpoint of another format
+    or one whose weights do not fit `model` is refused, not skipped: an older one would not do either."""
+    run_dir = Path(run_dir)
+    saved, skipped = checkpoint_dirs(run_dir), []
+    for d in reversed(saved):
+        try:
+            return d, load_checkpoint(d, model), skipped
+        except Damaged as e:
+            skipped.append(f"{d.name}: {e}")
+    if not saved:
+        raise VaekitError(f"cannot resume: no checkpoint in '{run_dir}'")
+    raise VaekitError(f"cannot resume: no intact checkpoint in '{run_dir}' ({'; '.join(skipped)})")
 
 
 def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
@@ -286,10 +334,13 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
 
     A newer format, a damaged file or weights that do not fit `model` are refused with one line."""
     d = Path(directory)
-    meta = _read_json(d / "training.json")
+    try:
+        meta = _read_json(d / "training.json")
+    except VaekitError as e:
+        raise Damaged(str(e)) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != "vaekit-training" or not isinstance(version, int):
-        raise VaekitError(f"checkpoint '{d}' is damaged or not a vaekit training checkpoint (training.json)")
+        raise Damaged(f"checkpoint '{d}' is damaged or not a vaekit training checkpoint (training.json)")
     if version > TRAINING_FORMAT_VERSION:
         raise VaekitError(f"checkpoint '{d}' has format {version}; this vaekit reads up to {TRAINING_FORMAT_VERSION}: upgrade vaekit")
     if version < TRAINING_FORMAT_VERSION:
@@ -299,9 +350,9 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
     try:
         state = _join_state(meta["state"], tensors)
     except (KeyError, TypeError, ValueError) as e:
-        raise VaekitError(f"checkpoint '{d}' is damaged: its state refers to a missing entry {e}") from None
+        raise Damaged(f"checkpoint '{d}' is damaged: its state refers to a missing entry {e}") from None
     if not isinstance(state, dict) or "trainer" not in state:
-        raise VaekitError(f"checkpoint '{d}' is damaged: no trainer state in training.json")
+        raise Damaged(f"checkpoint '{d}' is damaged: no trainer state in training.json")
     try:
         unwrap(model).load_state_dict(weights)
     except RuntimeError as e:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoint import checkpoint_dirs, clean_partial_writes, load_checkpoint, recover, save_checkpoint, save_pretrained, unwrap
+from .checkpoint import clean_partial_writes, newest_intact, recover, save_checkpoint, save_pretrained, unwrap
 from .config import TrainConfig
 from .data import Data
 from .distributed import BatchSampler, all_gather, all_max, all_sum, current, rank_seed, wrap
@@ -278,22 +278,32 @@ class Trainer:
                       f"and halved the learning rate (x{lr_scale:g}); rollback {rollbacks} of {cfg.max_rollbacks}")
 
     def resume(self) -> None:
-        """Continue exactly from the newest checkpoint of the run directory."""
+        """Continue exactly from the newest intact checkpoint of the run directory (saying which
+        newer ones were skipped as damaged, and why)."""
         run = self.run
-        saved = checkpoint_dirs(run) if run is not None else []
-        if not saved:
-            raise VaekitError(f"cannot resume: no checkpoint in '{run}'")
+        if run is None:
+            raise VaekitError("cannot resume: no run directory")
         if self.ctx.is_main:
             clean_partial_writes(run)
             recover(run / "model")
-        self.restore(load_checkpoint(saved[-1], self.model), from_disk=True)
+        found, snap, skipped = newest_intact(run, self.model)
+        for s in skipped:
+            self.log.info(f"vaekit: skipped damaged checkpoint {s}")
+        self.restore(snap, from_disk=True)
         self.log.rewrite(self.history)  # metrics.jsonl as of the checkpoint: no gaps, no duplicates
-        self.log.info(f"vaekit: resuming from epoch {self.state.epoch}, step {self.state.step} ({saved[-1].name})")
+        self.log.info(f"vaekit: resuming at {self.position()} ({found.name})")
+
+    def position(self) -> str:
+        """Where the run stands, in the numbering every message uses: epochs count from 1, the
+        current one is the one in progress."""
+        s = self.state
+        if s.batch or not s.epoch:
+            return f"epoch {s.epoch + 1}, step {s.step}"
+        return f"epoch {s.epoch}, step {s.step} (the end of the epoch)"
 
     def interrupted(self, signum: int) -> TrainingInterrupted:
         """The exception that ends the run on a signal, saying where and how to resume."""
-        name, s = signal.Signals(signum).name, self.state
-        where = f"at epoch {s.epoch + (1 if s.batch else 0)}, step {s.step}"
+        name, where = signal.Signals(signum).name, f"at {self.position()}"
         if self.run is None:
             return TrainingInterrupted(signum, f"interrupted by {name} {where}; nothing saved (no run directory)")
         return TrainingInterrupted(signum, f"interrupted by {name} {where}; checkpoint saved; resume with: vaekit train --resume {self.run}")

@@ -200,7 +200,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         log.info(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()
                                               if k.startswith(("train_loss", "val_loss", "val_kl"))))
         _, stop_signum = t.agree(False, signals.signum)
-        if stop_signum is not None and t.state.epoch < cfg.epochs:
+        if stop_signum is not None:  # the last epoch too: stop before the evaluation, resumable
             raise t.interrupted(stop_signum)
 
     if t.best_weights is not None:

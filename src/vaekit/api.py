@@ -102,7 +102,8 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
     group: list[bool] = []  # whether this call started the process group
     try:
         if run is not None and run.is_dir() and distributed.from_env().is_main:
-            locks.append(RunLock(run).acquire())  # before anything else: a second process refuses, naming the first
+            RunLock(run).check_free()  # before anything else: a second process refuses, naming the first
+            # (the lock itself is taken when the run starts writing: nothing is created in a refused directory)
         return _train(config, run, overrides, resume, data, pictures, locks, group)
     finally:
         for lock in locks:

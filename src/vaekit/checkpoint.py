@@ -59,21 +59,30 @@ def _usual_mode(path: str | Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
-def write_text_durable(path: str | Path, text: str) -> None:
-    """Write `text` to `path` via a temporary sibling, fsync and rename: all or nothing."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (with its suffix, so writers that go by the suffix pick
+    the format) that replaces `path` only if the block finishes. The file appears whole or not at
+    all (no 0-byte picture on a full disk), and a symbolic link at `path` is replaced, never
+    written through."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".part")
+    os.close(fd)
     try:
         _usual_mode(tmp, directory=False)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+def write_text_durable(path: str | Path, text: str) -> None:
+    """Write `text` to `path` via a temporary sibling, fsync and rename: all or nothing."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def recover(target: str | Path) -> None:

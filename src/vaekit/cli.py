@@ -210,13 +210,16 @@ def _write_images_or_vectors(x, out: str) -> None:
             raise VaekitError(f"--out '{out}': images are written as .png")
         viz.image_grid(x, p, nrow=min(len(x), 10) if len(x) <= 10 else 8)
     else:
+        from .checkpoint import atomic_file
+
         arr = x.detach().cpu().numpy()
-        if p.suffix == ".npy":
-            np.save(p, arr)
-        elif p.suffix == ".csv":
-            np.savetxt(p, arr, delimiter=",", fmt="%.6g")
-        else:
+        if p.suffix not in (".npy", ".csv"):
             raise VaekitError(f"--out '{out}': vectors are written as .npy or .csv")
+        with atomic_file(p) as tmp:  # whole or not at all, and never through a link
+            if p.suffix == ".npy":
+                np.save(tmp, arr)
+            else:
+                np.savetxt(tmp, arr, delimiter=",", fmt="%.6g")
     print(f"wrote {p}")
 
 

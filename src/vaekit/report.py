@@ -78,6 +78,8 @@ asked-for digit in <b>{res['conditional']['classifier_accuracy_on_samples']:.2%}
 not a normalised density, so its log p(x) is a training objective, not a likelihood comparable across models.</p>
 </body></html>
 """
+    from .checkpoint import write_text_durable
+
     path = out / "index.html"
-    path.write_text(page)
+    write_text_durable(path, page)
     return path

@@ -45,7 +45,12 @@ class RunLock:
             fd, depth = _held[self.key]
             _held[self.key] = (fd, depth + 1)
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: the lock's JSON would land in whatever file it points at
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            raise VaekitError(f"cannot lock run directory '{self.path.parent}': '{self.path.name}' "
+                              f"{'is a symbolic link' if self.path.is_symlink() else f'cannot be opened ({e.strerror})'}; "
+                              "vaekit writes nothing through links: remove it") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -58,6 +63,26 @@ class RunLock:
         os.write(fd, (json.dumps(info) + "\n").encode())
         _held[self.key] = (fd, 1)
         return self
+
+    def check_free(self) -> None:
+        """Refuse if another process holds the lock, without creating or writing anything."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        if self.key in _held or self.path.is_symlink() or not self.path.is_file():
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return  # unreadable: acquire() reports it when the run starts writing
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise VaekitError(f"run directory '{self.path.parent}' is in use by {holder(self.path.parent)}; "
+                              "wait for it to finish or stop it, then resume") from None
+        finally:
+            os.close(fd)  # drops the probe's flock
 
     def release(self) -> None:
         if self.key not in _held:

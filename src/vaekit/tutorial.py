@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from . import viz
+from .checkpoint import write_text_durable
 from .classifier import accuracy, digit_score, train_classifier
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Data, prepare
@@ -172,7 +173,7 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     res["squared_error_2"] = latent_maps(data, s, out, progress)
 
     res["seconds"] = time.perf_counter() - t0
-    (out / "results.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
+    write_text_durable(out / "results.json", json.dumps(res, indent=2, default=float) + "\n")
     write_report(res, out)
     return res
 

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .checkpoint import atomic_file
+
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) float -> (N, H, W, C) uint8."""
@@ -63,7 +65,8 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 2, labels: Sequen
             draw.text((6, int(i * rh + rh / 2)), s, fill=0 if img.mode == "L" else (0, 0, 0), font=font, anchor="lm")
         img = canvas
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    with atomic_file(path) as tmp:
+        img.save(tmp)
     return Path(path)
 
 
@@ -120,7 +123,8 @@ def latent_maps(maps: dict[str, tuple[torch.Tensor, torch.Tensor | None]], path:
         ax.set_xticks([]), ax.set_yticks([])
     if any(y is not None for _, y in maps.values()):
         fig.colorbar(sc, ax=axes[0].tolist(), ticks=range(10), label="label")
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
@@ -150,6 +154,7 @@ def training_curves(histories: dict[str, list[dict]], path: str | Path, keys: Se
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("loss (nats per example)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return Path(path)

@@ -117,9 +117,10 @@ def _corpus(d):
     file("grey.npz", _npz_bytes(x=x), "bernoulli' on non-binary values", sets=["model.likelihood=bernoulli"])
     file("float_for_logistic.npz", _npz_bytes(x=x.astype(np.float32) / 255), "not 8-bit",
          sets=["model.likelihood=discretized_logistic"])
-    # data that makes training diverge at its first step: stopped with a diagnosis, nothing kept
+    # data whose values overflow float32 training arithmetic (it made training diverge at its first
+    # step): refused when it is read, naming the first such sample
     file("huge.csv", "\n".join(f"{1e30 * (i % 7)},{-2e30 * (i % 3)}" for i in range(60)),
-         "Likely cause: the data's values reach 6e+30; scale them", sets=["data.scaling=none", "model.likelihood=gaussian"])
+         "sample 1 holds 2e+30; values beyond ±1.8e+19 overflow", sets=["data.scaling=none", "model.likelihood=gaussian"])
     # config keys, types and sizes (with good data)
     good = d / "good.npz"
     good.write_bytes(good_npz)

@@ -115,7 +115,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
            group: list) -> dict[str, Any]:
     from . import distributed
     from .checkpoint import CHECKPOINTS, checkpoint_dirs, clean_partial_writes, newest_intact, write_text_durable
-    from .models import build_model
+    from .models import build_model, check_fits_in_memory
     from .runlock import LOCK_NAME, RunLock
     from .training import fit
 
@@ -137,6 +137,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     group.append(started)
     data = data.to(device) if data is not None else prepare(cfg.data, device=device)
     cfg = with_labels(cfg, data)
+    check_fits_in_memory(cfg.model, data.shape, cfg.train.batch_size, cfg.train.samples)  # before allocating any of it
     torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
     model = build_model(cfg.model, data.shape)
     check_fit(model, cfg, data)
@@ -212,6 +213,8 @@ def with_labels(cfg: RunConfig, data: Data) -> RunConfig:
 
     m = cfg.model
     if m.conditional:
+        if data.y_test is None and data.y_train is not None:
+            raise VaekitError(f"model.conditional = true needs labels for the test split too; data '{data.name}' has them for training only")
         if data.y_train is None:
             raise VaekitError(f"model.conditional = true needs labels; data '{data.name}' has none (image folders get them from class sub-folders)")
         n = int(data.y_train.max()) + 1

@@ -241,6 +241,9 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
         raise VaekitError(f"model directory '{d}' does not exist")
     meta = _check_meta(_read_json(d / "config.json"), d / "config.json")
     state = _load_tensors(d / "model.safetensors", device)
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # it would evaluate to NaN and sample garbage
+        raise VaekitError(f"weights '{d / 'model.safetensors'}': tensor '{bad}' holds NaN or Inf; the model cannot be used")
     try:
         model = from_description(meta, state, encoder, decoder, where=str(d))
     except VaekitError as e:
@@ -322,15 +325,22 @@ def clean_partial_writes(run_dir: str | Path) -> None:
                     shutil.rmtree(p, ignore_errors=True)
 
 
-def newest_intact(run_dir: str | Path, model: Any) -> tuple[Path, dict[str, Any], list[str]]:
+def newest_intact(run_dir: str | Path, model: Any, check: Any = None) -> tuple[Path, dict[str, Any], list[str]]:
     """Load the newest training checkpoint that reads back whole into `model`: (its directory, its
     state, the newer ones skipped as damaged, each with the reason). A checkpoint of another format
-    or one whose weights do not fit `model` is refused, not skipped: an older one would not do either."""
+    or one whose weights do not fit `model` is refused, not skipped: an older one would not do either.
+    `check(state)` may refuse a state's contents with ValueError, which counts as damage."""
     run_dir = Path(run_dir)
     saved, skipped = checkpoint_dirs(run_dir), []
     for d in reversed(saved):
         try:
-            return d, load_checkpoint(d, model), skipped
+            state = load_checkpoint(d, model)
+            if check is not None:
+                try:
+                    check(state)
+                except (ValueError, TypeError, KeyError) as e:
+                    raise Damaged(f"checkpoint '{d}' is damaged: {e}") from None
+            return d, state, skipped
         except Damaged as e:
             skipped.append(f"{d.name}: {e}")
     if not saved:

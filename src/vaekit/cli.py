@@ -20,6 +20,17 @@ class _Parser(argparse.ArgumentParser):
         raise VaekitError(f"{message} (see '{self.prog} --help')")
 
 
+def _seed(text: str) -> int:
+    """A seed for torch.Generator: a whole number from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text[:40]!r}: expected a whole number") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed {text[:40]}: must be from 0 to {2**63 - 1}")
+    return value
+
+
 def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="where to compute (default: auto)")
 
@@ -67,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("run", help="run directory")
         p.add_argument("--out", required=True, help="output file (.png; .npy or .csv for vectors)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=_seed, default=0)
         p.add_argument("--data", help="dataset name or path (default: the run's)")
         _device_arg(p)
         if name == "sample":
@@ -105,8 +116,9 @@ def _positive(name: str, value: int, high: int | None = None) -> None:
         raise VaekitError(f"--{name} {value}: must be {allowed}")
 
 
-def _run_data(args, cfg, device):
-    """The run's data (or --data), prepared as at training time."""
+def _run_data(args, cfg, device, model=None):
+    """The run's data (or --data), prepared as at training time; with `model`, refused unless its
+    examples have the model's input shape (and labels where the model is conditional)."""
     import dataclasses
 
     from .config import DataConfig
@@ -117,7 +129,13 @@ def _run_data(args, cfg, device):
         dcfg = dataclasses.replace(dcfg, name=args.data)
     elif cfg is None:
         raise VaekitError(f"'{args.run}' is a model directory without a run config: pass --data")
-    return prepare(dcfg, device=device)
+    data = prepare(dcfg, device=device)
+    if model is not None:
+        if tuple(data.shape) != tuple(model.shape):
+            raise VaekitError(f"data shape {tuple(data.shape)} does not match the model's input shape {tuple(model.shape)}")
+        if model.conditional and data.y_test is None:
+            raise VaekitError(f"'{args.run}' holds a conditional model; data '{dcfg.name}' has no labels")
+    return data
 
 
 def _device(args) -> str:
@@ -166,10 +184,8 @@ def cmd_evaluate(args) -> int:
     ctx, device, started = distributed.setup(args.device or "auto")  # under torchrun: sharded over the ranks
     try:
         model, cfg = load_run(args.run, device)
-        data = _run_data(args, cfg, device)
+        data = _run_data(args, cfg, device, model)
         x = data.x_test if args.split == "test" else data.x_val
-        if tuple(x.shape[1:]) != tuple(model.shape):
-            raise VaekitError(f"data shape {tuple(x.shape[1:])} does not match the model's input shape")
         if args.limit:
             _positive("limit", args.limit)
             x = x[: args.limit]
@@ -255,7 +271,7 @@ def cmd_reconstruct(args) -> int:
     _positive("n", args.n, 1000)
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    data = _run_data(args, cfg, device)
+    data = _run_data(args, cfg, device, model)
     x = data.x_test[: args.n]
     recon = model.reconstruct(x, data.y_test[: args.n] if model.conditional else None)
     if x.dim() == 4:
@@ -275,7 +291,7 @@ def cmd_interpolate(args) -> int:
     _positive("steps", args.steps, 100)
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    data = _run_data(args, cfg, device)
+    data = _run_data(args, cfg, device, model)
     x = data.x_test
     for name in ("a", "b"):
         i = getattr(args, name)
@@ -355,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if debug:
             raise
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.ENAMETOOLONG):
             where = f" writing '{e.filename}'" if e.filename else ""
             hint = "; earlier checkpoints are intact: free space, then 'vaekit train --resume RUN'" if "train" in argv else ""
             print(f"vaekit: error: {e.strerror or e}{where}{hint}", file=sys.stderr)

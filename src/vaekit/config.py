@@ -183,12 +183,20 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise VaekitError(f"config key '{key}': got {value!r}, expected {_type_name(tp)}")
 
 
+MAX_INT = 2**31 - 1  # sizes, counts and seeds: larger ones are typos or attacks, and overflow C integers
+
+
+def _short(n: int) -> str:
+    text = str(n) if n.bit_length() < 200 else f"an integer of {len(str(abs(n)))} digits"
+    return text
+
+
 def _check_ranges(section: str, obj: Any) -> None:
     """Values that type-check but make no sense: sizes must be positive, rates non-negative."""
     positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr", "samples", "mixture_components", "depth",
                 "keep_checkpoints"}
     non_negative = {"val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma",
-                    "free_bits", "kl_cycle_epochs", "max_rollbacks"}
+                    "free_bits", "kl_cycle_epochs", "max_rollbacks", "seed"}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         key = f"{section}.{f.name}"
@@ -196,6 +204,9 @@ def _check_ranges(section: str, obj: Any) -> None:
             f.metadata["choices"].check(v, key)
         if isinstance(v, float) and not math.isfinite(v):
             raise VaekitError(f"config key '{key}': got {v!r}, must be a finite number")
+        for n in (v if isinstance(v, list) else [v]):
+            if isinstance(n, int) and not isinstance(n, bool) and abs(n) > MAX_INT:
+                raise VaekitError(f"config key '{key}': got {_short(n)}, must be at most {MAX_INT}")
         if f.name in positive and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
         if f.name in non_negative and v < 0:
@@ -264,10 +275,14 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
 
 def parse_value(text: str) -> Any:
     """Parse the right-hand side of ``--set key=value`` as a TOML value; bare words are strings."""
+    if any(ord(c) < 32 for c in text):  # a newline would start a second TOML statement, silently dropped
+        raise VaekitError(f"--set value {text!r}: control characters (newlines, tabs) are not allowed")
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except (RecursionError, ValueError):
+        raise VaekitError(f"--set value {text[:40]!r}...: nests too deeply or holds too long a number") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -292,12 +307,18 @@ def read_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise VaekitError(f"config file '{p}' does not exist")
+    kind = p.suffix.lstrip(".") or "TOML"
     try:
-        if p.suffix == ".json":
-            return json.loads(p.read_text())
-        return tomllib.loads(p.read_text())
+        raw = json.loads(p.read_text()) if p.suffix == ".json" else tomllib.loads(p.read_text())
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VaekitError(f"config file '{p}' is not valid {p.suffix.lstrip('.') or 'TOML'}: {e}") from None
+        raise VaekitError(f"config file '{p}' is not valid {kind}: {str(e).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise VaekitError(f"config file '{p}' nests too deeply to be a config") from None
+    except ValueError as e:  # e.g. an integer of thousands of digits
+        raise VaekitError(f"config file '{p}' is not valid {kind}: {str(e)[:120]}") from None
+    if not isinstance(raw, dict):
+        raise VaekitError(f"config file '{p}' must be a table of sections, got {type(raw).__name__}")
+    return raw
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

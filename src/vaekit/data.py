@@ -257,9 +257,20 @@ def _read_csv(p: Path):
     return out.astype(np.float32), None, None, None
 
 
+def _regular(p: Path) -> None:
+    """Refuse a device, FIFO or socket where a data file should be: reading one blocks for ever
+    (a FIFO) or never ends (/dev/zero)."""
+    import stat
+
+    if not stat.S_ISREG(p.stat().st_mode):
+        raise VaekitError(f"data '{p}' is not a regular file (a device, FIFO or socket); vaekit reads data from files")
+
+
 def list_images(p: Path) -> tuple[list[Path], np.ndarray | None]:
     """The image files of a folder (sorted) and their labels from class sub-folders, if any."""
     files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    for f in files:
+        _regular(f)
     if not files:
         raise VaekitError(f"folder '{p}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     parents = sorted({f.parent for f in files})
@@ -355,6 +366,8 @@ def read_raw(cfg: DataConfig):
     if not p.exists():
         raise VaekitError(f"data '{cfg.name}' is neither a dataset name ({', '.join(['mnist', *SPECS])}) "
                           "nor an existing path")
+    if not p.is_dir():
+        _regular(p)
     if p.is_dir():
         return _read_image_folder(p, cfg)
     if p.suffix in (".npy", ".npz"):
@@ -383,12 +396,48 @@ def _as_layout(x: np.ndarray, source: str) -> tuple[np.ndarray, str]:
     raise VaekitError(f"{source}: data of shape {x.shape}; expected (N, D), (N, H, W) or (N, H, W, C)")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_ABS_VALUE = float(np.sqrt(FLOAT32_MAX))  # 1.8e19: training squares values (Gaussian terms, variances) in float32
+MAX_CLASSES = 10_000  # labels are class indices 0..MAX_CLASSES - 1
+
+
 def _check_values(x: np.ndarray, source: str) -> None:
+    """Numeric, non-empty examples with at least one value each, finite and within float32's range
+    (the tensors are float32: larger values would become Inf when converted)."""
     if x.dtype.kind not in "biuf":
         raise VaekitError(f"{source}: dtype {x.dtype} is not numeric")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(1))[0])
-        raise VaekitError(f"{source}: sample {bad} holds NaN or Inf")
+    if len(x) == 0:
+        raise VaekitError(f"{source}: holds no examples")
+    if x[0].size == 0:
+        raise VaekitError(f"{source}: each example holds no values (shape {x.shape})")
+    if x.dtype.kind == "f":
+        flat = x.reshape(len(x), -1)
+        bad = ~np.isfinite(flat).all(1)
+        if bad.any():
+            raise VaekitError(f"{source}: sample {int(np.flatnonzero(bad)[0])} holds NaN or Inf")
+        over = (np.abs(flat) > MAX_ABS_VALUE).any(1)
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise VaekitError(f"{source}: sample {i} holds {float(np.abs(flat[i]).max()):.3g}; values beyond ±{MAX_ABS_VALUE:.2g} "
+                              "overflow the float32 arithmetic of training (their squares are infinite): rescale the data")
+
+
+def _check_labels(y, n: int, source: str) -> np.ndarray | None:
+    """Labels: one whole number per example, from 0 to MAX_CLASSES - 1. Returns them as int64."""
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise VaekitError(f"{source}: labels of shape {y.shape}; expected one label per example, shape ({n},)")
+    if len(y) != n:
+        raise VaekitError(f"{source}: {len(y)} labels for {n} examples")
+    if y.dtype.kind not in "biuf":
+        raise VaekitError(f"{source}: labels of dtype {y.dtype} are not numbers")
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise VaekitError(f"{source}: labels must be whole numbers (found NaN, Inf or a fraction)")
+    if len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES):
+        raise VaekitError(f"{source}: labels must be class indices from 0 to {MAX_CLASSES - 1}; found {y.min():g} to {y.max():g}")
+    return y.astype(np.int64)
 
 
 def _scale(x_tr: np.ndarray, others: list[np.ndarray], kind: str, scaling: str):
@@ -427,14 +476,18 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
     source = f"data '{cfg.name}'"
     x, kind = _as_layout(np.asarray(x), source)
     _check_values(x, source)
-    if y is not None and len(y) != len(x):
-        raise VaekitError(f"{source}: {len(y)} labels for {len(x)} examples")
+    y = _check_labels(y, len(x), source)
     if x_test is not None:
         x_test, _ = _as_layout(np.asarray(x_test), source + " (test)")
         _check_values(x_test, source + " (test)")
         if x_test.shape[1:] != x.shape[1:]:
             raise VaekitError(f"{source}: test shape {x_test.shape[1:]} differs from train shape {x.shape[1:]}")
+        y_test = _check_labels(y_test, len(x_test), source + " (test)")
     test_idx, val_idx, tr_idx = split_indices(len(x), cfg, carve_test=x_test is None)
+    n_test = len(test_idx) if x_test is None else len(x_test)
+    if len(tr_idx) == 0 or n_test == 0:
+        raise VaekitError(f"{source}: {len(x)} examples leave {len(tr_idx)} for training and {n_test} for testing; "
+                          "both need at least one (add data, or lower data.val_size / data.test_size)")
     if x_test is None:  # a test split the model never trains on
         x_test, y_test = x[test_idx], (y[test_idx] if y is not None else None)
     x_tr, x_val, x_te = _scale(x[tr_idx], [x[val_idx], x_test], kind, cfg.scaling)
@@ -504,7 +557,10 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
 def describe(cfg: DataConfig) -> dict:
     """Shape, count, value range and label counts of a dataset, as plain data (for `data info`)."""
     x, y, x_test, y_test = read_raw(cfg)
-    x, kind = _as_layout(np.asarray(x), f"data '{cfg.name}'")
+    source = f"data '{cfg.name}'"
+    x, kind = _as_layout(np.asarray(x), source)
+    _check_values(x, source)
+    y = _check_labels(y, len(x), source)
     info = {"name": cfg.name, "kind": kind, "shape": list(x.shape[1:]), "dtype": str(x.dtype),
             "train_count": int(len(x)), "test_count": int(len(x_test)) if x_test is not None else None,
             "min": float(x.min()), "max": float(x.max())}

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import sys
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,30 +34,44 @@ def log(msg: str) -> None:
     print(f"vaekit: {msg}", file=sys.stderr)
 
 
+MAX_IDX_BYTES = 1 << 34  # 16 GiB of pixels: more than any IDX dataset, less than a decompression bomb asks for
+MAX_IDX_DIMS = 4  # (N,), (N, H, W) or (N, H, W, C)
+
+
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not) of unsigned bytes, checking magic number and sizes."""
+    """Read an IDX file (gzipped or not) of unsigned bytes, checking magic number and sizes.
+
+    The header is read first and says how many bytes follow; no more than that (and never more
+    than MAX_IDX_BYTES) is read or decompressed, so a gzip bomb is refused, not inflated."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        with open(p, "rb") as raw_file:
+            gz = raw_file.read(2) == b"\x1f\x8b"
+            raw_file.seek(0)
+            f = gzip.GzipFile(fileobj=raw_file) if gz else raw_file
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise VaekitError(f"'{p}' is not an IDX file (bad magic number)")
+            if head[2] != 0x08:
+                raise VaekitError(f"IDX file '{p}': element type 0x{head[2]:02x} is not unsigned byte (0x08)")
+            ndim = head[3]
+            if not 1 <= ndim <= MAX_IDX_DIMS:
+                raise VaekitError(f"IDX file '{p}': {ndim} dimensions; expected 1 to {MAX_IDX_DIMS}")
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise VaekitError(f"IDX file '{p}': truncated header")
+            shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            expected = math.prod(shape)
+            if expected > MAX_IDX_BYTES:
+                raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes; at most {MAX_IDX_BYTES} are read")
+            data = f.read(expected + 1)  # one more byte than declared tells a file that holds too much
+            size = None if gz else os.fstat(raw_file.fileno()).st_size - 4 - 4 * ndim
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise VaekitError(f"cannot read IDX file '{p}': {e}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise VaekitError(f"'{p}' is not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise VaekitError(f"IDX file '{p}': element type 0x{raw[2]:02x} is not unsigned byte (0x08)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise VaekitError(f"IDX file '{p}': truncated header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape))
-    if len(raw) - header != expected:
-        raise VaekitError(
-            f"IDX file '{p}': header says {shape} = {expected} bytes of data, file holds {len(raw) - header}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    if len(data) != expected:
+        held = f"{len(data)}" if len(data) <= expected else (f"{size}" if size is not None else "more")
+        raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes of data, file holds {held}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 class ArraysOnlyUnpickler(pickle.Unpickler):

@@ -52,8 +52,21 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainState":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """From a checkpoint's plain data, checked: counters are non-negative integers, the rest
+        numbers (a damaged or hand-edited training.json is refused, not trained on)."""
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue  # older checkpoints lack newer fields: their defaults
+            v = d[f.name]
+            counter = f.type in ("int", "int | None")
+            ok = (v is None and "None" in f.type) or (
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 if counter
+                else isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v))
+            if not ok:
+                raise ValueError(f"trainer state '{f.name}' is {v!r}")
+            out[f.name] = v
+        return cls(**out)
 
 
 def make_scaler(cfg: TrainConfig, device: torch.device) -> Any:
@@ -286,7 +299,7 @@ class Trainer:
         if self.ctx.is_main:
             clean_partial_writes(run)
             recover(run / "model")
-        found, snap, skipped = newest_intact(run, self.model)
+        found, snap, skipped = newest_intact(run, self.model, check=lambda s: TrainState.from_dict(s["trainer"]))
         for s in skipped:
             self.log.info(f"vaekit: skipped damaged checkpoint {s}")
         self.restore(snap, from_disk=True)

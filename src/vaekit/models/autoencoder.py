@@ -14,6 +14,7 @@ for the Gaussian).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,7 +198,7 @@ class LinearAutoencoder(Autoencoder):
     """z = W x + a, x_hat = V z + b (V = W^T when tied), trained on squared error: PCA learned."""
 
     def __init__(self, shape: tuple[int, ...], latent_dim: int, tied: bool = False, config: ModelConfig | None = None):
-        n_in = int(torch.tensor(shape).prod())
+        n_in = math.prod(shape)
         lin = nn.Linear(n_in, latent_dim)
         dec: nn.Module = TiedLinear(lin, shape) if tied else nets.MLPDecoder(latent_dim, [], shape)
         super().__init__(_Flatten(lin), dec, shape, latent_dim, "gaussian", 1.0, config)

@@ -1,0 +1,316 @@
+"""The hostile corpus, round two (issue 15): generated bad inputs in every category an independent
+audit found crashing, hanging or leaving output behind. Each must end with exactly one line on
+stderr ("vaekit: error: ..." naming the problem), exit code 2, no traceback and nothing left
+behind. The cases are generated, so the corpus grows with each category's variations."""
+
+import gzip
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from vaekit.cli import main
+from vaekit.config import SECTIONS
+
+RNG = np.random.default_rng(0)
+X = RNG.random((60, 4)).astype(np.float32)  # a small valid table
+SMALL = ["--set", "train.epochs=1", "--set", "train.eval_k=5", "--set", "model.hidden=[8]", "--set", "model.latent_dim=2",
+         "--set", "data.val_size=0", "--quiet"]
+
+
+def _idx(shape, payload=None, magic=b"\x00\x00\x08", ndim=None, gz=False):
+    ndim = len(shape) if ndim is None else ndim
+    body = magic + bytes([ndim]) + b"".join(struct.pack(">I", s) for s in shape)
+    body += payload if payload is not None else bytes(math.prod(shape) if shape else 0)
+    return gzip.compress(body) if gz else body
+
+
+def _gzip_bomb(declared: int) -> bytes:
+    """An IDX header declaring `declared` bytes, then 64 MiB of zeros that compress to 64 KiB: only
+    what the header declares (plus one byte) may be inflated."""
+    header = b"\x00\x00\x08\x01" + struct.pack(">I", declared)
+    return gzip.compress(header + bytes(64 << 20), compresslevel=9)
+
+
+def data_cases(root):
+    """(name, file name, bytes or writer, extra --set options, fragment of the one-line error)."""
+    def npz(**arrays):
+        def write(path):
+            np.savez(path, **arrays)
+        return write
+
+    def npy(a):
+        def write(path):
+            np.save(path, a)
+        return write
+
+    cases = [
+        ("no examples", "empty.npy", npy(np.zeros((0, 784), np.uint8)), [], "holds no examples"),
+        ("no values per example", "nodim.npy", npy(np.zeros((10, 0), np.float32)), [], "each example holds no values"),
+        ("no values per image", "noimg.npy", npy(np.zeros((10, 0, 5), np.uint8)), [], "each example holds no values"),
+        ("one example", "one.npy", npy(np.zeros((1, 5), np.float32)), [], "both need at least one"),
+        ("empty test split", "empty_test.npz", npz(x_train=X, x_test=X[:0]), [], "(test): holds no examples"),
+        ("scalar labels", "scalar_y.npz", npz(x=X, y=np.array(3)), [], "labels of shape ()"),
+        ("2-D labels", "y2d.npz", npz(x=X, y=np.zeros((60, 2))), [], "labels of shape (60, 2)"),
+        ("NaN labels", "nan_y.npz", npz(x=X, y=np.full(60, np.nan)), [], "labels must be whole numbers"),
+        ("fractional labels", "frac_y.npz", npz(x=X, y=np.full(60, 0.5)), [], "labels must be whole numbers"),
+        ("string labels", "str_y.npz", npz(x=X, y=np.array(["a"] * 60)), [], "are not numbers"),
+        ("negative labels", "neg_y.npz", npz(x=X, y=-np.ones(60, int)), [], "labels must be class indices"),
+        ("huge labels", "huge_y.npz", npz(x=X, y=np.full(60, 10**12)), [], "labels must be class indices"),
+        ("test labels of another length", "ytest.npz", npz(x_train=X, y_train=np.zeros(60, int), x_test=X[:10],
+                                                          y_test=np.zeros(7, int)), [], "7 labels for 10 examples"),
+        ("too few labels", "short_y.npz", npz(x=X, y=np.zeros(59, int)), [], "59 labels for 60 examples"),
+        ("float64 1e300", "big64.npy", npy(np.full((50, 4), 1e300)), [], "overflow the float32 arithmetic"),
+        ("float32 3.3e38", "big32.npy", npy(np.full((50, 4), -3.3e38, np.float32)), [], "overflow the float32 arithmetic"),
+        ("float 1e20 in one sample", "one_big.npy", npy(np.vstack([X, np.full((1, 4), 1e20, np.float32)])), [], "sample 60 holds 1e+20"),
+        ("one-row CSV", "one_row.csv", b"1,2,3\n", [], "both need at least one"),
+        ("header then ragged row", "ragged.csv", b"a,b,c\n1,2\n", [], "ragged.csv"),
+        ("IDX with count 0", "zero-idx2-ubyte", _idx((0, 4)), [], "holds no examples"),
+        ("IDX with 65 dimensions", "dims-idx1-ubyte", _idx((1,) * 65), [], "65 dimensions"),
+        ("IDX whose size overflows", "huge-idx3-ubyte", _idx((2**32 - 1, 2**32 - 1, 2**32 - 1), payload=b""), [], "at most 17179869184"),
+        ("IDX gzip bomb, small header", "bomb-idx1-ubyte.gz", _gzip_bomb(10), [], "= 10 bytes of data, file holds more"),
+        ("IDX gzip bomb, big header", "bomb2-idx1-ubyte.gz", _gzip_bomb(4_000_000_000), [], "file holds 67108864"),
+        ("IDX garbled gzip", "garbled-idx2-ubyte.gz", b"\x1f\x8b\x08\x00" + b"garbage" * 10, [], "cannot read IDX file"),
+        ("IDX truncated gzip", "trunc-idx2-ubyte.gz", _idx((10, 4), gz=True)[:30], [], "cannot read IDX file"),
+        ("strings", "strings.npy", npy(np.array([["a", "b"]] * 5)), [], "is not numeric"),
+        ("datetimes", "dates.npy", npy(np.array([["2020-01-01"] * 2] * 5, dtype="datetime64[D]")), [], "is not numeric"),
+        ("structured", "struct.npy", npy(np.zeros((5, 2), dtype=[("a", "f4"), ("b", "i4")])), [], "is not numeric"),
+        ("complex", "complex.npy", npy(np.zeros((5, 2), dtype=np.complex64)), [], "is not numeric"),
+    ]
+    for i, bad in enumerate([0x00, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]):  # element types other than unsigned byte
+        cases.append((f"IDX element type {bad:#x}", f"type{i}-idx2-ubyte", _idx((5, 4), magic=b"\x00\x00" + bytes([bad])), [],
+                      "is not unsigned byte"))
+    for n in (1, 3, 7, 100):  # headers that promise more than they hold, gzipped and not
+        for gz in (False, True):
+            cases.append((f"IDX short by {n}{' gz' if gz else ''}", f"short{n}{gz}-idx2-ubyte{'.gz' if gz else ''}",
+                          _idx((50, 4), payload=bytes(200 - n), gz=gz), [], "bytes of data, file holds"))
+            cases.append((f"IDX long by {n}{' gz' if gz else ''}", f"long{n}{gz}-idx2-ubyte{'.gz' if gz else ''}",
+                          _idx((50, 4), payload=bytes(200 + n), gz=gz), [], "bytes of data, file holds"))
+    for i, (key, value) in enumerate([("x", np.full((20, 3), np.inf)), ("x", np.full((20, 3), -np.inf)), ("x", np.full((20, 3), np.nan))]):
+        cases.append((f"non-finite {i}", f"nonfinite{i}.npz", npz(**{key: value}), [], "holds NaN or Inf"))
+    return cases
+
+
+def _write(root, name, content):
+    path = root / name
+    if callable(content):
+        content(path)
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def _assert_one_line(code, err, fragment):
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("vaekit: error: "), err
+    assert "Traceback" not in err and fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", data_cases(None), ids=lambda c: c[0])
+def test_bad_data_is_refused_in_one_line(case, tmp_path, capsys):
+    name, file, content, sets, fragment = case
+    path = _write(tmp_path, file, content)
+    out = tmp_path / "run"
+    argv = ["train", "--set", f"data.name={path}", *SMALL, "--out", str(out)]
+    for s in sets:
+        argv += ["--set", s]
+    _assert_one_line(main(argv), capsys.readouterr().err, fragment)
+    assert not out.exists()
+    about_splits = ("both need at least one", "7 labels for 10 examples", "(test): holds no examples")
+    if file.endswith((".npy", ".npz", "ubyte", ".gz")) and fragment not in about_splits:  # data info reads the same way
+        _assert_one_line(main(["data", "info", str(path)]), capsys.readouterr().err, "")
+
+
+def test_a_one_image_folder_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "x.png")
+    _assert_one_line(main(["train", "--set", f"data.name={tmp_path / 'imgs'}", *SMALL, "--out", str(tmp_path / "r")]),
+                     capsys.readouterr().err, "both need at least one")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "fifo in a folder", "device", "link to a device"])
+def test_files_that_are_not_files_are_refused_without_hanging(kind, tmp_path, capsys):
+    if kind == "fifo":
+        path = tmp_path / "x.npy"
+        os.mkfifo(path)
+    elif kind == "fifo in a folder":
+        path = tmp_path / "imgs"
+        path.mkdir()
+        os.mkfifo(path / "a.png")
+    elif kind == "device":
+        path = "/dev/zero"
+    else:
+        path = tmp_path / "zero.npy"
+        path.symlink_to("/dev/zero")
+    for argv in (["data", "info", str(path)], ["train", "--set", f"data.name={path}", *SMALL, "--out", str(tmp_path / "r")]):
+        _assert_one_line(main(argv), capsys.readouterr().err, "is not a regular file")
+    assert not (tmp_path / "r").exists()
+
+
+def _deep_json(n):
+    return '{"a":' * n + "1" + "}" * n
+
+
+CONFIG_FILES = [
+    ("top level is a list", "list.json", json.dumps([1, 2]), "must be a table of sections, got list"),
+    ("top level is a number", "num.json", "3", "must be a table of sections, got int"),
+    ("top level is a string", "str.json", '"x"', "must be a table of sections, got str"),
+    ("JSON nested 5000 deep", "deep.json", _deep_json(5000), "nests too deeply"),
+    ("TOML array nested 5000 deep", "deep.toml", "[data]\nname = " + "[" * 5000 + "]" * 5000 + "\n", "nests too deeply"),
+    ("TOML inline table nested 2000 deep", "deept.toml", "[data]\nname = " + "{a=" * 2000 + "1" + "}" * 2000 + "\n", "nests too deeply"),
+    ("a 5000-digit integer in TOML", "bigint.toml", "[train]\nepochs = " + "9" * 5000 + "\n", "is not valid toml"),
+    ("a 5000-digit integer in JSON", "bigint.json", '{"train": {"epochs": ' + "9" * 5000 + "}}", "is not valid json"),
+    ("a 100-digit integer", "int100.toml", "[train]\nepochs = " + "9" * 100 + "\n", "must be at most 2147483647"),
+    ("binary garbage", "garbage.toml", b"\xff\xfe\x00\x01".decode("latin1"), "is not valid toml"),
+]
+
+
+@pytest.mark.parametrize("case", CONFIG_FILES, ids=lambda c: c[0])
+def test_bad_config_files_are_refused_in_one_line(case, tmp_path, capsys):
+    _, file, text, fragment = case
+    (tmp_path / file).write_text(text, encoding="latin1")
+    _assert_one_line(main(["train", str(tmp_path / file), "--out", str(tmp_path / "r")]), capsys.readouterr().err, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def _int_keys():
+    """Every integer config key, with values no machine can honour."""
+    import dataclasses
+    import typing
+
+    out = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "int" in str(hints[f.name]) and "float" not in str(hints[f.name]):
+                out += [(f"{section}.{f.name}", v) for v in ("2147483648", "9" * 30, "-" + "9" * 30)]
+    return out
+
+
+@pytest.mark.parametrize("key, value", _int_keys())
+def test_integers_beyond_reason_are_refused(key, value, tmp_path, capsys):
+    _assert_one_line(main(["train", "--set", f"{key}={value}", "--out", str(tmp_path / "r")]), capsys.readouterr().err, f"'{key}'")
+    assert not (tmp_path / "r").exists()
+
+
+SET_VALUES = [
+    ("train.epochs=1\ntrain.lr=5", "control characters"),
+    ("train.epochs=1\rx", "control characters"),
+    ("data.name=a\tb", "control characters"),
+    ("data.name=\x00", "control characters"),
+    ("model.hidden=" + "[" * 3000 + "]" * 3000, "nests too deeply"),
+    ("data.seed=-1", "must be >= 0"),
+    ("train.seed=-5", "must be >= 0"),
+    ("data.seed=1.5", "expected an integer"),
+]
+
+
+@pytest.mark.parametrize("item, fragment", SET_VALUES, ids=lambda v: repr(v)[:30])
+def test_bad_set_values_are_refused(item, fragment, tmp_path, capsys):
+    _assert_one_line(main(["train", "--set", item, "--out", str(tmp_path / "r")]), capsys.readouterr().err, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+ABSURD = [("model.hidden=[1000000000]", []), ("model.latent_dim=1000000000", []), ("train.samples=1000000000", []),
+          ("model.prior_components=1000000000", ["model.prior=mog"]),
+          ("model.channels=[1000000]", ["model.arch=conv"]), ("train.batch_size=2000000000", ["model.hidden=[100000]"]),
+          ("model.hidden=[100000, 100000]", []), ("model.mixture_components=100000000", ["model.likelihood=discretized_logistic_mixture"])]
+
+
+@pytest.mark.parametrize("item, extra", ABSURD, ids=lambda v: str(v)[:40])
+def test_absurd_sizes_are_refused_with_an_estimate(item, extra, tmp_path, capsys):
+    np.save(tmp_path / "img.npy", (RNG.random((60, 8, 8)) * 255).astype(np.uint8))
+    argv = ["train", "--set", f"data.name={tmp_path / 'img.npy'}", "--set", "data.val_size=0", "--set", "train.epochs=1",
+            "--set", "model.likelihood_check=false", "--set", item, "--out", str(tmp_path / "r"), "--quiet"]
+    for e in extra:
+        argv += ["--set", e]
+    _assert_one_line(main(argv), capsys.readouterr().err, "GiB available")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    np.save(root / "x.npy", X)
+    assert main(["train", "--set", f"data.name={root / 'x.npy'}", *SMALL, "--set", "model.likelihood=gaussian",
+                 "--out", str(root / "run")]) == 0
+    return root
+
+
+def test_a_model_directory_asking_for_absurd_sizes_is_refused_before_allocating(trained, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(trained / "run" / "model", model)
+    meta = json.loads((model / "config.json").read_text())
+    meta["config"]["hidden"] = [2_000_000_000]  # 64 GB of weights for these 4 features
+    (model / "config.json").write_text(json.dumps(meta))
+    _assert_one_line(main(["sample", str(model), "--out", str(tmp_path / "s.npy")]), capsys.readouterr().err, "GiB available")
+
+
+def test_non_finite_weights_are_refused(trained, tmp_path, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from vaekit.checkpoint import _save_tensors
+
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    w = load_file(str(run / "model" / "model.safetensors"))
+    name = sorted(w)[0]
+    w[name] = torch.full_like(w[name], float("nan"))
+    _save_tensors(w, run / "model" / "model.safetensors")  # a valid file (checksum and all) of NaN weights
+    for argv in (["evaluate", str(run)], ["sample", str(run), "--out", str(tmp_path / "s.npy")]):
+        _assert_one_line(main(argv), capsys.readouterr().err, "holds NaN or Inf")
+    assert not (tmp_path / "s.npy").exists()
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "reconstruct", "interpolate"])
+def test_data_of_another_shape_is_refused_by_every_verb(trained, tmp_path, capsys, verb):
+    np.save(tmp_path / "wide.npy", RNG.random((30, 5)).astype(np.float32))
+    argv = [verb, str(trained / "run"), "--data", str(tmp_path / "wide.npy")]
+    if verb != "evaluate":
+        argv += ["--out", str(tmp_path / "o.npy")]
+    _assert_one_line(main(argv), capsys.readouterr().err, "does not match the model's input shape")
+    assert not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.parametrize("seed", ["1180591620717411303424", "-1", "nan", "1e9"])
+def test_sample_seeds_must_fit_a_generator(trained, tmp_path, capsys, seed):
+    _assert_one_line(main(["sample", str(trained / "run"), "--seed", seed, "--out", str(tmp_path / "s.npy")]),
+                     capsys.readouterr().err, "seed")
+
+
+@pytest.mark.parametrize("epoch", [-1, 1.5, "two", None, True])
+def test_a_checkpoint_with_a_bad_trainer_state_is_skipped(trained, tmp_path, capsys, epoch):
+    import shutil
+
+    from vaekit.checkpoint import checkpoint_dirs
+
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    (ck,) = checkpoint_dirs(run)
+    meta = json.loads((ck / "training.json").read_text())
+    trainer = dict(meta["state"]["__keys__"])["trainer"]
+    for kv in trainer["__keys__"]:
+        if kv[0] == "epoch":
+            kv[1] = epoch
+    (ck / "training.json").write_text(json.dumps(meta))
+    _assert_one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]), capsys.readouterr().err,
+                     "no intact checkpoint")
+
+
+def test_a_name_too_long_is_one_line(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / ("x" * 300)
+    _assert_one_line(main(["train", "--set", f"data.name={tmp_path / 'x.npy'}", *SMALL, "--out", str(out)]),
+                     capsys.readouterr().err, "too long")

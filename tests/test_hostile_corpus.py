@@ -314,3 +314,31 @@ def test_a_name_too_long_is_one_line(tmp_path, capsys):
     out = tmp_path / ("x" * 300)
     _assert_one_line(main(["train", "--set", f"data.name={tmp_path / 'x.npy'}", *SMALL, "--out", str(out)]),
                      capsys.readouterr().err, "too long")
+
+
+def test_a_refusal_is_one_line_even_when_a_library_warned_first(tmp_path):
+    """In a real process (pytest would capture the warning itself): a library warns, then the input
+    is refused; stderr holds the refusal alone."""
+    import subprocess
+    import sys
+    import textwrap
+
+    np.save(tmp_path / "big.npy", np.full((50, 4), 1e300))
+    driver = textwrap.dedent(f"""
+        import sys, warnings
+        import vaekit.data as D
+        real = D.read_raw
+        def noisy(cfg):
+            warnings.warn("a library's warning about this file", UserWarning)
+            return real(cfg)
+        D.read_raw = noisy
+        from vaekit.cli import main
+        sys.exit(main(["train", "--set", "data.name={tmp_path / 'big.npy'}", "--out", "{tmp_path / 'r'}"]))
+    """)
+    p = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True)
+    _assert_one_line(p.returncode, p.stderr, "overflow the float32 arithmetic")
+
+
+def test_eval_k_beyond_the_protocol_is_refused(tmp_path, capsys):
+    _assert_one_line(main(["train", "--set", "train.eval_k=1000000000", "--out", str(tmp_path / "r")]), capsys.readouterr().err,
+                     "must be at most 5000")

@@ -346,6 +346,21 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, 
             "interpolate": cmd_interpolate, "data": cmd_data, "tour": cmd_tour}
 
 
+def _warnings_after(command, args, debug: bool) -> int:
+    """Run a command holding back the warnings that libraries raise (PIL, numpy, torch): shown
+    after it succeeds, dropped when it refuses its input, so a refusal is exactly one line
+    (--debug shows them as they come)."""
+    import warnings
+
+    if debug:
+        return command(args)
+    with warnings.catch_warnings(record=True) as caught:
+        code = command(args)
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import TrainingInterrupted
 
@@ -354,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     restore = _terminate_like_interrupt()
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        return _warnings_after(COMMANDS[args.command], args, debug)
     except TrainingInterrupted as e:
         print(f"vaekit: {e}", file=sys.stderr)
         return e.exit_code

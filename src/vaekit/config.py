@@ -223,6 +223,8 @@ def _check_ranges(section: str, obj: Any) -> None:
         if obj.workers < 0:
             raise VaekitError(f"config key 'data.workers': got {obj.workers!r}, must be >= 0")
     if section == "train":
+        if obj.eval_k > 5000:  # the paper protocol's K; more runs for hours without changing the estimate's meaning
+            raise VaekitError(f"config key 'train.eval_k': got {obj.eval_k!r}, must be at most 5000 (as vaekit evaluate --k)")
         if obj.ema is not None and not 0 < obj.ema < 1:
             raise VaekitError(f"config key 'train.ema': got {obj.ema!r}, must be in (0, 1) (e.g. 0.999) or unset")
         if obj.kl_schedule == "cyclic" and obj.kl_cycle_epochs < obj.kl_warmup_epochs:

@@ -342,3 +342,21 @@ def test_a_refusal_is_one_line_even_when_a_library_warned_first(tmp_path):
 def test_eval_k_beyond_the_protocol_is_refused(tmp_path, capsys):
     _assert_one_line(main(["train", "--set", "train.eval_k=1000000000", "--out", str(tmp_path / "r")]), capsys.readouterr().err,
                      "must be at most 5000")
+
+
+def test_a_file_size_limit_is_one_line_and_leaves_nothing(trained, tmp_path):
+    """EFBIG (ulimit -f) while writing the weights of a run: one line, exit 2, no half file."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    out = tmp_path / "r"
+    p = subprocess.run([sys.executable, "-m", "vaekit", "train", "--set", f"data.name={trained / 'x.npy'}", *SMALL,
+                        "--set", "model.hidden=[256]", "--out", str(out)], capture_output=True, text=True, preexec_fn=limit)
+    _assert_one_line(p.returncode, p.stderr, "File too large")
+    assert not out.exists()

@@ -139,11 +139,14 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(tensors, str(path), metadata={DIGEST_KEY: tensor_digest(tensors)})
-    _usual_mode(path, directory=False)  # safetensors creates its files 0600; a shared model directory needs the umask's mode
+    blob = save(tensors, metadata={DIGEST_KEY: tensor_digest(tensors)})
+    # Written by Python rather than safetensors' save_file: a full disk or a file-size limit is then
+    # an OSError with its errno (reported in one line), and the file gets the umask's mode (save_file made 0600).
+    with open(path, "wb") as f:
+        f.write(blob)
 
 
 def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -105,6 +105,7 @@ def test_retention_protects_an_early_best(data, tmp_path, monkeypatch):
 
 
 def test_sigint_stops_after_the_step_and_resumes_exactly(data, tmp_path, monkeypatch):
+    handler_before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a background job
     cfg = TrainConfig(**CFG)
     straight = fit(_vae(), data, cfg)
     run = tmp_path / "r"
@@ -126,7 +127,7 @@ def test_sigint_stops_after_the_step_and_resumes_exactly(data, tmp_path, monkeyp
             fit(_vae(), data, cfg, run_dir=run)
     assert info.value.exit_code == 130
     assert "SIGINT at epoch 2, step 10" in str(info.value) and f"vaekit train --resume {run}" in str(info.value)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers are restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handlers are restored
     saved = load_checkpoint(checkpoint_dirs(run)[-1], _vae())["trainer"]
     assert (saved["step"], saved["batch"], saved["epoch"]) == (10, 2, 1)  # step 10 was finished, then saved
     resumed = fit(_vae(), data, cfg, run_dir=run, resume=True)

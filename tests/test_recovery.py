@@ -14,11 +14,13 @@ import torch
 from vaekit import checkpoint as C
 from vaekit.checkpoint import checkpoint_dirs, load, load_checkpoint
 from vaekit.cli import main
-from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.config import DataConfig, TrainConfig
 from vaekit.data import prepare
 from vaekit.errors import TrainingInterrupted, VaekitError
-from vaekit.models import build_model
 from vaekit.training import fit
+
+
+from test_reliability import _same_weights, _vae  # the same small VAE and weight comparison
 
 
 @pytest.fixture
@@ -26,17 +28,7 @@ def data(images_npz):
     return prepare(DataConfig(name=str(images_npz), val_size=40, binarize="dynamic"))
 
 
-def _vae():
-    torch.manual_seed(0)
-    return build_model(ModelConfig(name="vae", latent_dim=3, hidden=[32]), (1, 8, 8))
-
-
 CFG = dict(epochs=3, batch_size=32, lr=3e-3, schedule="cosine", ema=0.9, progress=False)
-
-
-def _same_weights(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _cli_train(images_npz, *extra):

@@ -59,6 +59,17 @@ def _usual_mode(path: str | Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def open_no_follow(path: str | Path, flags: int, mode: int = 0o666) -> int:
+    """os.open(path, flags) that refuses a symbolic link at `path` (one line naming it) instead of
+    writing into whatever it points at."""
+    path = Path(path)
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as e:
+        why = "is a symbolic link; vaekit writes nothing through links: remove it" if path.is_symlink() else f"cannot be opened ({e.strerror})"
+        raise VaekitError(f"'{path}' {why}") from None
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (with its suffix, so writers that go by the suffix pick

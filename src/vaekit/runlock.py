@@ -45,12 +45,9 @@ class RunLock:
             fd, depth = _held[self.key]
             _held[self.key] = (fd, depth + 1)
             return self
-        try:  # never through a link: the lock's JSON would land in whatever file it points at
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        except OSError as e:
-            raise VaekitError(f"cannot lock run directory '{self.path.parent}': '{self.path.name}' "
-                              f"{'is a symbolic link' if self.path.is_symlink() else f'cannot be opened ({e.strerror})'}; "
-                              "vaekit writes nothing through links: remove it") from None
+        from .checkpoint import open_no_follow
+
+        fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # the lock's JSON never lands in a link's target
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

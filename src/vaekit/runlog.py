@@ -8,6 +8,7 @@ get a `RunLog` that does nothing, so the training loop never branches on rank.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -42,16 +43,10 @@ class RunLog:
         """Append one epoch's metrics."""
         if not self.is_main or self.metrics_path is None:
             return
-        import os
+        from .checkpoint import open_no_follow
 
-        try:  # appended in place (a resume rewrites it whole), but never through a link
-            fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        except OSError as e:
-            from .errors import VaekitError
-
-            raise VaekitError(f"cannot write '{self.metrics_path}': "
-                              f"{'it is a symbolic link' if self.metrics_path.is_symlink() else e.strerror}") from None
-        with os.fdopen(fd, "a") as f:
+        # appended in place (a resume rewrites it whole), but never through a link
+        with os.fdopen(open_no_follow(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._tb is not None:
             for k, v in record.items():

@@ -52,9 +52,11 @@ def test_a_refused_resume_override_writes_nothing(images_npz, tmp_path, capsys):
 def test_a_run_killed_before_its_first_checkpoint_trains_again_from_the_start(images_npz, tmp_path, capsys):
     straight, killed = tmp_path / "a", tmp_path / "b"
     assert main(_cli_train(images_npz, "--set", "train.epochs=2", "--out", str(straight))) == 0
-    # What a SIGKILL in the first epoch leaves: the run's config, its lock file, a half-written checkpoint.
+    # What a SIGKILL in the first epoch leaves: the run's config and data record, its lock file, a
+    # half-written checkpoint.
     killed.mkdir()
     shutil.copy(straight / "config.json", killed / "config.json")
+    shutil.copy(straight / "data.json", killed / "data.json")
     (killed / ".lock").write_text("")
     (killed / "checkpoints" / ".step-000000003.abc.tmp").mkdir(parents=True)
     capsys.readouterr()

@@ -122,19 +122,16 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     main = distributed.from_env().is_main
 
     if resume:
-        if run is None or not (run / "config.json").is_file():
-            raise VaekitError(f"cannot resume: '{run}' is not a run directory (no config.json)")
-        cfg = read_run_config(run, overrides)
+        cfg = _resume_config(run, overrides, check_data=data is None)
     else:
         cfg = resolve_config(config, overrides)
         if run is not None and main:
             if run.exists() and any(p.name != LOCK_NAME for p in run.iterdir()):
-                what = "holds a run" if (run / "config.json").is_file() else "is not empty"
-                raise VaekitError(f"run directory '{run}' already exists and {what}; continue it with "
-                                  f"'vaekit train --resume {run}', or choose another --out")
+                _refuse_existing(run)
             _check_writable(run)
     ctx, device, started = distributed.setup(cfg.train.device)
     group.append(started)
+    data_given = data
     data = data.to(device) if data is not None else prepare(cfg.data, device=device)
     cfg = with_labels(cfg, data)
     check_fits_in_memory(cfg.model, data.shape, cfg.train.batch_size, cfg.train.samples)  # before allocating any of it
@@ -159,7 +156,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
             locks.append(RunLock(run).acquire())
     try:
         if run is not None and main:
-            write_text_durable(run / "config.json", json.dumps(_recorded_paths(cfg).to_dict(), indent=2) + "\n")
+            _record_config(run, cfg, data_given is None)
         if model.fitted_in_closed_form:
             model.fit(data.x_train)
             history: list[dict] = []
@@ -190,6 +187,47 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
         if pictures:
             write_pictures(model, data, history, run)
     return {"model": model, "history": history, "eval": results, "run_dir": run, "config": cfg}
+
+
+def _refuse_existing(run: Path) -> None:
+    """Refuse to start a run in `run`, which holds files, saying what to do instead."""
+    from .data import DATA_RECORD
+    from .runlock import LOCK_NAME
+
+    if not (run / "config.json").is_file() and {p.name for p in run.iterdir()} <= {LOCK_NAME, DATA_RECORD}:
+        raise VaekitError(f"run directory '{run}' holds only what a run killed as it started leaves ({DATA_RECORD}); "
+                          f"delete the folder to start again, or choose another --out")
+    what = "holds a run" if (run / "config.json").is_file() else "is not empty"
+    raise VaekitError(f"run directory '{run}' already exists and {what}; continue it with "
+                      f"'vaekit train --resume {run}', or choose another --out")
+
+
+def _resume_config(run: Path | None, overrides: list[str] | None, check_data: bool) -> RunConfig:
+    """The config to resume `run` with: its own, with `overrides` applied. Its own data path is read
+    only if it is the data the run was trained on (`data.check_recorded`); a path the user names
+    with an override is theirs to choose."""
+    from .data import check_recorded
+
+    if run is None or not (run / "config.json").is_file():
+        raise VaekitError(f"cannot resume: '{run}' is not a run directory (no config.json)")
+    cfg = read_run_config(run, overrides)
+    named = "name" in apply_overrides({}, overrides or []).get("data", {})
+    if check_data and not named:
+        check_recorded(run, cfg.data, "--set data.name=")
+    return cfg
+
+
+def _record_config(run: Path, cfg: RunConfig, own_data: bool) -> None:
+    """Write RUN/config.json (data paths made absolute) and, for data read from a path, RUN/data.json,
+    the fingerprint that lets the run be read again without pointing vaekit at other files."""
+    from .checkpoint import write_text_durable
+    from .data import DATA_RECORD, fingerprint
+
+    recorded = _recorded_paths(cfg)
+    record = fingerprint(recorded.data) if own_data else None
+    if record is not None:  # first: a run with a config.json has its data record (a kill comes between)
+        write_text_durable(run / DATA_RECORD, json.dumps(record, indent=2) + "\n")
+    write_text_durable(run / "config.json", json.dumps(recorded.to_dict(), indent=2) + "\n")
 
 
 def check_fit(model: Any, cfg: RunConfig, data: Data) -> None:

@@ -129,6 +129,12 @@ def _run_data(args, cfg, device, model=None):
         dcfg = dataclasses.replace(dcfg, name=args.data)
     elif cfg is None:
         raise VaekitError(f"'{args.run}' is a model directory without a run config: pass --data")
+    else:
+        from pathlib import Path
+
+        from .data import check_recorded
+
+        check_recorded(Path(args.run), dcfg, "--data ")  # a run may point only at the data it was trained on
     data = prepare(dcfg, device=device)
     if model is not None:
         if tuple(data.shape) != tuple(model.shape):

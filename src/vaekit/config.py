@@ -79,7 +79,7 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation. Applies to every trainable model."""
 
-    epochs: int = 10  # passes over the training set
+    epochs: int = 10  # passes over the training set (at most 1,000,000)
     batch_size: int = 128  # the global batch (under torchrun: split over the processes)
     lr: float = 1e-3  # base learning rate
     optimizer: Literal["adam", "adamw"] = "adam"  # adamw: decoupled weight decay
@@ -183,6 +183,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise VaekitError(f"config key '{key}': got {value!r}, expected {_type_name(tp)}")
 
 
+MAX_EPOCHS = 1_000_000
 MAX_INT = 2**31 - 1  # sizes, counts and seeds: larger ones are typos or attacks, and overflow C integers
 
 
@@ -223,6 +224,9 @@ def _check_ranges(section: str, obj: Any) -> None:
         if obj.workers < 0:
             raise VaekitError(f"config key 'data.workers': got {obj.workers!r}, must be >= 0")
     if section == "train":
+        if obj.epochs > MAX_EPOCHS:  # the longest published MNIST schedules run a few thousand epochs
+            raise VaekitError(f"config key 'train.epochs': got {obj.epochs!r}, must be at most {MAX_EPOCHS:,} "
+                              "(to train until a time limit, set train.max_minutes)")
         if obj.eval_k > 5000:  # the paper protocol's K; more runs for hours without changing the estimate's meaning
             raise VaekitError(f"config key 'train.eval_k': got {obj.eval_k!r}, must be at most 5000 (as vaekit evaluate --k)")
         if obj.ema is not None and not 0 < obj.ema < 1:

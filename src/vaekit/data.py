@@ -266,9 +266,36 @@ def _regular(p: Path) -> None:
         raise VaekitError(f"data '{p}' is not a regular file (a device, FIFO or socket); vaekit reads data from files")
 
 
-def list_images(p: Path) -> tuple[list[Path], np.ndarray | None]:
+MAX_FOLDER_ENTRIES = 10_000_000  # files and folders an image-folder listing may visit
+
+
+def _walk_images(p: Path, budget: int = MAX_FOLDER_ENTRIES) -> tuple[list[Path], int]:
+    """The image files under folder `p` (sorted, as `p.rglob` lists them: links to folders are not
+    followed, unreadable sub-folders are skipped) and the number of entries visited. Refuses a tree
+    of more than `budget` entries instead of listing it to the end (a path like '/' would)."""
+    import os
+
+    files, seen, stack = [], 0, [p]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    seen += 1
+                    if seen > budget:
+                        raise VaekitError(f"folder '{p}' holds more than {budget:,} files and folders; "
+                                          "an image folder holds images, in class sub-folders or not")
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(Path(e.path))
+                    if Path(e.name).suffix.lower() in IMAGE_SUFFIXES:
+                        files.append(Path(e.path))
+        except PermissionError:
+            continue
+    return sorted(files), seen
+
+
+def list_images(p: Path, budget: int = MAX_FOLDER_ENTRIES) -> tuple[list[Path], np.ndarray | None]:
     """The image files of a folder (sorted) and their labels from class sub-folders, if any."""
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    files, _ = _walk_images(p, budget)
     for f in files:
         _regular(f)
     if not files:
@@ -568,3 +595,75 @@ def describe(cfg: DataConfig) -> dict:
         labels, counts = np.unique(np.asarray(y), return_counts=True)
         info["labels"] = {str(int(k)): int(c) for k, c in zip(labels, counts)}
     return info
+
+
+# --- what a run may point at -------------------------------------------------------------------
+
+DATA_RECORD = "data.json"  # in a run directory: the fingerprint of the data its training read
+
+
+def fingerprint(cfg: DataConfig, budget: int = MAX_FOLDER_ENTRIES) -> dict | None:
+    """What a run records of the data its training read (None for a dataset by name, which is
+    checked against its own published checksums): for a file its size and SHA-256; for an image
+    folder the number of images, their bytes, the entries listed and a SHA-256 of every image's
+    relative path and size (image contents are not hashed: that would read the folder twice)."""
+    import hashlib
+
+    from .datasets import is_named
+
+    if is_named(cfg.name):
+        return None
+    p = Path(cfg.name)
+    if p.is_dir():
+        files, entries = _walk_images(p, budget)
+        h, total = hashlib.sha256(), 0
+        for f in files:
+            size = f.stat().st_size
+            total += size
+            h.update(f"{f.relative_to(p)}\0{size}\n".encode())
+        return {"path": str(p), "kind": "folder", "images": len(files), "bytes": total, "entries": entries,
+                "sha256": h.hexdigest()}
+    _regular(p)
+    with open(p, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {"path": str(p), "kind": "file", "bytes": p.stat().st_size, "sha256": digest}
+
+
+def check_recorded(run: Path, cfg: DataConfig, instead: str) -> None:
+    """Refuse to read a data path that run directory `run` records unless it is the data the run's
+    training read (or lie inside the run directory): its fingerprint must equal the one in
+    RUN/data.json. A run directory may come
+    from anyone; this way the only files it can make vaekit read are the ones it was trained on
+    (listing at most as many entries as training did), and data changed since training is not
+    silently evaluated as if it were the same. `instead` names the option that passes the data
+    explicitly (quoted in the error)."""
+    import json
+
+    from .datasets import is_named
+
+    if is_named(cfg.name):
+        return
+    root, target = run.resolve(), Path(cfg.name).resolve()
+    if root in target.parents:  # data shipped inside the run directory is the run's own
+        return
+    record = run / DATA_RECORD
+    fix = f"to read it anyway, pass {instead}{cfg.name}"
+    try:
+        saved = json.loads(record.read_text())
+        budget = int(saved["entries"]) if saved["kind"] == "folder" else MAX_FOLDER_ENTRIES
+        path = saved["path"]
+    except FileNotFoundError:
+        raise VaekitError(f"run '{run}' points at data '{cfg.name}' but holds no record of it ({record}); {fix}") from None
+    except (ValueError, TypeError, KeyError, OSError):
+        raise VaekitError(f"'{record}' is not a data record vaekit wrote; {fix}") from None
+    if path != cfg.name:
+        raise VaekitError(f"'{record}' records data '{path}', config.json '{cfg.name}'; {fix}")
+    try:
+        if saved["kind"] == "file" and Path(cfg.name).stat().st_size != saved["bytes"]:
+            raise VaekitError("another size")  # known without reading the file
+        now = fingerprint(cfg, budget=min(max(budget, 1), MAX_FOLDER_ENTRIES))
+    except (VaekitError, OSError, KeyError):
+        now = None
+    if now != saved:
+        raise VaekitError(f"data '{cfg.name}' is not the data run '{run}' was trained on (it no longer matches "
+                          f"{record}); {fix}")

@@ -228,6 +228,8 @@ def _check_meta(meta: Any, where: Path) -> dict[str, Any]:
     unknown = sorted(set(meta) - _META_KEYS)
     if unknown:
         raise VaekitError(f"'{where}': unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_META_KEYS))}")
+    if not isinstance(meta.get("vaekit_version", ""), str):
+        raise VaekitError(f"'{where}': key 'vaekit_version' is {meta['vaekit_version']!r}, expected a version string")
     known = (*MODELS.names(), "custom")
     if meta.get("model") not in known:
         raise VaekitError(f"'{where}': key 'model' is {meta.get('model')!r}, expected one of {', '.join(known)}")
@@ -265,7 +267,25 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
         first = str(e).strip().splitlines() or [type(e).__name__]
         raise VaekitError(f"weights in '{d}' do not match its config: {' '.join(first[:2])}") from None
+    _check_description(meta, model.describe(), d / "config.json")
     return model.to(device).eval()
+
+
+def _check_description(meta: dict[str, Any], described: dict[str, Any], where: Path) -> None:
+    """Refuse a config.json whose keys disagree with the model they rebuilt: a key the model was not
+    built from (e.g. the top-level 'likelihood' beside 'config') edited by hand would otherwise be
+    believed by whoever reads the file. Keys left out are allowed (an older file)."""
+    described = json.loads(json.dumps(described))  # tuples as lists, as the file holds them
+    for key, value in meta.items():
+        if key in ("format", "format_version", "vaekit_version"):  # the file's, checked by _check_meta
+            continue
+        if key == "config" and isinstance(value, dict) and isinstance(described.get(key), dict):
+            wrong = [(f"config.{k}", v, described[key].get(k)) for k, v in value.items() if described[key].get(k) != v]
+        else:
+            wrong = [(key, value, described.get(key))] if described.get(key) != value else []
+        if wrong:
+            k, got, built = wrong[0]
+            raise VaekitError(f"'{where}': key '{k}' is {got!r}, but the model this file describes has {built!r}")
 
 
 # -- training checkpoints ------------------------------------------------------------------------

@@ -360,3 +360,294 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(trained, tmp_path):
                         "--set", "model.hidden=[256]", "--out", str(out)], capture_output=True, text=True, preexec_fn=limit)
     _assert_one_line(p.returncode, p.stderr, "File too large")
     assert not out.exists()
+
+
+# --- round two, grown: every config key with values of the wrong type -------------------------
+
+def _wrong_values(hint) -> list[str]:
+    """TOML values no key of this type accepts."""
+    t = str(hint)
+    if "Literal" in t:
+        return ["'nope'", "3", "[1]"]
+    if "list[int]" in t:
+        return ["'x'", "[0]", "[-3]", "[1.5]", "[[1]]"]
+    if "bool" in t:
+        return ["'yes'", "2", "[true]"]
+    if "float" in t:
+        return ["'x'", "[1.0]", "nan", "inf", "true"]
+    if "int" in t:
+        return ["'x'", "1.5", "[1]", "true"]
+    return ["3", "[1]", "{a=1}", "true"]  # strings
+
+
+def _typed_keys():
+    import dataclasses
+    import typing
+
+    return [(f"{section}.{f.name}", v) for section, cls in SECTIONS.items()
+            for f in dataclasses.fields(cls) for v in _wrong_values(typing.get_type_hints(cls)[f.name])]
+
+
+@pytest.mark.parametrize("key, value", _typed_keys())
+def test_every_key_refuses_values_of_the_wrong_type(key, value, tmp_path, capsys):
+    argv = ["train", "--set", f"{key}={value}", "--out", str(tmp_path / "r")]
+    if key != "data.name":  # were the value accepted, the run would stop at the missing data, not train
+        argv[1:1] = ["--set", f"data.name={tmp_path / 'absent.npy'}"]
+    _assert_one_line(main(argv), capsys.readouterr().err, f"'{key}'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_epochs_beyond_any_schedule_are_refused(tmp_path, capsys):
+    _assert_one_line(main(["train", "--set", "train.epochs=1000001", "--out", str(tmp_path / "r")]), capsys.readouterr().err,
+                     "must be at most 1,000,000")
+
+
+# --- CSV and image-folder mutations ------------------------------------------------------------
+
+_ROWS = "\n".join(",".join(str((i * j) % 7 / 7) for j in range(4)) for i in range(40))
+CSVS = [
+    ("empty", "", "is empty"), ("only newlines", "\n" * 100, "is empty"), ("only a header", "a,b,c\n", "has no data rows"),
+    ("quoted numbers", '"0.1","0.2"\n' * 40, "non-numeric cell"), ("NaN text", _ROWS + "\nnan,0,0,0", "holds NaN or Inf"),
+    ("inf text", _ROWS + "\ninf,0,0,0", "holds NaN or Inf"), ("1e39", _ROWS + "\n1e39,0,0,0", "does not fit in float32"),
+    ("tab separated", _ROWS.replace(",", "\t"), "non-numeric cell"), ("semicolons", _ROWS.replace(",", ";"), "non-numeric cell"),
+    ("NUL bytes", "\x00\x01\x02" * 50, "has no data rows"), ("trailing commas", _ROWS.replace("\n", ",\n") + ",", "non-numeric cell"),
+    ("hex numbers", "0x1,0x2\n" * 40, "non-numeric cell"), ("empty cells", "0.1,,0.2\n" * 40, "non-numeric cell"),
+    ("the header repeated", "a,b\n" * 40, "non-numeric cell"), ("letters", "é,0.1\n" * 40, "non-numeric cell"),
+    ("ragged after 20 rows", _ROWS + "\n1,2", "2 columns, expected 4"),
+]
+
+
+@pytest.mark.parametrize("name, text, fragment", CSVS, ids=lambda v: str(v)[:20])
+def test_bad_csv_files_are_refused(name, text, fragment, tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    _assert_one_line(main(["train", "--set", f"data.name={path}", *SMALL, "--out", str(tmp_path / "r")]),
+                     capsys.readouterr().err, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def _png_header(w, h):
+    return b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", w, h) + b"\x08\x00\x00\x00\x00" + bytes(4)
+
+
+def _image(mode, size=(8, 8), **save):
+    def write(path):
+        from PIL import Image
+
+        Image.new(mode, size).save(path, **save)
+    return write
+
+
+IMAGE_FOLDERS = [
+    ("zero-byte png", "z.png", b"", "cannot identify image file"),
+    ("text as png", "t.png", b"hello", "cannot identify image file"),
+    ("truncated png", "t.png", _png_header(8, 8)[:20], "cannot read image"),
+    ("header claims 60000x60000", "h.png", _png_header(60000, 60000), "cannot read image"),
+    ("jpeg garbage", "j.jpg", b"\xff\xd8\xff\xe0" + bytes(50), "cannot read image"),
+    ("bmp garbage", "b.bmp", b"BM" + b"\xff" * 60, "cannot read image"),
+    ("tiff garbage", "b.tif", b"II*\x00" + b"\xff" * 60, "cannot read image"),
+    ("webp garbage", "b.webp", b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(20), "cannot read image"),
+    ("upper-case suffix garbage", "B.PNG", b"nope", "cannot identify image file"),
+    ("another size", "big.png", _image("L", (9, 9)), "has shape (9, 9)"),
+    ("1x1 image", "tiny.png", _image("L", (1, 1)), "has shape (1, 1)"),
+    ("an RGB image among grey ones", "rgb.png", _image("RGB"), "has shape (8, 8, 3)"),
+    ("an RGBA image", "a.png", _image("RGBA"), "has shape (8, 8, 3)"),
+    ("a palette image", "p.png", _image("P"), "has shape (8, 8, 3)"),
+    ("an animated GIF", "a.gif", _image("P", save_all=True), "has shape (8, 8, 3)"),
+    ("a folder named like an image", "x.png", "dir", "is not a regular file (a folder)"),
+    ("a link to /dev/null", "n.png", "/dev/null", "is not a regular file"),
+    ("a dangling link", "n.png", "/nonexistent-vaekit.png", "does not exist"),
+]
+
+
+@pytest.mark.parametrize("name, file, content, fragment", IMAGE_FOLDERS, ids=lambda v: str(v)[:24])
+def test_bad_image_folders_are_refused(name, file, content, fragment, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(RNG.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    if content == "dir":
+        (folder / file).mkdir()
+    elif isinstance(content, str):
+        (folder / file).symlink_to(content)
+    else:
+        _write(folder, file, content)
+    _assert_one_line(main(["train", "--set", f"data.name={folder}", *SMALL, "--out", str(tmp_path / "r")]),
+                     capsys.readouterr().err, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+# --- model directories: every key of config.json, the weights file, the trainer state ----------
+
+def _model_meta():
+    """The config.json of the `trained` fixture's model, as save_pretrained writes it."""
+    from vaekit.config import build_section
+    from vaekit.models import build_model
+
+    cfg = build_section("model", {"hidden": [8], "latent_dim": 2, "likelihood": "gaussian"})
+    return {**build_model(cfg, (4,)).describe(), "format": "vaekit", "format_version": 1}
+
+
+def _meta_mutations():
+    """(case, function editing the config.json data). Settings this model does not use (the linear
+    AE's `tied`, PCA's `whiten`, the conv `channels` and `depth` of an MLP, the mixture prior's
+    components, the class count of an unconditional model) and the informational version string
+    are left out: changing them changes nothing (valid values of them load). Keys left out of the
+    file load with their defaults (older files), so only keys without a default are dropped."""
+    meta = _model_meta()
+    unused = {"config.tied", "config.whiten", "config.channels", "config.depth", "config.prior_components",
+              "config.num_classes"}  # for this MLP VAE with a standard normal prior, not conditional
+    cases = [(f"drop {k}", lambda m, k=k: m.pop(k)) for k in ("model", "config", "shape", "format", "format_version")]
+    cases += [(f"drop config.{k}", lambda m, k=k: m["config"].pop(k)) for k in ("latent_dim", "hidden", "likelihood")]
+    for key, value in [*meta.items(), *((f"config.{k}", v) for k, v in meta["config"].items())]:
+        if key in unused or key in ("vaekit_version", "config"):
+            continue
+        for bad in ["x", -1, [], {}, None, 10**9, 1.5, True, [0]]:
+            if json.dumps(bad) != json.dumps(value):
+                def edit(m, key=key, bad=bad):
+                    where, k = (m["config"], key[7:]) if key.startswith("config.") else (m, key)
+                    where[k] = bad
+                cases.append((f"{key}={bad!r}", edit))
+    return cases
+
+
+@pytest.mark.parametrize("case", _meta_mutations(), ids=lambda c: c[0])
+def test_every_key_of_a_model_config_is_checked(case, trained, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(trained / "run" / "model", model)
+    meta = json.loads((model / "config.json").read_text())
+    case[1](meta)
+    (model / "config.json").write_text(json.dumps(meta))
+    _assert_one_line(main(["sample", str(model), "--out", str(tmp_path / "s.npy")]), capsys.readouterr().err,
+                     str(model))
+    assert not (tmp_path / "s.npy").exists()
+
+
+def _weights_mutations():
+    import torch
+
+    def tensors(edit):
+        def write(path, w):
+            from vaekit.checkpoint import _save_tensors
+
+            _save_tensors(edit(dict(w)), path)
+        return write
+
+    def raw(edit):
+        return lambda path, w: path.write_bytes(edit(path.read_bytes()))
+
+    first = lambda w: sorted(w)[0]  # noqa: E731
+    cases = [(f"truncated to {n} bytes", raw(lambda b, n=n: b[:n]), "cannot read weights") for n in (0, 4, 8, 50, 600)]
+    cases += [("one byte short", raw(lambda b: b[:-1]), "cannot read weights")]
+    cases += [(f"byte {i} flipped", raw(lambda b, i=i: b[:i] + bytes([b[i] ^ 0x40]) + b[i + 1:]), "weights")
+              for i in (0, 3, 8, 20, 600)]
+    cases += [("last byte flipped", raw(lambda b: b[:-1] + bytes([b[-1] ^ 0x01])), "SHA-256 does not match"),
+              ("header length 2**62", raw(lambda b: struct.pack("<Q", 2**62) + b[8:]), "cannot read weights"),
+              ("header not JSON", raw(lambda b: struct.pack("<Q", 10) + b"not json!!" + b[18:]), "cannot read weights"),
+              ("a JSON file", raw(lambda b: b'{"a": 1}'), "cannot read weights"),
+              ("no tensors", tensors(lambda w: {}), "Missing key(s)"),
+              ("a tensor missing", tensors(lambda w: {k: v for k, v in w.items() if k != first(w)}), "Missing key(s)"),
+              ("an extra tensor", tensors(lambda w: {**w, "evil": torch.zeros(3)}), "Unexpected key(s)"),
+              ("a tensor of another shape", tensors(lambda w: {**w, first(w): torch.zeros(3, 3)}), "size mismatch"),
+              ("integer weights", tensors(lambda w: {**w, first(w): w[first(w)].long()}), "expected floating point"),
+              ("boolean weights", tensors(lambda w: {**w, first(w): w[first(w)] > 0}), "expected floating point"),
+              ("Inf weights", tensors(lambda w: {**w, first(w): torch.full_like(w[first(w)], float("inf"))}), "holds NaN or Inf"),
+              ("weights that overflow", tensors(lambda w: {k: torch.full_like(v, 1e20) for k, v in w.items()}), "hold NaN or Inf"),
+              ("a folder", lambda path, w: (path.unlink(), path.mkdir()), "is not a regular file (a folder)"),
+              ("missing", lambda path, w: path.unlink(), "No such file"),
+              ("a FIFO", lambda path, w: (path.unlink(), os.mkfifo(path)), "is not a regular file"),
+              ("a link to /dev/zero", lambda path, w: (path.unlink(), path.symlink_to("/dev/zero")), "is not a regular file")]
+    return cases
+
+
+@pytest.mark.parametrize("case", _weights_mutations(), ids=lambda c: c[0])
+@pytest.mark.parametrize("verb", ["sample", "evaluate"])
+def test_damaged_weights_are_refused_by_every_verb(case, verb, trained, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    name, damage, fragment = case
+    model = tmp_path / "m"
+    shutil.copytree(trained / "run" / "model", model)
+    damage(model / "model.safetensors", load_file(str(trained / "run" / "model" / "model.safetensors")))
+    out = tmp_path / "s.npy"
+    argv = (["sample", str(model), "--out", str(out)] if verb == "sample"
+            else ["evaluate", str(model), "--data", str(trained / "x.npy"), "--k", "5"])
+    code = main(argv)
+    text = capsys.readouterr().err
+    if name == "weights that overflow" and verb == "evaluate":
+        fragment = "gave NaN"
+    _assert_one_line(code, text, fragment)
+    assert not out.exists()
+
+
+def _trainer_mutations():
+    """(case, edit of the trainer state's plain data): counters that are not counters, positions
+    beyond the epoch, a learning-rate scale that would ascend, a negative clock."""
+    cases = []
+    for key in ("epoch", "batch", "step", "bad_epochs", "rollbacks", "overflows"):
+        cases += [(f"{key}={v!r}", key, v) for v in ("x", None, -5, 2**70, 1.5, True)]
+    cases += [(f"best_epoch={v!r}", "best_epoch", v) for v in ("x", -1, 2**70)]
+    cases += [("batch beyond the epoch", "batch", 10**6), ("epoch beyond any schedule", "epoch", 10**7)]
+    cases += [(f"lr_scale={v!r}", "lr_scale", v) for v in (-5, 0, 2.0, "x", None, float("nan"))]
+    cases += [(f"seconds={v!r}", "seconds", v) for v in (-5, "x", float("inf"), float("nan"))]
+    cases += [(f"best={v!r}", "best", v) for v in ("x", None, float("nan"))]
+    return cases
+
+
+@pytest.mark.parametrize("case, key, value", _trainer_mutations(), ids=lambda v: str(v)[:30])
+def test_every_trainer_counter_is_checked(case, key, value, trained, tmp_path, capsys):
+    import shutil
+
+    from vaekit.checkpoint import checkpoint_dirs
+
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    (ck,) = checkpoint_dirs(run)
+    meta = json.loads((ck / "training.json").read_text())
+    trainer = dict(meta["state"]["__keys__"])["trainer"]
+    for kv in trainer["__keys__"]:
+        if kv[0] == key:
+            kv[1] = value
+    (ck / "training.json").write_text(json.dumps(meta))
+    before = sorted(p.name for p in run.rglob("*"))
+    _assert_one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]), capsys.readouterr().err,
+                     "no intact checkpoint")
+    assert sorted(p.name for p in run.rglob("*")) == before  # nothing written, nothing removed
+
+
+CHECKPOINT_FILES = [
+    ("training.json a FIFO", lambda ck: ((ck / "training.json").unlink(), os.mkfifo(ck / "training.json"))),
+    ("state a FIFO", lambda ck: ((ck / "state.safetensors").unlink(), os.mkfifo(ck / "state.safetensors"))),
+    ("state missing", lambda ck: (ck / "state.safetensors").unlink()),
+    ("state truncated", lambda ck: (ck / "state.safetensors").write_bytes((ck / "state.safetensors").read_bytes()[:100])),
+    ("training.json nested 100000 deep", lambda ck: (ck / "training.json").write_text('{"a":' * 100000 + "1" + "}" * 100000)),
+    ("training.json a list", lambda ck: (ck / "training.json").write_text("[]")),
+    ("a tensor reference missing", lambda ck: (ck / "training.json").write_text(
+        (ck / "training.json").read_text().replace("s.optimizer.state.0.step", "s.nothing"))),
+    ("step disagreeing with the state", lambda ck: (ck / "training.json").write_text(
+        json.dumps({**json.loads((ck / "training.json").read_text()), "step": 7}))),
+    ("step not a number", lambda ck: (ck / "training.json").write_text(
+        json.dumps({**json.loads((ck / "training.json").read_text()), "step": "x"}))),
+    ("format missing", lambda ck: (ck / "training.json").write_text(
+        json.dumps({k: v for k, v in json.loads((ck / "training.json").read_text()).items() if k != "format"}))),
+]
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_FILES, ids=lambda c: c[0])
+def test_damaged_checkpoint_files_are_refused_without_hanging(case, trained, tmp_path, capsys):
+    import shutil
+
+    from vaekit.checkpoint import checkpoint_dirs
+
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    (ck,) = checkpoint_dirs(run)
+    case[1](ck)
+    _assert_one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]), capsys.readouterr().err,
+                     "no intact checkpoint")

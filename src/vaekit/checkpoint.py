@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import VaekitError
+from .errors import VaekitError, check_regular_file
 from .registry import MODELS
 
 FORMAT_VERSION = 1  # model directories (config.json + model.safetensors)
@@ -166,6 +166,7 @@ def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, t
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
+    check_regular_file(path, "weights", Damaged)
     try:
         with safe_open(str(path), framework="pt") as f:
             expected = (f.metadata() or {}).get(DIGEST_KEY)
@@ -178,6 +179,7 @@ def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, t
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    check_regular_file(path)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -267,8 +269,26 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
         first = str(e).strip().splitlines() or [type(e).__name__]
         raise VaekitError(f"weights in '{d}' do not match its config: {' '.join(first[:2])}") from None
+    _check_dtypes(model, state, d / "model.safetensors")
     _check_description(meta, model.describe(), d / "config.json")
     return model.to(device).eval()
+
+
+def _check_dtypes(model: Any, state: dict[str, torch.Tensor], where: Path) -> None:
+    """Refuse integer or boolean tensors where the model holds floating-point ones (load_state_dict
+    would cast them silently). Floating dtypes may differ: half-precision weights load as float32."""
+    own = model.state_dict()
+    for name, t in state.items():
+        if name in own and own[name].is_floating_point() and not t.is_floating_point():
+            raise VaekitError(f"weights '{where}': tensor '{name}' is {str(t.dtype).removeprefix('torch.')}, "
+                              f"expected floating point")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values: 1 and 1.0 are, true and 1 are not (Python says True == 1)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
 def _check_description(meta: dict[str, Any], described: dict[str, Any], where: Path) -> None:
@@ -280,9 +300,9 @@ def _check_description(meta: dict[str, Any], described: dict[str, Any], where: P
         if key in ("format", "format_version", "vaekit_version"):  # the file's, checked by _check_meta
             continue
         if key == "config" and isinstance(value, dict) and isinstance(described.get(key), dict):
-            wrong = [(f"config.{k}", v, described[key].get(k)) for k, v in value.items() if described[key].get(k) != v]
+            wrong = [(f"config.{k}", v, described[key].get(k)) for k, v in value.items() if not _same(described[key].get(k), v)]
         else:
-            wrong = [(key, value, described.get(key))] if described.get(key) != value else []
+            wrong = [(key, value, described.get(key))] if not _same(described.get(key), value) else []
         if wrong:
             k, got, built = wrong[0]
             raise VaekitError(f"'{where}': key '{k}' is {got!r}, but the model this file describes has {built!r}")
@@ -404,8 +424,11 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
         state = _join_state(meta["state"], tensors)
     except (KeyError, TypeError, ValueError) as e:
         raise Damaged(f"checkpoint '{d}' is damaged: its state refers to a missing entry {e}") from None
-    if not isinstance(state, dict) or "trainer" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("trainer"), dict):
         raise Damaged(f"checkpoint '{d}' is damaged: no trainer state in training.json")
+    if meta.get("step") != state["trainer"].get("step"):
+        raise Damaged(f"checkpoint '{d}' is damaged: training.json says step {meta.get('step')!r}, "
+                      f"its trainer state {state['trainer'].get('step')!r}")
     try:
         unwrap(model).load_state_dict(weights)
     except RuntimeError as e:

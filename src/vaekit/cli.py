@@ -206,6 +206,11 @@ def cmd_evaluate(args) -> int:
         distributed.teardown(started)
     if not ctx.is_main:
         return 0
+    nan = [name for name, m in res.items() if any(v != v for v in (m["value"] if isinstance(m["value"], list) else [m["value"]])
+                                                   if isinstance(v, float))]
+    if nan:  # never a number worth printing: the model's outputs overflowed (Inf, e.g. of a term, is printed)
+        raise VaekitError(f"evaluating '{args.run}' gave NaN for {', '.join(nan)}: the model's outputs are not numbers "
+                          "on this data (weights too large for float32?)")
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -219,11 +224,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _check_finite(x, what: str) -> None:
+    """Refuse to write model outputs holding NaN or Inf (weights too large for float32 produce them)."""
+    import torch
+
+    if not torch.isfinite(x).all():
+        raise VaekitError(f"the model's {what} hold NaN or Inf (its weights overflow float32 here); nothing written")
+
+
 def _write_images_or_vectors(x, out: str) -> None:
     import numpy as np
 
     from . import viz
 
+    _check_finite(x, "outputs")
     p = Path(out)
     if p.parent and not p.parent.exists():
         raise VaekitError(f"output folder '{p.parent}' does not exist")
@@ -281,6 +295,7 @@ def cmd_reconstruct(args) -> int:
     x = data.x_test[: args.n]
     recon = model.reconstruct(x, data.y_test[: args.n] if model.conditional else None)
     if x.dim() == 4:
+        _check_finite(recon, "reconstructions")
         viz.reconstruction_grid(x, {"reconstruction": recon}, args.out)
         print(f"wrote {args.out}")
     else:

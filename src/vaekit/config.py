@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import VaekitError
+from .errors import VaekitError, check_regular_file
 from .registry import LIKELIHOODS, MODELS, NETS, OBJECTIVES, PRIORS
 
 if sys.version_info >= (3, 11):
@@ -311,6 +311,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def read_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML or JSON config file into plain data."""
     p = Path(path)
+    check_regular_file(p, "config file")
     if not p.is_file():
         raise VaekitError(f"config file '{p}' does not exist")
     kind = p.suffix.lstrip(".") or "TOML"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .config import DataConfig
-from .errors import VaekitError
+from .errors import VaekitError, check_regular_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -260,10 +260,9 @@ def _read_csv(p: Path):
 def _regular(p: Path) -> None:
     """Refuse a device, FIFO or socket where a data file should be: reading one blocks for ever
     (a FIFO) or never ends (/dev/zero)."""
-    import stat
-
-    if not stat.S_ISREG(p.stat().st_mode):
-        raise VaekitError(f"data '{p}' is not a regular file (a device, FIFO or socket); vaekit reads data from files")
+    check_regular_file(p, "data")
+    if not p.exists():
+        raise VaekitError(f"data '{p}' does not exist")
 
 
 MAX_FOLDER_ENTRIES = 10_000_000  # files and folders an image-folder listing may visit
@@ -649,6 +648,7 @@ def check_recorded(run: Path, cfg: DataConfig, instead: str) -> None:
     record = run / DATA_RECORD
     fix = f"to read it anyway, pass {instead}{cfg.name}"
     try:
+        check_regular_file(record)
         saved = json.loads(record.read_text())
         budget = int(saved["entries"]) if saved["kind"] == "folder" else MAX_FOLDER_ENTRIES
         path = saved["path"]

@@ -23,3 +23,21 @@ class TrainingInterrupted(Exception):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+def check_regular_file(path, label: str = "", error: type[VaekitError] = VaekitError) -> None:
+    """Refuse a folder, FIFO, socket or device where a file should be read: a FIFO blocks for ever,
+    /dev/zero never ends. `label` prefixes the path in the message ("data", "config file"). A
+    missing path passes: its reader reports it with its own words."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise error(f"cannot read {label + ' ' if label else ''}'{path}': {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise error(f"{label + ' ' if label else ''}'{path}' is not a regular file ({what})")

@@ -51,9 +51,13 @@ class TrainState:
     overflows: int = 0  # fp16: consecutive steps whose gradients overflowed
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainState":
-        """From a checkpoint's plain data, checked: counters are non-negative integers, the rest
-        numbers (a damaged or hand-edited training.json is refused, not trained on)."""
+    def from_dict(cls, d: dict[str, Any], steps_per_epoch: int | None = None) -> "TrainState":
+        """From a checkpoint's plain data, checked: counters are non-negative integers no run reaches
+        beyond (epochs up to the config's bound, steps up to 2**53), the step inside an epoch
+        below `steps_per_epoch`, the learning-rate scale in (0, 1], the time non-negative, the
+        best loss a number (a damaged or hand-edited training.json is refused, not trained on)."""
+        from .config import MAX_EPOCHS
+
         out = {}
         for f in dataclasses.fields(cls):
             if f.name not in d:
@@ -61,8 +65,12 @@ class TrainState:
             v = d[f.name]
             counter = f.type in ("int", "int | None")
             ok = (v is None and "None" in f.type) or (
-                isinstance(v, int) and not isinstance(v, bool) and v >= 0 if counter
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**53 if counter
                 else isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v))
+            if ok and v is not None:
+                ok = {"epoch": v <= MAX_EPOCHS, "best_epoch": v <= MAX_EPOCHS, "lr_scale": 0 < v <= 1,
+                      "seconds": 0 <= v < math.inf,
+                      "batch": steps_per_epoch is None or v < steps_per_epoch}.get(f.name, True)
             if not ok:
                 raise ValueError(f"trainer state '{f.name}' is {v!r}")
             out[f.name] = v
@@ -299,7 +307,7 @@ class Trainer:
         if self.ctx.is_main:
             clean_partial_writes(run)
             recover(run / "model")
-        found, snap, skipped = newest_intact(run, self.model, check=lambda s: TrainState.from_dict(s["trainer"]))
+        found, snap, skipped = newest_intact(run, self.model, check=lambda s: TrainState.from_dict(s["trainer"], self.steps_per_epoch))
         for s in skipped:
             self.log.info(f"vaekit: skipped damaged checkpoint {s}")
         self.restore(snap, from_disk=True)

@@ -290,25 +290,6 @@ def test_sample_seeds_must_fit_a_generator(trained, tmp_path, capsys, seed):
                      capsys.readouterr().err, "seed")
 
 
-@pytest.mark.parametrize("epoch", [-1, 1.5, "two", None, True])
-def test_a_checkpoint_with_a_bad_trainer_state_is_skipped(trained, tmp_path, capsys, epoch):
-    import shutil
-
-    from vaekit.checkpoint import checkpoint_dirs
-
-    run = tmp_path / "run"
-    shutil.copytree(trained / "run", run)
-    (ck,) = checkpoint_dirs(run)
-    meta = json.loads((ck / "training.json").read_text())
-    trainer = dict(meta["state"]["__keys__"])["trainer"]
-    for kv in trainer["__keys__"]:
-        if kv[0] == "epoch":
-            kv[1] = epoch
-    (ck / "training.json").write_text(json.dumps(meta))
-    _assert_one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]), capsys.readouterr().err,
-                     "no intact checkpoint")
-
-
 def test_a_name_too_long_is_one_line(tmp_path, capsys):
     np.save(tmp_path / "x.npy", X)
     out = tmp_path / ("x" * 300)
@@ -600,8 +581,8 @@ def _trainer_mutations():
     return cases
 
 
-@pytest.mark.parametrize("case, key, value", _trainer_mutations(), ids=lambda v: str(v)[:30])
-def test_every_trainer_counter_is_checked(case, key, value, trained, tmp_path, capsys):
+def _copied_run(trained, tmp_path):
+    """A copy of the trained fixture's run and its one checkpoint directory."""
     import shutil
 
     from vaekit.checkpoint import checkpoint_dirs
@@ -609,6 +590,12 @@ def test_every_trainer_counter_is_checked(case, key, value, trained, tmp_path, c
     run = tmp_path / "run"
     shutil.copytree(trained / "run", run)
     (ck,) = checkpoint_dirs(run)
+    return run, ck
+
+
+@pytest.mark.parametrize("case, key, value", _trainer_mutations(), ids=lambda v: str(v)[:30])
+def test_every_trainer_counter_is_checked(case, key, value, trained, tmp_path, capsys):
+    run, ck = _copied_run(trained, tmp_path)
     meta = json.loads((ck / "training.json").read_text())
     trainer = dict(meta["state"]["__keys__"])["trainer"]
     for kv in trainer["__keys__"]:
@@ -641,13 +628,7 @@ CHECKPOINT_FILES = [
 
 @pytest.mark.parametrize("case", CHECKPOINT_FILES, ids=lambda c: c[0])
 def test_damaged_checkpoint_files_are_refused_without_hanging(case, trained, tmp_path, capsys):
-    import shutil
-
-    from vaekit.checkpoint import checkpoint_dirs
-
-    run = tmp_path / "run"
-    shutil.copytree(trained / "run", run)
-    (ck,) = checkpoint_dirs(run)
+    run, ck = _copied_run(trained, tmp_path)
     case[1](ck)
     _assert_one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]), capsys.readouterr().err,
                      "no intact checkpoint")

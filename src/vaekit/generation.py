@@ -1,0 +1,109 @@
+"""Sample quality, measured as the field measures it: two sets of features compared.
+
+`generation_metrics(real, fake)` takes features (N, D) and (M, D) of real and generated images
+(from a fixed feature network, `vaekit.features`) and returns, each with its unit and the numbers
+of samples:
+
+- `frechet_distance`: ||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2)) between Gaussians fitted
+  to the two sets (FID's formula in this feature space: FID proper is the same formula in
+  Inception's space, so the network's id is reported beside it);
+- `kid` and `kid_std`: the unbiased MMD^2 with the cubic polynomial kernel (Binkowski et al. 2018),
+  mean and standard deviation over random subsets;
+- `precision`, `recall` (Kynkäänniemi et al. 2019) and `density`, `coverage` (Naeem et al. 2020),
+  from k-nearest-neighbour balls around each set's points.
+
+The mathematics comes from torchmetrics (Fréchet distance, KID) and prdc (the four
+nearest-neighbour scores), both optional: `pip install "vaekit[metrics]"`. vaekit adds only the
+plumbing: features in, a seeded subset draw for KID, and units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import VaekitError
+
+
+class _Given(nn.Module):
+    """The 'feature network' that hands torchmetrics features already computed: (N, D) -> (N, D)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.num_features = d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise VaekitError(f"generation metrics need the '{module.split('.')[0]}' package: pip install \"vaekit[metrics]\"") from None
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """The Fréchet distance between Gaussians fitted to real (N, D) and fake (M, D) features
+    (unbiased covariances, float64)."""
+    fid_mod = _require("torchmetrics.image.fid")
+    fid = fid_mod.FrechetInceptionDistance(feature=_Given(real.shape[1]))
+    fid.update(real.double(), real=True)
+    fid.update(fake.double(), real=False)
+    return float(fid.compute())
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """KID: the unbiased MMD^2 with kernel (x.y / D + 1)^3, mean and standard deviation over
+    `subsets` random subsets of `subset_size` points of each set (at most the smaller set's size),
+    drawn with `seed`."""
+    kid_mod = _require("torchmetrics.image.kid")
+    size = min(subset_size, len(real), len(fake))
+    with warnings.catch_warnings():  # that it keeps the features: it is handed them, computed once
+        warnings.simplefilter("ignore", UserWarning)
+        kid = kid_mod.KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=subsets, subset_size=size)
+    kid.update(real.double(), real=True)
+    kid.update(fake.double(), real=False)
+    with torch.random.fork_rng(devices=[]):  # torchmetrics draws the subsets from the global generator
+        torch.manual_seed(seed)
+        mean, std = kid.compute()
+    return float(mean), float(std)
+
+
+def nearest_neighbour_scores(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage with k-nearest-neighbour balls."""
+    prdc = _require("prdc")
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
+        out = prdc.compute_prdc(real.double().cpu().numpy(), fake.double().cpu().numpy(), nearest_k=k)
+    return {name: float(v) for name, v in out.items()}
+
+
+def generation_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = 5, kid_subsets: int = 100,
+                       kid_subset_size: int = 1000, seed: int = 0, network: str | None = None) -> dict[str, dict[str, Any]]:
+    """All scores between real (N, D) and fake (M, D) features, as vaekit reports metrics:
+    {name: {"value", "unit", "reduction"}}; `network` (the feature network's id) is recorded."""
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise VaekitError(f"features must be (N, D) and (M, D) with one D; got {tuple(real.shape)} and {tuple(fake.shape)}")
+    if min(len(real), len(fake)) <= k + 1:
+        raise VaekitError(f"generation metrics need more than k + 1 = {k + 1} real and generated samples; "
+                          f"got {len(real)} and {len(fake)}")
+    where = f"features of {network}" if network else "features"
+    counts = f"{len(real)} real, {len(fake)} generated"
+    kid, kid_std = kernel_distance(real, fake, kid_subsets, kid_subset_size, seed)
+    out = {"frechet_distance": {"value": frechet_distance(real, fake), "unit": f"squared distance in {where}",
+                                "reduction": f"Gaussians fitted to {counts}"},
+           "kid": {"value": kid, "unit": "MMD^2, cubic polynomial kernel",
+                   "reduction": f"mean over {kid_subsets} subsets of {min(kid_subset_size, len(real), len(fake))}"},
+           "kid_std": {"value": kid_std, "unit": "MMD^2", "reduction": f"standard deviation over the {kid_subsets} subsets"}}
+    for name, v in nearest_neighbour_scores(real, fake, k).items():
+        out[name] = {"value": v, "unit": "fraction" if name != "density" else "mean ball count / k",
+                     "reduction": f"{k}-nearest-neighbour balls, {counts}"}
+    return out

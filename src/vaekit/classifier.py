@@ -40,11 +40,13 @@ def outliers(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 4, batch_size: int = 128,
-                     lr: float = 1e-3, seed: int = 0, outlier_weight: float = 0.5) -> nn.Module:
-    """Cross-entropy on x (N, *shape), y (N,), plus outlier exposure towards uniform predictions."""
+                     lr: float = 1e-3, seed: int = 0, outlier_weight: float = 0.5,
+                     net: nn.Module | None = None) -> nn.Module:
+    """Cross-entropy on x (N, *shape), y (N,), plus outlier exposure towards uniform predictions.
+    Trains `net` ((B, *shape) -> (B, classes) logits) if given, else a new `make_classifier` MLP."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    clf = make_classifier(tuple(x.shape[1:]), int(y.max()) + 1).to(x.device)
+    clf = (net if net is not None else make_classifier(tuple(x.shape[1:]), int(y.max()) + 1)).to(x.device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     steps = epochs * math.ceil(len(x) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr * 2, total_steps=steps)

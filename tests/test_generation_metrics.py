@@ -10,6 +10,7 @@ pytest.importorskip("torchmetrics")
 pytest.importorskip("prdc")
 
 from vaekit.errors import VaekitError  # noqa: E402
+from vaekit.features import MNIST_FEATURES_SHA256 as MNIST_SHA  # noqa: E402
 from vaekit.generation import frechet_distance, generation_metrics, kernel_distance, nearest_neighbour_scores  # noqa: E402
 
 
@@ -87,3 +88,33 @@ def test_the_report_names_units_counts_and_the_network():
         generation_metrics(torch.zeros(10, 3), torch.zeros(10, 4))
     with pytest.raises(VaekitError, match=r"more than k \+ 1 = 6"):
         generation_metrics(torch.randn(5, 3), torch.randn(10, 3))
+
+
+def test_evaluate_generation_reports_samples_beside_the_floor(tmp_path, capsys):
+    import json
+
+    from conftest import digit_like
+    from vaekit.cli import main
+
+    x, y = digit_like(400, size=28)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    small = ["--set", f"data.name={tmp_path / 'd.npz'}", "--set", "train.epochs=1", "--set", "model.hidden=[32]",
+             "--set", "model.latent_dim=2", "--set", "data.val_size=100", "--set", "train.eval_k=0", "--quiet"]
+    assert main(["train", *small, "--out", str(tmp_path / "vae")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "vae"), "--generation", "--n", "40", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == 40 and res["network"] == MNIST_SHA
+    assert res["floor"]["frechet_distance"]["value"] < res["model"]["frechet_distance"]["value"]  # one epoch: far from real
+    assert "40 real, 40 generated" in res["model"]["precision"]["reduction"]
+    assert main(["train", *small, "--set", "model.name=ae", "--out", str(tmp_path / "ae")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "ae"), "--generation"]) == 2
+    assert "no prior to sample from" in capsys.readouterr().err
+
+
+def test_generation_needs_images_the_feature_network_measures(tmp_path):
+    from vaekit.generation import evaluate_generation
+
+    with pytest.raises(VaekitError, match=r"measures \(1, 28, 28\) images"):
+        evaluate_generation(None, torch.rand(20, 1, 8, 8), torch.rand(20, 1, 8, 8))

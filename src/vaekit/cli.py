@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N examples")
     p.add_argument("--batch-size", type=int, default=500, help="examples per batch (default 500); each batch has its own noise stream, so K-sample figures move with it (within their noise), never with the number of processes")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--generation", action="store_true", help="sample quality instead: Fréchet distance, KID, precision, "
+                   "recall, density and coverage of samples from the prior against test images, beside the floor "
+                   "(test images against as many validation or training images), in the shipped MNIST feature network's space")
+    p.add_argument("--n", type=int, default=10000, help="with --generation: images on each side (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="with --generation: seed of the samples and KID's subsets")
     _device_arg(p)
 
     for name, helptext in (("sample", "decode codes drawn from the prior"), ("reconstruct", "inputs and their reconstructions"),
@@ -187,6 +192,8 @@ def cmd_evaluate(args) -> int:
     from .evaluation import evaluate
 
     _positive("k", args.k, 5000)
+    if args.generation:
+        return _evaluate_generation(args)
     ctx, device, started = distributed.setup(args.device or "auto")  # under torchrun: sharded over the ranks
     try:
         model, cfg = load_run(args.run, device)
@@ -230,6 +237,33 @@ def _check_finite(x, what: str) -> None:
 
     if not torch.isfinite(x).all():
         raise VaekitError(f"the model's {what} hold NaN or Inf (its weights overflow float32 here); nothing written")
+
+
+def _evaluate_generation(args) -> int:
+    """`vaekit evaluate RUN --generation`: the model's samples and the floor, one table."""
+    from .api import load_run
+    from .generation import evaluate_generation
+
+    _positive("n", args.n, 50000)
+    if not 0 <= args.seed < 2**63:
+        raise VaekitError(f"--seed {args.seed}: must be in 0..2**63-1")
+    device = _device(args)
+    model, cfg = load_run(args.run, device)
+    if not model.can_sample:
+        raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; train a vae")
+    data = _run_data(args, cfg, device, model)
+    reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n:]
+    res = evaluate_generation(model, data.x_test, reference, n=args.n, seed=args.seed,
+                              y=data.y_test if model.conditional else None)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"feature network: mnist-features sha256:{res['network']}; {res['n']} images on each side")
+    print(f"{'':18s} {'samples':>10s} {'floor':>10s}")
+    for name in res["model"]:
+        print(f"{name:18s} {res['model'][name]['value']:10.4f} {res['floor'][name]['value']:10.4f}  "
+              f"[{res['model'][name]['unit']}]")
+    return 0
 
 
 def _write_images_or_vectors(x, out: str) -> None:

@@ -107,3 +107,37 @@ def generation_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = 5, kid_s
         out[name] = {"value": v, "unit": "fraction" if name != "density" else "mean ball count / k",
                      "reduction": f"{k}-nearest-neighbour balls, {counts}"}
     return out
+
+
+@torch.no_grad()
+def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """`net.features` of images (N, C, H, W), in batches: (N, D) float64 on the CPU."""
+    device = next(net.parameters()).device
+    return torch.cat([net.features(images[i: i + batch_size].to(device, torch.float32)).double().cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor, n: int = 10000, seed: int = 0,
+                        features: str | None = None, y: torch.Tensor | None = None, **kw: Any) -> dict[str, Any]:
+    """Sample quality of `model`'s samples from its prior against `n` real test images (N, 1, 28, 28),
+    beside the floor: the same metrics between those test images and `n` other real images
+    (`reference`, images the model did not train on where the caller has them). Returns
+    {"model": metrics, "floor": metrics, "network": the feature network's id, "n": n}; `features`
+    is a feature-network file (default: the shipped MNIST network, checked against its pin)."""
+    from .features import load_mnist_features
+
+    n = min(n, len(real), len(reference))
+    if n <= 6:
+        raise VaekitError(f"generation metrics need at least 7 real images on each side; have {len(real)} and {len(reference)}")
+    net, digest = load_mnist_features(features)
+    if tuple(real.shape[1:]) != (1, 28, 28):
+        raise VaekitError(f"the MNIST feature network measures (1, 28, 28) images; this data is {tuple(real.shape[1:])}")
+    network = f"mnist-features sha256:{digest[:12]}"
+    g = torch.Generator(device=real.device).manual_seed(seed)
+    with torch.no_grad():  # in chunks of 1,000; a conditional model is asked for the test images' labels
+        fake = torch.cat([model.sample(len(c), generator=g, y=None if y is None else y[c.to(y.device)])
+                          for c in torch.arange(n).split(1000)])
+    r = image_features(net, real[:n])
+    return {"model": generation_metrics(r, image_features(net, fake), seed=seed, network=network, **kw),
+            "floor": generation_metrics(r, image_features(net, reference[:n]), seed=seed, network=network, **kw),
+            "network": digest, "n": n}

@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(test images against as many validation or training images), in the shipped MNIST feature network's space")
     p.add_argument("--n", type=int, default=10000, help="with --generation: images on each side (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="with --generation: seed of the samples and KID's subsets")
+    p.add_argument("--sampler", default="prior", help="with --generation: prior, gaussian or gmm:K (see vaekit sample --help)")
     _device_arg(p)
 
     for name, helptext in (("sample", "decode codes drawn from the prior"), ("reconstruct", "inputs and their reconstructions"),
@@ -89,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sample":
             p.add_argument("--n", type=int, default=64)
             p.add_argument("--label", type=int, help="conditional models: the class to generate (default: every class in turn)")
+            p.add_argument("--sampler", default="prior", help="where the codes come from: prior (the model's own), gaussian "
+                           "or gmm:K (a full-covariance Gaussian or K-component mixture fitted to the training codes, "
+                           "saved in RUN/samplers/ and reused): any autoencoder can generate")
         if name == "reconstruct":
             p.add_argument("--n", type=int, default=16)
         if name == "interpolate":
@@ -249,16 +253,16 @@ def _evaluate_generation(args) -> int:
         raise VaekitError(f"--seed {args.seed}: must be in 0..2**63-1")
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    if not model.can_sample:
-        raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; train a vae")
+    sampler = _sampler(args, model, cfg, device)
     data = _run_data(args, cfg, device, model)
     reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n:]
     res = evaluate_generation(model, data.x_test, reference, n=args.n, seed=args.seed,
-                              y=data.y_test if model.conditional else None)
+                              y=data.y_test if model.conditional else None, sampler=sampler)
+    res["sampler"] = args.sampler
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"feature network: mnist-features sha256:{res['network']}; {res['n']} images on each side")
+    print(f"feature network: mnist-features sha256:{res['network']}; {res['n']} images on each side; sampler {args.sampler}")
     print(f"{'':18s} {'samples':>10s} {'floor':>10s}")
     for name in res["model"]:
         print(f"{name:18s} {res['model'][name]['value']:10.4f} {res['floor'][name]['value']:10.4f}  "
@@ -297,12 +301,12 @@ def cmd_sample(args) -> int:
     import torch
 
     from .api import load_run
+    from .samplers import draw_images
 
     _positive("n", args.n, 10000)
     device = _device(args)
-    model, _ = load_run(args.run, device)
-    if not model.can_sample:
-        raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; train a vae")
+    model, cfg = load_run(args.run, device)
+    sampler = _sampler(args, model, cfg, device)
     labels = None
     if model.conditional:
         n_cls = model.num_classes
@@ -312,8 +316,23 @@ def cmd_sample(args) -> int:
     elif args.label is not None:
         raise VaekitError(f"--label: '{args.run}' holds a model that is not conditional (train with model.conditional = true)")
     g = torch.Generator(device=device).manual_seed(args.seed)
-    _write_images_or_vectors(model.sample(args.n, generator=g, y=labels), args.out)
+    _write_images_or_vectors(draw_images(model, sampler, args.n, generator=g, y=labels), args.out)
     return 0
+
+
+def _sampler(args, model, cfg, device):
+    """The --sampler of `sample` and `evaluate --generation`: None for the model's prior, else a
+    fitted code density (loaded from RUN/samplers/ or fitted to the run's training data)."""
+    from .samplers import parse_sampler, sampler_for
+
+    if parse_sampler(args.sampler)[0] == "prior":
+        if not model.can_sample:
+            raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; "
+                              "use --sampler gaussian or gmm:K (a density fitted to its codes), or train a vae")
+        return None
+    run = Path(args.run) if cfg is not None else None  # a bare model directory gets its sampler fitted, not saved
+    return sampler_for(model, args.sampler, lambda: _run_data(args, cfg, device, model).x_train, run, seed=0,
+                       log=lambda m: print(f"vaekit: {m}", file=sys.stderr))
 
 
 def cmd_reconstruct(args) -> int:

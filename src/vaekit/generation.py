@@ -118,13 +118,16 @@ def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 1000)
 
 
 def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor, n: int = 10000, seed: int = 0,
-                        features: str | None = None, y: torch.Tensor | None = None, **kw: Any) -> dict[str, Any]:
-    """Sample quality of `model`'s samples from its prior against `n` real test images (N, 1, 28, 28),
+                        features: str | None = None, y: torch.Tensor | None = None, sampler: Any = None,
+                        **kw: Any) -> dict[str, Any]:
+    """Sample quality of `model`'s samples (from its prior, or from `sampler`, a fitted code density of
+    `vaekit.samplers`) against `n` real test images (N, 1, 28, 28),
     beside the floor: the same metrics between those test images and `n` other real images
     (`reference`, images the model did not train on where the caller has them). Returns
     {"model": metrics, "floor": metrics, "network": the feature network's id, "n": n}; `features`
     is a feature-network file (default: the shipped MNIST network, checked against its pin)."""
     from .features import load_mnist_features
+    from .samplers import draw_images
 
     n = min(n, len(real), len(reference))
     if n <= 6:
@@ -135,7 +138,7 @@ def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor,
     network = f"mnist-features sha256:{digest[:12]}"
     g = torch.Generator(device=real.device).manual_seed(seed)
     with torch.no_grad():  # in chunks of 1,000; a conditional model is asked for the test images' labels
-        fake = torch.cat([model.sample(len(c), generator=g, y=None if y is None else y[c.to(y.device)])
+        fake = torch.cat([draw_images(model, sampler, len(c), generator=g, y=None if y is None else y[c.to(y.device)])
                           for c in torch.arange(n).split(1000)])
     r = image_features(net, real[:n])
     return {"model": generation_metrics(r, image_features(net, fake), seed=seed, network=network, **kw),

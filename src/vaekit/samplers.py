@@ -1,0 +1,166 @@
+"""Ex-post samplers: a density fitted to a trained model's codes, so any autoencoder can generate.
+
+An autoencoder's decoder turns codes into images, but nothing says which codes to give it: N(0, I)
+lands where no training code lies. Fitting a density to the training codes z = embed(x) after
+training fixes that (Ghosh et al. 2020 found such ex-post estimates can match or beat a VAE's own
+prior). Sampler specs:
+
+- ``prior``: the model's own prior (VAEs only);
+- ``gaussian``: one full-covariance Gaussian fitted to the codes (mean and unbiased covariance);
+- ``gmm:K``: a mixture of K full-covariance Gaussians, fitted by scikit-learn's GaussianMixture
+  (EM, k-means initialisation, seed fixed) - the estimator the field uses, not rewritten here.
+
+A fitted sampler is a `priors.Prior` (it returns a Distribution, and `draw` takes all its
+randomness from a generator). It is saved as plain data in ``RUN/samplers/<spec>/`` (config.json +
+sampler.safetensors, checksummed) with the digest of the weights it was fitted to, and reused while
+they match.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.distributions import Categorical, Distribution, MixtureSameFamily, MultivariateNormal
+
+from .errors import VaekitError
+from .priors import Prior
+
+MAX_COMPONENTS = 1000
+SPECS = "prior, gaussian or gmm:K (K = 1..1000)"
+
+
+def parse_sampler(spec: str) -> tuple[str, int]:
+    """'prior' -> ('prior', 0), 'gaussian' -> ('gaussian', 1), 'gmm:K' -> ('gmm', K)."""
+    if spec in ("prior", "gaussian"):
+        return spec, 0 if spec == "prior" else 1
+    kind, _, k = spec.partition(":")
+    if kind == "gmm" and k.isdigit() and 1 <= int(k) <= MAX_COMPONENTS:
+        return "gmm", int(k)
+    raise VaekitError(f"--sampler {spec!r}: expected {SPECS}")
+
+
+class FittedMixture(Prior):
+    """sum_k w_k N(z; m_k, L_k L_k^T) over D dimensions (K = 1: one Gaussian), fitted to codes.
+    Buffers: logits (K,), loc (K, D), scale_tril (K, D, D)."""
+
+    def __init__(self, logits: torch.Tensor, loc: torch.Tensor, scale_tril: torch.Tensor):
+        super().__init__()
+        self.register_buffer("logits", logits)
+        self.register_buffer("loc", loc)
+        self.register_buffer("scale_tril", scale_tril)
+
+    @property
+    def components(self) -> int:
+        return int(self.logits.shape[0])
+
+    def forward(self, encode: Callable | None = None) -> Distribution:
+        comp = MultivariateNormal(self.loc, scale_tril=self.scale_tril, validate_args=False)
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), comp, validate_args=False)
+
+    @torch.no_grad()
+    def draw(self, n: int, encode: Callable | None, generator: torch.Generator | None, ref: torch.Tensor) -> torch.Tensor:
+        """n codes (n, D): a component by its weight, then m_k + L_k e with e ~ N(0, I)."""
+        idx = torch.multinomial(self.logits.softmax(0), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.loc.shape[1], 1, generator=generator, device=self.loc.device, dtype=self.loc.dtype)
+        return (self.loc[idx] + (self.scale_tril[idx] @ eps).squeeze(-1)).to(device=ref.device, dtype=ref.dtype)
+
+
+@torch.no_grad()
+def codes_of(model: Any, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """model.embed of every example of x (N, *shape), in batches: (N, D) float64 on the CPU."""
+    return torch.cat([model.embed(x[i: i + batch_size]).double().cpu() for i in range(0, len(x), batch_size)])
+
+
+def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> FittedMixture:
+    """A `spec` density ('gaussian' or 'gmm:K') fitted to the codes of x (N, *shape)."""
+    kind, k = parse_sampler(spec)
+    if kind == "prior":
+        raise VaekitError("the 'prior' sampler is the model's own; nothing to fit")
+    if model.conditional:
+        raise VaekitError("a conditional model samples from its prior given a label; use --sampler prior")
+    z = codes_of(model, x)  # (N, D)
+    if len(z) <= max(k, z.shape[1]):
+        raise VaekitError(f"fitting '{spec}' to {z.shape[1]}-dimensional codes needs more than {max(k, z.shape[1])} examples; got {len(z)}")
+    eye = torch.eye(z.shape[1], dtype=torch.float64)
+    if kind == "gaussian":
+        logits, loc, cov = torch.zeros(1, dtype=torch.float64), z.mean(0, keepdim=True), torch.cov(z.T).reshape(1, z.shape[1], z.shape[1])
+    else:
+        from sklearn.mixture import GaussianMixture
+
+        gm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-6).fit(z.numpy())
+        logits, loc, cov = (torch.from_numpy(gm.weights_).log(), torch.from_numpy(gm.means_), torch.from_numpy(gm.covariances_))
+    tril = torch.linalg.cholesky(cov + 1e-9 * eye * cov.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None])
+    ref = next(model.parameters())
+    return FittedMixture(logits.float(), loc.float(), tril.float()).to(ref.device)
+
+
+def _weights_digest(model: Any) -> str:
+    from .checkpoint import tensor_digest, unwrap
+
+    return tensor_digest({k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()})
+
+
+def save_sampler(sampler: FittedMixture, model: Any, directory: Path, spec: str, fitted_on: int) -> None:
+    """RUN/samplers/<spec>/: config.json (what it is, what it was fitted to) + sampler.safetensors."""
+    from .checkpoint import _save_tensors, atomic_dir
+
+    meta = {"format": "vaekit-sampler", "format_version": 1, "sampler": spec, "components": sampler.components,
+            "latent_dim": int(sampler.loc.shape[1]), "fitted_on": fitted_on, "model_weights_sha256": _weights_digest(model)}
+    with atomic_dir(directory) as tmp:
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _save_tensors(dict(sampler.state_dict()), tmp / "sampler.safetensors")
+
+
+def load_sampler(model: Any, directory: Path, spec: str) -> FittedMixture | None:
+    """The sampler saved in `directory` if it is `spec` fitted to these very weights, else None."""
+    from .checkpoint import _load_tensors, _read_json
+
+    if not (directory / "config.json").is_file():
+        return None
+    meta = _read_json(directory / "config.json")
+    if not isinstance(meta, dict) or meta.get("sampler") != spec or meta.get("model_weights_sha256") != _weights_digest(model):
+        return None
+    t = _load_tensors(directory / "sampler.safetensors")
+    try:
+        sampler = FittedMixture(t["logits"], t["loc"], t["scale_tril"])
+    except KeyError as e:
+        raise VaekitError(f"sampler '{directory}' is damaged: no tensor {e}") from None
+    k, d = sampler.components, model.latent_dim
+    if t["loc"].shape != (k, d) or t["scale_tril"].shape != (k, d, d) or t["logits"].shape != (k,):
+        raise VaekitError(f"sampler '{directory}' does not fit a {d}-dimensional code")
+    return sampler.to(next(model.parameters()).device)
+
+
+def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor], run: Path | None, seed: int = 0,
+                log: Callable[[str], None] = lambda s: None) -> FittedMixture | None:
+    """The sampler `spec` for `model`: None for 'prior' (the model's own), else the one saved in
+    RUN/samplers/<spec>/ for these weights, else fitted to the codes of `training_data()` (N, *shape),
+    read only then, and saved if `run` is given."""
+    kind, _ = parse_sampler(spec)
+    if kind == "prior":
+        if not model.can_sample:
+            raise VaekitError(f"a {type(model).__name__} has no prior to sample from; use --sampler gaussian or gmm:K")
+        return None
+    where = run / "samplers" / spec.replace(":", "-") if run is not None else None
+    found = load_sampler(model, where, spec) if where is not None else None
+    if found is not None:
+        return found
+    x_train = training_data()
+    sampler = fit_sampler(model, x_train, spec, seed)
+    if where is not None:
+        save_sampler(sampler, model, where, spec, len(x_train))
+        log(f"fitted the '{spec}' sampler to {len(x_train)} training codes; saved in {where}")
+    return sampler
+
+
+@torch.no_grad()
+def draw_images(model: Any, sampler: FittedMixture | None, n: int, generator: torch.Generator | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+    """n images (n, *shape): decoded draws of `sampler`, or the model's own prior when None."""
+    if sampler is None:
+        return model.sample(n, generator=generator, y=y)
+    ref = next(model.parameters())
+    return model.decode(sampler.draw(n, None, generator, ref)).mean

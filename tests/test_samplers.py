@@ -78,7 +78,7 @@ def test_a_saved_sampler_is_reused_only_for_its_weights(tmp_path):
 
 @pytest.mark.parametrize("spec", ["gmm:0", "gmm:1001", "gmm", "gmm:x", "kde", "", "gaussian:2"])
 def test_bad_sampler_specs_are_refused(spec):
-    with pytest.raises(VaekitError, match="expected prior, gaussian or gmm:K"):
+    with pytest.raises(VaekitError, match="expected prior, gaussian, gmm:K"):
         parse_sampler(spec)
 
 
@@ -96,7 +96,7 @@ def test_an_autoencoder_generates_through_the_cli(tmp_path, capsys):
                  "--out", str(run)]) == 0
     capsys.readouterr()
     assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 2
-    assert "use --sampler gaussian or gmm:K" in capsys.readouterr().err
+    assert "use --sampler gaussian, gmm:K or two-stage" in capsys.readouterr().err
     assert main(["sample", str(run), "--sampler", "gmm:2", "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert "fitted the 'gmm:2' sampler to" in capsys.readouterr().err and (tmp_path / "s.png").stat().st_size > 0
     first = (tmp_path / "s.png").read_bytes()
@@ -106,3 +106,22 @@ def test_an_autoencoder_generates_through_the_cli(tmp_path, capsys):
     assert main(["evaluate", str(run), "--generation", "--sampler", "gaussian", "--n", "30", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["sampler"] == "gaussian" and res["n"] == 30 and "30 real, 30 generated" in res["model"]["recall"]["reduction"]
+
+
+def test_the_two_stage_sampler_learns_the_codes_and_is_saved_as_a_model_directory(tmp_path):
+    from vaekit.samplers import TwoStage, fit_two_stage
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2000, 2, generator=g) * torch.tensor([3.0, 0.5]) + torch.tensor([5.0, -2.0])
+    s = fit_two_stage(z, epochs=40)
+    draws = s.draw(5000, None, torch.Generator().manual_seed(1), torch.zeros(()))
+    assert torch.allclose(draws.mean(0), z.mean(0), atol=0.4)  # where the codes are, not N(0, I)
+    assert draws[:, 0].std() > 3 * draws[:, 1].std()  # and their shape
+    a = s.draw(20, None, torch.Generator().manual_seed(3), torch.zeros(()))
+    assert torch.equal(a, s.draw(20, None, torch.Generator().manual_seed(3), torch.zeros(())))
+    model = Codes()
+    save_sampler(s, model, tmp_path / "two-stage", "two-stage", len(z))
+    assert (tmp_path / "two-stage" / "model" / "model.safetensors").is_file()
+    back = load_sampler(model, tmp_path / "two-stage", "two-stage")
+    assert isinstance(back, TwoStage)
+    assert torch.equal(back.draw(20, None, torch.Generator().manual_seed(3), torch.zeros(())), a)

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(test images against as many validation or training images), in the shipped MNIST feature network's space")
     p.add_argument("--n", type=int, default=10000, help="with --generation: images on each side (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="with --generation: seed of the samples and KID's subsets")
-    p.add_argument("--sampler", default="prior", help="with --generation: prior, gaussian or gmm:K (see vaekit sample --help)")
+    p.add_argument("--sampler", default="prior", help="with --generation: prior, gaussian, gmm:K or two-stage (see vaekit sample --help)")
     _device_arg(p)
 
     for name, helptext in (("sample", "decode codes drawn from the prior"), ("reconstruct", "inputs and their reconstructions"),
@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sample":
             p.add_argument("--n", type=int, default=64)
             p.add_argument("--label", type=int, help="conditional models: the class to generate (default: every class in turn)")
-            p.add_argument("--sampler", default="prior", help="where the codes come from: prior (the model's own), gaussian "
-                           "or gmm:K (a full-covariance Gaussian or K-component mixture fitted to the training codes, "
-                           "saved in RUN/samplers/ and reused): any autoencoder can generate")
+            p.add_argument("--sampler", default="prior", help="where the codes come from: prior (the model's own), gaussian, "
+                           "gmm:K (a full-covariance Gaussian or K-component mixture fitted to the training codes) or "
+                           "two-stage (a second VAE trained on them); fitted ones are saved in RUN/samplers/ and reused: "
+                           "any autoencoder can generate")
         if name == "reconstruct":
             p.add_argument("--n", type=int, default=16)
         if name == "interpolate":
@@ -328,7 +329,7 @@ def _sampler(args, model, cfg, device):
     if parse_sampler(args.sampler)[0] == "prior":
         if not model.can_sample:
             raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; "
-                              "use --sampler gaussian or gmm:K (a density fitted to its codes), or train a vae")
+                              "use --sampler gaussian, gmm:K or two-stage (fitted to its codes), or train a vae")
         return None
     run = Path(args.run) if cfg is not None else None  # a bare model directory gets its sampler fitted, not saved
     return sampler_for(model, args.sampler, lambda: _run_data(args, cfg, device, model).x_train, run, seed=0,

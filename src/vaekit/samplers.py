@@ -8,7 +8,9 @@ prior). Sampler specs:
 - ``prior``: the model's own prior (VAEs only);
 - ``gaussian``: one full-covariance Gaussian fitted to the codes (mean and unbiased covariance);
 - ``gmm:K``: a mixture of K full-covariance Gaussians, fitted by scikit-learn's GaussianMixture
-  (EM, k-means initialisation, seed fixed) - the estimator the field uses, not rewritten here.
+  (EM, k-means initialisation, seed fixed) - the estimator the field uses, not rewritten here;
+- ``two-stage``: the two-stage VAE of Dai & Wipf (2019): a second, small VAE (latent size D,
+  learned shared variance) trained on the codes with vaekit's own loop; its samples are codes.
 
 A fitted sampler is a `priors.Prior` (it returns a Distribution, and `draw` takes all its
 randomness from a generator). It is saved as plain data in ``RUN/samplers/<spec>/`` (config.json +
@@ -29,13 +31,14 @@ from .errors import VaekitError
 from .priors import Prior
 
 MAX_COMPONENTS = 1000
-SPECS = "prior, gaussian or gmm:K (K = 1..1000)"
+SPECS = "prior, gaussian, gmm:K (K = 1..1000) or two-stage"
 
 
 def parse_sampler(spec: str) -> tuple[str, int]:
-    """'prior' -> ('prior', 0), 'gaussian' -> ('gaussian', 1), 'gmm:K' -> ('gmm', K)."""
-    if spec in ("prior", "gaussian"):
-        return spec, 0 if spec == "prior" else 1
+    """'prior' -> ('prior', 0), 'gaussian' -> ('gaussian', 1), 'gmm:K' -> ('gmm', K),
+    'two-stage' -> ('two-stage', 0)."""
+    if spec in ("prior", "gaussian", "two-stage"):
+        return spec, 1 if spec == "gaussian" else 0
     kind, _, k = spec.partition(":")
     if kind == "gmm" and k.isdigit() and 1 <= int(k) <= MAX_COMPONENTS:
         return "gmm", int(k)
@@ -68,20 +71,57 @@ class FittedMixture(Prior):
         return (self.loc[idx] + (self.scale_tril[idx] @ eps).squeeze(-1)).to(device=ref.device, dtype=ref.dtype)
 
 
+class TwoStage(Prior):
+    """Codes drawn through a second VAE `inner` trained on the first model's codes: u ~ N(0, I),
+    z = the mean of inner's decoder at u (Dai & Wipf's second stage)."""
+
+    def __init__(self, inner: Any):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, encode: Callable | None = None) -> Distribution:
+        raise VaekitError("the two-stage sampler has no closed-form density; it only draws codes")
+
+    @torch.no_grad()
+    def draw(self, n: int, encode: Callable | None, generator: torch.Generator | None, ref: torch.Tensor) -> torch.Tensor:
+        return self.inner.sample(n, generator=generator).to(device=ref.device, dtype=ref.dtype)
+
+
+def fit_two_stage(z: torch.Tensor, epochs: int = 30, seed: int = 0, hidden: tuple[int, ...] = (256, 256)) -> TwoStage:
+    """A second VAE (latent size D, learned shared Gaussian variance, as Dai & Wipf's stage 2)
+    trained on codes z (N, D) with vaekit's training loop; a tenth of the codes validates."""
+    from .config import DataConfig, build_section
+    from .data import prepare
+    from .models import build_model
+    from .training import fit
+
+    d = z.shape[1]
+    data = prepare(DataConfig(name="codes", val_size=max(1, len(z) // 10), scaling="none", test_size=1),
+                   raw=(z.float().numpy(), None, None, None))
+    cfg = build_section("model", {"latent_dim": d, "hidden": list(hidden), "likelihood": "gaussian_shared"})
+    torch.manual_seed(seed)
+    inner = build_model(cfg, (d,))
+    tcfg = build_section("train", {"epochs": epochs, "batch_size": 128, "lr": 1e-3, "schedule": "cosine",
+                                   "seed": seed, "progress": False, "eval_k": 0})
+    return TwoStage(fit(inner, data, tcfg).model.eval())
+
+
 @torch.no_grad()
 def codes_of(model: Any, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """model.embed of every example of x (N, *shape), in batches: (N, D) float64 on the CPU."""
     return torch.cat([model.embed(x[i: i + batch_size]).double().cpu() for i in range(0, len(x), batch_size)])
 
 
-def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> FittedMixture:
-    """A `spec` density ('gaussian' or 'gmm:K') fitted to the codes of x (N, *shape)."""
+def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> Prior:
+    """A `spec` sampler ('gaussian', 'gmm:K' or 'two-stage') fitted to the codes of x (N, *shape)."""
     kind, k = parse_sampler(spec)
     if kind == "prior":
         raise VaekitError("the 'prior' sampler is the model's own; nothing to fit")
     if model.conditional:
         raise VaekitError("a conditional model samples from its prior given a label; use --sampler prior")
     z = codes_of(model, x)  # (N, D)
+    if kind == "two-stage":
+        return fit_two_stage(z, seed=seed).to(next(model.parameters()).device)
     if len(z) <= max(k, z.shape[1]):
         raise VaekitError(f"fitting '{spec}' to {z.shape[1]}-dimensional codes needs more than {max(k, z.shape[1])} examples; got {len(z)}")
     eye = torch.eye(z.shape[1], dtype=torch.float64)
@@ -103,26 +143,36 @@ def _weights_digest(model: Any) -> str:
     return tensor_digest({k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()})
 
 
-def save_sampler(sampler: FittedMixture, model: Any, directory: Path, spec: str, fitted_on: int) -> None:
-    """RUN/samplers/<spec>/: config.json (what it is, what it was fitted to) + sampler.safetensors."""
-    from .checkpoint import _save_tensors, atomic_dir
+def save_sampler(sampler: Prior, model: Any, directory: Path, spec: str, fitted_on: int) -> None:
+    """RUN/samplers/<spec>/: config.json (what it is, what it was fitted to) + sampler.safetensors
+    (a fitted mixture) or model/ (the two-stage sampler's second VAE, a plain model directory)."""
+    from .checkpoint import _save_tensors, atomic_dir, save_pretrained
 
     meta = {"format": "vaekit-sampler", "format_version": 1, "sampler": spec, "components": sampler.components,
-            "latent_dim": int(sampler.loc.shape[1]), "fitted_on": fitted_on, "model_weights_sha256": _weights_digest(model)}
+            "latent_dim": model.latent_dim, "fitted_on": fitted_on, "model_weights_sha256": _weights_digest(model)}
     with atomic_dir(directory) as tmp:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        _save_tensors(dict(sampler.state_dict()), tmp / "sampler.safetensors")
+        if isinstance(sampler, TwoStage):
+            save_pretrained(sampler.inner, tmp / "model")
+        else:
+            _save_tensors(dict(sampler.state_dict()), tmp / "sampler.safetensors")
 
 
-def load_sampler(model: Any, directory: Path, spec: str) -> FittedMixture | None:
+def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
     """The sampler saved in `directory` if it is `spec` fitted to these very weights, else None."""
-    from .checkpoint import _load_tensors, _read_json
+    from .checkpoint import _load_tensors, _read_json, load
 
     if not (directory / "config.json").is_file():
         return None
     meta = _read_json(directory / "config.json")
     if not isinstance(meta, dict) or meta.get("sampler") != spec or meta.get("model_weights_sha256") != _weights_digest(model):
         return None
+    device = next(model.parameters()).device
+    if spec == "two-stage":
+        inner = load(directory / "model", device=device)
+        if tuple(inner.shape) != (model.latent_dim,):
+            raise VaekitError(f"sampler '{directory}' does not fit a {model.latent_dim}-dimensional code")
+        return TwoStage(inner)
     t = _load_tensors(directory / "sampler.safetensors")
     try:
         sampler = FittedMixture(t["logits"], t["loc"], t["scale_tril"])
@@ -131,11 +181,11 @@ def load_sampler(model: Any, directory: Path, spec: str) -> FittedMixture | None
     k, d = sampler.components, model.latent_dim
     if t["loc"].shape != (k, d) or t["scale_tril"].shape != (k, d, d) or t["logits"].shape != (k,):
         raise VaekitError(f"sampler '{directory}' does not fit a {d}-dimensional code")
-    return sampler.to(next(model.parameters()).device)
+    return sampler.to(device)
 
 
 def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor], run: Path | None, seed: int = 0,
-                log: Callable[[str], None] = lambda s: None) -> FittedMixture | None:
+                log: Callable[[str], None] = lambda s: None) -> Prior | None:
     """The sampler `spec` for `model`: None for 'prior' (the model's own), else the one saved in
     RUN/samplers/<spec>/ for these weights, else fitted to the codes of `training_data()` (N, *shape),
     read only then, and saved if `run` is given."""
@@ -157,7 +207,7 @@ def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor]
 
 
 @torch.no_grad()
-def draw_images(model: Any, sampler: FittedMixture | None, n: int, generator: torch.Generator | None = None,
+def draw_images(model: Any, sampler: Prior | None, n: int, generator: torch.Generator | None = None,
                 y: torch.Tensor | None = None) -> torch.Tensor:
     """n images (n, *shape): decoded draws of `sampler`, or the model's own prior when None."""
     if sampler is None:

@@ -324,13 +324,8 @@ def cmd_sample(args) -> int:
 def _sampler(args, model, cfg, device):
     """The --sampler of `sample` and `evaluate --generation`: None for the model's prior, else a
     fitted code density (loaded from RUN/samplers/ or fitted to the run's training data)."""
-    from .samplers import parse_sampler, sampler_for
+    from .samplers import sampler_for
 
-    if parse_sampler(args.sampler)[0] == "prior":
-        if not model.can_sample:
-            raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, which has no prior to sample from; "
-                              "use --sampler gaussian, gmm:K or two-stage (fitted to its codes), or train a vae")
-        return None
     run = Path(args.run) if cfg is not None else None  # a bare model directory gets its sampler fitted, not saved
     return sampler_for(model, args.sampler, lambda: _run_data(args, cfg, device, model).x_train, run, seed=0,
                        log=lambda m: print(f"vaekit: {m}", file=sys.stderr))

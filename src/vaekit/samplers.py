@@ -192,7 +192,8 @@ def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor]
     kind, _ = parse_sampler(spec)
     if kind == "prior":
         if not model.can_sample:
-            raise VaekitError(f"a {type(model).__name__} has no prior to sample from; use --sampler gaussian or gmm:K")
+            raise VaekitError(f"a {type(model).__name__} has no prior to sample from; use --sampler gaussian, gmm:K "
+                              "or two-stage (fitted to its codes), or train a vae")
         return None
     where = run / "samplers" / spec.replace(":", "-") if run is not None else None
     found = load_sampler(model, where, spec) if where is not None else None

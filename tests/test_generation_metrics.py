@@ -114,5 +114,5 @@ def test_evaluate_generation_reports_samples_beside_the_floor(tmp_path, capsys):
 def test_generation_needs_images_the_feature_network_measures(tmp_path):
     from vaekit.generation import evaluate_generation
 
-    with pytest.raises(VaekitError, match=r"measures \(1, 28, 28\) images"):
+    with pytest.raises(VaekitError, match=r"takes \(N, 1, 28, 28\) images"):
         evaluate_generation(None, torch.rand(20, 1, 8, 8), torch.rand(20, 1, 8, 8))

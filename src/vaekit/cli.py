@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10000, help="with --generation: images on each side (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="with --generation: seed of the samples and KID's subsets")
     p.add_argument("--sampler", default="prior", help="with --generation: prior, gaussian, gmm:K or two-stage (see vaekit sample --help)")
+    p.add_argument("--features", help="with --generation: the feature network: a directory from 'vaekit features train', "
+                   "or 'inception' (needs torch-fidelity and its weights already on this machine); default: the shipped MNIST network")
     _device_arg(p)
 
     for name, helptext in (("sample", "decode codes drawn from the prior"), ("reconstruct", "inputs and their reconstructions"),
@@ -102,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--steps", type=int, default=10)
             p.add_argument("--mode", choices=["linear", "slerp"], default="linear")
 
+    _add_data_features_tour(sub)
+    return parser
+
+
+def _add_data_features_tour(sub) -> None:
+    """The `data`, `features` and `tour` commands."""
     p = sub.add_parser("data", help="fetch or describe datasets")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     q = dsub.add_parser("fetch", help="download and cache a dataset")
@@ -111,13 +119,26 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("info", help="shape, count, value range and labels")
     q.add_argument("name", help="dataset name or path")
 
+    p = sub.add_parser("features", help="feature networks for the generation metrics")
+    fsub = p.add_subparsers(dest="features_command", required=True, parser_class=_Parser)
+    q = fsub.add_parser("train", help="train a classifier on labelled data; its penultimate layer is the feature space")
+    q.add_argument("data", help="dataset name or path, with labels")
+    q.add_argument("--out", required=True, help="directory to write (config.json + model.safetensors)")
+    q.add_argument("--epochs", type=int, default=5)
+    q.add_argument("--width", type=int, default=128, help="number of features (default 128)")
+    q.add_argument("--lr", type=float, default=1e-3, help="base learning rate of Adam with a one-cycle schedule (default 0.001)")
+    q.add_argument("--seed", type=_seed, default=0)
+    q.add_argument("--data-dir", help="folder with dataset files you already have")
+    _device_arg(q)
+
     p = sub.add_parser("tour", help="the tutorial's story on MNIST: PCA, linear AE, deep AE, VAE")
     p.add_argument("--out", default="tour", help="output folder (default: tour)")
-    p.add_argument("--quick", action="store_true", help="small and fast (about 2 minutes)")
+    p.add_argument("--quick", action="store_true", help="small and fast (under a minute)")
+    p.add_argument("--features", help="feature network for the scores: a directory from 'vaekit features train' "
+                   "(default: the shipped MNIST network)")
     p.add_argument("--data-dir", help="folder with MNIST files you already have")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_arg(p)
-    return parser
 
 
 def _positive(name: str, value: int, high: int | None = None) -> None:
@@ -257,13 +278,13 @@ def _evaluate_generation(args) -> int:
     sampler = _sampler(args, model, cfg, device)
     data = _run_data(args, cfg, device, model)
     reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n:]
-    res = evaluate_generation(model, data.x_test, reference, n=args.n, seed=args.seed,
+    res = evaluate_generation(model, data.x_test, reference, n=args.n, seed=args.seed, features=args.features,
                               y=data.y_test if model.conditional else None, sampler=sampler)
     res["sampler"] = args.sampler
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"feature network: mnist-features sha256:{res['network']}; {res['n']} images on each side; sampler {args.sampler}")
+    print(f"feature network: {res['network_name']} sha256:{res['network']}; {res['n']} images on each side; sampler {args.sampler}")
     print(f"{'':18s} {'samples':>10s} {'floor':>10s}")
     for name in res["model"]:
         print(f"{name:18s} {res['model'][name]['value']:10.4f} {res['floor'][name]['value']:10.4f}  "
@@ -403,17 +424,33 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_features(args) -> int:
+    from .features import train_features
+
+    _positive("epochs", args.epochs, 10000)
+    _positive("width", args.width, 4096)
+    if not 0 < args.lr <= 1:
+        raise VaekitError(f"--lr {args.lr}: must be in (0, 1]")
+    res = train_features(args.data, args.out, epochs=args.epochs, width=args.width, seed=args.seed, lr=args.lr,
+                         device=_device(args), data_dir=args.data_dir)
+    acc = "n/a (no test split)" if res["test_accuracy"] is None else f"{res['test_accuracy']:.4f}"
+    print(f"feature network written to {args.out}: {res['train_size']} training examples, {args.epochs} epochs in "
+          f"{res['seconds']:.0f} s, test accuracy {acc}, sha256:{res['sha256']}")
+    print(f"use it: vaekit evaluate RUN --generation --features {args.out}")
+    return 0
+
+
 def cmd_tour(args) -> int:
     from .tutorial import tour
 
     res = tour(out=args.out, quick=args.quick, device=args.device or "auto", data_dir=args.data_dir,
-               progress=not args.quiet)
+               progress=not args.quiet, features=args.features)
     print(f"tour written to {Path(args.out) / 'index.html'} in {res['seconds']:.0f} s")
     return 0
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "data": cmd_data, "tour": cmd_tour}
+            "interpolate": cmd_interpolate, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
 
 
 def _warnings_after(command, args, debug: bool) -> int:

@@ -47,7 +47,14 @@ def _require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise VaekitError(f"generation metrics need the '{module.split('.')[0]}' package: pip install \"vaekit[metrics]\"") from None
+        name = {"sklearn": "scikit-learn"}.get(module.split(".")[0], module.split(".")[0])
+        raise VaekitError(f"generation metrics need the '{name}' package: pip install \"vaekit[metrics]\"") from None
+
+
+def require_metrics() -> None:
+    """Refuse, in one line, when a package the generation metrics need is missing."""
+    for module in ("torchmetrics.image.fid", "prdc", "sklearn.mixture"):
+        _require(module)
 
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -81,7 +88,10 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, 
 def nearest_neighbour_scores(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
     """Precision, recall, density and coverage with k-nearest-neighbour balls."""
     prdc = _require("prdc")
-    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
+    # prdc prints the sample counts, and its call of scikit-learn's threaded pairwise distances makes
+    # scikit-learn warn (from each thread) that joblib's `delayed` is not its own: both are noise here.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*", category=UserWarning)
         out = prdc.compute_prdc(real.double().cpu().numpy(), fake.double().cpu().numpy(), nearest_k=k)
     return {name: float(v) for name, v in out.items()}
 
@@ -111,7 +121,7 @@ def generation_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = 5, kid_s
 
 @torch.no_grad()
 def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """`net.features` of images (N, C, H, W), in batches: (N, D) float64 on the CPU."""
+    """`net.features` of data (N, *shape), in batches: (N, D) float64 on the CPU."""
     device = next(net.parameters()).device
     return torch.cat([net.features(images[i: i + batch_size].to(device, torch.float32)).double().cpu()
                       for i in range(0, len(images), batch_size)])
@@ -121,26 +131,26 @@ def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor,
                         features: str | None = None, y: torch.Tensor | None = None, sampler: Any = None,
                         **kw: Any) -> dict[str, Any]:
     """Sample quality of `model`'s samples (from its prior, or from `sampler`, a fitted code density of
-    `vaekit.samplers`) against `n` real test images (N, 1, 28, 28),
+    `vaekit.samplers`) against `n` real test images (N, *shape),
     beside the floor: the same metrics between those test images and `n` other real images
     (`reference`, images the model did not train on where the caller has them). Returns
-    {"model": metrics, "floor": metrics, "network": the feature network's id, "n": n}; `features`
-    is a feature-network file (default: the shipped MNIST network, checked against its pin)."""
-    from .features import load_mnist_features
+    {"model": metrics, "floor": metrics, "network": the SHA-256 of the feature network's weights,
+    "network_name": what it is, "n": n}. `features` names the feature network
+    (`vaekit.features.load_features`: default the shipped MNIST network, checked against its pin;
+    "inception"; or a directory from `vaekit features train`)."""
+    from .features import load_features
     from .samplers import draw_images
 
     n = min(n, len(real), len(reference))
     if n <= 6:
         raise VaekitError(f"generation metrics need at least 7 real images on each side; have {len(real)} and {len(reference)}")
-    net, digest = load_mnist_features(features)
-    if tuple(real.shape[1:]) != (1, 28, 28):
-        raise VaekitError(f"the MNIST feature network measures (1, 28, 28) images; this data is {tuple(real.shape[1:])}")
-    network = f"mnist-features sha256:{digest[:12]}"
+    net, name, digest = load_features(features)
+    network = f"{name} sha256:{digest[:12]}"
+    r = image_features(net, real[:n])  # first: a network that does not fit the data says so before any sampling
     g = torch.Generator(device=real.device).manual_seed(seed)
     with torch.no_grad():  # in chunks of 1,000; a conditional model is asked for the test images' labels
         fake = torch.cat([draw_images(model, sampler, len(c), generator=g, y=None if y is None else y[c.to(y.device)])
                           for c in torch.arange(n).split(1000)])
-    r = image_features(net, real[:n])
     return {"model": generation_metrics(r, image_features(net, fake), seed=seed, network=network, **kw),
             "floor": generation_metrics(r, image_features(net, reference[:n]), seed=seed, network=network, **kw),
-            "network": digest, "n": n}
+            "network": digest, "network_name": name, "n": n}

@@ -15,9 +15,10 @@ from typing import Any, Callable, Iterable
 
 
 class RunLog:
-    def __init__(self, run_dir: str | Path | None, is_main: bool = True, progress: bool = True):
+    def __init__(self, run_dir: str | Path | None, is_main: bool = True, progress: bool = True, quiet: bool = False):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.is_main = is_main
+        self.quiet = quiet  # no messages (a worker of `parallel.train_side_by_side`: the parent reports)
         self.progress = progress and is_main
         self._tb = None
         if self.run_dir is not None and is_main:
@@ -68,7 +69,7 @@ class RunLog:
             write()
 
     def info(self, msg: str) -> None:
-        if self.is_main:
+        if self.is_main and not self.quiet:
             print(msg, file=sys.stderr)
 
     def close(self) -> None:

@@ -7,13 +7,16 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from vaekit import mnist, tutorial
 from vaekit.cli import main
+from vaekit.features import save_feature_network, train_feature_network
 
 # Small nets and more passes: the generated set has 2,000 images, not 60,000.
-TINY = {"limit": None, "linear_epochs": 30, "deep_epochs": 15, "vae_epochs": 15, "map_epochs": 5, "clf_epochs": 3,
-        "hidden": [128], "map_hidden": [64], "pairs": 100, "samples": 200, "k": 20, "cvae_epochs": 30}
+TINY = {"limit": None, "hidden": [128], "map_hidden": [64], "batch_size": 128, "linear_epochs": 30, "deep_epochs": 15,
+        "vae_epochs": 15, "cvae_epochs": 60, "map_epochs": 5, "lr": 1e-3, "warmup_epochs": 0.0, "n": 200, "kid_subsets": 20, "k": 20,
+        "pairs_shown": 4, "lanes": 2, "expected": {"data": 1, "train": 20, "measure": 1, "generation": 3, "pictures": 2}}
 
 
 def fake_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,9 +43,16 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mnist, "ARRAY_SHA256", {k: hashlib.sha256(np.ascontiguousarray(v.reshape(len(v), -1) if k[0] == "x" else v).tobytes()).hexdigest()
                                                 for k, v in arrays.items()})
     mnist.save_cache(arrays, mnist.cache_dir() / "mnist.npz")
+    # The shipped network knows real digits, not these strokes: score them with one trained on them.
+    x_feat = torch.from_numpy(xtr).float()[:, None] / 255
+    save_feature_network(train_feature_network(x_feat, torch.from_numpy(ytr).long(), epochs=3, lr=3e-3), tmp_path / "feat")
     out = tmp_path / "tour"
-    assert main(["tour", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert main(["tour", "--quick", "--quiet", "--out", str(out), "--features", str(tmp_path / "feat")]) == 0
     res = json.loads((out / "results.json").read_text())
+    printed = capsys.readouterr().out
+    assert all(f"step {k} of 5:" in printed for k in range(1, 6)) and "s to go]" in printed
+    assert list(res["seconds_by_step"]) == ["data", "train", "measure", "generation", "pictures"]
+    assert set(res["training_seconds"]) == {"linear AE", "deep AE", "VAE", "conditional VAE", "deep AE (2-D)", "VAE (2-D)"}
 
     # Every picture the page shows is beside it, so it opens offline.
     page = (out / "index.html").read_text()
@@ -62,7 +72,7 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
     mean_only = ((t - mu) ** 2).sum(1).mean()
     for name in ("linear AE", "deep AE", "VAE"):
         assert res["squared_error_30"][name] < 0.7 * mean_only, name
-    assert res["classifier"]["test_accuracy"] > 0.9
+    assert res["feature_network"]["test_accuracy"] > 0.9 and res["feature_network"]["name"] == "features 'feat'"
     assert 0.9 < res["linear_ae_variance_captured"] <= 1.0 + 1e-9  # PCA's subspace captures the most variance
     assert set(res["digit_scores"]) == {"real test digits", "AE interpolation midpoints", "VAE interpolation midpoints",
                                         "AE on N(0, I)", "AE on fitted Gaussian", "VAE on N(0, I)"}
@@ -73,4 +83,12 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
     # test_family.py holds it to >= 90% on easy data; 2,000 tiny images train it only so far here.
     assert res["conditional"]["samples"] == 200 and res["conditional"]["classifier_accuracy_on_samples"] > 0.25
     assert "conditional.png" in sources
-    assert "tour written to" in capsys.readouterr().out
+    assert "tour written to" in printed
+
+    # Generation, measured: nine sets of 200 images against 200 test images, and real images score best.
+    gen = res["generation"]
+    assert gen["n"] == 200 and len(gen["sets"]) == 9 and gen["network"].startswith("features 'feat' sha256:")
+    fd = {name: v["frechet_distance"] for name, v in gen["sets"].items()}
+    assert min(fd, key=fd.get) == tutorial.FLOOR
+    assert all(0 <= v["precision"] <= 1 and 0 <= v["recall"] <= 1 for v in gen["sets"].values())
+    assert "Generation, measured as the field measures it" in page and f"{fd[tutorial.FLOOR]:.1f}" in page

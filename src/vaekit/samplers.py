@@ -114,14 +114,22 @@ def codes_of(model: Any, x: torch.Tensor, batch_size: int = 1000) -> torch.Tenso
 
 def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> Prior:
     """A `spec` sampler ('gaussian', 'gmm:K' or 'two-stage') fitted to the codes of x (N, *shape)."""
-    kind, k = parse_sampler(spec)
+    kind, _ = parse_sampler(spec)
     if kind == "prior":
         raise VaekitError("the 'prior' sampler is the model's own; nothing to fit")
     if model.conditional:
         raise VaekitError("a conditional model samples from its prior given a label; use --sampler prior")
-    z = codes_of(model, x)  # (N, D)
+    return fit_codes(codes_of(model, x), spec, seed, device=next(model.parameters()).device)
+
+
+def fit_codes(z: torch.Tensor, spec: str, seed: int = 0, device: str | torch.device = "cpu") -> Prior:
+    """A `spec` sampler fitted to codes z (N, D) (as `codes_of` gives them), on `device`."""
+    kind, k = parse_sampler(spec)
+    if kind == "prior":
+        raise VaekitError("the 'prior' sampler is the model's own; nothing to fit")
+    z = z.double().cpu()
     if kind == "two-stage":
-        return fit_two_stage(z, seed=seed).to(next(model.parameters()).device)
+        return fit_two_stage(z, seed=seed).to(device)
     if len(z) <= max(k, z.shape[1]):
         raise VaekitError(f"fitting '{spec}' to {z.shape[1]}-dimensional codes needs more than {max(k, z.shape[1])} examples; got {len(z)}")
     eye = torch.eye(z.shape[1], dtype=torch.float64)
@@ -129,12 +137,15 @@ def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> Prior:
         logits, loc, cov = torch.zeros(1, dtype=torch.float64), z.mean(0, keepdim=True), torch.cov(z.T).reshape(1, z.shape[1], z.shape[1])
     else:
         from sklearn.mixture import GaussianMixture
+        from threadpoolctl import threadpool_limits
 
-        gm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-6).fit(z.numpy())
+        # One BLAS thread: EM's small products run 2x faster so on 2 cores (0.073 s against 0.144 s
+        # an iteration, 20,000 codes of 30 numbers and 10 components).
+        with threadpool_limits(limits=1, user_api="blas"):
+            gm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-6).fit(z.numpy())
         logits, loc, cov = (torch.from_numpy(gm.weights_).log(), torch.from_numpy(gm.means_), torch.from_numpy(gm.covariances_))
     tril = torch.linalg.cholesky(cov + 1e-9 * eye * cov.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None])
-    ref = next(model.parameters())
-    return FittedMixture(logits.float(), loc.float(), tril.float()).to(ref.device)
+    return FittedMixture(logits.float(), loc.float(), tril.float()).to(device)
 
 
 def _weights_digest(model: Any) -> str:

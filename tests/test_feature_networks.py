@@ -175,3 +175,30 @@ def test_inception_weights_must_already_be_on_the_machine(tmp_path, monkeypatch,
     torch.save({"w": torch.ones(3, 2048), "f": types.SimpleNamespace()}, weights)
     with pytest.raises(VaekitError, match="cannot read Inception's weights"):
         load_inception()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs 0: must be 1..10000"),
+    (["--width", "5000"], "--width 5000: must be 1..4096"),
+    (["--lr", "nan"], "--lr nan: must be in \\(0, 1\\]"),
+    (["--lr", "2"], "--lr 2.0: must be in \\(0, 1\\]"),
+])
+def test_features_train_refuses_bad_options_in_one_line(tmp_path, capsys, args, message):
+    import re
+
+    from vaekit.cli import main
+
+    x, y = digit_like(60, size=8)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    assert main(["features", "train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "f"), *args]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1 and not (tmp_path / "f").exists()
+
+
+def test_the_tour_refuses_a_feature_network_without_a_head(tmp_path, monkeypatch, capsys):
+    import vaekit.features as features
+    from vaekit.cli import main
+
+    monkeypatch.setattr(features, "load_inception", lambda device="cpu": (InceptionFeatures(torch.nn.Identity()), "0" * 64))
+    assert main(["tour", "--quick", "--out", str(tmp_path / "t"), "--features", "inception"]) == 2
+    assert "has no head" in capsys.readouterr().err and not (tmp_path / "t").exists()

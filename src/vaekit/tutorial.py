@@ -169,16 +169,16 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     s = {**SETTINGS["quick" if quick else "full"], **(settings or {})}
     steps = Steps(s["expected"])
     dev = resolve_device(device)
+    require_metrics()  # first: a missing extra or feature network fails before anything is written
+    net, net_name, digest = load_features(features, dev)
+    if not isinstance(net, (MnistFeatureNet, FeatureNet)):
+        raise VaekitError(f"the tour scores digits with a classifier's features and head; '{features}' has no head "
+                          "(use the shipped network or one from 'vaekit features train')")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"vaekit tour{' --quick' if quick else ''}: {len(steps.names)} steps, about {steps.left():.0f} s on 2 CPU cores "
           f"(the estimate follows this machine's pace as the steps finish)", flush=True)
     steps.begin("data", STEPS["data"])
-    require_metrics()  # first: a missing extra or feature network fails before any training
-    net, net_name, digest = load_features(features, dev)
-    if not isinstance(net, (MnistFeatureNet, FeatureNet)):
-        raise VaekitError(f"the tour scores digits with a classifier's features and head; '{features}' has no head "
-                          "(use the shipped network or one from 'vaekit features train')")
     if data is None:
         data = prepare(DataConfig(name="mnist", data_dir=data_dir, val_size=0), device=dev)
     full = data.to(dev)

@@ -156,3 +156,18 @@ def test_named_datasets_and_data_inside_the_run_need_no_record(run, images_npz, 
     (run / "data.json").unlink()
     assert main(["evaluate", str(run), "--k", "5"]) == 0
     assert D.fingerprint(D.DataConfig(name="mnist")) is None
+
+
+def test_resume_reads_the_data_file_through_once_for_its_fingerprint(run, images_npz, monkeypatch):
+    """The check on resume hashes the data; the record it checked is kept, not hashed again."""
+    import vaekit.api  # noqa: F401 - _record_config imports fingerprint from vaekit.data at call time
+
+    record = (run / D.DATA_RECORD).read_text()
+    calls = []
+    real = D.fingerprint
+    monkeypatch.setattr(D, "fingerprint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]) == 0
+    assert len(calls) == 1 and (run / D.DATA_RECORD).read_text() == record
+    calls.clear()  # data the user names is recorded afresh
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.name={images_npz}", "--quiet"]) == 0
+    assert len(calls) == 1

@@ -121,8 +121,9 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
 
     main = distributed.from_env().is_main
 
+    checked = False  # the data's record in the run directory was just verified (resume): not hashed again
     if resume:
-        cfg = _resume_config(run, overrides, check_data=data is None)
+        cfg, checked = _resume_config(run, overrides, check_data=data is None)
     else:
         cfg = resolve_config(config, overrides)
         if run is not None and main:
@@ -156,7 +157,7 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
             locks.append(RunLock(run).acquire())
     try:
         if run is not None and main:
-            _record_config(run, cfg, data_given is None)
+            _record_config(run, cfg, data_given is None and not checked)
         if model.fitted_in_closed_form:
             model.fit(data.x_train)
             history: list[dict] = []
@@ -202,10 +203,11 @@ def _refuse_existing(run: Path) -> None:
                       f"'vaekit train --resume {run}', or choose another --out")
 
 
-def _resume_config(run: Path | None, overrides: list[str] | None, check_data: bool) -> RunConfig:
+def _resume_config(run: Path | None, overrides: list[str] | None, check_data: bool) -> tuple[RunConfig, bool]:
     """The config to resume `run` with: its own, with `overrides` applied. Its own data path is read
     only if it is the data the run was trained on (`data.check_recorded`); a path the user names
-    with an override is theirs to choose."""
+    with an override is theirs to choose. Also returns whether the run's data record was checked
+    (then RUN/data.json already holds the data's fingerprint)."""
     from .data import check_recorded
 
     if run is None or not (run / "config.json").is_file():
@@ -213,8 +215,8 @@ def _resume_config(run: Path | None, overrides: list[str] | None, check_data: bo
     cfg = read_run_config(run, overrides)
     named = "name" in apply_overrides({}, overrides or []).get("data", {})
     if check_data and not named:
-        check_recorded(run, cfg.data, "--set data.name=")
-    return cfg
+        return cfg, check_recorded(run, cfg.data, "--set data.name=")
+    return cfg, False
 
 
 def _record_config(run: Path, cfg: RunConfig, own_data: bool) -> None:

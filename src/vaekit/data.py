@@ -628,23 +628,24 @@ def fingerprint(cfg: DataConfig, budget: int = MAX_FOLDER_ENTRIES) -> dict | Non
     return {"path": str(p), "kind": "file", "bytes": p.stat().st_size, "sha256": digest}
 
 
-def check_recorded(run: Path, cfg: DataConfig, instead: str) -> None:
+def check_recorded(run: Path, cfg: DataConfig, instead: str) -> bool:
     """Refuse to read a data path that run directory `run` records unless it is the data the run's
     training read (or lie inside the run directory): its fingerprint must equal the one in
     RUN/data.json. A run directory may come
     from anyone; this way the only files it can make vaekit read are the ones it was trained on
     (listing at most as many entries as training did), and data changed since training is not
     silently evaluated as if it were the same. `instead` names the option that passes the data
-    explicitly (quoted in the error)."""
+    explicitly (quoted in the error). Returns True when the data was compared with its record
+    (False: a named dataset, or data inside the run directory)."""
     import json
 
     from .datasets import is_named
 
     if is_named(cfg.name):
-        return
+        return False
     root, target = run.resolve(), Path(cfg.name).resolve()
     if root in target.parents:  # data shipped inside the run directory is the run's own
-        return
+        return False
     record = run / DATA_RECORD
     fix = f"to read it anyway, pass {instead}{cfg.name}"
     try:
@@ -667,3 +668,4 @@ def check_recorded(run: Path, cfg: DataConfig, instead: str) -> None:
     if now != saved:
         raise VaekitError(f"data '{cfg.name}' is not the data run '{run}' was trained on (it no longer matches "
                           f"{record}); {fix}")
+    return True

@@ -58,6 +58,7 @@ def test_a_run_records_the_fingerprint_of_its_data(run, images_npz):
 VERBS = {"evaluate": lambda run, out: ["evaluate", str(run)],
          "reconstruct": lambda run, out: ["reconstruct", str(run), "--out", str(out)],
          "interpolate": lambda run, out: ["interpolate", str(run), "--out", str(out)],
+         "traverse": lambda run, out: ["traverse", str(run), "--out", str(out)],
          "resume": lambda run, out: ["train", "--resume", str(run), "--set", "train.epochs=2"]}
 
 

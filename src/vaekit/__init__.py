@@ -30,6 +30,7 @@ _EXPORTS = {
     "load": "vaekit.checkpoint",
     "evaluate": "vaekit.evaluation",
     "tour": "vaekit.tutorial",
+    "traversal": "vaekit.traversal",
     "VaekitError": "vaekit.errors",
     "TrainingInterrupted": "vaekit.errors",
 }

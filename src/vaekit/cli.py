@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     _device_arg(p)
 
     for name, helptext in (("sample", "decode codes drawn from the prior"), ("reconstruct", "inputs and their reconstructions"),
-                           ("interpolate", "decode codes between two inputs")):
+                           ("interpolate", "decode codes between two inputs"),
+                           ("traverse", "one row per latent dimension, swept around a test example's code")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("run", help="run directory")
         p.add_argument("--out", required=True, help="output file (.png; .npy or .csv for vectors)")
@@ -98,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "any autoencoder can generate")
         if name == "reconstruct":
             p.add_argument("--n", type=int, default=16)
+        if name == "traverse":
+            p.add_argument("--image", type=int, default=0, help="index of the test example whose code is swept (default 0)")
+            p.add_argument("--dims", help="comma-separated latent dimensions, in row order (default: the active ones, "
+                           "most KL first, at most 10)")
+            p.add_argument("--steps", type=int, default=11, help="codes per row (default 11)")
+            p.add_argument("--span", type=float, default=3.0, help="sweep from -span to +span standard deviations of p(z_d) "
+                           "(of the codes, for a model without a prior; default 3)")
         if name == "interpolate":
             p.add_argument("--a", type=int, default=0, help="index of the first test example")
             p.add_argument("--b", type=int, default=1, help="index of the second test example")
@@ -352,6 +360,37 @@ def _sampler(args, model, cfg, device):
                        log=lambda m: print(f"vaekit: {m}", file=sys.stderr))
 
 
+def cmd_traverse(args) -> int:
+    from . import viz
+    from .api import load_run
+    from .traversal import traversal
+
+    device = _device(args)
+    model, cfg = load_run(args.run, device)
+    data = _run_data(args, cfg, device, model)
+    dims = None
+    if args.dims is not None:
+        try:
+            dims = [int(d) for d in args.dims.split(",")]
+        except ValueError:
+            raise VaekitError(f"--dims '{args.dims}': give comma-separated integers, e.g. 0,3,5") from None
+    t = traversal(model, data.x_test, args.image, dims, args.steps, args.span, y=data.y_test if model.conditional else None)
+    _check_finite(t.images, "outputs")
+    if t.images.dim() != 5:  # vectors: one row of the file per code, row-major over (dimension, step)
+        _write_images_or_vectors(t.images.flatten(0, 1), args.out)
+        return 0
+    if Path(args.out).suffix != ".png":
+        raise VaekitError(f"--out '{args.out}': images are written as .png")
+    if not Path(args.out).parent.exists():
+        raise VaekitError(f"output folder '{Path(args.out).parent}' does not exist")
+    labels = [f"z{d}" + (f" KL {float(k):.2f}" if t.kl is not None else f" var {float(a):.2g}")
+              for d, k, a in zip(t.dims, t.kl if t.kl is not None else t.activity, t.activity)]
+    viz.labelled_rows(dict(zip(labels, t.images.clamp(0, 1))), args.out)
+    print(f"wrote {args.out}: dimensions {', '.join(map(str, t.dims))}, {args.steps} codes each from "
+          f"-{args.span:g} to +{args.span:g} standard deviations around test example {args.image}")
+    return 0
+
+
 def cmd_reconstruct(args) -> int:
     import torch
 
@@ -450,7 +489,7 @@ def cmd_tour(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
+            "interpolate": cmd_interpolate, "traverse": cmd_traverse, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
 
 
 def _warnings_after(command, args, debug: bool) -> int:

@@ -37,6 +37,15 @@ def test_continuous_bernoulli_matches_torch_where_torch_is_accurate():
     assert torch.allclose(ours.mean, ref.mean, atol=1e-6)
 
 
+def test_continuous_bernoulli_mean_is_accurate_in_float32_near_one_half():
+    """E[x] = 1/(1 - e^-l) - 1/l: the closed form's two terms (each ~1/l) cancel near l = 0, so
+    float32 needs the series further out than |l| < 1e-3 (which erred by up to 1e-4)."""
+    l = torch.cat([torch.linspace(-5, 5, 100001), torch.tensor([1e-3, 2.2e-3, 0.2499, 0.2501])])
+    exact = 1 / (-torch.expm1(-l.double())) - 1 / l.double()
+    exact = torch.where(l == 0, torch.full_like(exact, 0.5), exact)
+    assert float((ContinuousBernoulli(l).mean.double() - exact).abs().max()) < 1e-6
+
+
 def test_continuous_bernoulli_normaliser_is_stable_near_one_half():
     # lambda = 1/2 +- tiny is logit +- 4 tiny: log C must be log 2 + l^2 / 12, smooth, with a finite gradient.
     l = torch.tensor([-1e-2, -1e-3, -1e-7, 0.0, 1e-7, 1e-3, 1e-2, 1.1e-2], dtype=torch.float64, requires_grad=True)

@@ -69,12 +69,15 @@ class ContinuousBernoulli(Distribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        """E[x] = sigmoid(l) / tanh(l/2) - 1/l, which is 1/2 + l/12 + O(l^3) near 0."""
+        """E[x] = sigmoid(l) / tanh(l/2) - 1/l, which is 1/2 + l/12 - l^3/720 + O(l^5) near 0.
+        The two terms of the closed form cancel as l -> 0 (each about 1/l), so below |l| = 0.25 the
+        series is used: at most 7e-7 from the exact mean in float32 (the closed form down to
+        |l| = 1e-3, as before, erred by up to 1e-4)."""
         l = self.logits
-        small = l.abs() < 1e-3
+        small = l.abs() < 0.25
         safe = torch.where(small, torch.ones_like(l), l)
         exact = torch.sigmoid(safe) / torch.tanh(safe / 2) - 1 / safe
-        return torch.where(small, 0.5 + l / 12, exact)
+        return torch.where(small, 0.5 + l / 12 - l * l * l / 720, exact)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """Inverse CDF: x = log(1 + u (e^l - 1)) / l, written for l > 0 as

@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--steps", type=int, default=10)
             p.add_argument("--mode", choices=["linear", "slerp"], default="linear")
 
+    p = sub.add_parser("export", help="write the model's decoder and encoder as ONNX files")
+    p.add_argument("run", help="run directory (or a model directory)")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--part", choices=["decoder", "encoder", "both"], default="both")
+    p.add_argument("--out", help="folder to write decoder.onnx / encoder.onnx into (default: RUN/onnx)")
     _add_data_features_tour(sub)
     return parser
 
@@ -391,6 +396,17 @@ def cmd_traverse(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .api import load_run
+    from .export import PARTS, export_onnx
+
+    model, _ = load_run(args.run, "cpu")
+    written = export_onnx(model, args.out or Path(args.run) / "onnx", PARTS if args.part == "both" else (args.part,))
+    for part, path in written.items():
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_reconstruct(args) -> int:
     import torch
 
@@ -489,7 +505,7 @@ def cmd_tour(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "traverse": cmd_traverse, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
+            "interpolate": cmd_interpolate, "traverse": cmd_traverse, "export": cmd_export, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
 
 
 def _warnings_after(command, args, debug: bool) -> int:

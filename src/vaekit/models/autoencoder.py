@@ -82,7 +82,7 @@ class Autoencoder(nn.Module, LatentModel):
 
     def _encode(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """The encoder's raw output: (B, *shape) -> (B, D) here, (B, 2D) for a VAE."""
-        c = self._onehot(y, len(x), x)
+        c = self._onehot(y, x.shape[0], x)  # x.shape[0], not len(x): it stays symbolic when exported
         return full_precision(self.encoder(x) if c is None else self.encoder(x, c))
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:

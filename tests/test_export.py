@@ -1,0 +1,71 @@
+"""ONNX export (issue 17, part 3): decoder and encoder files that onnxruntime runs with outputs equal
+to PyTorch's within 1e-5, for MLP, conv and ResNet models, any batch size; from the CLI and Python;
+a missing extra gets one line."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import digit_like
+from vaekit.cli import main
+from vaekit.config import ModelConfig
+from vaekit.errors import VaekitError
+from vaekit.export import export_onnx, run_onnx
+from vaekit.models import PCA, build_model
+
+CASES = {
+    "mlp vae": ({"name": "vae", "arch": "mlp", "hidden": [32], "likelihood": "bernoulli"}, (1, 28, 28)),
+    "mlp vae, continuous Bernoulli, gated": ({"name": "vae", "arch": "mlp", "hidden": [16, 16], "block": "gated",
+                                             "likelihood": "continuous_bernoulli"}, (1, 12, 12)),
+    "conv vae": ({"name": "vae", "arch": "conv", "channels": [8, 16], "likelihood": "bernoulli"}, (1, 28, 28)),
+    "resnet vae, rgb": ({"name": "vae", "arch": "resnet", "channels": [8, 16], "depth": 1, "likelihood": "bernoulli"}, (3, 32, 32)),
+    "conv ae": ({"name": "ae", "arch": "conv", "channels": [8, 16]}, (1, 28, 28)),
+    "conditional mlp vae": ({"name": "vae", "arch": "mlp", "hidden": [16], "likelihood": "bernoulli", "conditional": True,
+                             "num_classes": 3}, (1, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_onnxruntime_gives_pytorchs_outputs_at_any_batch_size(tmp_path, case):
+    cfg, shape = CASES[case]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(latent_dim=5, **cfg), shape).eval()
+    files = export_onnx(model, tmp_path)
+    for batch in (1, 7):
+        z, x = torch.randn(batch, 5), torch.rand(batch, *shape)
+        ys = (torch.arange(batch) % 3,) if model.conditional else ()
+        with torch.no_grad():
+            (x_mean,) = run_onnx(files["decoder"], z, *ys)
+            assert x_mean.shape == (batch, *shape)
+            assert torch.allclose(x_mean, model.decode(z, *ys).mean, atol=1e-5, rtol=0)
+            enc = run_onnx(files["encoder"], x, *ys)
+            assert torch.allclose(enc[0], model.embed(x, *ys), atol=1e-5, rtol=0)
+            if model.variational:
+                assert len(enc) == 2 and torch.allclose(enc[1], model.encoder_log_variance(x, *ys), atol=1e-5, rtol=0)
+            else:
+                assert len(enc) == 1
+
+
+def test_export_through_the_cli(tmp_path, capsys):
+    x, y = digit_like(200, size=8)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    small = ["--set", f"data.name={tmp_path / 'd.npz'}", "--set", "train.epochs=1", "--set", "model.hidden=[16]",
+             "--set", "model.latent_dim=3", "--set", "data.val_size=0", "--set", "train.eval_k=0", "--quiet"]
+    assert main(["train", *small, "--out", str(tmp_path / "vae")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "vae"), "--format", "onnx", "--part", "decoder"]) == 0
+    assert (tmp_path / "vae" / "onnx" / "decoder.onnx").is_file() and not (tmp_path / "vae" / "onnx" / "encoder.onnx").exists()
+    assert main(["export", str(tmp_path / "vae"), "--out", str(tmp_path / "o")]) == 0
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"decoder.onnx", "encoder.onnx"}
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_a_missing_extra_or_a_model_without_a_network_is_one_line(tmp_path, monkeypatch):
+    with pytest.raises(VaekitError, match="has no network to export"):
+        export_onnx(PCA(2), tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(VaekitError, match="needs the 'onnxscript' package: pip install \"vaekit\\[onnx\\]\""):
+        export_onnx(build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (1, 8, 8)), tmp_path / "x")
+    assert not (tmp_path / "x").exists()

@@ -163,7 +163,8 @@ def train_side_by_side(jobs: list[Job], data: Data, lanes: int = 2,
                        on_done: Callable[[Job, Trained], None] | None = None) -> dict[str, Trained]:
     """Train `jobs` (in the order given: put the longest first) on `lanes` worker processes with
     max(1, threads // lanes) threads each; `on_done(job, trained)` is called as each finishes.
-    Returns {job.name: Trained}. Runs them here, in order, on a GPU or when lanes <= 1.
+    Returns {job.name: Trained}. Runs them here, in order, on a GPU, when lanes <= 1, or when
+    this process has a single thread to give.
 
     Workers are fresh interpreters (`python -m vaekit.parallel`), not forks or multiprocessing
     spawns: nothing of the caller's script is re-imported, so it needs no `__main__` guard."""
@@ -173,6 +174,7 @@ def train_side_by_side(jobs: list[Job], data: Data, lanes: int = 2,
     import threading
 
     done: dict[str, Trained] = {}
+    lanes = min(lanes, torch.get_num_threads())  # one thread in all: lanes would only take turns on it
     if lanes <= 1 or data.device.type != "cpu" or data.streamed or len(jobs) <= 1:
         for job in jobs:
             done[job.name] = train_one(job, data)

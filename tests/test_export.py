@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import digit_like
+from conftest import digit_like, train_small_run
 from vaekit.cli import main
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
@@ -51,9 +51,7 @@ def test_onnxruntime_gives_pytorchs_outputs_at_any_batch_size(tmp_path, case):
 def test_export_through_the_cli(tmp_path, capsys):
     x, y = digit_like(200, size=8)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    small = ["--set", f"data.name={tmp_path / 'd.npz'}", "--set", "train.epochs=1", "--set", "model.hidden=[16]",
-             "--set", "model.latent_dim=3", "--set", "data.val_size=0", "--set", "train.eval_k=0", "--quiet"]
-    assert main(["train", *small, "--out", str(tmp_path / "vae")]) == 0
+    train_small_run(tmp_path / "d.npz", tmp_path / "vae", latent_dim=3, hidden=16)
     capsys.readouterr()
     assert main(["export", str(tmp_path / "vae"), "--format", "onnx", "--part", "decoder"]) == 0
     assert (tmp_path / "vae" / "onnx" / "decoder.onnx").is_file() and not (tmp_path / "vae" / "onnx" / "encoder.onnx").exists()

@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import digit_like
+from conftest import digit_like, train_small_run
 
 from vaekit.errors import VaekitError
 from vaekit.features import (FEATURE_FORMAT, FeatureNet, InceptionFeatures, file_sha256, load_feature_network,
@@ -92,9 +92,7 @@ def test_features_train_then_evaluate_generation_through_the_cli(tmp_path, capsy
     meta = json.loads((tmp_path / "feat" / "config.json").read_text())
     assert meta["format"] == FEATURE_FORMAT and meta["shape"] == [1, 12, 12] and meta["width"] == 24
     assert meta["test_accuracy"] > 0.9 and f"sha256:{file_sha256(tmp_path / 'feat' / 'model.safetensors')}" in out
-    small = ["--set", f"data.name={tmp_path / 'd.npz'}", "--set", "train.epochs=1", "--set", "model.hidden=[32]",
-             "--set", "model.latent_dim=2", "--set", "data.val_size=100", "--set", "train.eval_k=0", "--quiet"]
-    assert main(["train", *small, "--out", str(tmp_path / "vae")]) == 0
+    train_small_run(tmp_path / "d.npz", tmp_path / "vae", val_size=100)
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "vae"), "--generation", "--n", "40", "--json",
                  "--features", str(tmp_path / "feat")]) == 0

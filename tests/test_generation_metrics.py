@@ -91,21 +91,19 @@ def test_the_report_names_units_counts_and_the_network():
 def test_evaluate_generation_reports_samples_beside_the_floor(tmp_path, capsys):
     import json
 
-    from conftest import digit_like
+    from conftest import digit_like, train_small_run
     from vaekit.cli import main
 
     x, y = digit_like(400, size=28)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    small = ["--set", f"data.name={tmp_path / 'd.npz'}", "--set", "train.epochs=1", "--set", "model.hidden=[32]",
-             "--set", "model.latent_dim=2", "--set", "data.val_size=100", "--set", "train.eval_k=0", "--quiet"]
-    assert main(["train", *small, "--out", str(tmp_path / "vae")]) == 0
+    train_small_run(tmp_path / "d.npz", tmp_path / "vae", val_size=100)
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "vae"), "--generation", "--n", "40", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == 40 and res["network"] == MNIST_SHA
     assert res["floor"]["frechet_distance"]["value"] < res["model"]["frechet_distance"]["value"]  # one epoch: far from real
     assert "40 real, 40 generated" in res["model"]["precision"]["reduction"]
-    assert main(["train", *small, "--set", "model.name=ae", "--out", str(tmp_path / "ae")]) == 0
+    train_small_run(tmp_path / "d.npz", tmp_path / "ae", val_size=100, extra=("--set", "model.name=ae"))
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "ae"), "--generation"]) == 2
     assert "no prior to sample from" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import digit_like
+from conftest import digit_like, train_small_run
 from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
@@ -78,9 +78,7 @@ def test_bad_requests_are_refused(kw, message):
 def test_traverse_through_the_cli(tmp_path, capsys):
     x, y = digit_like(300, size=8)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    small = ["--set", f"data.name={tmp_path / 'd.npz'}", "--set", "train.epochs=2", "--set", "model.hidden=[32]",
-             "--set", "model.latent_dim=4", "--set", "data.val_size=0", "--set", "train.eval_k=0", "--quiet"]
-    assert main(["train", *small, "--out", str(tmp_path / "vae")]) == 0
+    train_small_run(tmp_path / "d.npz", tmp_path / "vae", latent_dim=4, epochs=2)
     capsys.readouterr()
     assert main(["traverse", str(tmp_path / "vae"), "--out", str(tmp_path / "t.png"), "--dims", "3,1", "--steps", "5"]) == 0
     assert (tmp_path / "t.png").stat().st_size > 0 and "dimensions 3, 1, 5 codes each" in capsys.readouterr().out

@@ -305,25 +305,31 @@ def _evaluate_generation(args) -> int:
     return 0
 
 
+def _output_path(out: str, images: bool) -> Path:
+    """--out checked before anything is computed: its folder exists, its suffix fits the outputs."""
+    p = Path(out)
+    if p.parent and not p.parent.exists():
+        raise VaekitError(f"output folder '{p.parent}' does not exist")
+    if images and p.suffix != ".png":
+        raise VaekitError(f"--out '{out}': images are written as .png")
+    if not images and p.suffix not in (".npy", ".csv"):
+        raise VaekitError(f"--out '{out}': vectors are written as .npy or .csv")
+    return p
+
+
 def _write_images_or_vectors(x, out: str) -> None:
     import numpy as np
 
     from . import viz
 
     _check_finite(x, "outputs")
-    p = Path(out)
-    if p.parent and not p.parent.exists():
-        raise VaekitError(f"output folder '{p.parent}' does not exist")
+    p = _output_path(out, images=x.dim() == 4)
     if x.dim() == 4:
-        if p.suffix != ".png":
-            raise VaekitError(f"--out '{out}': images are written as .png")
         viz.image_grid(x, p, nrow=min(len(x), 10) if len(x) <= 10 else 8)
     else:
         from .checkpoint import atomic_file
 
         arr = x.detach().cpu().numpy()
-        if p.suffix not in (".npy", ".csv"):
-            raise VaekitError(f"--out '{out}': vectors are written as .npy or .csv")
         with atomic_file(p) as tmp:  # whole or not at all, and never through a link
             if p.suffix == ".npy":
                 np.save(tmp, arr)
@@ -372,6 +378,7 @@ def cmd_traverse(args) -> int:
 
     device = _device(args)
     model, cfg = load_run(args.run, device)
+    _output_path(args.out, images=len(model.shape) == 3)  # before the data is read and the codes swept
     data = _run_data(args, cfg, device, model)
     dims = None
     if args.dims is not None:
@@ -384,10 +391,6 @@ def cmd_traverse(args) -> int:
     if t.images.dim() != 5:  # vectors: one row of the file per code, row-major over (dimension, step)
         _write_images_or_vectors(t.images.flatten(0, 1), args.out)
         return 0
-    if Path(args.out).suffix != ".png":
-        raise VaekitError(f"--out '{args.out}': images are written as .png")
-    if not Path(args.out).parent.exists():
-        raise VaekitError(f"output folder '{Path(args.out).parent}' does not exist")
     labels = [f"z{d}" + (f" KL {float(k):.2f}" if t.kl is not None else f" var {float(a):.2g}")
               for d, k, a in zip(t.dims, t.kl if t.kl is not None else t.activity, t.activity)]
     viz.labelled_rows(dict(zip(labels, t.images.clamp(0, 1))), args.out)

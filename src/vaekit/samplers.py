@@ -114,10 +114,7 @@ def codes_of(model: Any, x: torch.Tensor, batch_size: int = 1000) -> torch.Tenso
 
 def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> Prior:
     """A `spec` sampler ('gaussian', 'gmm:K' or 'two-stage') fitted to the codes of x (N, *shape)."""
-    kind, _ = parse_sampler(spec)
-    if kind == "prior":
-        raise VaekitError("the 'prior' sampler is the model's own; nothing to fit")
-    if model.conditional:
+    if model.conditional and parse_sampler(spec)[0] != "prior":  # fit_codes refuses 'prior' itself
         raise VaekitError("a conditional model samples from its prior given a label; use --sampler prior")
     return fit_codes(codes_of(model, x), spec, seed, device=next(model.parameters()).device)
 

@@ -31,6 +31,7 @@ _EXPORTS = {
     "evaluate": "vaekit.evaluation",
     "tour": "vaekit.tutorial",
     "traversal": "vaekit.traversal",
+    "explore": "vaekit.explorer",
     "VaekitError": "vaekit.errors",
     "TrainingInterrupted": "vaekit.errors",
 }

@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--part", choices=["decoder", "encoder", "both"], default="both")
     p.add_argument("--out", help="folder to write decoder.onnx / encoder.onnx into (default: RUN/onnx)")
+    p = sub.add_parser("explore", help="write an offline page in which the model's decoder and encoder run in the browser")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", help="folder to write index.html into (default: RUN/explorer)")
+    p.add_argument("--sampler", default="auto", help="what the page's sample button draws from: prior, gaussian, gmm:K or "
+                   "two-stage (see vaekit sample --help); default: the prior, or a Gaussian fitted to the codes of a model without one")
+    p.add_argument("--points", type=int, default=5000, help="test examples on the map (default 5000)")
+    p.add_argument("--data", help="dataset name or path (default: the run's)")
+    _device_arg(p)
     _add_data_features_tour(sub)
     return parser
 
@@ -410,6 +418,25 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from .api import load_run
+    from .explorer import explore
+
+    _positive("points", args.points, 100000)
+    device = _device(args)
+    model, cfg = load_run(args.run, device)
+    out = Path(args.out) if args.out else Path(args.run) / "explorer"
+    if out.exists() and not out.is_dir():
+        raise VaekitError(f"--out '{out}' exists and is not a folder")
+    if args.sampler == "auto":
+        args.sampler = "prior" if model.can_sample else "gaussian"
+    sampler = _sampler(args, model, cfg, device)  # refuses a bad spec before the data is read
+    data = _run_data(args, cfg, device, model)
+    page = explore(model, data.x_test, out, y=data.y_test, sampler=sampler, sampler_name=args.sampler, points=args.points)
+    print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB): open it in a browser; it needs no server and no network")
+    return 0
+
+
 def cmd_reconstruct(args) -> int:
     import torch
 
@@ -508,7 +535,7 @@ def cmd_tour(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "traverse": cmd_traverse, "export": cmd_export, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
+            "interpolate": cmd_interpolate, "traverse": cmd_traverse, "export": cmd_export, "explore": cmd_explore, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
 
 
 def _warnings_after(command, args, debug: bool) -> int:

@@ -59,6 +59,7 @@ VERBS = {"evaluate": lambda run, out: ["evaluate", str(run)],
          "reconstruct": lambda run, out: ["reconstruct", str(run), "--out", str(out)],
          "interpolate": lambda run, out: ["interpolate", str(run), "--out", str(out)],
          "traverse": lambda run, out: ["traverse", str(run), "--out", str(out)],
+         "explore": lambda run, out: ["explore", str(run), "--out", str(out)],
          "resume": lambda run, out: ["train", "--resume", str(run), "--set", "train.epochs=2"]}
 
 

@@ -139,3 +139,11 @@ def test_explore_through_the_cli(tmp_path, capsys):
         assert main(["explore", str(vae), *args] + ([] if "--out" in args else ["--out", str(target)])) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and not target.exists()
+
+
+def test_building_a_page_leaves_the_model_as_it_was():
+    torch.manual_seed(0)
+    vae = build_vae(ModelConfig(name="vae", latent_dim=2, hidden=[16], likelihood="bernoulli"), (1, 8, 8)).double().train()
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    panel_spec(vae, _x()[0].double(), Blob())
+    assert vae.training and all(v.dtype == torch.float64 and torch.equal(v, before[k]) for k, v in vae.state_dict().items())

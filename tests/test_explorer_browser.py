@@ -302,21 +302,21 @@ def test_the_sample_button_draws_from_a_learned_mixture_prior(browser, tmp_path)
     p.close()
 
 
-def test_linked_panels_decode_the_same_map_point(browser, tmp_path):
-    from vaekit.explorer import Blob, panel_spec, write_page
+def test_the_tours_page_links_the_ae_and_the_vae(browser, tmp_path):
+    from vaekit.tutorial import moon_explorer
 
-    blob = Blob()
     ae, vae = _model("mlp", 2, name="ae", likelihood="gaussian"), _model("mlp", 2)
     x, y = _digits()
-    panels = [panel_spec(ae, x, blob, y, title="AE"), panel_spec(vae, x, blob, y, title="VAE")]
-    path = write_page(tmp_path / "linked.html", panels, blob, "linked", linked=True)
-    p = Page(browser, path)
+    p = Page(browser, moon_explorer(ae, vae, x, y, tmp_path / "explorer.html"))
     assert p.requests == [p.url] and p.errors == []
+    spec = p.js("() => window.vaekit.spec")
+    assert spec["linked"] and [m["variational"] for m in spec["models"]] == [False, True]
+    assert p.js("() => document.querySelector('#panel-0 button.sample').disabled")  # the AE has no prior
     b = p.box("#panel-0 .map-top")
     p.page.mouse.move(b["x"] + 0.25 * b["width"], b["y"] + 0.6 * b["height"])
     p.settle()
-    for i, model in enumerate((ae, vae)):
-        e = panels[i]["map"]["extent"]
+    for i, model in enumerate((ae, vae)):  # one cursor: the same place on both maps, decoded by each model
+        e = spec["models"][i]["map"]["extent"]
         want = torch.tensor([e[0] + 0.25 * (e[1] - e[0]), e[2] + 0.4 * (e[3] - e[2])], dtype=torch.float64)
         assert (p.code(i) - want).abs().max() <= 0.02 * (e[1] - e[0])
         assert (p.image(i) - _decoded(model, p.code(i)[None])[0]).abs().max() <= TOL

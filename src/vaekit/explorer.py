@@ -33,7 +33,7 @@ import torch
 
 from .errors import VaekitError
 from .traversal import ACTIVE, dimension_stats
-from .webnets import Blob, programs
+from .webnets import Blob, cpu_copy, programs
 
 
 def _rounded(t: torch.Tensor, digits: int = 5) -> list:
@@ -132,7 +132,7 @@ def panel_spec(model: Any, x: torch.Tensor, blob: Blob, y: torch.Tensor | None =
         raise VaekitError(f"the explorer needs at least 2 test examples; got {len(x)}")
     if points < 2:
         raise VaekitError(f"--points {points}: must be at least 2")
-    model = model.cpu().eval() if hasattr(model, "cpu") else model
+    model = cpu_copy(model)  # the page is built on the CPU; the caller's model keeps its device and mode
     x, y = x[:points].cpu().float(), None if y is None else y[:points].cpu()
     cond_y = y if model.conditional else None
     if model.conditional and y is None:

@@ -72,6 +72,11 @@ asked-for digit in <b>{res['conditional']['classifier_accuracy_on_samples']:.2%}
 
 <h2>Latent maps with two-number codes</h2>
 <p><img src="latent_maps.png" alt="latent maps"></p>
+<h3>Explore them: one cursor, both decoders</h3>
+<p>The 2-D AE and the 2-D VAE run in this page (no server, no network): point at either map and both decoders answer;
+drag a slider, pick two digits to slide between, draw one, or sample. <a href="explorer.html">Open it full size</a>.</p>
+<div style="width: 96vw; position: relative; left: 50%; transform: translateX(-50%);">
+<iframe src="explorer.html" title="AE and VAE explorer" style="width: 100%; height: 1000px; border: 1px solid #ddd;"></iframe></div>
 <p>The 2-D VAE's decoder over a grid of codes at Gaussian quantiles:</p>
 <p><img src="vae_manifold.png" alt="VAE manifold"></p>
 {_table(se2_rows, ["model (code size 2)", "test squared error per image"])}

@@ -336,3 +336,21 @@ def pictures(m: dict[str, Any], models: dict[str, Any], pca2: Any, data: Data, i
     viz.latent_maps({"PCA (2-D)": (pca2.transform(xt), yt), "AE (2-D)": (m["deep AE (2-D)"].embed(xt), yt),
                      "VAE (2-D)": (m["VAE (2-D)"].embed(xt), yt)}, out / "latent_maps.png")
     viz.manifold_grid(lambda z: m["VAE (2-D)"].decode(z).mean, out / "vae_manifold.png", n=15, device=dev)
+    moon_explorer(m["deep AE (2-D)"], m["VAE (2-D)"], xt, yt, out / "explorer.html")
+
+
+EXPLORER_INTRO = ("The moon experiment, made interactive: both models have two-number codes, and one cursor decodes "
+                  "in both. Move it over either map; the other follows to the same place relative to its codes. "
+                  "Between the AE's clusters the decoder answers with garbage; the VAE's gaps decode to digits.")
+
+
+def moon_explorer(ae: Any, vae: Any, x: torch.Tensor, y: torch.Tensor, path: Path, points: int = 5000) -> Path:
+    """The tour's explorer page: the 2-D AE beside the 2-D VAE, linked, over test images x (N, 1, 28, 28)."""
+    from .explorer import Blob, panel_spec, write_page
+
+    blob = Blob()
+    panels = [panel_spec(ae, x, blob, y, title="deep autoencoder, 2-D code", points=points,
+                         note="No prior: nothing trained the space between its codes, and it cannot sample."),
+              panel_spec(vae, x, blob, y, title="VAE, 2-D code", points=points,
+                         note="Its codes are noisy and held near N(0, I): the gaps are filled, and it samples.")]
+    return write_page(path, panels, blob, "vaekit tour: the AE and the VAE, one cursor", EXPLORER_INTRO, linked=True)

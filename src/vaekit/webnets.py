@@ -22,6 +22,7 @@ gets one line saying so and pointing at `vaekit export --format onnx`.
 from __future__ import annotations
 
 import base64
+import copy
 import math
 from typing import Any, Callable
 
@@ -170,6 +171,11 @@ def _mean_op(model: Any) -> dict:
             "min_log_scale": MIN_LOG_SCALE}
 
 
+def cpu_copy(model: Any) -> Any:
+    """A float32 copy on the CPU in evaluation mode; the caller's model is left as it was."""
+    return copy.deepcopy(model).cpu().float().eval() if isinstance(model, nn.Module) else model
+
+
 def programs(model: Any, blob: Blob) -> tuple[dict, dict]:
     """(decoder, encoder) programs of a vaekit model, weights added to `blob`.
 
@@ -186,7 +192,7 @@ def programs(model: Any, blob: Blob) -> tuple[dict, dict]:
                 {"ops": enc, "out": d, "logvar": False})
     if not isinstance(model, Autoencoder):
         raise VaekitError(f"the explorer runs vaekit's own models; this is a {type(model).__name__}")
-    model = model.cpu().float().eval()
+    model = cpu_copy(model)
     x = torch.rand(2, *model.shape)
     c = torch.nn.functional.one_hot(torch.tensor([0, 1]) % max(n_cls, 1), max(n_cls, 1)).float()
     dec_tr = Tracer(model.decoder, torch.zeros(2, d + n_cls))

@@ -261,7 +261,7 @@
       if (!m.sampler) sampleBtn.disabled = true;
       sampleBtn.addEventListener("click", () => this.sample());
 
-      const sl = el("div", { class: "sliders" }, row);
+      const sl = el("div", { class: "sliders" }, box);
       el("div", { class: "cap", text: "one slider per latent dimension, the active ones first" }, sl);
       this.sliders = m.dims.order.map((d, i) => {
         const line = el("div", { class: "slider" + (m.dims.active[i] ? "" : " inactive") }, sl);

@@ -5,6 +5,7 @@
 
 const VaekitNets = (function () {
   function decodeBlob(text) {
+    if (Uint8Array.fromBase64) return new Float32Array(Uint8Array.fromBase64(text.trim()).buffer); // 4x faster where it exists
     const s = atob(text.trim());
     const bytes = new Uint8Array(s.length);
     for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);

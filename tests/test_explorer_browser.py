@@ -70,6 +70,8 @@ class Page:
                        [x.flatten(1).tolist(), label])
 
     def box(self, selector: str) -> dict:
+        """Where the element is in the viewport, scrolled into it first (the mouse acts on the viewport)."""
+        self.page.locator(selector).scroll_into_view_if_needed()
         return self.page.locator(selector).bounding_box()
 
     def close(self) -> None:

@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--steps", type=int, default=10)
             p.add_argument("--mode", choices=["linear", "slerp"], default="linear")
 
+    _add_export_explore(sub)
+    _add_data_features_tour(sub)
+    return parser
+
+
+def _add_export_explore(sub) -> None:
+    """The `export` and `explore` commands: the model outside PyTorch."""
     p = sub.add_parser("export", help="write the model's decoder and encoder as ONNX files")
     p.add_argument("run", help="run directory (or a model directory)")
     p.add_argument("--format", choices=["onnx"], default="onnx")
@@ -125,8 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=int, default=5000, help="test examples on the map (default 5000)")
     p.add_argument("--data", help="dataset name or path (default: the run's)")
     _device_arg(p)
-    _add_data_features_tour(sub)
-    return parser
 
 
 def _add_data_features_tour(sub) -> None:

@@ -286,6 +286,23 @@ def test_the_sample_button_draws_from_the_fitted_sampler(browser, tmp_path):
     p.close()
 
 
+def test_the_two_stage_samplers_second_decoder_runs_in_the_page(browser, tmp_path):
+    from vaekit.samplers import TwoStage
+
+    model = _model("mlp", 3, name="ae", likelihood="gaussian")
+    torch.manual_seed(1)
+    inner = build_vae(ModelConfig(name="vae", latent_dim=3, hidden=[16, 16], likelihood="gaussian_shared"), (3,)).eval()
+    x, y = _digits()
+    p = _open(browser, tmp_path, model, x, y, sampler=TwoStage(inner), sampler_name="two-stage")
+    u = torch.randn(5, 3, generator=torch.Generator().manual_seed(3)).double()
+    got = torch.tensor(p.js("(us) => us.map(u => window.vaekit.panels[0].secondStage(u))", u.tolist()), dtype=torch.float64)
+    assert (got - _decoded(inner, u)).abs().max() <= TOL
+    p.page.locator("#panel-0 button.sample").click()
+    p.settle()
+    assert (p.image() - _decoded(model, p.code()[None])[0]).abs().max() <= TOL
+    p.close()
+
+
 def test_the_sample_button_draws_from_a_learned_mixture_prior(browser, tmp_path):
     model = _model("mlp", 2, prior="mog", prior_components=3)
     with torch.no_grad():

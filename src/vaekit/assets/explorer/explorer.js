@@ -169,8 +169,7 @@
       const r = this.random;
       let z;
       if (s.kind === "two-stage") {
-        const u = Array.from({ length: s.inner_dim }, r.normal);
-        z = VaekitNets.run(s.decoder.ops, Float64Array.from(u), { weights, classes: 0, label: 0 });
+        z = this.secondStage(Array.from({ length: s.inner_dim }, r.normal));
       } else {
         const w = view(s.logits), top = Math.max(...w), p = Array.from(w, (l) => Math.exp(l - top));
         let pick = r.u() * p.reduce((a, b) => a + b), k = 0;
@@ -183,6 +182,9 @@
       }
       this.q = null;
       this.setCode(z, "sample");
+    }
+    secondStage(u) { // the two-stage sampler: u ~ N(0, I) -> the code, the mean of the second VAE's decoder
+      return Array.from(VaekitNets.run(this.m.sampler.decoder.ops, Float64Array.from(u), { weights, classes: 0, label: 0 }));
     }
     interpolate(t) {
       if (!this.a || !this.b) return;

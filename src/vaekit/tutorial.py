@@ -341,7 +341,8 @@ def pictures(m: dict[str, Any], models: dict[str, Any], pca2: Any, data: Data, i
 
 EXPLORER_INTRO = ("The moon experiment, made interactive: both models have two-number codes, and one cursor decodes "
                   "in both. Move it over either map; the other follows to the same place relative to its codes. "
-                  "Between the AE's clusters the decoder answers with garbage; the VAE's gaps decode to digits.")
+                  "Nothing trained the AE's decoder between its clusters, so what it draws there is left to chance "
+                  "(often smudges or blends of two digits); the VAE's gaps decode to digits.")
 
 
 def moon_explorer(ae: Any, vae: Any, x: torch.Tensor, y: torch.Tensor, path: Path, points: int = 5000) -> Path:

@@ -147,3 +147,16 @@ def test_building_a_page_leaves_the_model_as_it_was():
     before = {k: v.clone() for k, v in vae.state_dict().items()}
     panel_spec(vae, _x()[0].double(), Blob())
     assert vae.training and all(v.dtype == torch.float64 and torch.equal(v, before[k]) for k, v in vae.state_dict().items())
+
+
+def test_a_failed_write_leaves_no_folder(tmp_path, monkeypatch):
+    import vaekit.explorer as E
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(E, "page_html", broken)
+    x, y = _x()
+    with pytest.raises(OSError):
+        explore(PCA(2).fit(x), x, tmp_path / "page", y=y)
+    assert not (tmp_path / "page").exists()

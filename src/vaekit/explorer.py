@@ -25,6 +25,7 @@ of every map (the tour's AE beside its VAE).
 from __future__ import annotations
 
 import json
+import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -184,5 +185,11 @@ def explore(model: Any, x: torch.Tensor, out: str | Path, y: torch.Tensor | None
     name = title or f"{kind}, {model.latent_dim}-D code"
     panel = panel_spec(model, x, blob, y, title=name, sampler=sampler, sampler_name=sampler_name, points=points,
                        note="Point at the map, drag a slider, pick two images or draw: the decoder answers in the page.")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    return write_page(out / "index.html", [panel], blob, f"vaekit explorer: {name}")
+    try:
+        return write_page(out / "index.html", [panel], blob, f"vaekit explorer: {name}")
+    except BaseException:
+        if created:  # a refused or interrupted write leaves no empty folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise

@@ -217,9 +217,9 @@ def test_interpolation_between_two_picked_images(browser, tmp_path):
 
 # -- every kind of model the explorer takes --------------------------------------------------------
 
-def _pca():
+def _pca(whiten: bool = False):
     x, _ = _digits(200, (1, 8, 8))
-    return PCA(3).fit(x)
+    return PCA(3, whiten=whiten).fit(x)
 
 
 KINDS = {
@@ -236,6 +236,7 @@ KINDS = {
     "conditional_conv": lambda: _model("conv", 3, conditional=True, num_classes=10),
     "tied_linear": lambda: build_linear_ae(ModelConfig(name="linear_ae", latent_dim=3, tied=True), (1, 8, 8)),
     "pca": _pca,
+    "pca_whitened": lambda: _pca(whiten=True),
 }
 
 

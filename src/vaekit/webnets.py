@@ -96,7 +96,7 @@ def _linear(m: nn.Linear, blob: Blob, tr: Tracer) -> list[dict]:
 def _conv(m: nn.Conv2d | nn.ConvTranspose2d, blob: Blob, tr: Tracer) -> list[dict]:
     deconv = isinstance(m, nn.ConvTranspose2d)
     k, s, p, d = m.kernel_size, m.stride, m.padding, m.dilation
-    if len(set(k)) != 1 or len(set(s)) != 1 or len(set(p)) != 1 or d != (1, 1) or m.groups != 1 or isinstance(p, str):
+    if isinstance(p, str) or len(set(k)) != 1 or len(set(s)) != 1 or len(set(p)) != 1 or d != (1, 1) or m.groups != 1:
         raise _unsupported(m)
     shape_in, shape_out = tr.shapes[id(m)]
     b = m.bias if m.bias is not None else torch.zeros(m.out_channels)
@@ -127,9 +127,9 @@ def _resblock(m: nets.ResBlock, blob: Blob, tr: Tracer) -> list[dict]:
     return [{"op": "residual", "ops": act + _conv(m.conv1, blob, tr) + act + _conv(m.conv2, blob, tr)}]
 
 
-def _with_label(body: list[dict], head: list[dict], conditional: bool) -> list[dict]:
-    """An encoder: its body on x, the one-hot label appended (when conditional), then its head."""
-    return body + ([{"op": "label"}] if conditional else []) + head
+def _tied(m: TiedLinear, blob: Blob, tr: Tracer) -> list[dict]:
+    w = m.encoder[0].weight  # (D, F): the decoder is its transpose
+    return [{"op": "linear", "w": blob.add(w.t()), "b": blob.add(m.bias), "in": w.shape[0], "out": w.shape[1]}]
 
 
 TRANSLATORS: dict[type, Callable[[Any, Blob, Tracer], list[dict]]] = {
@@ -137,19 +137,11 @@ TRANSLATORS: dict[type, Callable[[Any, Blob, Tracer], list[dict]]] = {
     **{cls: _act for cls in ACTS},
     nn.Dropout: lambda m, blob, tr: [],  # no weights, off in evaluation
     nn.Sequential: lambda m, blob, tr: _sequence(m, blob, tr),
-    nets.Dense: _dense, nets.ResBlock: _resblock,
+    nets.Dense: _dense, nets.ResBlock: _resblock, TiedLinear: _tied,
     nets.MLPDecoder: lambda m, blob, tr: translate(m.net, blob, tr),
     nets.ConvDecoder: lambda m, blob, tr: _linear(m.head, blob, tr) + translate(m.deconv, blob, tr),
     nets.ResNetDecoder: lambda m, blob, tr: _linear(m.head, blob, tr) + translate(m.body, blob, tr),
 }
-
-
-def _tied(m: TiedLinear, blob: Blob, tr: Tracer) -> list[dict]:
-    w = m.encoder[0].weight  # (D, F): the decoder is its transpose
-    return [{"op": "linear", "w": blob.add(w.t()), "b": blob.add(m.bias), "in": w.shape[0], "out": w.shape[1]}]
-
-
-TRANSLATORS[TiedLinear] = _tied
 
 
 def _encoder_ops(enc: nn.Module, conditional: bool, blob: Blob, tr: Tracer) -> list[dict]:

@@ -112,19 +112,25 @@ def _decoded(model, z, y=None):
 
 # -- the four the issue names: MLP and conv VAEs at D = 2 and D = 30 ------------------------------
 
-@pytest.mark.parametrize("arch,d", [("mlp", 2), ("mlp", 30), ("conv", 2), ("conv", 30)])
-def test_page_decodes_and_encodes_as_pytorch_does(browser, tmp_path, arch, d):
-    model = _model(arch, d)
+@pytest.fixture(params=[("mlp", 2), ("mlp", 30), ("conv", 2), ("conv", 30)], ids=lambda p: f"{p[0]}-{p[1]}")
+def named(request, browser, tmp_path):
+    """(model, test images, its open page) for each of the four."""
+    model = _model(*request.param)
     x, y = _digits()
     p = _open(browser, tmp_path, model, x, y)
-    z = torch.randn(6, d, generator=torch.Generator().manual_seed(1)) * 2
+    yield model, x, p
+    p.close()
+
+
+def test_page_decodes_and_encodes_as_pytorch_does(named):
+    model, x, p = named
+    z = torch.randn(6, model.latent_dim, generator=torch.Generator().manual_seed(1)) * 2
     assert (p.decode(z) - _decoded(model, z)).abs().max() <= TOL
     enc = p.encode(x[:5])
     with torch.no_grad():
         q = model.encode(x[:5])
     assert (torch.tensor([e["mean"] for e in enc]) - q.mean).abs().max() <= TOL
     assert (torch.tensor([e["logvar"] for e in enc]) - model.encoder_log_variance(x[:5])).abs().max() <= TOL
-    p.close()
 
 
 def _drag(p: Page, selector: str, points: list[tuple[float, float]]) -> None:
@@ -139,11 +145,8 @@ def _drag(p: Page, selector: str, points: list[tuple[float, float]]) -> None:
     p.settle()
 
 
-@pytest.mark.parametrize("arch,d", [("mlp", 2), ("mlp", 30), ("conv", 2), ("conv", 30)])
-def test_a_drawing_is_encoded_as_pytorch_encodes_it(browser, tmp_path, arch, d):
-    model = _model(arch, d)
-    x, y = _digits()
-    p = _open(browser, tmp_path, model, x, y)
+def test_a_drawing_is_encoded_as_pytorch_encodes_it(named):
+    model, _, p = named
     _drag(p, "#panel-0 .pad", [(0.5, 0.15), (0.5, 0.85), (0.3, 0.8)])  # a "1" with a foot
     drawn = torch.tensor(p.js("() => window.vaekit.panels[0].drawn()")).view(1, *model.shape)
     assert 20 < int((drawn > 0.5).sum()) < 400  # the stroke inked some pixels, not the whole pad
@@ -154,14 +157,11 @@ def test_a_drawing_is_encoded_as_pytorch_encodes_it(browser, tmp_path, arch, d):
     assert (torch.tensor(q["logvar"]) - model.encoder_log_variance(drawn)[0]).abs().max() <= TOL
     assert torch.allclose(p.code(), torch.tensor(q["mean"], dtype=torch.float64))  # the map and image follow the drawing
     assert (p.image() - _decoded(model, p.code()[None])[0]).abs().max() <= TOL
-    p.close()
 
 
-@pytest.mark.parametrize("arch,d", [("mlp", 2), ("mlp", 30), ("conv", 2), ("conv", 30)])
-def test_sliders_and_the_map_change_the_image(browser, tmp_path, arch, d):
-    model = _model(arch, d)
-    x, y = _digits()
-    p = _open(browser, tmp_path, model, x, y)
+def test_sliders_and_the_map_change_the_image(named):
+    model, _, p = named
+    d = model.latent_dim
     spec = p.js("() => window.vaekit.spec.models[0]")
     before, code = p.image(), p.code()
     dim = spec["dims"]["order"][0]
@@ -190,7 +190,6 @@ def test_sliders_and_the_map_change_the_image(browser, tmp_path, arch, d):
         images.append(p.image())
         assert (images[-1] - _decoded(model, p.code()[None])[0]).abs().max() <= TOL
     assert (images[0] - images[1]).abs().max() > 1e-3
-    p.close()
 
 
 def test_interpolation_between_two_picked_images(browser, tmp_path):

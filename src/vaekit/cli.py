@@ -425,14 +425,12 @@ def cmd_export(args) -> int:
 
 def cmd_explore(args) -> int:
     from .api import load_run
-    from .explorer import explore
+    from .explorer import check_out, explore
 
     _positive("points", args.points, 100000)
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    out = Path(args.out) if args.out else Path(args.run) / "explorer"
-    if out.exists() and not out.is_dir():
-        raise VaekitError(f"--out '{out}' exists and is not a folder")
+    out = check_out(args.out or Path(args.run) / "explorer")  # before a sampler is fitted or data read
     if args.sampler == "auto":
         args.sampler = "prior" if model.can_sample else "gaussian"
     sampler = _sampler(args, model, cfg, device)  # refuses a bad spec before the data is read

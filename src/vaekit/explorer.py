@@ -172,14 +172,20 @@ def write_page(path: str | Path, panels: list[dict], blob: Blob, title: str, int
     return path
 
 
+def check_out(out: str | Path) -> Path:
+    """The folder the page goes into: refused if it names something that is not a folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VaekitError(f"--out '{out}' exists and is not a folder")
+    return out
+
+
 def explore(model: Any, x: torch.Tensor, out: str | Path, y: torch.Tensor | None = None, sampler: Any = None,
             sampler_name: str = "prior", title: str | None = None, points: int = 5000) -> Path:
     """Write `out`/index.html exploring `model` over test examples x (N, *shape) with labels y (N,);
     `sampler` a fitted sampler (`samplers.sampler_for`) for the sample button, None for the prior.
     Returns the page's path."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise VaekitError(f"--out '{out}' exists and is not a folder")
+    out = check_out(out)
     blob = Blob()
     kind = "VAE" if model.variational else type(model).__name__
     name = title or f"{kind}, {model.latent_dim}-D code"

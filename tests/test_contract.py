@@ -11,7 +11,7 @@ from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import PointMass
 from vaekit.models import VAE, Autoencoder, CannotSample, LatentModel, PCA, build_model, from_description
-from vaekit.registry import MODELS as REGISTERED, PRIORS
+from vaekit.registry import MODELS as REGISTERED, POSTERIORS, PRIORS
 
 B, D = 5, 3
 
@@ -41,6 +41,13 @@ MODELS = {
     "vae_resnet_rgb": ((3, 8, 8), lambda: build_model(ModelConfig(name="vae", arch="resnet", latent_dim=D, channels=[4, 4], depth=1,
                                                                   likelihood="discretized_logistic"), (3, 8, 8))),
     "vae_vectors": ((7,), lambda: build_model(ModelConfig(name="vae", latent_dim=D, hidden=[16], likelihood="gaussian"), (7,))),
+    **{f"vae_{post}": ((1, 6, 6), lambda post=post: build_model(
+        ModelConfig(name="vae", latent_dim=D, hidden=[16], posterior=post, flow_hidden=[8]), (1, 6, 6))) for post in POSTERIORS},
+    "hvae_mlp": ((1, 6, 6), lambda: build_model(ModelConfig(name="hvae", latent_dims=[2, 1], hidden=[16, 8]), (1, 6, 6))),
+    "hvae_conv": ((3, 8, 8), lambda: build_model(ModelConfig(name="hvae", arch="conv", latent_dims=[1, 1, 1], hidden=[8],
+                                                           channels=[4, 8], likelihood="gaussian"), (3, 8, 8))),
+    "vqvae": ((1, 8, 8), lambda: build_model(ModelConfig(name="vqvae", channels=[4, 8], depth=1, codebook_size=8, codebook_dim=3,
+                                                       prior_width=8, prior_layers=1), (1, 8, 8))),
     "cvae": ((1, 6, 6), lambda: build_model(ModelConfig(name="vae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6))),
     "cae": ((1, 6, 6), lambda: build_model(ModelConfig(name="ae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6))),
     "custom_ae": ((1, 4, 4), lambda: _custom(False)),
@@ -61,6 +68,7 @@ def test_every_registered_model_and_prior_is_covered():
     covered = {m.describe()["model"] for m in (f() for _, f in MODELS.values())}
     assert set(REGISTERED.names()) <= covered | {"custom"}
     assert all(f"vae_{p}" in MODELS for p in PRIORS)
+    assert all(f"vae_{p}" in MODELS for p in POSTERIORS)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -69,14 +77,22 @@ def test_the_contract(name):
     m = make()
     x, y = _inputs(name, shape)
     assert isinstance(m, LatentModel)
-    assert m.shape == shape and m.latent_dim == D and m.conditional == (y is not None)
+    d = 4 if m.discrete_code else D  # a VQ-VAE's code: one index per position of its 2 x 2 grid
+    assert m.shape == shape and m.latent_dim == d and m.conditional == (y is not None)
     m.eval()
 
     qz = m.encode(x, y)  # q(z|x): always a distribution, batch (B,), event (D,)
-    assert isinstance(qz, Distribution) and qz.batch_shape == (B,) and qz.event_shape == (D,)
-    assert isinstance(qz, PointMass) != m.variational  # deterministic encoders answer with a point mass
+    assert isinstance(qz, Distribution) and qz.batch_shape == (B,) and qz.event_shape == (d,)
+    # deterministic encoders answer with a point mass (a VQ-VAE's: one code, with a prior over codes)
+    assert isinstance(qz, PointMass) != (m.variational and not m.discrete_code)
     z = m.embed(x, y)
-    assert z.shape == (B, D) and torch.allclose(z, qz.mean)
+    if m.diagonal_posterior or not m.variational or m.discrete_code:  # the mean in closed form
+        assert z.shape == (B, d) and torch.allclose(z, qz.mean)
+    else:  # a flow or a hierarchy: its stated point code, and codes drawn with their log-density
+        assert z.shape == (B, D) and torch.allclose(z, qz.point)
+        zk, log_q = qz.rsample_and_log_prob((2,))
+        assert zk.shape == (2, B, D) and torch.allclose(log_q, qz.log_prob(zk), atol=1e-4)
+    assert m.diagonal_posterior == (m.variational and isinstance(qz, torch.distributions.Independent))
 
     px = m.decode(z, y)  # p(x|z): a distribution over x, batch (B,)
     assert isinstance(px, Distribution) and px.batch_shape == (B,) and px.event_shape == shape
@@ -88,7 +104,7 @@ def test_the_contract(name):
     assert rec.shape == (B, *shape) and torch.allclose(rec, px.mean)
 
     if m.can_sample:
-        assert isinstance(m.prior(), Distribution) and m.prior().event_shape == (D,)
+        assert isinstance(m.prior(), Distribution) and m.prior().event_shape == (d,)
         labels = None if y is None else torch.arange(4)
         assert m.sample(4, generator=torch.Generator().manual_seed(0), y=labels).shape == (4, *shape)
     else:
@@ -97,7 +113,7 @@ def test_the_contract(name):
             m.sample(4)
     if m.exact_likelihood:
         assert m.log_likelihood(x).shape == (B,)
-    if m.variational:
+    if m.variational and not m.discrete_code:
         assert m.encoder_log_variance(x, y).shape == (B, D)
     else:
         assert m.encoder_log_variance(x, y) is None

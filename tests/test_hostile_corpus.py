@@ -479,7 +479,10 @@ def _meta_mutations():
     file load with their defaults (older files), so only keys without a default are dropped."""
     meta = _model_meta()
     unused = {"config.tied", "config.whiten", "config.channels", "config.depth", "config.prior_components",
-              "config.num_classes"}  # for this MLP VAE with a standard normal prior, not conditional
+              "config.num_classes", "config.latent_dims", "config.codebook_size", "config.codebook_dim",
+              "config.commitment", "config.codebook_decay", "config.prior_width", "config.prior_layers",
+              "config.flow_steps", "config.flow_hidden"}  # for this MLP VAE with a standard normal prior and a
+    # diagonal posterior, not conditional: the hierarchy's, the VQ-VAE's and the flows' settings
     cases = [(f"drop {k}", lambda m, k=k: m.pop(k)) for k in ("model", "config", "shape", "format", "format_version")]
     cases += [(f"drop config.{k}", lambda m, k=k: m["config"].pop(k)) for k in ("latent_dim", "hidden", "likelihood")]
     for key, value in [*meta.items(), *((f"config.{k}", v) for k, v in meta["config"].items())]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import VaekitError, check_regular_file
-from .registry import LIKELIHOODS, MODELS, NETS, OBJECTIVES, PRIORS
+from .registry import LIKELIHOODS, MODELS, NETS, OBJECTIVES, POSTERIORS, PRIORS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +56,7 @@ class ModelConfig:
 
     name: str = field(default="vae", metadata={"choices": MODELS})  # the model (registry.MODELS)
     latent_dim: int | None = None  # None: the model's default (registry.MODELS)
+    latent_dims: list[int] | None = None  # hvae: each stochastic layer's code size, bottom (next to x) to top; None: two layers of latent_dim
     arch: str = field(default="mlp", metadata={"choices": NETS})  # encoder/decoder bodies (registry.NETS)
     hidden: list[int] | None = None  # mlp: hidden widths; None: the model's default (registry.MODELS)
     block: Literal["plain", "residual", "gated"] = "plain"  # mlp hidden layers
@@ -69,6 +70,15 @@ class ModelConfig:
     mixture_components: int = 5  # discretized_logistic_mixture
     prior: str = field(default="standard_normal", metadata={"choices": PRIORS})  # vae: p(z) (registry.PRIORS)
     prior_components: int | None = None  # mog (default 10) or vamp pseudo-inputs (default 500)
+    posterior: str = field(default="diagonal", metadata={"choices": POSTERIORS})  # vae: q(z|x) (registry.POSTERIORS): diagonal Gaussian, or a flow on it (iaf, nsf)
+    flow_steps: int = 2  # iaf/nsf: autoregressive steps
+    flow_hidden: list[int] = field(default_factory=lambda: [256, 256])  # iaf/nsf: hidden widths of each step's autoregressive net
+    codebook_size: int = 512  # vqvae: K, the number of codebook vectors
+    codebook_dim: int = 64  # vqvae: the size of each codebook vector (the encoder's output channels)
+    commitment: float = 0.25  # vqvae: weight of the commitment penalty ||z_e - sg(z_q)||^2
+    codebook_decay: float = 0.99  # vqvae: decay of the codebook's moving averages
+    prior_width: int = 128  # vqvae: width of the prior's causal transformer over the code grid
+    prior_layers: int = 2  # vqvae: blocks of that transformer
     conditional: bool = False  # condition encoder and decoder on the label (CVAE)
     num_classes: int | None = None  # conditional: filled in from the data's labels
     tied: bool = False  # linear_ae: decoder is the transpose of the encoder
@@ -119,6 +129,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.model.latent_dim is None or self.model.hidden is None or self.model.likelihood is None:  # built directly
             object.__setattr__(self, "model", build_section("model", {k: v for k, v in dataclasses.asdict(self.model).items() if v is not None}))
+        if self.train.free_bits > 0 and self.model.posterior != "diagonal":
+            raise VaekitError(f"config key 'train.free_bits': needs model.posterior = 'diagonal' (a per-dimension KL); "
+                              f"the KL of a '{self.model.posterior}' posterior does not split by dimension")
         if self.train.free_bits > 0 and self.model.prior != "standard_normal":
             raise VaekitError(f"config key 'train.free_bits': needs model.prior = 'standard_normal' (a per-dimension KL); "
                               f"the KL to a '{self.model.prior}' prior does not split by dimension")
@@ -195,8 +208,8 @@ def _short(n: int) -> str:
 def _check_ranges(section: str, obj: Any) -> None:
     """Values that type-check but make no sense: sizes must be positive, rates non-negative."""
     positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr", "samples", "mixture_components", "depth",
-                "keep_checkpoints"}
-    non_negative = {"val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma",
+                "keep_checkpoints", "flow_steps", "codebook_size", "codebook_dim", "prior_width", "prior_layers"}
+    non_negative = {"commitment", "val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma",
                     "free_bits", "kl_cycle_epochs", "max_rollbacks", "seed"}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
@@ -212,7 +225,7 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
         if f.name in non_negative and v < 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
-        if f.name in {"hidden", "channels", "image_size", "crop"} and v is not None and any(h <= 0 for h in v):
+        if f.name in {"hidden", "channels", "image_size", "crop", "flow_hidden", "latent_dims"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
         if f.name in {"limit", "test_size", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
                       "checkpoint_every"} and v is not None and v <= 0:
@@ -243,6 +256,22 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key 'model.dropout': got {obj.dropout!r}, must be in [0, 1)")
         if obj.prior == "vamp" and obj.conditional:
             raise VaekitError("config key 'model.prior': 'vamp' is not available for a conditional VAE; use 'standard_normal' or 'mog'")
+        vq = [("codebook_decay", obj.codebook_decay, 0 < obj.codebook_decay < 1, "a decay in (0, 1)"),
+              ("codebook_size", obj.codebook_size, obj.codebook_size <= 65536, "at most 65,536 codes"),
+              ("prior_width", obj.prior_width, obj.prior_width % 4 == 0, "a width divisible by the prior's 4 attention heads"),
+              ("prior_layers", obj.prior_layers, obj.prior_layers <= 64, "at most 64 blocks")]
+        for key, v, ok, allowed in vq:
+            if not ok:
+                raise VaekitError(f"config key 'model.{key}': got {v!r}, expected {allowed}")
+        if obj.latent_dims is not None and not 1 <= len(obj.latent_dims) <= 16:
+            raise VaekitError(f"config key 'model.latent_dims': got {obj.latent_dims!r}, expected 1 to 16 layer sizes")
+        if obj.posterior != "diagonal" and obj.prior == "vamp":
+            raise VaekitError(f"config key 'model.posterior': {obj.posterior!r} cannot go with model.prior = 'vamp' "
+                              "(the VampPrior is a mixture of the diagonal posteriors of its pseudo-inputs); use 'diagonal'")
+        if obj.flow_steps > 32 or not obj.flow_hidden:
+            raise VaekitError(f"config key 'model.flow_{'steps' if obj.flow_steps > 32 else 'hidden'}': "
+                              f"got {obj.flow_steps if obj.flow_steps > 32 else obj.flow_hidden!r}, "
+                              "expected 1..32 steps and at least one hidden width")
         if obj.name in ("pca", "linear_ae") and obj.likelihood not in (None, "gaussian"):
             raise VaekitError(f"config key 'model.likelihood': {obj.name} is fitted by squared error (a fixed Gaussian); got {obj.likelihood!r}")
 

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 
 from .data import batches
+from .likelihoods import sample_with_log_prob
+from .registry import LIKELIHOODS
 from .objectives import binary_cross_entropy, elbo_terms, kl_per_dimension, squared_error
 
 PER_EXAMPLE = "per example (sum over dimensions, mean over examples)"
@@ -42,6 +44,8 @@ def importance_log_px(model: Any, x: torch.Tensor, k: int, chunk_rows: int = 163
     the decoder's outputs in cache: the IWAE-paper MLP (B = 500, K = 1000) scored 1.45 times faster
     than when decoding all 16,384 rows of a draw at once, on 2 cores (4,096: 1.02 times).
     """
+    if not model.diagonal_posterior:  # a flow or a hierarchy: its forward pass draws and scores the codes together
+        return _importance_by_forward(model, x, k, y, decode_rows)
     qz = model.encode(x, y)
     prior = model.prior()
     b = max(len(x), 1)
@@ -51,12 +55,30 @@ def importance_log_px(model: Any, x: torch.Tensor, k: int, chunk_rows: int = 163
     done = 0
     while done < k:
         kk = min(kc, k - done)
-        z = qz.sample((kk,))  # (kk, B, D)
+        z, log_q = sample_with_log_prob(qz, (kk,))  # (kk, B, D); log q (kk, B) when drawn with it (a flow)
         for i in range(0, kk, kd):
             zi = z[i: i + kd]  # (kd, B, D)
-            log_w = model.decode(zi, y).log_prob(x) + prior.log_prob(zi) - qz.log_prob(zi)  # (kd, B)
+            lq = qz.log_prob(zi) if log_q is None else log_q[i: i + kd]  # (kd, B)
+            log_w = model.decode(zi, y).log_prob(x) + prior.log_prob(zi) - lq  # (kd, B)
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), 0))
         done += kk
+    return (total - math.log(k)).to(x.dtype)
+
+
+def _importance_by_forward(model: Any, x: torch.Tensor, k: int, y: torch.Tensor | None, decode_rows: int) -> torch.Tensor:
+    """`importance_log_px` for a posterior that draws codes with their log-density: `decode_rows`
+    rows at a time, one forward pass (the encoder again, then the codes, log q, log p and p(x|z))
+    gives the chunk's log-weights. For a hierarchy one top-down pass instead of three (draw, prior,
+    decode); the encoder's rerun costs 1 / (decode_rows / B) of a chunk."""
+    from .objectives import log_weights
+
+    kd = max(1, min(k, decode_rows // max(len(x), 1)))
+    total = torch.full((len(x),), -math.inf, device=x.device, dtype=torch.float64)
+    for done in range(0, k, kd):
+        kk = min(kd, k - done)
+        log_px_z, log_ratio = log_weights(model(x, y, n_samples=kk), x)  # (kk, B), or (B,) for kk = 1
+        log_w = (log_px_z + log_ratio).reshape(kk, len(x))
+        total = torch.logaddexp(total, torch.logsumexp(log_w.double(), 0))
     return (total - math.log(k)).to(x.dtype)
 
 
@@ -113,7 +135,7 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     is_bce_valid = bool(((x >= 0) & (x <= 1)).all())
     # An exact likelihood (PPCA) replaces the forward-pass terms; a VAE adds the KL and the ELBO.
     names = ["squared_error"] + (["bce"] if is_bce_valid else [])
-    names += ["ppca_log_likelihood"] if model.exact_likelihood else ["nll"] + (["kl", "elbo"] if model.variational else [])
+    names += ["ppca_log_likelihood"] if model.exact_likelihood else ["nll"] + (["kl", "elbo", *model.kl_parts] if model.variational else [])
     sums, latent = _score_batches(model, x, y, names, k, batch_size, seed, progress, ctx)
     res = {"squared_error": metric(sums["squared_error"] / n, "squared error", "per example (sum over pixels, mean over examples)")}
     if "bce" in sums:
@@ -128,8 +150,17 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     # A Bernoulli on grey values scores a training objective, not a mass function of the data.
     bernoulli_on_grey = model.likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all())
     if model.variational:
-        res.update(_latent_metrics(sums, *latent, n, seed))
-        if k > 0:
+        res.update(_latent_metrics(sums, *latent, n, seed, model.diagonal_posterior, model.discrete_code))
+        for part in model.kl_parts:
+            res[part] = metric(sums[part] / n, "nats", "per example (one layer's KL given the layers above, mean over examples)")
+        if model.discrete_code:  # q(z|x) is one code: the ELBO is the bound, and the codebook's use is reported
+            res.update({name: metric(*v) for name, v in model.code_metrics(latent[1]).items()})
+            if not bernoulli_on_grey and (LIKELIHOODS.get(model.likelihood).discrete or dequantized):
+                deq = dequantized and not LIKELIHOODS.get(model.likelihood).discrete
+                res["bits_per_dim"] = metric(bits_per_dim(res["elbo"]["value"], x[0].numel(), deq), "bits per dimension",
+                                             "upper bound from the ELBO log p(x|z_q) + log p(z_q), mean over examples and dimensions"
+                                             + (" (+ 8 bits for the 256 levels of dequantised data)" if deq else ""))
+        elif k > 0:
             res.update(_log_px_metrics(latent[-1], k, x[0].numel(), model.likelihood, dequantized, bernoulli_on_grey))
     if bernoulli_on_grey:
         res["likelihood_note"] = metric(
@@ -172,11 +203,14 @@ def _score_batches(model: Any, x: torch.Tensor, y: torch.Tensor | None, names: l
             else:
                 out = model(xb, yb)
                 add.update({name: v for name, v in elbo_terms(out, xb).items() if name != "loss"})
-                if model.variational:
+                if model.diagonal_posterior:
                     kl_dims[j] = kl_per_dimension(out.qz).sum(0)
                     base = out.qz.base_dist
                     means[idx], logvars[idx] = base.loc, 2 * base.scale.log()
-                    if k > 0:
+                elif model.variational:  # a flow or a hierarchy: its point codes, for the active units
+                    means[idx] = model.embed(xb, yb)
+                if model.variational:
+                    if k > 0 and not model.discrete_code:  # one code per example: nothing to sample
                         log_px[idx] = importance_log_px(model, xb, k, y=yb)
             for c, name in enumerate(names):
                 batch_sums[j, c] = add[name].double().sum()
@@ -190,12 +224,19 @@ def _score_batches(model: Any, x: torch.Tensor, y: torch.Tensor | None, names: l
 
 
 def _latent_metrics(sums: dict[str, float], kl_dims: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor,
-                    log_px: torch.Tensor, n: int, seed: int) -> dict[str, dict[str, Any]]:
-    """The KL, the ELBO, KL per dimension, active units and I(x; z) of a VAE over n examples."""
+                    log_px: torch.Tensor, n: int, seed: int, diagonal: bool = True, discrete: bool = False) -> dict[str, dict[str, Any]]:
+    """The KL, the ELBO, active units and, for a diagonal Gaussian posterior, KL per dimension and
+    I(x; z) of a VAE over n examples. Other posteriors' `means` are their point codes (`embed`)."""
     res = {"kl": metric(sums["kl"] / n, "nats"), "elbo": metric(sums["elbo"] / n, "nats")}
-    res["kl_per_dim"] = metric((kl_dims / n).tolist(), "nats", "KL(q(z_d|x) || N(0, 1)) per latent dimension, mean over examples")
+    if diagonal:
+        res["kl_per_dim"] = metric((kl_dims / n).tolist(), "nats", "KL(q(z_d|x) || N(0, 1)) per latent dimension, mean over examples")
+    if discrete:  # codebook indices have no variance to speak of
+        return res
     activity = means.var(0)  # Cov_x(E_q[z_d]) over the (N, D) posterior means, the IWAE paper's measure
-    res["active_units"] = metric(int((activity > 0.01).sum()), "count", "latent dimensions with Cov_x(E_q[z_d]) > 0.01")
+    res["active_units"] = metric(int((activity > 0.01).sum()), "count", "latent dimensions with Cov_x(E_q[z_d]) > 0.01"
+                                 + ("" if diagonal else " (E_q[z_d] taken as the model's point code)"))
+    if not diagonal:
+        return res
     g = torch.Generator(device=means.device).manual_seed(seed)
     res["mutual_information"] = metric(mutual_information(means, logvars, generator=g), "nats",
                                        f"I(x; z) under q, aggregate posterior over the {n} examples (at most log N = {math.log(n):.2f})")
@@ -206,8 +247,6 @@ def _log_px_metrics(log_px: torch.Tensor, k: int, dims: int, likelihood: str, de
                     bernoulli_on_grey: bool) -> dict[str, dict[str, Any]]:
     """log p(x) (N,) summarised with its standard error, and bits/dim where they mean something:
     a mass function on data in its support, or a density on dequantised 8-bit data."""
-    from .registry import LIKELIHOODS
-
     discrete = LIKELIHOODS.get(likelihood).discrete
     lp, n = log_px.double(), len(log_px)
     res = {"log_px": metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples"),

@@ -47,8 +47,9 @@ class EncoderStats(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         mean = self.model.embed(x, y)
-        logvar = self.model.encoder_log_variance(x, y)
-        return mean if logvar is None else (mean, logvar)
+        if not self.model.diagonal_posterior:  # an autoencoder's code, or a flow's or a hierarchy's point code
+            return mean
+        return mean, self.model.encoder_log_variance(x, y)
 
 
 def _require() -> None:
@@ -76,7 +77,8 @@ def _example(model: Any, part: str) -> tuple[tuple[torch.Tensor, ...], list[str]
     if part == "decoder":
         outputs = ["x_mean"]
     else:
-        outputs = ["z_mean", "z_logvar"] if model.encoder_log_variance(*args) is not None else ["z_mean"]
+        outputs = (["z_mean", "z_logvar"] if model.diagonal_posterior
+                   else ["z_point"] if model.variational else ["z_mean"])  # a flow's or a hierarchy's point code
     return args, names, outputs
 
 

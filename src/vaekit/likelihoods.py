@@ -260,6 +260,24 @@ def standard_normal(latent_dim: int, device: torch.device | str, dtype: torch.dt
     return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
 
+class JointDraw:
+    """A posterior that draws codes together with their log-density, because computing log q(z|x)
+    of a given code is costly or sequential (the inverse of an inverse autoregressive flow takes D
+    passes; a hierarchical posterior needs a top-down pass). Mixed into a `Distribution`."""
+
+    def rsample_and_log_prob(self, sample_shape: torch.Size = torch.Size()) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z: (*sample_shape, *batch, D) with gradients, log q(z|x): (*sample_shape, *batch)) in nats."""
+        raise NotImplementedError
+
+
+def sample_with_log_prob(q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Codes drawn from q with their log-density when q draws them together (`JointDraw`), else
+    (q.sample(shape), None): the caller then scores the codes it keeps with q.log_prob."""
+    if isinstance(q, JointDraw):
+        return q.rsample_and_log_prob(torch.Size(sample_shape))
+    return q.sample(torch.Size(sample_shape)), None
+
+
 class PointMass(Distribution):
     """All mass at `loc` (..., D): the "posterior" of a deterministic encoder, event shape (D,).
 

@@ -215,6 +215,46 @@ class ResNetDecoder(nn.Module):
         return self.body(self.head(z).unflatten(1, self.start))  # (B, D) -> (B, C_L, H_L, W_L) -> (B, C, H, W)
 
 
+class GridEncoder(nn.Module):
+    """(B, C, H, W) -> (B, out_channels, H_L, W_L): stride-2 3x3 convolutions, `depth` residual blocks,
+    a 1x1 convolution. The code keeps a spatial grid (a VQ-VAE quantises each of its H_L W_L vectors)."""
+
+    def __init__(self, shape: tuple[int, ...], channels: list[int], depth: int, out_channels: int, activation: str = "relu"):
+        super().__init__()
+        c = shape[0]
+        layers: list[nn.Module] = []
+        for i, cout in enumerate(channels):
+            layers += ([ACTIVATIONS[activation]()] if i else []) + [nn.Conv2d(c, cout, 3, stride=2, padding=1)]
+            c = cout
+        layers += [ResBlock(c, activation) for _ in range(depth)] + [ACTIVATIONS[activation](), nn.Conv2d(c, out_channels, 1)]
+        self.body = nn.Sequential(*layers)
+        self.grid = _halvings(shape[1], shape[2], len(channels))[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class GridDecoder(nn.Module):
+    """(B, in_channels, H_L, W_L) -> (B, *param_shape): a 1x1 convolution, residual blocks, then
+    stride-2 transposed convolutions back to H x W."""
+
+    def __init__(self, in_channels: int, channels: list[int], depth: int, shape: tuple[int, ...], activation: str = "relu"):
+        super().__init__()
+        c_out, h, w = shape
+        sizes = _halvings(h, w, len(channels))
+        chans = list(reversed(channels))
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, chans[0], 1)] + [ResBlock(chans[0], activation) for _ in range(depth)]
+        for i in range(len(chans)):
+            (hi, wi), (ht, wt) = sizes[-1 - i], sizes[-2 - i]
+            cout = chans[i + 1] if i + 1 < len(chans) else c_out
+            layers += [ACTIVATIONS[activation](), nn.ConvTranspose2d(chans[i], cout, 3, stride=2, padding=1,
+                                                                    output_padding=(ht - (2 * hi - 1), wt - (2 * wi - 1)))]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
 # -- builders, registered in `registry.NETS` -------------------------------------------------------
 # Each: (cfg: ModelConfig, shape, out_dim, cond_dim, param_shape) -> (encoder, decoder), where the
 # encoder maps (B, *shape) [+ (B, cond_dim)] -> (B, out_dim) and the decoder (B, D + cond_dim) ->

@@ -19,6 +19,7 @@ import math
 import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
+from .errors import VaekitError
 from .likelihoods import standard_normal
 from .models.autoencoder import ModelOutput
 
@@ -71,19 +72,46 @@ def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: 
         nll = nll.mean(0)  # (K, B) -> (B,): the K-sample average
     if out.qz is None:
         return {"loss": nll, "nll": nll}
-    if out.prior is None:
+    parts = {}
+    if out.kl_parts is not None or out.log_qz is not None:  # not a diagonal Gaussian: no per-dimension KL
+        if free_bits > 0:
+            raise VaekitError("config key 'train.free_bits': needs a diagonal Gaussian posterior (a per-dimension KL); "
+                              "this model's KL does not split by dimension")
+        if out.kl_parts is not None:  # each layer's closed-form KL given the layers above
+            parts = {name: _mean_over_k(kl) for name, kl in out.kl_parts.items()}
+            kl = kl_loss = torch.stack(list(parts.values())).sum(0)
+        else:  # a flow: log q(z|x) (with the log-determinant) - log p(z) at the drawn code
+            kl = kl_loss = _mean_over_k(out.log_qz - _log_prior(out))
+    elif out.prior is None:
         kl_d = kl_per_dimension(out.qz)  # (B, D)
         kl = kl_d.sum(-1)
         kl_loss = free_bits_kl(kl_d, free_bits)
     else:  # a learned prior: the KL does not split by dimension, so free bits do not apply (RunConfig refuses them)
         kl = kl_loss = kl_monte_carlo(out.qz, out.prior, out.z)
-    return {"loss": nll + beta * kl_loss, "nll": nll, "kl": kl, "elbo": -(nll + kl)}
+    loss = nll + beta * kl_loss
+    penalties = out.penalties or {}
+    for term in penalties.values():  # outside the bound (a VQ-VAE's commitment)
+        loss = loss + term
+    return {"loss": loss, "nll": nll, "kl": kl, "elbo": -(nll + kl), **parts, **penalties}
+
+
+def _mean_over_k(t: torch.Tensor) -> torch.Tensor:
+    """(B,) or (K, B) -> (B,): the K-sample average."""
+    return t if t.dim() == 1 else t.mean(0)
+
+
+def _log_prior(out: ModelOutput) -> torch.Tensor:
+    """log p(z) at the code, (B,) or (K, B): as the model computed it, else from its prior (N(0, I) if None)."""
+    if out.log_pz is not None:
+        return out.log_pz
+    prior = out.prior if out.prior is not None else standard_normal(out.z.shape[-1], out.z.device, out.z.dtype)
+    return prior.log_prob(out.z)
 
 
 def log_weights(out: ModelOutput, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(x|z_k), log p(z_k) - log q(z_k|x)) for each code: each (K, B) (or (B,) for K = 1)."""
-    prior = out.prior if out.prior is not None else standard_normal(out.z.shape[-1], out.z.device, out.z.dtype)
-    return out.px.log_prob(x), prior.log_prob(out.z) - out.qz.log_prob(out.z)
+    log_qz = out.log_qz if out.log_qz is not None else out.qz.log_prob(out.z)
+    return out.px.log_prob(x), _log_prior(out) - log_qz
 
 
 def iwae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> dict[str, torch.Tensor]:

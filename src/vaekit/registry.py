@@ -18,6 +18,8 @@ What each registry's objects are:
 - ``LIKELIHOODS``: a `likelihoods.Family` (parameters per dimension, how to build p(x|z), whether
   it is a mass function).
 - ``PRIORS``: ``build(latent_dim, shape, components) -> nn.Module`` whose forward gives p(z).
+- ``POSTERIORS``: ``build(latent_dim, steps, hidden) -> nn.Module`` whose forward turns the
+  encoder's (B, params_per_dim * D) output into q(z|x).
 - ``OBJECTIVES``: ``terms(out, x, beta, free_bits) -> {name: (B,) nats}`` with a ``"loss"``.
 """
 
@@ -100,6 +102,10 @@ MODELS = Registry("model", {
     "ae": ("vaekit.models.autoencoder:build_ae", {"latent_dim": 30, "hidden": [1000, 500, 250], "likelihood": "bernoulli"}),
     # PyTorch's examples/vae, with the continuous Bernoulli: a normalised density for grey values in [0, 1].
     "vae": ("vaekit.models.autoencoder:build_vae", {"latent_dim": 20, "hidden": [400], "likelihood": "continuous_bernoulli"}),
+    # A top-down hierarchical VAE (Ladder VAE / NVAE / VDVAE family): L stochastic layers of model.latent_dims.
+    "hvae": ("vaekit.models.hierarchical:build_hvae", {"latent_dim": 32, "hidden": [512, 256], "likelihood": "bernoulli"}),
+    # van den Oord et al.'s (2017) VQ-VAE with an autoregressive prior over its code grid (latent_dim, hidden: unused).
+    "vqvae": ("vaekit.models.vqvae:build_vqvae", {"latent_dim": 1, "hidden": [], "likelihood": "bernoulli"}),
 })
 NETS = Registry("architecture", {
     "mlp": "vaekit.nets:build_mlp",
@@ -119,6 +125,11 @@ PRIORS = Registry("prior", {
     "standard_normal": "vaekit.priors:StandardNormalPrior",
     "mog": "vaekit.priors:MixturePrior",
     "vamp": "vaekit.priors:VampPrior",
+})
+POSTERIORS = Registry("posterior", {
+    "diagonal": "vaekit.flows:DiagonalPosterior",
+    "iaf": "vaekit.flows:IAF",
+    "nsf": "vaekit.flows:SplineIAF",
 })
 OBJECTIVES = Registry("objective", {
     "elbo": "vaekit.objectives:elbo_terms",

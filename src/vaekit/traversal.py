@@ -9,6 +9,8 @@ dimension carries:
   prior in closed form; for a learned prior the per-dimension KL to N(0, 1) is used for the order
   only, and the sweep's unit is the learned prior's marginal standard deviation, in closed form
   where torch has it, else from 4,096 of its samples);
+- a VAE whose q(z|x) is not a diagonal Gaussian (a flow, a hierarchy): by the variance of its
+  point codes over the examples, swept in the prior's marginal standard deviations;
 - a model without a prior (PCA, autoencoders): by the variance of the codes over the examples,
   which is also the sweep's unit.
 
@@ -54,10 +56,12 @@ def dimension_stats(model: Any, x: torch.Tensor, y: torch.Tensor | None = None,
     means, kls = [], []
     for i in range(0, len(x), batch_size):
         yb = None if y is None else y[i: i + batch_size]
-        q = model.encode(x[i: i + batch_size], yb)
-        means.append(q.mean)
-        if model.variational:
+        if model.diagonal_posterior:
+            q = model.encode(x[i: i + batch_size], yb)
+            means.append(q.mean)
             kls.append(kl_per_dimension(q))
+        else:  # an autoencoder's code, or a flow's or a hierarchy's point code
+            means.append(model.embed(x[i: i + batch_size], yb))
     means = torch.cat(means)  # (N, D)
     activity = means.var(0) if len(means) > 1 else torch.zeros(means.shape[1], device=means.device)
     if not model.variational:
@@ -69,7 +73,7 @@ def dimension_stats(model: Any, x: torch.Tensor, y: torch.Tensor | None = None,
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             scale = prior.sample((4096,)).std(0)
-    return torch.cat(kls).mean(0), activity, scale.reshape(-1).to(activity.device)
+    return (torch.cat(kls).mean(0) if kls else None), activity, scale.reshape(-1).to(activity.device)
 
 
 @torch.no_grad()

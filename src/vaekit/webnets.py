@@ -182,6 +182,10 @@ def programs(model: Any, blob: Blob) -> tuple[dict, dict]:
         enc = [{"op": "linear", "w": blob.add(comps / scale[:, None]), "b": blob.add(-(comps @ mean) / scale), "in": f, "out": d}]
         return ({"ops": dec + [{"op": "mean", "likelihood": "gaussian", "params": 1}], "out": f},
                 {"ops": enc, "out": d, "logvar": False})
+    if model.variational and not model.diagonal_posterior:  # the page draws q(z|x) as N(mean, diag(exp(logvar)))
+        raise VaekitError(f"the explorer runs models whose q(z|x) is a diagonal Gaussian; this {type(model).__name__}'s is "
+                          f"{'a flow' if isinstance(model, Autoencoder) else 'a top-down hierarchy'}: "
+                          "use `vaekit traverse` or `vaekit export` for it")
     if not isinstance(model, Autoencoder):
         raise VaekitError(f"the explorer runs vaekit's own models; this is a {type(model).__name__}")
     model = cpu_copy(model)

@@ -60,12 +60,20 @@ def estimate_bytes(cfg: ModelConfig, shape: tuple[int, ...], batch_size: int = 1
     `batch_size` x `samples` codes, counting every module's output. Training keeps 4 float32 copies
     of the parameters (weights, gradients, Adam's two moments) and about 3 of the activations
     (forward, saved for backward, their gradients); inference 1 and 1."""
+    from ..registry import POSTERIORS
+
+    flow = POSTERIORS.get(cfg.posterior) if cfg.name == "vae" else None
+    if flow is not None and not flow.diagonal:  # zuko builds its masks with ops the meta device lacks: count the flow apart
+        extra = flow.parameter_count(cfg.latent_dim, cfg.flow_steps, cfg.flow_hidden)
+        cfg = dataclasses.replace(cfg, posterior="diagonal", latent_dim=cfg.latent_dim * flow.params_per_dim // 2)
+    else:
+        extra = 0
     with torch.device("meta"):
         model = build_model(cfg, shape)
     if not isinstance(model, torch.nn.Module):  # PCA: an F x F covariance in float64
         f = math.prod(shape)
         return 8 * f * f
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters()) + extra
     outputs = [0]
 
     def count(module, inputs, output):

@@ -26,8 +26,8 @@ from torch.distributions import Distribution
 from .. import nets
 from ..config import ModelConfig
 from ..errors import VaekitError
-from ..likelihoods import Observation, PointMass, diagonal_normal
-from ..registry import NETS, PRIORS
+from ..likelihoods import Observation, PointMass
+from ..registry import NETS, POSTERIORS, PRIORS
 from .base import LatentModel
 
 
@@ -38,12 +38,23 @@ class ModelOutput:
     px: p(x|z) with batch shape (B,) or (K, B); z: the code used, (B, D) or (K, B, D); qz: q(z|x)
     with batch shape (B,) (None for an autoencoder); prior: p(z), or None for N(0, I) (whose KL to
     a diagonal Gaussian has a closed form).
+
+    What a posterior drawn with its density (`likelihoods.JointDraw`) adds, each (B,) or (K, B),
+    nats, at the code z: log_qz = log q(z|x), and log_pz = log p(z) where the model computed it on
+    the way (a hierarchical prior); kl_parts: the KL term in named parts (a hierarchical VAE: each
+    layer's KL to its prior given the layers above, in closed form), which then is the KL.
+    penalties: terms (B,) added to the training loss but not part of the bound (a VQ-VAE's
+    commitment), each reported under its name.
     """
 
     px: Distribution
     z: torch.Tensor
     qz: Distribution | None = None
     prior: Distribution | None = None
+    log_qz: torch.Tensor | None = None
+    log_pz: torch.Tensor | None = None
+    kl_parts: dict[str, torch.Tensor] | None = None
+    penalties: dict[str, torch.Tensor] | None = None
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
@@ -132,16 +143,25 @@ class VAE(Autoencoder):
                          components=components, num_classes=num_classes)
         self.prior_name = prior
         self.prior_module = PRIORS.get(prior)(latent_dim, self.shape, prior_components)
+        # q(z|x) from the encoder's output: a diagonal Gaussian, or a flow on it (set by the config)
+        self.posterior_name = config.posterior if config is not None else "diagonal"
+        self.posterior_module = POSTERIORS.get(self.posterior_name)(
+            latent_dim, *((config.flow_steps, config.flow_hidden) if config is not None else ()))
+
+    @property
+    def diagonal_posterior(self) -> bool:
+        return self.posterior_module.diagonal
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        mean, logvar = self._encode(x, y).chunk(2, dim=-1)  # (B, 2D) -> 2 x (B, D)
-        return diagonal_normal(mean, logvar)
+        return self.posterior_module(self._encode(x, y))  # (B, P * D) -> q(z|x), batch (B,), event (D,)
 
     def embed(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encode(x, y).mean
+        q = self.encode(x, y)
+        return q.mean if self.diagonal_posterior else q.point
 
     def encoder_log_variance(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self._encode(x, y).chunk(2, dim=-1)[1]  # (B, D)
+        d = self.latent_dim
+        return self._encode(x, y)[..., d: 2 * d]  # (B, D): the (base) Gaussian's log-variance
 
     def prior(self) -> Distribution:
         """p(z), event shape (D,)."""
@@ -154,9 +174,13 @@ class VAE(Autoencoder):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_samples: int = 1) -> ModelOutput:
         """One code per example (z: (B, D)), or n_samples > 1 codes each (z: (K, B, D))."""
         qz = self.encode(x, y)
-        z = qz.rsample() if n_samples == 1 else qz.rsample((n_samples,))
+        log_qz = None
+        if self.diagonal_posterior:
+            z = qz.rsample() if n_samples == 1 else qz.rsample((n_samples,))
+        else:  # a flow: the code with its log-density, in one pass
+            z, log_qz = qz.rsample_and_log_prob(() if n_samples == 1 else (n_samples,))
         prior = None if self.prior_name == "standard_normal" else self.prior()
-        return ModelOutput(px=self.decode(z, y), z=z, qz=qz, prior=prior)
+        return ModelOutput(px=self.decode(z, y), z=z, qz=qz, prior=prior, log_qz=log_qz)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None) -> torch.Tensor:
@@ -239,6 +263,7 @@ def build_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
 
 def build_vae(cfg: ModelConfig, shape: tuple[int, ...]) -> VAE:
     n_cls = _classes(cfg)
-    enc, dec = _nets(cfg, shape, 2 * cfg.latent_dim, n_cls)  # the encoder emits the mean and the log-variance
+    per_dim = POSTERIORS.get(cfg.posterior).params_per_dim  # the mean and the log-variance (and a flow's context)
+    enc, dec = _nets(cfg, shape, per_dim * cfg.latent_dim, n_cls)
     return VAE(enc, dec, shape, cfg.latent_dim, cfg.likelihood, cfg.sigma, cfg, components=cfg.mixture_components,
                num_classes=n_cls, prior=cfg.prior, prior_components=cfg.prior_components)

@@ -7,7 +7,9 @@ Shapes (the fixed alphabet): ``x`` is ``(B, *shape)`` with ``shape`` = ``(C, H, 
 - ``encode(x, y=None)``: q(z|x), a Distribution with batch shape ``(B,)`` and event ``(D,)``. A
   deterministic encoder returns a `PointMass` (mean = the code, no density), so every model
   answers with the same type.
-- ``embed(x, y=None)``: the point code ``(B, D)``, the mean of q(z|x).
+- ``embed(x, y=None)``: the point code ``(B, D)``: the mean of q(z|x) where it has a closed form;
+  a flow posterior gives its base mean pushed through the flow, a hierarchical VAE each layer's
+  conditional mean given the layers above.
 - ``decode(z, y=None)``: p(x|z), a Distribution with batch shape ``z.shape[:-1]`` and event shape
   ``shape``; its ``mean`` is the decoded image or vector.
 - ``reconstruct(x, y=None)``: ``(B, *shape)``, the mean of p(x | embed(x)).
@@ -25,6 +27,15 @@ Declared answers, so that no caller has to probe a model's type or attributes:
   importance-sampled log p(x) apply;
 - ``exact_likelihood``: ``log_likelihood(x)`` gives log p(x) in closed form (probabilistic PCA);
 - ``fitted_in_closed_form``: ``fit(x)`` solves the model at once (no training loop);
+- ``diagonal_posterior``: q(z|x) is a diagonal Gaussian (``Independent(Normal)``), so its KL to
+  N(0, I) splits by dimension in closed form and the per-dimension figures (KL per dimension,
+  mutual information, the explorer's sliders) apply. A flow or hierarchical posterior is not;
+  it draws codes together with their log-density (`likelihoods.JointDraw`);
+- ``discrete_code``: the code is a grid of codebook indices and q(z|x) one code (a VQ-VAE): the
+  ELBO log p(x|z_q) + log p(z_q) is the model's bound (importance sampling cannot tighten it), and
+  ``code_metrics(codes)`` says how the codebook is used;
+- ``kl_parts``: the names of the parts its KL term is reported in (a hierarchical VAE: one per
+  stochastic layer), each a key of the objective's terms; empty for one KL;
 - ``conditional`` / ``num_classes``: whether y is needed, and how many labels there are;
 - ``shape``, ``latent_dim``, ``likelihood`` (the name of p(x|z)'s family).
 """
@@ -50,11 +61,20 @@ class LatentModel(ABC):
     variational: ClassVar[bool] = False
     exact_likelihood: ClassVar[bool] = False
     fitted_in_closed_form: ClassVar[bool] = False
+    discrete_code: ClassVar[bool] = False
 
     shape: tuple[int, ...]
     latent_dim: int
     likelihood: str
     num_classes: int = 0
+
+    @property
+    def diagonal_posterior(self) -> bool:
+        return False
+
+    @property
+    def kl_parts(self) -> tuple[str, ...]:
+        return ()
 
     @property
     def conditional(self) -> bool:
@@ -65,7 +85,7 @@ class LatentModel(ABC):
         """(B, *shape) -> q(z|x), batch (B,), event (D,)."""
 
     def embed(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, *shape) -> (B, D): the mean of q(z|x)."""
+        """(B, *shape) -> (B, D): the mean of q(z|x) (see the module docstring for other posteriors)."""
         return self.encode(x, y).mean
 
     @abstractmethod
@@ -93,6 +113,11 @@ class LatentModel(ABC):
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) in nats, (B,), for a model with `exact_likelihood`."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form likelihood")
+
+    def code_metrics(self, codes: torch.Tensor) -> dict[str, tuple[Any, str, str]]:
+        """Figures about the codes (N, D) of N examples, {name: (value, unit, reduction)}: for a
+        model with a `discrete_code`. None by default."""
+        return {}
 
     def encoder_log_variance(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | None:
         """The encoder's log-variance (B, D) as it computes it (before exp()), for diagnosing a

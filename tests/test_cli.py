@@ -143,3 +143,37 @@ def test_cuda_requested_without_cuda(tmp_path, images_npz, capsys):
     code, _, err = run(["train", "--set", f"data.name={images_npz}", "--device", "cuda", "--out", str(tmp_path / "r")], capsys)
     _one_line_error(code, err, "CUDA is not available")
     assert not (tmp_path / "r").exists()
+
+
+FRONTIER = {  # [model] tables of the frontier models, as small as they get
+    "hvae": 'name = "hvae"\nlatent_dims = [3, 2]\nhidden = [32, 16]',
+    "iaf": 'name = "vae"\nlatent_dim = 3\nhidden = [32]\nposterior = "iaf"\nflow_hidden = [16]',
+    "vqvae": 'name = "vqvae"\nchannels = [8, 16]\ndepth = 1\ncodebook_size = 16\ncodebook_dim = 4\nprior_width = 16\nprior_layers = 1',
+}
+
+
+@pytest.mark.parametrize("kind", FRONTIER)
+def test_the_frontier_models_from_the_command_line(kind, images_npz, tmp_path, capsys):
+    """Train, evaluate, sample, reconstruct; interpolation and traversals where the code is
+    continuous; the explorer refuses them in one line."""
+    cfg = tmp_path / f"{kind}.toml"
+    cfg.write_text(f'[data]\nname = "{images_npz}"\nval_size = 30\nbinarize = "dynamic"\n[model]\n{FRONTIER[kind]}\n'
+                   '[train]\nepochs = 2\nbatch_size = 32\neval_k = 20\nprogress = false\n')
+    run_dir = tmp_path / "run"
+    code, _, err = run(["train", str(cfg), "--out", str(run_dir)], capsys)
+    assert code == 0, err
+    ev = json.loads((run_dir / "eval.json").read_text())
+    if kind == "vqvae":  # the bound, in bits/dim too, and the codebook
+        assert "log_px" not in ev and {"codebook_usage", "codebook_perplexity", "bits_per_dim"} <= set(ev)
+    else:
+        assert ev["log_px"]["value"] >= ev["elbo"]["value"] - 1.0
+    assert (kind == "hvae") == ("kl_z2" in ev)
+    for cmd in (["sample", "--n", "9"], ["reconstruct", "--n", "4"], ["interpolate", "--a", "0", "--b", "3"], ["traverse"]):
+        target = tmp_path / f"{cmd[0]}.png"
+        code, _, err = run([cmd[0], str(run_dir), "--out", str(target), *cmd[1:]], capsys)
+        if kind == "vqvae" and cmd[0] in ("interpolate", "traverse"):
+            assert code == 2 and "grid of codebook indices" in err and not target.exists()
+        else:
+            assert code == 0 and target.stat().st_size > 0, err
+    code, _, err = run(["explore", str(run_dir), "--out", str(tmp_path / "page")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "page").exists()

@@ -266,7 +266,8 @@ def with_labels(cfg: RunConfig, data: Data) -> RunConfig:
 
 
 def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> None:
-    """curves.png; latent.png (codes of test examples, 2-D or projected by PCA, coloured by label);
+    """curves.png; latent.png (codes of test examples, 2-D or projected by PCA, coloured by label; not
+    for a VQ-VAE's index grids);
     for images: reconstructions.png, and samples.png and manifold.png (D = 2) for a VAE."""
     from . import viz
     from .models import PCA
@@ -280,7 +281,7 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
                        for i in range(0, len(data.x_test), 1000)])  # (N, D)
     if z.shape[1] > 2:
         z = PCA(2).fit(z).transform(z)
-    if z.shape[1] == 2:
+    if z.shape[1] == 2 and not model.discrete_code:  # codebook indices have no geometry to map
         viz.latent_maps({"test codes" + (" (PCA projection)" if model.latent_dim > 2 else ""): (z, data.y_test)}, run / "latent.png")
     if data.kind != "image":
         return

@@ -449,6 +449,7 @@ def cmd_reconstruct(args) -> int:
     _positive("n", args.n, 1000)
     device = _device(args)
     model, cfg = load_run(args.run, device)
+    _output_path(args.out, images=len(model.shape) == 3)  # before the data is read
     data = _run_data(args, cfg, device, model)
     x = data.x_test[: args.n]
     recon = model.reconstruct(x, data.y_test[: args.n] if model.conditional else None)
@@ -470,6 +471,9 @@ def cmd_interpolate(args) -> int:
     _positive("steps", args.steps, 100)
     device = _device(args)
     model, cfg = load_run(args.run, device)
+    if model.discrete_code:
+        raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, whose code is a grid of codebook indices: "
+                          "there is nothing between two codes to decode; use vaekit sample or reconstruct")
     data = _run_data(args, cfg, device, model)
     x = data.x_test
     for name in ("a", "b"):

@@ -82,6 +82,8 @@ def traversal(model: Any, x: torch.Tensor, index: int = 0, dims: list[int] | Non
     """Traverse the code of x[index] (x: (N, *shape), the examples the dimensions are ranked on;
     y (N,) labels for a conditional model) along `dims` (default: the active dimensions, most
     informative first, at most `max_rows`), `steps` codes from -span to +span standard deviations."""
+    if model.discrete_code:
+        raise VaekitError(f"a {type(model).__name__}'s code is a grid of codebook indices: a traversal needs a continuous code")
     if not 0 <= index < len(x):
         raise VaekitError(f"--image {index}: this data has examples 0..{len(x) - 1}")
     if steps < 2 or steps > 101:

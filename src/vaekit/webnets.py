@@ -182,6 +182,9 @@ def programs(model: Any, blob: Blob) -> tuple[dict, dict]:
         enc = [{"op": "linear", "w": blob.add(comps / scale[:, None]), "b": blob.add(-(comps @ mean) / scale), "in": f, "out": d}]
         return ({"ops": dec + [{"op": "mean", "likelihood": "gaussian", "params": 1}], "out": f},
                 {"ops": enc, "out": d, "logvar": False})
+    if model.discrete_code:
+        raise VaekitError(f"the explorer moves through a continuous code; a {type(model).__name__}'s is a grid of codebook "
+                          "indices: use `vaekit sample` and `vaekit reconstruct` for it")
     if model.variational and not model.diagonal_posterior:  # the page draws q(z|x) as N(mean, diag(exp(logvar)))
         raise VaekitError(f"the explorer runs models whose q(z|x) is a diagonal Gaussian; this {type(model).__name__}'s is "
                           f"{'a flow' if isinstance(model, Autoencoder) else 'a top-down hierarchy'}: "

@@ -276,13 +276,14 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
         viz.training_curves({"train": history}, run / "curves.png")
     cond = model.conditional
     y = data.y_test if cond else None
-    with torch.no_grad():
-        z = torch.cat([model.embed(data.x_test[i: i + 1000], None if y is None else y[i: i + 1000])
-                       for i in range(0, len(data.x_test), 1000)])  # (N, D)
-    if z.shape[1] > 2:
-        z = PCA(2).fit(z).transform(z)
-    if z.shape[1] == 2 and not model.discrete_code:  # codebook indices have no geometry to map
-        viz.latent_maps({"test codes" + (" (PCA projection)" if model.latent_dim > 2 else ""): (z, data.y_test)}, run / "latent.png")
+    if not model.discrete_code:  # codebook indices have no geometry to map
+        with torch.no_grad():
+            z = torch.cat([model.embed(data.x_test[i: i + 1000], None if y is None else y[i: i + 1000])
+                           for i in range(0, len(data.x_test), 1000)])  # (N, D)
+        if z.shape[1] > 2:
+            z = PCA(2).fit(z).transform(z)
+        if z.shape[1] == 2:  # a 1-D code has no map
+            viz.latent_maps({"test codes" + (" (PCA projection)" if model.latent_dim > 2 else ""): (z, data.y_test)}, run / "latent.png")
     if data.kind != "image":
         return
     n = min(8, len(data.x_test))

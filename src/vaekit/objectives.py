@@ -5,7 +5,9 @@ latent dimensions for the KL). The training loss is the batch mean of ``loss``. 
 and the number of samples K are arguments, not subclasses:
 
 - `elbo_terms`: -ELBO = E_q[-log p(x|z)] + beta * KL(q(z|x) || p(z)), averaged over the K codes;
-  the KL in closed form for the N(0, I) prior, else the Monte-Carlo estimate log q(z|x) - log p(z).
+  the KL in closed form for a diagonal q and the N(0, I) prior; a hierarchy's per-layer closed-form
+  KLs (reported each); else the Monte-Carlo estimate log q(z|x) - log p(z) (a flow's log q comes
+  with its code). A model's penalties (a VQ-VAE's commitment) add to the loss, not to the bound.
 - `iwae_terms`: the importance-weighted bound of Burda et al. (2016),
   log 1/K sum_k p(x, z_k) / q(z_k|x), which rises with K towards log p(x).
 

@@ -62,8 +62,8 @@ def estimate_bytes(cfg: ModelConfig, shape: tuple[int, ...], batch_size: int = 1
     (forward, saved for backward, their gradients); inference 1 and 1."""
     from ..registry import POSTERIORS
 
-    flow = POSTERIORS.get(cfg.posterior) if cfg.name == "vae" else None
-    if flow is not None and not flow.diagonal:  # zuko builds its masks with ops the meta device lacks: count the flow apart
+    flow = POSTERIORS.get(cfg.posterior)
+    if not flow.diagonal:  # zuko builds its masks with ops the meta device lacks: count the flow apart
         extra = flow.parameter_count(cfg.latent_dim, cfg.flow_steps, cfg.flow_hidden)
         cfg = dataclasses.replace(cfg, posterior="diagonal", latent_dim=cfg.latent_dim * flow.params_per_dim // 2)
     else:

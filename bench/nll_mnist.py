@@ -44,6 +44,7 @@ ROWS = {
     "e": ("mnist_hvae.toml", "hierarchical VAE, 2 stochastic layers (top-down)", -82.90),
     "f": ("mnist_iaf.toml", "VAE with an IAF posterior", None),
     "g": ("mnist_vqvae.toml", "VQ-VAE with a transformer prior (bound)", None),
+    "h": ("mnist_vamp_iaf.toml", "VampPrior VAE with an IAF posterior", None),
 }
 
 

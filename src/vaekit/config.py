@@ -265,9 +265,6 @@ def _check_ranges(section: str, obj: Any) -> None:
                 raise VaekitError(f"config key 'model.{key}': got {v!r}, expected {allowed}")
         if obj.latent_dims is not None and not 1 <= len(obj.latent_dims) <= 16:
             raise VaekitError(f"config key 'model.latent_dims': got {obj.latent_dims!r}, expected 1 to 16 layer sizes")
-        if obj.posterior != "diagonal" and obj.prior == "vamp":
-            raise VaekitError(f"config key 'model.posterior': {obj.posterior!r} cannot go with model.prior = 'vamp' "
-                              "(the VampPrior is a mixture of the diagonal posteriors of its pseudo-inputs); use 'diagonal'")
         if obj.flow_steps > 32 or not obj.flow_hidden:
             raise VaekitError(f"config key 'model.flow_{'steps' if obj.flow_steps > 32 else 'hidden'}': "
                               f"got {obj.flow_steps if obj.flow_steps > 32 else obj.flow_hidden!r}, "

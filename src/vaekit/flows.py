@@ -81,6 +81,11 @@ class FlowPosterior(Distribution, JointDraw):
         return self.flow.log_prob(value)
 
     @property
+    def base(self) -> Distribution:
+        """The diagonal Gaussian N(m, diag(exp(s))) the flow bends: batch (B,), event (D,)."""
+        return self.flow.base
+
+    @property
     def point(self) -> torch.Tensor:
         """The base mean pushed through f, (B, D): the code `embed` gives (q's mean has no closed form)."""
         return self.flow.transform.inv(self.flow.base.mean)

@@ -3,7 +3,10 @@
 - ``standard_normal``: N(0, I). The KL to a diagonal Gaussian q(z|x) has a closed form.
 - ``mog``: a learned mixture of K diagonal Gaussians.
 - ``vamp``: the VampPrior (Tomczak & Welling 2018), p(z) = 1/K sum_k q(z | u_k), the encoder's
-  posteriors at K learned pseudo-inputs u_k. It needs the encoder, so the model passes it in.
+  posteriors at K learned pseudo-inputs u_k. It needs the encoder, so the model passes it in. With a
+  flow posterior the components are the base Gaussians N(m(u_k), diag(exp(s(u_k)))) that the flow
+  bends: still a normalised mixture, whose log-density and samples stay cheap (a mixture of the
+  flows themselves would need D sequential passes per component to score a code).
 
 The names are registered in `registry.PRIORS`.
 
@@ -125,6 +128,7 @@ class VampPrior(Prior):
     def forward(self, encode: Callable | None = None) -> Distribution:
         if encode is None:
             raise ValueError("the VampPrior needs the encoder: call it through the model's prior()")
-        qu = encode(self.pseudo_inputs).base_dist  # diagonal Gaussians: loc, scale (K, D)
+        q = encode(self.pseudo_inputs)
+        qu = getattr(q, "base", q).base_dist  # diagonal Gaussians (a flow's base): loc, scale (K, D)
         k = len(self.pseudo_inputs)
         return GaussianMixture(torch.zeros(k, device=qu.loc.device, dtype=qu.loc.dtype), qu.loc, qu.scale)

@@ -40,7 +40,8 @@ class DataConfig:
     val_size: int = 5000  # examples carved from the training set for validation (0: none)
     limit: int | None = None  # use only the first N training examples (quick runs)
     test_size: int | None = None  # data without a test split: examples carved for testing (None: 10%; streamed: at most 10,000)
-    image_size: list[int] | None = None  # [H, W] to resize an image folder to; None: all must match
+    image_size: list[int] | None = None  # [H, W] to resize an image folder to (None: all must match); shapes: the resolution (None: 64 x 64)
+    shapes_grid: list[int] | None = None  # shapes: values of each factor [shape (1-3), scale, orientation, pos_x, pos_y]; None: [3, 6, 40, 32, 32]
     crop: list[int] | None = None  # image folders: [H, W] centre crop, before the resize (e.g. CelebA: [148, 148] then 64 x 64)
     stream: bool = False  # image folders: read training images from disk as batches are needed (DataLoader workers)
     workers: int = 2  # stream: DataLoader worker processes (0: read in the training process)
@@ -225,7 +226,7 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
         if f.name in non_negative and v < 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
-        if f.name in {"hidden", "channels", "image_size", "crop", "flow_hidden", "latent_dims"} and v is not None and any(h <= 0 for h in v):
+        if f.name in {"hidden", "channels", "image_size", "crop", "flow_hidden", "latent_dims", "shapes_grid"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
         if f.name in {"limit", "test_size", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
                       "checkpoint_every"} and v is not None and v <= 0:
@@ -236,6 +237,10 @@ def _check_ranges(section: str, obj: Any) -> None:
                 raise VaekitError(f"config key 'data.{key}': got {getattr(obj, key)!r}, expected [height, width]")
         if obj.workers < 0:
             raise VaekitError(f"config key 'data.workers': got {obj.workers!r}, must be >= 0")
+        grid = obj.shapes_grid
+        if grid is not None and (len(grid) != 5 or grid[0] > 3 or math.prod(grid) > 2 ** 24):
+            raise VaekitError(f"config key 'data.shapes_grid': got {grid!r}, expected 5 sizes [shapes (1-3), scales, "
+                              "orientations, x positions, y positions] of at most 16,777,216 images in all")
     if section == "train":
         if obj.epochs > MAX_EPOCHS:  # the longest published MNIST schedules run a few thousand epochs
             raise VaekitError(f"config key 'train.epochs': got {obj.epochs!r}, must be at most {MAX_EPOCHS:,} "

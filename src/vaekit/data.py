@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ class Data:
     dynamic_binarize: bool = False
     dequantized: bool = False  # uniformly dequantised 8-bit data: training batches get fresh noise
     levels: int | None = None  # 256 for 8-bit data, 2 once binarised, None for continuous data
+    ground_truth: Any = None  # data with known generative factors (shapes.ShapesGrid): for the disentanglement metrics
 
     def train_batch(self, idx: torch.Tensor) -> torch.Tensor:
         """The training examples at `idx`, with a fresh binarisation or dequantisation: (B, *shape)."""
@@ -158,6 +159,44 @@ class StreamData(Data):
                 yield x, (y.to(self.device) if self.y_train is not None else None)
         except VaekitError as e:  # raised in a worker: the original one-line message is its last line
             raise VaekitError(str(e).strip().splitlines()[-1].removeprefix("vaekit.errors.VaekitError: ")) from None
+
+
+@dataclass
+class RenderedData(Data):
+    """The generated `shapes`: training images are rendered as batches are needed (`x_train` is a
+    `shapes.RenderedImages`), so memory does not grow with the grid; `x_head` holds the first (up
+    to 1000) in memory for the checks of the values; validation and test splits are in memory."""
+
+    x_head: torch.Tensor | None = None
+
+    @property
+    def x_check(self) -> torch.Tensor:
+        return self.x_head
+
+    @property
+    def streamed(self) -> bool:
+        return True
+
+    def to(self, device: torch.device | str) -> "RenderedData":
+        super().to(device)
+        self.x_head = self.x_head.to(device)
+        return self
+
+
+def prepare_shapes(cfg: DataConfig, device: str | torch.device = "cpu") -> RenderedData:
+    """The shapes grid (data.shapes_grid, data.image_size) split by data.seed: labels are the shape
+    (0 square, 1 ellipse, 2 heart); the images are binary already, so data.binarize changes nothing."""
+    from .shapes import FULL_GRID, RenderedImages, ShapesGrid, shapes_splits
+
+    if cfg.dequantize != "none":
+        raise VaekitError("data 'shapes': its images are binary; data.dequantize = 'uniform' needs 8-bit data")
+    grid = ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64)))
+    test, val, train = shapes_splits(len(grid), cfg.seed, cfg.test_size, cfg.val_size, cfg.limit)
+    render = lambda idx: grid.images(idx).float().to(device)  # noqa: E731
+    label = lambda idx: torch.from_numpy(grid.codes(idx)[:, 0]).to(device)  # noqa: E731
+    return RenderedData(name="shapes", kind="image", shape=grid.shape, x_train=RenderedImages(grid, train, device),
+                        x_head=render(train[:1000]), x_val=render(val), x_test=render(test), y_train=label(train),
+                        y_val=label(val), y_test=label(test), levels=2, ground_truth=grid)
 
 
 def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> StreamData:
@@ -496,6 +535,8 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
     (a `StreamData` for an image folder with data.stream = true)."""
     from .datasets import canonical
 
+    if cfg.name.lower() == "shapes" and raw is None:  # generated, rendered as training needs it
+        return prepare_shapes(cfg, device)
     if (cfg.stream or canonical(cfg.name) == "celeba") and raw is None:  # CelebA is always streamed
         return prepare_stream(cfg, device)
     x, y, x_test, y_test = raw if raw is not None else read_raw(cfg)
@@ -582,6 +623,14 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
 
 def describe(cfg: DataConfig) -> dict:
     """Shape, count, value range and label counts of a dataset, as plain data (for `data info`)."""
+    if cfg.name.lower() == "shapes":  # generated: described by its grid, nothing is read
+        from .shapes import FACTORS, FULL_GRID, SHAPES, ShapesGrid
+
+        grid = ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64)))
+        per_shape = len(grid) // grid.sizes[0]
+        return {"name": "shapes", "kind": "image", "shape": list(grid.shape), "dtype": "uint8", "train_count": len(grid),
+                "test_count": None, "min": 0.0, "max": 1.0, "labels": {str(k): per_shape for k in range(grid.sizes[0])},
+                "factors": {f: n for f, n in zip(FACTORS, grid.sizes)}, "shapes": list(SHAPES[: grid.sizes[0]])}
     x, y, x_test, y_test = read_raw(cfg)
     source = f"data '{cfg.name}'"
     x, kind = _as_layout(np.asarray(x), source)

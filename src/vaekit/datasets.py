@@ -90,8 +90,8 @@ def canonical(name: str) -> str | None:
 
 
 def is_named(name: str) -> bool:
-    """Whether `name` is a dataset vaekit knows by name (MNIST or one of SPECS), not a path."""
-    return name.lower() == "mnist" or canonical(name) is not None
+    """Whether `name` is a dataset vaekit knows by name (MNIST, the generated shapes or one of SPECS), not a path."""
+    return name.lower() in ("mnist", "shapes") or canonical(name) is not None
 
 
 def _md5(path: Path) -> str:

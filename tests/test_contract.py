@@ -48,6 +48,7 @@ MODELS = {
                                                            channels=[4, 8], likelihood="gaussian"), (3, 8, 8))),
     "vqvae": ((1, 8, 8), lambda: build_model(ModelConfig(name="vqvae", channels=[4, 8], depth=1, codebook_size=8, codebook_dim=3,
                                                        prior_width=8, prior_layers=1), (1, 8, 8))),
+    "factorvae": ((1, 6, 6), lambda: build_model(ModelConfig(name="factorvae", latent_dim=D, hidden=[16], discriminator_hidden=[8]), (1, 6, 6))),
     "cvae": ((1, 6, 6), lambda: build_model(ModelConfig(name="vae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6))),
     "cae": ((1, 6, 6), lambda: build_model(ModelConfig(name="ae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6))),
     "custom_ae": ((1, 4, 4), lambda: _custom(False)),

@@ -481,8 +481,9 @@ def _meta_mutations():
     unused = {"config.tied", "config.whiten", "config.channels", "config.depth", "config.prior_components",
               "config.num_classes", "config.latent_dims", "config.codebook_size", "config.codebook_dim",
               "config.commitment", "config.codebook_decay", "config.prior_width", "config.prior_layers",
-              "config.flow_steps", "config.flow_hidden"}  # for this MLP VAE with a standard normal prior and a
-    # diagonal posterior, not conditional: the hierarchy's, the VQ-VAE's and the flows' settings
+              "config.flow_steps", "config.flow_hidden", "config.tc_gamma", "config.discriminator_hidden"}  # for this
+    # MLP VAE with a standard normal prior and a diagonal posterior, not conditional: the hierarchy's, the
+    # VQ-VAE's, the flows' and FactorVAE's settings
     cases = [(f"drop {k}", lambda m, k=k: m.pop(k)) for k in ("model", "config", "shape", "format", "format_version")]
     cases += [(f"drop config.{k}", lambda m, k=k: m["config"].pop(k)) for k in ("latent_dim", "hidden", "likelihood")]
     for key, value in [*meta.items(), *((f"config.{k}", v) for k, v in meta["config"].items())]:

@@ -21,6 +21,7 @@ FRONTIER = {  # the models of the frontier issue, each as small as it gets
     "nsf": dict(name="vae", latent_dim=3, hidden=[32], posterior="nsf", flow_hidden=[16]),
     "hvae": dict(name="hvae", latent_dims=[3, 2], hidden=[32, 16]),
     "vqvae": dict(name="vqvae", channels=[8, 16], depth=1, codebook_size=16, codebook_dim=4, prior_width=16, prior_layers=1),
+    "factorvae": dict(name="factorvae", latent_dim=3, hidden=[32], discriminator_hidden=[16, 16]),
 }
 
 

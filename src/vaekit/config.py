@@ -80,6 +80,8 @@ class ModelConfig:
     codebook_decay: float = 0.99  # vqvae: decay of the codebook's moving averages
     prior_width: int = 128  # vqvae: width of the prior's causal transformer over the code grid
     prior_layers: int = 2  # vqvae: blocks of that transformer
+    tc_gamma: float = 35.0  # factorvae: weight of the discriminator's total-correlation estimate (Kim & Mnih 2018's gamma; 35 for dSprites)
+    discriminator_hidden: list[int] = field(default_factory=lambda: [1000] * 6)  # factorvae: the discriminator's hidden widths
     conditional: bool = False  # condition encoder and decoder on the label (CVAE)
     num_classes: int | None = None  # conditional: filled in from the data's labels
     tied: bool = False  # linear_ae: decoder is the transpose of the encoder
@@ -102,6 +104,11 @@ class TrainConfig:
     samples: int = 1  # codes drawn per example: K of the IWAE bound (elbo: averaged)
     beta: float = 1.0  # weight of the KL term (beta-VAE); 1.0 is the ELBO
     free_bits: float = 0.0  # nats per latent dimension below which the KL is not pushed down (Kingma et al. 2016)
+    tc_beta: float = 6.0  # btcvae: weight of the total correlation (Chen et al. 2018's beta)
+    tc_estimator: Literal["mss", "mws"] = "mss"  # btcvae: log q(z) from the minibatch by stratified (mss) or weighted (mws) sampling
+    mmd_weight: float = 10.0  # infovae: weight of MMD^2(q(z), p(z)) (InfoVAE's alpha + lambda - 1; WAE's lambda)
+    capacity: float = 25.0  # capacity: the KL's target C in nats at the end of its ramp (Burgess et al. 2018)
+    capacity_epochs: float = 10.0  # capacity: epochs over which C rises linearly from 0
     kl_schedule: Literal["linear", "cyclic"] = "linear"  # KL warm-up: once (linear) or restarted every kl_cycle_epochs (cyclic)
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
     kl_cycle_epochs: float = 0.0  # cyclic: period of the ramp (Fu et al. 2019); the ramp takes kl_warmup_epochs
@@ -136,6 +143,12 @@ class RunConfig:
         if self.train.free_bits > 0 and self.model.prior != "standard_normal":
             raise VaekitError(f"config key 'train.free_bits': needs model.prior = 'standard_normal' (a per-dimension KL); "
                               f"the KL to a '{self.model.prior}' prior does not split by dimension")
+        if self.train.objective == "btcvae" and (self.model.posterior != "diagonal" or self.model.prior != "standard_normal"):
+            raise VaekitError("config key 'train.objective': 'btcvae' needs model.posterior = 'diagonal' and model.prior = "
+                              f"'standard_normal' (got {self.model.posterior!r}, {self.model.prior!r}): its dimension-wise KL "
+                              "needs both to factorise over dimensions")
+        if self.train.objective in ("btcvae", "infovae", "capacity") and self.train.free_bits > 0:
+            raise VaekitError(f"config key 'train.free_bits': does not apply to train.objective = '{self.train.objective}'")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -211,6 +224,7 @@ def _check_ranges(section: str, obj: Any) -> None:
     positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr", "samples", "mixture_components", "depth",
                 "keep_checkpoints", "flow_steps", "codebook_size", "codebook_dim", "prior_width", "prior_layers"}
     non_negative = {"commitment", "val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma",
+                    "tc_beta", "mmd_weight", "capacity", "capacity_epochs", "tc_gamma",
                     "free_bits", "kl_cycle_epochs", "max_rollbacks", "seed"}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
@@ -226,7 +240,8 @@ def _check_ranges(section: str, obj: Any) -> None:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
         if f.name in non_negative and v < 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
-        if f.name in {"hidden", "channels", "image_size", "crop", "flow_hidden", "latent_dims", "shapes_grid"} and v is not None and any(h <= 0 for h in v):
+        if f.name in {"hidden", "channels", "image_size", "crop", "flow_hidden", "latent_dims", "shapes_grid",
+                      "discriminator_hidden"} and v is not None and any(h <= 0 for h in v):
             raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
         if f.name in {"limit", "test_size", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
                       "checkpoint_every"} and v is not None and v <= 0:

@@ -11,12 +11,16 @@ and the number of samples K are arguments, not subclasses:
 - `iwae_terms`: the importance-weighted bound of Burda et al. (2016),
   log 1/K sum_k p(x, z_k) / q(z_k|x), which rises with K towards log p(x).
 
-They are registered by name in `registry.OBJECTIVES` (``train.objective``).
+They are registered by name in `registry.OBJECTIVES` (``train.objective``). The loop calls each as
+``terms(out, x, beta, free_bits, cfg=TrainConfig, at=Progress)``: the objectives of
+`vaekit.disentangling` read their weights from the config and where training is from `at`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
@@ -24,6 +28,15 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from .errors import VaekitError
 from .likelihoods import standard_normal
 from .models.autoencoder import ModelOutput
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training is, for objectives whose terms depend on it: `epoch`, the (fractional) epochs
+    done (None: past the end of every schedule, as validation scores); `n_data`, the training examples."""
+
+    epoch: float | None = None
+    n_data: int | None = None
 
 
 def reconstruction_nll(px: Distribution, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +80,8 @@ def free_bits_kl(kl_d: torch.Tensor, free_bits: float) -> torch.Tensor:
     return torch.where(below, torch.full_like(kl_d, free_bits), kl_d).sum(-1)
 
 
-def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
+def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
+               cfg: Any = None, at: Progress | None = None) -> dict[str, torch.Tensor]:
     """loss = nll + beta * kl (with free bits if > 0); elbo = -(nll + kl). All (B,), nats."""
     nll = reconstruction_nll(out.px, x)
     if nll.dim() == 2:
@@ -116,7 +130,8 @@ def log_weights(out: ModelOutput, x: torch.Tensor) -> tuple[torch.Tensor, torch.
     return out.px.log_prob(x), _log_prior(out) - log_qz
 
 
-def iwae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
+def iwae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
+               cfg: Any = None, at: Progress | None = None) -> dict[str, torch.Tensor]:
     """loss = -IWAE bound = -(logsumexp_k log w_k - log K); elbo: the mean of log w_k. (B,), nats.
 
     log w_k = log p(x|z_k) + beta * (log p(z_k) - log q(z_k|x)): beta < 1 tempers the prior-to-posterior

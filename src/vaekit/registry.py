@@ -20,7 +20,8 @@ What each registry's objects are:
 - ``PRIORS``: ``build(latent_dim, shape, components) -> nn.Module`` whose forward gives p(z).
 - ``POSTERIORS``: ``build(latent_dim, steps, hidden) -> nn.Module`` whose forward turns the
   encoder's (B, params_per_dim * D) output into q(z|x).
-- ``OBJECTIVES``: ``terms(out, x, beta, free_bits) -> {name: (B,) nats}`` with a ``"loss"``.
+- ``OBJECTIVES``: ``terms(out, x, beta, free_bits, cfg=None, at=None) -> {name: (B,) nats}`` with a ``"loss"``
+  (cfg: the TrainConfig; at: `objectives.Progress`, where training is).
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ MODELS = Registry("model", {
     "hvae": ("vaekit.models.hierarchical:build_hvae", {"latent_dim": 32, "hidden": [512, 256], "likelihood": "bernoulli"}),
     # van den Oord et al.'s (2017) VQ-VAE with an autoregressive prior over its code grid (latent_dim, hidden: unused).
     "vqvae": ("vaekit.models.vqvae:build_vqvae", {"latent_dim": 1, "hidden": [], "likelihood": "bernoulli"}),
+    # Kim & Mnih's (2018) FactorVAE: a VAE with a discriminator estimating the codes' total correlation.
+    "factorvae": ("vaekit.models.factorvae:build_factorvae", {"latent_dim": 10, "hidden": [400], "likelihood": "bernoulli"}),
 })
 NETS = Registry("architecture", {
     "mlp": "vaekit.nets:build_mlp",
@@ -134,4 +137,7 @@ POSTERIORS = Registry("posterior", {
 OBJECTIVES = Registry("objective", {
     "elbo": "vaekit.objectives:elbo_terms",
     "iwae": "vaekit.objectives:iwae_terms",
+    "btcvae": "vaekit.disentangling:btcvae_terms",
+    "infovae": "vaekit.disentangling:infovae_terms",
+    "capacity": "vaekit.disentangling:capacity_terms",
 })

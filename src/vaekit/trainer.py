@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .data import Data
 from .distributed import BatchSampler, all_gather, all_max, all_sum, current, rank_seed, wrap
 from .errors import TrainingInterrupted, VaekitError
+from .objectives import Progress
 from .registry import OBJECTIVES
 from .runlog import RunLog
 from .schedules import kl_weight, lr_factor
@@ -148,7 +149,8 @@ class Trainer:
         beta = kl_weight(s.step, self.steps_per_epoch, cfg)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.net(x, y, n_samples=cfg.samples)  # the nets in bf16/fp16 if asked; the distributions in fp32
-        terms = self.objective(out, x, beta, cfg.free_bits)  # each (B,), fp32
+        at = Progress(epoch=s.step / self.steps_per_epoch, n_data=self.data.n_train)
+        terms = self.objective(out, x, beta, cfg.free_bits, cfg=cfg, at=at)  # each (B,), fp32
         if self.ctx.distributed:  # DDP averages gradients over ranks: scale so that the average is that of the global mean
             loss = terms["loss"].sum() * (self.ctx.world_size / global_batch)
         else:

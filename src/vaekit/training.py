@@ -36,7 +36,7 @@ from .config import TrainConfig
 from .data import Data, batches
 from .distributed import Context, all_sum, current, shard
 from .errors import VaekitError
-from .objectives import elbo_terms
+from .objectives import Progress, elbo_terms
 from .registry import OBJECTIVES
 from .runlock import RunLock
 from .runlog import RunLog
@@ -48,17 +48,18 @@ __all__ = ["fit", "TrainResult", "mean_terms", "lr_factor", "kl_weight", "diagno
 
 @torch.no_grad()
 def mean_terms(model: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig, y: torch.Tensor | None = None,
-               batch_size: int = 1000, ctx: Context = Context()) -> dict[str, float]:
-    """The training objective's terms (at the full beta) averaged over all of `x` (sums and counts,
-    never means of means). Under torchrun each rank scores its piece of every batch and the sums
-    are added over ranks."""
+               batch_size: int = 1000, ctx: Context = Context(), n_data: int | None = None) -> dict[str, float]:
+    """The training objective's terms (at the full beta, past every schedule; `n_data`: the training
+    examples, for the objectives that need it) averaged over all of `x` (sums and counts, never means
+    of means). Under torchrun each rank scores its piece of every batch and the sums are added over ranks."""
     model.eval()
     objective = OBJECTIVES.get(cfg.objective)
     sums: dict[str, torch.Tensor] = {}
     for idx in batches(len(x), batch_size, shuffle=False, device=x.device):
         idx = shard(idx, ctx)
         xb, yb = x[idx], (y[idx] if y is not None else None)
-        for k, v in objective(model(xb, yb, n_samples=cfg.samples), xb, cfg.beta, cfg.free_bits).items():
+        out = model(xb, yb, n_samples=cfg.samples)
+        for k, v in objective(out, xb, cfg.beta, cfg.free_bits, cfg=cfg, at=Progress(n_data=n_data)).items():
             sums[k] = sums.get(k, 0) + v.sum()
     return {k: float(all_sum(torch.as_tensor(v, dtype=torch.float64, device=x.device), ctx)) / len(x) for k, v in sums.items()}
 
@@ -192,7 +193,8 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
                   "beta": kl_weight(max(t.state.step - 1, 0), t.steps_per_epoch, cfg), **t.train_means()}
         if len(data.x_val):
             y_val = data.y_val if conditional else None
-            record.update({f"val_{k}": v for k, v in mean_terms(t.eval_model, data.x_val, cfg, y_val, ctx=t.ctx).items()})
+            record.update({f"val_{k}": v for k, v in mean_terms(t.eval_model, data.x_val, cfg, y_val, ctx=t.ctx,
+                                                                          n_data=data.n_train).items()})
         t.state.seconds = time.perf_counter() - t_start
         record["seconds"] = round(t.state.seconds, 3)
         t.close_epoch(record)  # history, best weights (RUN/model), early-stop count, checkpoint

@@ -8,10 +8,21 @@ import numpy as np
 import pytest
 import torch
 
+from vaekit.errors import VaekitError
 from vaekit.disentanglement import (Samples, all_metrics, dci_scores, evaluate_disentanglement, histogram_discretize,
-                                    mig, mutual_information, sample_codes)
+                                    mig, mutual_information)
+from vaekit.shapes import ShapesGrid
 
 SIZES = (3, 4, 6, 5, 5)
+TRUTH = ShapesGrid(SIZES, (8, 8))  # its numbering and draws; the representations below read the codes, not images
+
+
+def sample_codes(sizes, n, rng):
+    return np.stack([rng.integers(0, s, n) for s in sizes], 1)
+
+
+def _on_codes(f, truth=TRUTH):
+    return lambda rows: f(truth.codes(rows))
 FEW = Samples(mig_train=4000, dci_train=500, dci_test=250, factor_vae_variance=2000, factor_vae_train=400,
               factor_vae_eval=300, factor_vae_batch=64, sap_train=1500, sap_test=700)
 
@@ -35,7 +46,7 @@ REPRESENTATIONS = {
 
 @pytest.fixture(scope="module")
 def scores():
-    return {name: all_metrics(f, SIZES, seed=0, s=FEW) for name, f in REPRESENTATIONS.items()}
+    return {name: all_metrics(_on_codes(f), TRUTH, seed=0, s=FEW) for name, f in REPRESENTATIONS.items()}
 
 
 @pytest.mark.parametrize("metric", ["mig", "dci_disentanglement", "dci_completeness", "factor_vae_eval", "sap"])
@@ -101,11 +112,13 @@ def test_dci_scores_of_known_importance_matrices():
 
 
 def test_single_valued_factors_are_left_out():
-    res = all_metrics(lambda c: _standardised(np.c_[c[:, :4], np.zeros(len(c))]), SIZES[:4] + (1,), s=FEW)
+    truth = ShapesGrid(SIZES[:4] + (1,), (8, 8))
+    res = all_metrics(_on_codes(lambda c: _standardised(np.c_[c[:, :4], np.zeros(len(c))]), truth), truth, s=FEW)
     assert len(res["mig_per_factor"]) == 4 and np.array(res["dci_importance"]).shape == (5, 4)
     assert res["mig"] > 0.95 and res["factor_vae_eval"] > 0.99
-    with pytest.raises(ValueError, match="no factor"):
-        all_metrics(lambda c: c.astype(float), (1, 1))
+    with pytest.raises(VaekitError, match="no factor of the data"):
+        one = ShapesGrid((1, 1, 1, 1, 1), (8, 8))
+        all_metrics(_on_codes(lambda c: c.astype(float), one), one)
 
 
 def test_a_model_is_scored_through_its_point_codes():

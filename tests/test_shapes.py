@@ -175,7 +175,47 @@ def test_shapes_configs_are_checked():
     for bad in ([3, 6, 40, 32], [4, 6, 40, 32, 32], [3, 6, 0, 32, 32], [3, 600, 400, 320, 320]):
         with pytest.raises(VaekitError, match="data.shapes_grid"):
             build_section("data", {"name": "shapes", "shapes_grid": bad})
-    with pytest.raises(VaekitError, match="binary; data.dequantize"):
-        prepare(build_section("data", {"name": "shapes", "dequantize": "uniform", "shapes_grid": [1, 1, 2, 2, 2]}))
+    for bad in ({"dequantize": "uniform"}, {"binarize": "fixed"}):
+        with pytest.raises(VaekitError, match="need the data in memory"):
+            prepare(build_section("data", {"name": "shapes", "shapes_grid": [1, 1, 2, 2, 2], **bad}))
     tiny = prepare(build_section("data", {"name": "shapes", "shapes_grid": [1, 1, 2, 2, 2], "val_size": 5, "test_size": 100}))
     assert (len(tiny.x_test), len(tiny.x_val), len(tiny.x_train)) == (7, 0, 1)  # always one left to train on
+
+
+def _dsprites_like(path, grid=ShapesGrid((3, 2, 4, 3, 3), (16, 16))):
+    """A small file in dSprites' layout: imgs (N, H, W) 0/1 uint8, latents_classes (N, 6) with colour 0 first,
+    latents_values, rows in row-major order of the factors."""
+    idx = np.arange(len(grid))
+    classes = np.c_[np.zeros(len(grid), dtype=np.int64), grid.codes(idx)]
+    np.savez_compressed(path, imgs=grid.images(idx)[:, 0].numpy(), latents_classes=classes, latents_values=classes.astype(float))
+    return grid
+
+
+def test_a_dsprites_file_is_read_with_its_factors(tmp_path):
+    grid = _dsprites_like(tmp_path / "dsprites.npz")
+    d = prepare(build_section("data", {"name": str(tmp_path / "dsprites.npz"), "val_size": 20}))
+    truth = d.ground_truth
+    assert isinstance(d, RenderedData) and truth.sizes == grid.sizes and truth.names == ("shape", "scale", "orientation", "pos_x", "pos_y")
+    rows = np.array([0, 5, 71, len(grid) - 1])
+    assert np.array_equal(truth.codes(rows), grid.codes(rows)) and torch.equal(truth.images(rows), grid.images(rows).float())
+    assert d.levels == 2 and not d.dynamic_binarize and torch.equal(d.x_train[torch.tensor([0, 1])], truth.images(d.x_train.index[:2]))
+    rng = np.random.default_rng(0)
+    fixed = truth.draw_fixed(2, 50, rng)
+    assert len(set(truth.codes(fixed)[:, 2])) == 1 and len(set(truth.codes(fixed)[:, 3])) > 1  # one factor held, the rest vary
+
+
+def test_an_npz_of_images_and_factors_of_any_values(tmp_path):
+    rng = np.random.default_rng(0)
+    factors = np.c_[rng.choice([-1.5, 0.25, 7.0], 300), rng.integers(10, 13, 300)]  # values, not codes
+    x = rng.integers(0, 256, (300, 6, 6, 3), dtype=np.uint8)  # channels last
+    np.savez(tmp_path / "own.npz", x=x, factors=factors)
+    d = prepare(build_section("data", {"name": str(tmp_path / "own.npz"), "val_size": 30, "binarize": "dynamic"}))
+    truth = d.ground_truth
+    assert truth.sizes == (3, 3) and d.shape == (3, 6, 6) and truth.codes(np.array([0]))[0, 0] == [-1.5, 0.25, 7.0].index(factors[0, 0])
+    assert torch.allclose(truth.images(np.array([4])), torch.from_numpy(x[4].transpose(2, 0, 1)).float()[None] / 255)
+    assert d.dynamic_binarize and set(d.x_test.unique().tolist()) <= {0.0, 1.0}  # 8-bit images binarised like any others
+    groups = truth.draw_fixed(1, 40, rng)
+    assert len(set(truth.codes(groups)[:, 1])) == 1
+    np.savez(tmp_path / "bad.npz", x=x, factors=factors[:10])
+    with pytest.raises(VaekitError, match="factors: expected an \\(N, F\\) array for 300 images"):
+        prepare(build_section("data", {"name": str(tmp_path / "bad.npz")}))

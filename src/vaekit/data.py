@@ -184,19 +184,46 @@ class RenderedData(Data):
 
 
 def prepare_shapes(cfg: DataConfig, device: str | torch.device = "cpu") -> RenderedData:
-    """The shapes grid (data.shapes_grid, data.image_size) split by data.seed: labels are the shape
-    (0 square, 1 ellipse, 2 heart); the images are binary already, so data.binarize changes nothing."""
-    from .shapes import FULL_GRID, RenderedImages, ShapesGrid, shapes_splits
+    """The shapes grid (data.shapes_grid, data.image_size); see `prepare_factors`."""
+    from .shapes import FULL_GRID, ShapesGrid
 
-    if cfg.dequantize != "none":
-        raise VaekitError("data 'shapes': its images are binary; data.dequantize = 'uniform' needs 8-bit data")
-    grid = ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64)))
-    test, val, train = shapes_splits(len(grid), cfg.seed, cfg.test_size, cfg.val_size, cfg.limit)
-    render = lambda idx: grid.images(idx).float().to(device)  # noqa: E731
-    label = lambda idx: torch.from_numpy(grid.codes(idx)[:, 0]).to(device)  # noqa: E731
-    return RenderedData(name="shapes", kind="image", shape=grid.shape, x_train=RenderedImages(grid, train, device),
+    return prepare_factors(cfg, ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64))), device)
+
+
+def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "cpu") -> RenderedData:
+    """Data with known factors (`shapes.ShapesGrid`, or `shapes.FactorArrays` from an .npz), split by
+    data.seed, training images made as batches need them. Labels are the first factor's codes (the
+    shape, for shapes and dSprites); `ground_truth` is `truth`, for the disentanglement metrics."""
+    from .shapes import RenderedImages, shapes_splits
+
+    binary = truth.binary  # shapes and dSprites: 0/1 already
+    if cfg.dequantize != "none" or cfg.binarize == "fixed":
+        raise VaekitError(f"data '{cfg.name}': its images are drawn as batches need them; data.dequantize and "
+                          "data.binarize = 'fixed' need the data in memory (data.binarize = 'dynamic' works)")
+    test, val, train = shapes_splits(len(truth), cfg.seed, cfg.test_size, cfg.val_size, cfg.limit)
+    render = lambda idx: truth.images(idx).float().to(device)  # noqa: E731
+    label = lambda idx: torch.from_numpy(truth.codes(idx)[:, 0]).to(device)  # noqa: E731
+    data = RenderedData(name=cfg.name, kind="image", shape=tuple(truth.shape), x_train=RenderedImages(truth, train, device),
                         x_head=render(train[:1000]), x_val=render(val), x_test=render(test), y_train=label(train),
-                        y_val=label(val), y_test=label(test), levels=2, ground_truth=grid)
+                        y_val=label(val), y_test=label(test), levels=2 if binary else 256, ground_truth=truth,
+                        dynamic_binarize=cfg.binarize == "dynamic" and not binary)
+    if data.dynamic_binarize:  # validation and test binarised once, seeded, as for data in memory
+        g = torch.Generator(device=data.device).manual_seed(cfg.seed)
+        data.x_val, data.x_test, data.levels = torch.bernoulli(data.x_val, generator=g), torch.bernoulli(data.x_test, generator=g), 2
+    return data
+
+
+def _factor_file(p: Path):
+    """`shapes.FactorArrays` of an .npz that holds factors (dSprites' file, or x and factors), else None."""
+    from .shapes import read_factor_file
+
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            return read_factor_file(p, set(f.files), lambda k: f[k])
+    except VaekitError:
+        raise
+    except Exception as e:  # untrusted bytes, as in _read_npz_or_npy
+        raise VaekitError(f"cannot read '{p}': {type(e).__name__}: {str(e)[:200]}") from None
 
 
 def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> StreamData:
@@ -537,6 +564,11 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
 
     if cfg.name.lower() == "shapes" and raw is None:  # generated, rendered as training needs it
         return prepare_shapes(cfg, device)
+    if raw is None and cfg.name.lower().endswith(".npz") and Path(cfg.name).is_file():
+        _regular(Path(cfg.name))
+        truth = _factor_file(Path(cfg.name))
+        if truth is not None:  # images with their factors (dSprites' file or x + factors)
+            return prepare_factors(cfg, truth, device)
     if (cfg.stream or canonical(cfg.name) == "celeba") and raw is None:  # CelebA is always streamed
         return prepare_stream(cfg, device)
     x, y, x_test, y_test = raw if raw is not None else read_raw(cfg)

@@ -17,8 +17,10 @@ the FactorVAE score and SAP, with the protocol of disentanglement_lib's `unsuper
 - SAP (Kumar et al. 2018): a one-dimensional linear classifier per (dimension, factor) pair; for
   each factor, the gap between the two best test accuracies; averaged over factors.
 
-A `GroundTruth` is anything with `sizes` (values per factor) and `render(codes)` -> images
-(`shapes.ShapesGrid` is one). The representation is the model's point code (`embed`: q's mean).
+A `GroundTruth` (`shapes.ShapesGrid`, or `shapes.FactorArrays` for images held with their factor
+codes) numbers its examples and draws them: uniformly (`draw`), or sharing one factor's value
+(`draw_fixed`, for the FactorVAE score); `codes(rows)` are their factor codes and `images(rows)`
+their images. The representation is the model's point code (`embed`: q's mean).
 """
 
 from __future__ import annotations
@@ -31,13 +33,19 @@ import torch
 
 from .errors import VaekitError
 
-Represent = Callable[[np.ndarray], np.ndarray]  # factor codes (N, F) -> point codes (N, D)
+Represent = Callable[[np.ndarray], np.ndarray]  # example numbers (N,) -> point codes (N, D)
 
 
 class GroundTruth(Protocol):
-    sizes: tuple[int, ...]
+    sizes: tuple[int, ...]  # values of each factor
 
-    def render(self, codes: np.ndarray) -> torch.Tensor: ...
+    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray: ...  # (n,) example numbers, uniformly
+
+    def draw_fixed(self, factor: int, n: int, rng: np.random.Generator) -> np.ndarray: ...  # (n,) sharing one value of `factor`
+
+    def codes(self, rows: np.ndarray) -> np.ndarray: ...  # (n, F) factor codes, each in 0..size-1
+
+    def images(self, rows: np.ndarray) -> torch.Tensor: ...  # (n, *shape)
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,6 @@ class Samples:
     prune_std: float = 0.05
     sap_train: int = 10000
     sap_test: int = 5000
-
-
-def sample_codes(sizes: tuple[int, ...], n: int, rng: np.random.Generator) -> np.ndarray:
-    """n factor codes (n, F), each factor uniform over its values."""
-    return np.stack([rng.integers(0, s, n) for s in sizes], 1)
 
 
 def histogram_discretize(z: np.ndarray, bins: int = 20) -> np.ndarray:
@@ -135,71 +138,69 @@ def sap(z_train: np.ndarray, f_train: np.ndarray, z_test: np.ndarray, f_test: np
     return {"sap": float(gap.mean()), "sap_matrix": score.tolist()}
 
 
-def factor_vae_votes(represent: Represent, sizes: tuple[int, ...], n: int, batch: int, variances: np.ndarray,
+def factor_vae_votes(represent: Represent, truth: GroundTruth, n: int, batch: int, variances: np.ndarray,
                      active: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(F', D) votes, F' the factors of more than one value: for each of n batches with one random
-    such factor fixed, the active dimension of least variance relative to its global variance."""
-    varying = [k for k, v in enumerate(sizes) if v > 1]
+    """(F', D) votes, F' the factors of more than one value: for each of n batches sharing the value
+    of one random such factor, the active dimension of least variance relative to its global variance."""
+    varying = [k for k, v in enumerate(truth.sizes) if v > 1]
     votes = np.zeros((len(varying), len(variances)), dtype=np.int64)
     act = np.flatnonzero(active)
     for _ in range(n):
         i = rng.integers(len(varying))
-        codes = sample_codes(sizes, batch, rng)
-        codes[:, varying[i]] = codes[0, varying[i]]
-        local = np.var(represent(codes), axis=0, ddof=1)
+        local = np.var(represent(truth.draw_fixed(varying[i], batch, rng)), axis=0, ddof=1)
         votes[i, act[np.argmin(local[act] / variances[act])]] += 1
     return votes
 
 
-def factor_vae_score(represent: Represent, sizes: tuple[int, ...], rng: np.random.Generator, s: Samples = Samples()) -> dict[str, Any]:
+def factor_vae_score(represent: Represent, truth: GroundTruth, rng: np.random.Generator, s: Samples = Samples()) -> dict[str, Any]:
     """The FactorVAE score: accuracy of the majority-vote classifier (train and eval)."""
-    variances = np.var(represent(sample_codes(sizes, s.factor_vae_variance, rng)), axis=0, ddof=1)
+    variances = np.var(represent(truth.draw(s.factor_vae_variance, rng)), axis=0, ddof=1)
     active = np.sqrt(variances) >= s.prune_std
     if not active.any():
         return {"factor_vae_train": 0.0, "factor_vae_eval": 0.0, "factor_vae_active_dims": 0}
-    train = factor_vae_votes(represent, sizes, s.factor_vae_train, s.factor_vae_batch, variances, active, rng)
+    train = factor_vae_votes(represent, truth, s.factor_vae_train, s.factor_vae_batch, variances, active, rng)
     classifier = np.argmax(train, axis=0)  # each dimension's factor
     cols = np.arange(train.shape[1])
-    evals = factor_vae_votes(represent, sizes, s.factor_vae_eval, s.factor_vae_batch, variances, active, rng)
+    evals = factor_vae_votes(represent, truth, s.factor_vae_eval, s.factor_vae_batch, variances, active, rng)
     return {"factor_vae_train": float(train[classifier, cols].sum() / train.sum()),
             "factor_vae_eval": float(evals[classifier, cols].sum() / evals.sum()),
             "factor_vae_active_dims": int(active.sum())}
 
 
-def all_metrics(represent: Represent, sizes: tuple[int, ...], seed: int = 0, s: Samples = Samples()) -> dict[str, Any]:
-    """MIG, DCI, the FactorVAE score and SAP of a representation of the factor grid `sizes`, each on
-    fresh uniform samples of the factors drawn with `seed`. Factors of one value carry nothing to
-    recover and are left out of every score."""
+def all_metrics(represent: Represent, truth: GroundTruth, seed: int = 0, s: Samples = Samples()) -> dict[str, Any]:
+    """MIG, DCI, the FactorVAE score and SAP of a representation of the examples of `truth`, each on
+    fresh draws made with `seed`. Factors of one value carry nothing to recover and are left out of
+    every score."""
     try:
         import sklearn  # noqa: F401  (DCI's and SAP's classifiers, the mutual information)
     except ImportError:
         raise VaekitError("the disentanglement metrics need the 'scikit-learn' package: pip install \"vaekit[metrics]\"") from None
     rng = np.random.default_rng(seed)
-    varying = [k for k, v in enumerate(sizes) if v > 1]
+    varying = [k for k, v in enumerate(truth.sizes) if v > 1]
     if not varying:
-        raise ValueError(f"no factor of the grid {list(sizes)} takes more than one value")
+        raise VaekitError(f"no factor of the data takes more than one value (sizes {list(truth.sizes)}): nothing to disentangle")
 
     def draw(n):
-        codes = sample_codes(sizes, n, rng)
-        return represent(codes), codes[:, varying]
+        rows = truth.draw(n, rng)
+        return represent(rows), truth.codes(rows)[:, varying]
 
     out: dict[str, Any] = {}
     out.update(mig(*draw(s.mig_train), bins=s.bins))
     out.update(dci(*draw(s.dci_train), *draw(s.dci_test), seed=seed))
-    out.update(factor_vae_score(represent, sizes, rng, s))
+    out.update(factor_vae_score(represent, truth, rng, s))
     out.update(sap(*draw(s.sap_train), *draw(s.sap_test)))
     return out
 
 
 def model_representation(model: torch.nn.Module, truth: GroundTruth, batch_size: int = 256) -> Represent:
-    """Factor codes -> the model's point codes (embed: q's mean) of their rendered images, (N, D) float64."""
+    """Example numbers -> the model's point codes (embed: q's mean) of their images, (N, D) float64."""
     ref = next(model.parameters())
 
     @torch.no_grad()
-    def represent(codes: np.ndarray) -> np.ndarray:
+    def represent(rows: np.ndarray) -> np.ndarray:
         out = []
-        for s in range(0, len(codes), batch_size):
-            x = truth.render(codes[s: s + batch_size]).to(ref.device, ref.dtype)
+        for s in range(0, len(rows), batch_size):
+            x = truth.images(rows[s: s + batch_size]).to(ref.device, ref.dtype)
             out.append(model.embed(x).flatten(1).double().cpu())
         return torch.cat(out).numpy()
 
@@ -209,4 +210,4 @@ def model_representation(model: torch.nn.Module, truth: GroundTruth, batch_size:
 def evaluate_disentanglement(model: torch.nn.Module, truth: GroundTruth, seed: int = 0, s: Samples = Samples()) -> dict[str, Any]:
     """`all_metrics` of a trained model's point codes on a ground truth (e.g. `data.ground_truth`)."""
     model.eval()
-    return all_metrics(model_representation(model, truth), tuple(truth.sizes), seed, s)
+    return all_metrics(model_representation(model, truth), truth, seed, s)

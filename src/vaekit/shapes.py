@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ class ShapesGrid:
 
     sizes: tuple[int, ...] = FULL_GRID
     resolution: tuple[int, int] = (64, 64)
+    binary: ClassVar[bool] = True  # 0/1 images
 
     def __post_init__(self):
         if len(self.sizes) != 5 or not 1 <= self.sizes[0] <= 3 or min(self.sizes) < 1:
@@ -100,6 +102,16 @@ class ShapesGrid:
     def images(self, index: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The images of examples `index` (N,): (N, 1, H, W) uint8."""
         return self.render(self.codes(index))
+
+    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n example numbers, uniformly: every factor uniform and independent. (n,)"""
+        return rng.integers(0, len(self), n)
+
+    def draw_fixed(self, factor: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n example numbers sharing one value of `factor` (that of the first), the others uniform. (n,)"""
+        codes = np.stack([rng.integers(0, size, n) for size in self.sizes], 1)
+        codes[:, factor] = codes[0, factor]
+        return self.index(codes)
 
     def _draw(self, v: np.ndarray) -> torch.Tensor:
         """(N, 5) factor values -> (N, H, W) uint8 masks. Only a window around each centre that holds
@@ -173,3 +185,66 @@ def shapes_splits(n: int, seed: int, test_size: int | None, val_size: int, limit
     rest = rest[:limit] if limit is not None else rest
     n_val = val_size if len(rest) > val_size else 0
     return np.sort(test), np.sort(rest[:n_val]), np.sort(rest[n_val:])
+
+
+class FactorArrays:
+    """Images held with their factors, e.g. dSprites' file or a user's .npz: the same interface as
+    `ShapesGrid` (numbered examples, their factor codes and images, uniform and one-factor-fixed
+    draws). images: (N, C, H, W) uint8 (0/1, or 0-255) or float in [0, 1], kept as given and made
+    float in [0, 1] when indexed; factors: (N, F) values of any kind, coded 0..size-1 in sorted order."""
+
+    def __init__(self, images: np.ndarray, factors: np.ndarray, names: tuple[str, ...] | None = None):
+        factors = np.asarray(factors)
+        if factors.ndim != 2 or len(factors) != len(images):
+            raise VaekitError(f"factors: expected an (N, F) array for {len(images)} images, got shape {factors.shape}")
+        if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+            images = images.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+        self.raw = images
+        top = images.max(initial=0)
+        self.scale = 255.0 if images.dtype == np.uint8 and top > 1 else 1.0
+        self.binary = images.dtype.kind in "bu" and top <= 1  # 0/1 already (dSprites)
+        if images.dtype.kind == "f" and (images.min(initial=0) < 0 or top > 1):
+            raise VaekitError(f"images with factors: float values must lie in [0, 1], found [{images.min():.3g}, {top:.3g}]")
+        cols = [np.unique(factors[:, k], return_inverse=True) for k in range(factors.shape[1])]
+        self._codes = np.stack([inv.reshape(-1) for _, inv in cols], 1).astype(np.int64)
+        self.sizes = tuple(len(u) for u, _ in cols)
+        self.names = names or tuple(f"factor_{k}" for k in range(len(self.sizes)))
+        # for each factor, the examples grouped by value: draw_fixed picks within one group
+        self._groups = [np.split(np.argsort(self._codes[:, k], kind="stable"),
+                                 np.cumsum(np.bincount(self._codes[:, k], minlength=n))[:-1]) for k, n in enumerate(self.sizes)]
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.raw.shape[1:])
+
+    def codes(self, rows: np.ndarray) -> np.ndarray:
+        return self._codes[np.asarray(rows, dtype=np.int64)]
+
+    def images(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(n, C, H, W) float in [0, 1]."""
+        return torch.from_numpy(np.ascontiguousarray(self.raw[np.asarray(rows, dtype=np.int64)])).float() / self.scale
+
+    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.integers(0, len(self), n)
+
+    def draw_fixed(self, factor: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n examples drawn among those sharing the value of `factor` of a random example: for a complete
+        grid (every combination once) the other factors are then uniform, as for `ShapesGrid`."""
+        group = self._groups[factor][self._codes[rng.integers(len(self)), factor]]
+        return group[rng.integers(0, len(group), n)]
+
+
+def read_factor_file(path, keys: set[str], load) -> FactorArrays | None:
+    """The images and factors of an .npz: dSprites' layout (imgs (N, 64, 64), latents_classes (N, 6),
+    whose constant colour is dropped) or vaekit's (x or images, and factors (N, F)); None when the
+    file has no factors."""
+    if {"imgs", "latents_classes"} <= keys:
+        factors = load("latents_classes")[:, 1:]  # colour, shape, scale, orientation, posX, posY: colour is always 0
+        return FactorArrays(load("imgs")[:, None], factors, FACTORS)
+    if "factors" in keys:
+        images = load("x" if "x" in keys else "images")
+        return FactorArrays(images[:, None] if images.ndim == 3 else images, load("factors"))
+    return None

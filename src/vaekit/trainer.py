@@ -94,9 +94,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return opt(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def grad_norm(model: torch.nn.Module, clip: float | None) -> torch.Tensor:
-    """The global L2 norm of the gradients (clipping them to `clip` if given): a 0-dim tensor."""
-    params = [p for p in model.parameters() if p.grad is not None]
+def grad_norm(params: list[torch.Tensor], clip: float | None) -> torch.Tensor:
+    """The global L2 norm of the gradients of `params` (clipping them to `clip` if given): a 0-dim tensor."""
+    params = [p for p in params if p.grad is not None]
     if clip is not None:
         return torch.nn.utils.clip_grad_norm_(params, clip)
     if not params:
@@ -115,6 +115,7 @@ class Trainer:
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.opt = make_optimizer(model, cfg)
+        self.params = list(model.parameters())  # listed once: walking the module tree every step costs ~0.3 ms
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.scaler = make_scaler(cfg, self.device)
         self.sampler = BatchSampler(data.n_train, cfg.batch_size, self.ctx, seed=cfg.seed)  # one global order per epoch
@@ -161,7 +162,7 @@ class Trainer:
             self.scaler.unscale_(self.opt)  # true gradients, for the norm, clipping and the check
         else:
             loss.backward()
-        gnorm = grad_norm(self.model, cfg.grad_clip)
+        gnorm = grad_norm(self.params, cfg.grad_clip)
         ok = torch.isfinite(loss) & torch.isfinite(gnorm)
         if self.scaler is not None:  # an fp16 gradient overflow is routine: the scaler skips the step and lowers the scale
             s.overflows = 0 if bool(torch.isfinite(gnorm)) else s.overflows + 1
@@ -173,10 +174,11 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.step(self.opt)  # skipped when the gradients overflowed
             self.scaler.update()
+            with warnings.catch_warnings():  # a skipped first fp16 step makes the scheduler warn about the order of calls
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
+                self.sched.step()
         else:
             self.opt.step()
-        with warnings.catch_warnings():  # a skipped first fp16 step makes the scheduler warn about the order of calls
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
             self.sched.step()
         if self.ema is not None:
             self.ema.update_parameters(unwrap(self.model))

@@ -5,6 +5,10 @@ Rows (configs under configs/):
   b  IWAE K=50, same architecture                 configs/iwae_paper_iwae50.toml   published -84.78
   c  vaekit's best single-model recipe            configs/mnist_best.toml          target <= -85.0 in 60 min
   d  deep autoencoder 784-1000-500-250-30         configs/mnist_ae_3.toml          published SE 3.00, target <= 3.00
+  e  hierarchical VAE, 2 stochastic layers         configs/mnist_hvae.toml          target <= -82.90 in 60 min
+  f  VAE with an IAF posterior                     configs/mnist_iaf.toml
+  g  VQ-VAE with a transformer prior (its bound)   configs/mnist_vqvae.toml
+  h  VampPrior VAE with an IAF posterior           configs/mnist_vamp_iaf.toml      target <= -82.90 in 60 min
 
 Training binarisation is resampled every batch; the test set is binarised once with the data seed.
 Each row trains for at most --minutes of wall time (train.max_minutes), then the whole 10,000-image

@@ -216,3 +216,21 @@ def test_objectives_train_through_the_loop_and_resume_exactly(data, tmp_path, ob
     resumed = fit(_vae("vae", seed=0), data, cfg, run_dir=tmp_path / "b", resume=True)
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("setting", [["--set", "train.objective=btcvae", "--set", "train.tc_estimator=mws"],
+                                     ["--set", "train.objective=infovae"], ["--set", "train.objective=capacity"],
+                                     ["--set", "model.name=factorvae", "--set", "model.discriminator_hidden=[16]"]])
+def test_each_trains_from_the_cli(tmp_path, images_npz, setting, capsys):
+    import json
+
+    from vaekit.cli import main
+
+    code = main(["train", "--set", f"data.name={images_npz}", "--set", "data.val_size=20", "--set", "data.binarize=dynamic",
+                 "--set", "model.likelihood=bernoulli", "--set", "model.latent_dim=2",
+                 "--set", "model.hidden=[16]", "--set", "train.epochs=1", "--set", "train.eval_k=5", "--quiet",
+                 *setting, "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    named = {"btcvae": "train_tc", "infovae": "train_mmd", "capacity": "train_capacity", "factorvae": "train_tc_penalty"}
+    assert next(v for k, v in named.items() if k in " ".join(setting)) in record

@@ -149,7 +149,7 @@ def test_a_vamp_prior_over_a_flow_mixes_the_base_gaussians_of_the_pseudo_inputs(
     cfg = ModelConfig(name="vae", latent_dim=2, hidden=[8], prior="vamp", prior_components=3, posterior=posterior, flow_hidden=[8])
     m = _perturb_flow(build_model(cfg, (5,)).double()).eval()
     u = m.prior_module.pseudo_inputs
-    mean, logvar = m._encode(u, None)[:, :4].chunk(2, dim=-1)  # (3, 2) each: the base Gaussians' parameters
+    mean, logvar = m._encode(u, None)[:, :4].detach().chunk(2, dim=-1)  # (3, 2) each: the base Gaussians' parameters
     z = torch.randn(6, 2, dtype=torch.float64)
     comp = -0.5 * (((z[:, None] - mean) ** 2 / logvar.exp() + logvar).sum(-1) + 2 * math.log(2 * math.pi))  # (6, 3)
     assert torch.allclose(m.prior().log_prob(z), torch.logsumexp(comp, 1) - math.log(3), atol=1e-10)

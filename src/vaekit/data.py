@@ -116,15 +116,10 @@ class DiskImages:
 
 
 @dataclass
-class StreamData(Data):
-    """Training images stay on disk (`x_train` is a `DiskImages`) and are read by DataLoader worker
-    processes as batches are needed, so memory does not grow with the training set. `x_head`
-    holds the first (up to 1000) training images in memory, for the checks of the values;
-    validation and test splits are in memory (at most data.val_size and 10,000 images)."""
+class OnDemandData(Data):
+    """Training images made as batches need them (read from disk, or drawn); `x_head` holds the
+    first (up to 1000) training images in memory, for the checks of the values."""
 
-    stream: StreamImages | None = None
-    train_index: np.ndarray | None = None  # positions in `stream` of the training examples
-    workers: int = 2
     x_head: torch.Tensor | None = None
 
     @property
@@ -135,10 +130,22 @@ class StreamData(Data):
     def streamed(self) -> bool:
         return True
 
-    def to(self, device: torch.device | str) -> "StreamData":
+    def to(self, device: torch.device | str) -> "OnDemandData":
         super().to(device)
         self.x_head = self.x_head.to(device)
         return self
+
+
+@dataclass
+class StreamData(OnDemandData):
+    """Training images stay on disk (`x_train` is a `DiskImages`) and are read by DataLoader worker
+    processes as batches are needed, so memory does not grow with the training set. `x_head`
+    holds the first (up to 1000) training images in memory, for the checks of the values;
+    validation and test splits are in memory (at most data.val_size and 10,000 images)."""
+
+    stream: StreamImages | None = None
+    train_index: np.ndarray | None = None  # positions in `stream` of the training examples
+    workers: int = 2
 
     @property
     def n_train(self) -> int:
@@ -162,25 +169,10 @@ class StreamData(Data):
 
 
 @dataclass
-class RenderedData(Data):
-    """The generated `shapes`: training images are rendered as batches are needed (`x_train` is a
-    `shapes.RenderedImages`), so memory does not grow with the grid; `x_head` holds the first (up
-    to 1000) in memory for the checks of the values; validation and test splits are in memory."""
-
-    x_head: torch.Tensor | None = None
-
-    @property
-    def x_check(self) -> torch.Tensor:
-        return self.x_head
-
-    @property
-    def streamed(self) -> bool:
-        return True
-
-    def to(self, device: torch.device | str) -> "RenderedData":
-        super().to(device)
-        self.x_head = self.x_head.to(device)
-        return self
+class RenderedData(OnDemandData):
+    """Data with known factors (shapes, or a file of images with factors): training images are made
+    as batches are needed (`x_train` is a `shapes.RenderedImages`), so memory does not grow with the
+    grid; validation and test splits are in memory."""
 
 
 def prepare_shapes(cfg: DataConfig, device: str | torch.device = "cpu") -> RenderedData:

@@ -179,3 +179,30 @@ def test_a_new_model_is_one_registration(tmp_path):
         del REGISTERED["half_vae"]
     with pytest.raises(VaekitError, match="expected one of"):
         build_section("model", {"name": "half_vae"})
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_contract_holds_in_float64(name):
+    """A model made float64 computes in float64 from end to end: its codes, its decodings, its
+    samples and the evaluation (log p(x) by importance sampling) keep the input's dtype."""
+    from vaekit.evaluation import evaluate
+
+    shape, make = MODELS[name]
+    m = make()
+    m = m.double() if isinstance(m, nn.Module) else m
+    x, y = _inputs(name, shape)
+    x = x.double()
+    m.eval()
+    assert m.dtype == (torch.float64 if isinstance(m, nn.Module) else torch.float32)
+    for t in (m.embed(x, y), m.reconstruct(x, y), m.decode(m.embed(x, y), y).mean):
+        assert t.dtype == torch.float64
+    if m.diagonal_posterior or not m.variational or m.discrete_code:
+        assert m.encode(x, y).mean.dtype == torch.float64
+    else:  # a flow's or a hierarchy's codes, drawn with their log-density
+        assert all(t.dtype == torch.float64 for t in m.encode(x, y).rsample_and_log_prob((2,)))
+    if m.can_sample:
+        labels = None if y is None else torch.arange(4)
+        assert m.sample(4, generator=torch.Generator().manual_seed(0), y=labels).dtype == torch.float64
+    res = evaluate(m, x, k=4 if m.variational else 0, y=y)
+    finite = [k for k, v in res.items() if isinstance(v["value"], float) and not v["value"] == v["value"]]
+    assert not finite, finite

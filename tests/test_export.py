@@ -60,8 +60,21 @@ def test_export_through_the_cli(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_a_missing_extra_or_a_model_without_a_network_is_one_line(tmp_path, monkeypatch):
-    with pytest.raises(VaekitError, match="has no network to export"):
+@pytest.mark.parametrize("whiten", [False, True])
+def test_pca_exports_its_two_linear_maps(tmp_path, whiten):
+    """PCA, the tutorial's step 1, has no nn.Module, yet its maps export like any decoder and encoder."""
+    g = torch.Generator().manual_seed(0)
+    pca = PCA(3, whiten=whiten).fit(torch.rand(50, 1, 4, 4, generator=g))
+    files = export_onnx(pca, tmp_path)
+    for batch in (1, 6):
+        z, x = torch.randn(batch, 3, generator=g), torch.rand(batch, 1, 4, 4, generator=g)
+        assert torch.allclose(run_onnx(files["decoder"], z)[0], pca.decode(z).mean, atol=1e-5, rtol=0)
+        (code,) = run_onnx(files["encoder"], x)
+        assert code.shape == (batch, 3) and torch.allclose(code, pca.embed(x), atol=1e-5, rtol=0)
+
+
+def test_a_missing_extra_or_an_unfitted_pca_is_one_line(tmp_path, monkeypatch):
+    with pytest.raises(VaekitError, match="this PCA is not fitted"):
         export_onnx(PCA(2), tmp_path)
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(VaekitError, match="needs the 'onnxscript' package: pip install \"vaekit\\[onnx\\]\""):

@@ -99,9 +99,9 @@ def test_resume_falls_back_past_damaged_checkpoints(data, tmp_path, monkeypatch,
     (run / "checkpoints" / "step-999999999").mkdir()  # a stray empty directory
     capsys.readouterr()
     resumed = fit(_vae(), data, cfg, run_dir=run, resume=True)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "skipped damaged checkpoint step-999999999" in err and "skipped damaged checkpoint step-000000016" in err
-    assert "resuming at epoch 2, step 15 (step-000000015)" in err
+    assert "resuming at epoch 2, step 15 (step-000000015)" in out
     _same_weights(straight.model, resumed.model)
 
 
@@ -158,7 +158,7 @@ def test_a_signal_in_the_last_epoch_stops_the_run(data, tmp_path, monkeypatch, c
     assert "SIGTERM at epoch 3, step 24 (the end of the epoch)" in str(info.value)
     capsys.readouterr()
     resumed = fit(_vae(), data, cfg, run_dir=run, resume=True)
-    assert "resuming at epoch 3, step 24 (the end of the epoch)" in capsys.readouterr().err  # one numbering
+    assert "resuming at epoch 3, step 24 (the end of the epoch)" in capsys.readouterr().out  # one numbering
     _same_weights(straight.model, resumed.model)
 
 
@@ -181,7 +181,7 @@ def test_interrupt_and_resume_messages_use_one_numbering(data, tmp_path, monkeyp
     assert "at epoch 2, step 10;" in str(info.value)
     capsys.readouterr()
     fit(_vae(), data, TrainConfig(**CFG), run_dir=run, resume=True)
-    assert "resuming at epoch 2, step 10 (step-000000010)" in capsys.readouterr().err
+    assert "resuming at epoch 2, step 10 (step-000000010)" in capsys.readouterr().out
 
 
 def test_a_flipped_bit_in_the_weights_is_refused(images_npz, tmp_path, capsys):

@@ -18,7 +18,7 @@ from vaekit.samplers import FittedMixture, fit_sampler, load_sampler, parse_samp
 class Codes(torch.nn.Module):
     """A stand-in model whose codes are its inputs (embed = identity)."""
 
-    conditional, latent_dim = False, 2
+    conditional, latent_dim, device = False, 2, torch.device("cpu")  # the parts of the model contract samplers use
 
     def __init__(self):
         super().__init__()

@@ -262,7 +262,28 @@ def with_labels(cfg: RunConfig, data: Data) -> RunConfig:
             raise VaekitError(f"config key 'model.num_classes': got {m.num_classes}, but the data has labels up to {n - 1}")
         if m.num_classes is None:
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(m, num_classes=n))
+        check_labels(data, cfg.model.num_classes, "config key 'model.num_classes'")
     return cfg
+
+
+def check_labels(data: Data, num_classes: int, who: str) -> None:
+    """Refuse data whose labels, in any split, are not class indices 0..num_classes - 1 of the model."""
+    for split in ("train", "val", "test"):
+        y = getattr(data, f"y_{split}")
+        if y is not None and len(y) and not (0 <= int(y.min()) and int(y.max()) < num_classes):
+            raise VaekitError(f"data '{data.name}' ({split}) has labels {int(y.min())} to {int(y.max())}, but {who} "
+                              f"knows labels 0..{num_classes - 1}")
+
+
+def check_data_fits(model: Any, data: Data, where: str) -> None:
+    """Refuse data that the model in `where` cannot be run on: examples of another shape, or (for a
+    conditional model) no labels, or labels it does not know."""
+    if tuple(data.shape) != tuple(model.shape):
+        raise VaekitError(f"data shape {tuple(data.shape)} does not match the model's input shape {tuple(model.shape)}")
+    if model.conditional:
+        if data.y_test is None:
+            raise VaekitError(f"'{where}' holds a conditional model; data '{data.name}' has no labels")
+        check_labels(data, model.num_classes, f"the conditional model in '{where}'")
 
 
 def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> None:

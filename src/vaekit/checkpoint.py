@@ -13,6 +13,7 @@ between them leaves ``.NAME.old``, which `recover` (called by `load` and by resu
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -70,14 +71,56 @@ def open_no_follow(path: str | Path, flags: int, mode: int = 0o666) -> int:
         raise VaekitError(f"'{path}' {why}") from None
 
 
+def _owner_tag() -> str:
+    """'PID-HOST' naming this process in its temporary files, so that a later writer can tell the
+    litter of a killed process (pid gone on this host) from the live file of a running one."""
+    import socket
+    import zlib
+
+    return f"{os.getpid()}-{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.[^.]+(?P<suffix>\.[^.]+)$")
+
+
+def sweep_stale_temps(parent: Path, stem: str, suffix: str) -> None:
+    """Remove temporary files and folders that vaekit's atomic writers made for `stem` in `parent`
+    and a kill -9 left behind: named by this host and a process that no longer exists."""
+    host = _owner_tag().split("-", 1)[1]
+    try:
+        entries = list(parent.glob(f".{glob.escape(stem)}.*"))
+    except OSError:
+        return
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if m is None or m["stem"] != stem or m["suffix"] != suffix or m["host"] != host or _alive(int(m["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or not a pid we can ask about: leave its files alone
+    return True
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (with its suffix, so writers that go by the suffix pick
     the format) that replaces `path` only if the block finishes. The file appears whole or not at
     all (no 0-byte picture on a full disk), and a symbolic link at `path` is replaced, never
-    written through."""
+    written through. Temporary files that a killed writer left for `path` are removed first."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".part")
+    suffix = path.suffix or ".part"
+    sweep_stale_temps(path.parent, path.stem, suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.{_owner_tag()}.", suffix=suffix)
     os.close(fd)
     try:
         _usual_mode(tmp, directory=False)
@@ -112,7 +155,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    sweep_stale_temps(target.parent, target.name, ".tmp")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_owner_tag()}.", suffix=".tmp", dir=target.parent))
     try:
         _usual_mode(tmp, directory=True)
         yield tmp
@@ -129,6 +173,22 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_out_folder(out: str | Path, flag: str = "--out") -> Path:
+    """A folder that outputs go into, refused in one line unless it is a folder or can become one:
+    not a file, not a dangling symbolic link (a link to a folder is used as it is)."""
+    out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise VaekitError(f"{flag} '{out}' is a symbolic link to '{os.readlink(out)}', which does not exist")
+    if out.exists() and not out.is_dir():
+        raise VaekitError(f"{flag} '{out}' exists and is not a folder")
+    for parent in out.parents:  # mkdir(parents=True) would fail on a file or a dangling link above
+        if parent.is_symlink() and not parent.exists() or parent.exists() and not parent.is_dir():
+            raise VaekitError(f"{flag} '{out}': '{parent}' is not a folder")
+        if parent.is_dir():
+            break
+    return out
 
 
 class Damaged(VaekitError):
@@ -184,7 +244,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise VaekitError(f"'{path}' is missing") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, bad UTF-8, a 5000-digit integer
         raise VaekitError(f"cannot read '{path}': {str(e)[:200]}") from None
 
 

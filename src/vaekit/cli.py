@@ -198,10 +198,9 @@ def _run_data(args, cfg, device, model=None):
         check_recorded(Path(args.run), dcfg, "--data ")  # a run may point only at the data it was trained on
     data = prepare(dcfg, device=device)
     if model is not None:
-        if tuple(data.shape) != tuple(model.shape):
-            raise VaekitError(f"data shape {tuple(data.shape)} does not match the model's input shape {tuple(model.shape)}")
-        if model.conditional and data.y_test is None:
-            raise VaekitError(f"'{args.run}' holds a conditional model; data '{dcfg.name}' has no labels")
+        from .api import check_data_fits
+
+        check_data_fits(model, data, args.run)
     return data
 
 
@@ -610,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     restore = _terminate_like_interrupt()
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args([a for a in argv if a != "--debug"])  # --debug goes anywhere
         return _warnings_after(COMMANDS[args.command], args, debug)
     except TrainingInterrupted as e:
         print(f"vaekit: {e}", file=sys.stderr)
@@ -634,6 +633,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vaekit: error: {e.strerror or e}{where}{hint}", file=sys.stderr)
             return 2
         raise
+    except MemoryError:  # an allocation that no size check foresaw (the data's, after it was read)
+        if debug:
+            raise
+        print(f"vaekit: error: out of memory in 'vaekit {' '.join(argv[:1])}': the data or the model is larger than "
+              "this process may hold; use a smaller data.limit, batch or model", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130

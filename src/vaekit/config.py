@@ -212,6 +212,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 MAX_EPOCHS = 1_000_000
 MAX_INT = 2**31 - 1  # sizes, counts and seeds: larger ones are typos or attacks, and overflow C integers
+# Layers: the deepest published VAEs (NVAE, VDVAE) stack tens of cells per stage; thousands are a typo,
+# and building them (even on the meta device, to estimate memory) takes minutes.
+MAX_LAYERS = 128
+LAYER_KEYS = {"hidden": "layers", "channels": "stages", "flow_hidden": "layers", "discriminator_hidden": "layers",
+              "latent_dims": "stochastic layers", "depth": "blocks per stage", "flow_steps": "flow steps"}
 
 
 def _short(n: int) -> str:
@@ -236,6 +241,10 @@ def _check_ranges(section: str, obj: Any) -> None:
         for n in (v if isinstance(v, list) else [v]):
             if isinstance(n, int) and not isinstance(n, bool) and abs(n) > MAX_INT:
                 raise VaekitError(f"config key '{key}': got {_short(n)}, must be at most {MAX_INT}")
+        if section == "model" and f.name in LAYER_KEYS and v is not None:
+            count = len(v) if isinstance(v, list) else v
+            if count > MAX_LAYERS:
+                raise VaekitError(f"config key '{key}': {count} {LAYER_KEYS[f.name]}; at most {MAX_LAYERS} are allowed")
         if f.name in positive and v <= 0:
             raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
         if f.name in non_negative and v < 0:

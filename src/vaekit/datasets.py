@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VaekitError
-from .downloads import ArraysOnlyUnpickler, cache_dir, read_idx, save_cache
+from .downloads import ArraysOnlyUnpickler, cache_dir, read_idx, route_failed, routes, save_cache, tried
 from .downloads import download as _download
 from .downloads import log as _log
 
@@ -145,7 +145,7 @@ def _fashion_download(tmp: Path, progress: bool, spec: Spec = FASHION) -> dict[s
         except (urllib.error.URLError, OSError, TimeoutError, VaekitError) as e:
             for name in spec.files:
                 (tmp / name).unlink(missing_ok=True)
-            _log(f"{spec.name}: {base} failed: {e}")
+            route_failed(f"{spec.name}: {base} failed: {e}")
     return None
 
 
@@ -204,7 +204,7 @@ def _cifar_download(tmp: Path, progress: bool, spec: Spec = CIFAR10) -> dict[str
             return _cifar_from_archive(archive, tmp, spec)
         except (urllib.error.URLError, OSError, TimeoutError, VaekitError) as e:
             archive.unlink(missing_ok=True)
-            _log(f"{spec.name}: {url} failed: {e}")
+            route_failed(f"{spec.name}: {url} failed: {e}")
     return None
 
 
@@ -281,6 +281,7 @@ def celeba_files(data_dir: str | Path | None = None, download: bool = True, prog
             return [images / n for n in names], np.array([split[n] for n in names], np.int64)
     if data_dir is not None:
         raise VaekitError(f"--data-dir '{data_dir}' does not hold celeba: expected {spec.how}")
+    failure = ""
     if download:
         store.mkdir(parents=True, exist_ok=True)
         try:
@@ -290,9 +291,9 @@ def celeba_files(data_dir: str | Path | None = None, download: bool = True, prog
                 _check_md5(store / name, spec)
             return celeba_files(store, download=False)
         except (urllib.error.URLError, OSError, TimeoutError, VaekitError) as e:
-            _log(f"celeba: download failed: {e}")
+            failure = tried([f"download failed: {' '.join(str(e).split())[:160]}"])
     raise VaekitError(f"could not acquire celeba: download {spec.how} by hand (Google Drive: "
-                      f"{', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in '{store}'")
+                      f"{', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in '{store}'{failure}")
 
 
 # --- entry point ---------------------------------------------------------------------------------
@@ -337,11 +338,13 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     for place in (cache_dir(), Path.home() / ".keras" / "datasets"):  # files put there by hand, the Keras cache
         if arrays is None and place.is_dir():
             arrays = _from_folder(spec, place)
+    failures: list[str] = []
     if arrays is None and download:
-        with tempfile.TemporaryDirectory() as t:
+        with tempfile.TemporaryDirectory() as t, routes() as failures:
             arrays = (_fashion_download if spec is FASHION else _cifar_download)(Path(t), progress, spec)
     if arrays is None:
         raise VaekitError(f"could not acquire {spec.name}: the source is unreachable; download {spec.how} by hand "
-                          f"(sources: {', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in '{cache_dir()}'")
+                          f"(sources: {', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in "
+                          f"'{cache_dir()}'{tried(failures)}")
     save_cache(arrays, cache)
     return arrays

@@ -26,12 +26,15 @@ their images. The representation is the model's point code (`embed`: q's mean).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 import torch
 
 from .errors import VaekitError
+
+if TYPE_CHECKING:
+    from .models.base import LatentModel
 
 Represent = Callable[[np.ndarray], np.ndarray]  # example numbers (N,) -> point codes (N, D)
 
@@ -192,22 +195,22 @@ def all_metrics(represent: Represent, truth: GroundTruth, seed: int = 0, s: Samp
     return out
 
 
-def model_representation(model: torch.nn.Module, truth: GroundTruth, batch_size: int = 256) -> Represent:
+def model_representation(model: LatentModel, truth: GroundTruth, batch_size: int = 256) -> Represent:
     """Example numbers -> the model's point codes (embed: q's mean) of their images, (N, D) float64."""
-    ref = next(model.parameters())
+    device, dtype = model.device, model.dtype
 
     @torch.no_grad()
     def represent(rows: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(rows), batch_size):
-            x = truth.images(rows[s: s + batch_size]).to(ref.device, ref.dtype)
+            x = truth.images(rows[s: s + batch_size]).to(device, dtype)
             out.append(model.embed(x).flatten(1).double().cpu())
         return torch.cat(out).numpy()
 
     return represent
 
 
-def evaluate_disentanglement(model: torch.nn.Module, truth: GroundTruth, seed: int = 0, s: Samples = Samples()) -> dict[str, Any]:
+def evaluate_disentanglement(model: LatentModel, truth: GroundTruth, seed: int = 0, s: Samples = Samples()) -> dict[str, Any]:
     """`all_metrics` of a trained model's point codes on a ground truth (e.g. `data.ground_truth`)."""
     model.eval()
     return all_metrics(model_representation(model, truth), truth, seed, s)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gzip
 import io
 import math
@@ -19,7 +20,9 @@ import sys
 import tempfile
 import urllib.request
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -32,6 +35,35 @@ def cache_dir() -> Path:
 
 def log(msg: str) -> None:
     print(f"vaekit: {msg}", file=sys.stderr)
+
+
+_failed_routes: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("failed_routes", default=None)
+
+
+@contextmanager
+def routes() -> Iterator[list[str]]:
+    """Collect the failures of the routes tried for one dataset (mirror after mirror): they go into
+    the one-line error if every route fails, and are not printed one line each on the way."""
+    failures: list[str] = []
+    token = _failed_routes.set(failures)
+    try:
+        yield failures
+    finally:
+        _failed_routes.reset(token)
+
+
+def route_failed(msg: str) -> None:
+    """One route (a mirror, a download) failed: remembered by `routes`, or logged outside it."""
+    failures = _failed_routes.get()
+    if failures is None:
+        log(msg)
+    else:
+        failures.append(" ".join(msg.split())[:160])
+
+
+def tried(failures: list[str]) -> str:
+    """'; tried: A; B' for the end of an error line, or '' when nothing was tried."""
+    return f" (tried: {'; '.join(failures)})" if failures else ""
 
 
 MAX_IDX_BYTES = 1 << 34  # 16 GiB of pixels: more than any IDX dataset, less than a decompression bomb asks for
@@ -64,14 +96,26 @@ def read_idx(path: str | Path) -> np.ndarray:
             expected = math.prod(shape)
             if expected > MAX_IDX_BYTES:
                 raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes; at most {MAX_IDX_BYTES} are read")
-            data = f.read(expected + 1)  # one more byte than declared tells a file that holds too much
+            data = _read_at_most(f, expected + 1)  # one more byte than declared tells a file that holds too much
             size = None if gz else os.fstat(raw_file.fileno()).st_size - 4 - 4 * ndim
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise VaekitError(f"cannot read IDX file '{p}': {e}") from None
+    except MemoryError:
+        raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes, more than this process can hold "
+                          "in memory") from None
     if len(data) != expected:
         held = f"{len(data)}" if len(data) <= expected else (f"{size}" if size is not None else "more")
         raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes of data, file holds {held}")
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+def _read_at_most(f, n: int, chunk: int = 1 << 24) -> bytearray:
+    """Up to n bytes of f, read 16 MiB at a time: memory grows with what the file holds, never
+    with what its header claims (one read(n) allocates all n bytes first)."""
+    out = bytearray()
+    while len(out) < n and (piece := f.read(min(chunk, n - len(out)))):
+        out += piece
+    return out
 
 
 class ArraysOnlyUnpickler(pickle.Unpickler):

@@ -138,6 +138,9 @@ def panel_spec(model: Any, x: torch.Tensor, blob: Blob, y: torch.Tensor | None =
     cond_y = y if model.conditional else None
     if model.conditional and y is None:
         raise VaekitError("this model is conditional: the explorer needs labelled test data")
+    if cond_y is not None and len(cond_y) and not 0 <= int(cond_y.min()) <= int(cond_y.max()) < model.num_classes:
+        raise VaekitError(f"labels {int(cond_y.min())} to {int(cond_y.max())}: this conditional model knows labels "
+                          f"0..{model.num_classes - 1}")
     decoder, encoder = programs(model, blob)
     codes = torch.cat([model.embed(x[i: i + 1000], None if cond_y is None else cond_y[i: i + 1000]) for i in range(0, len(x), 1000)])
     lo, hi = float(x.min()), float(x.max())
@@ -174,10 +177,9 @@ def write_page(path: str | Path, panels: list[dict], blob: Blob, title: str, int
 
 def check_out(out: str | Path) -> Path:
     """The folder the page goes into: refused if it names something that is not a folder."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise VaekitError(f"--out '{out}' exists and is not a folder")
-    return out
+    from .checkpoint import check_out_folder
+
+    return check_out_folder(out)
 
 
 def explore(model: Any, x: torch.Tensor, out: str | Path, y: torch.Tensor | None = None, sampler: Any = None,

@@ -67,7 +67,7 @@ def _require() -> None:
 
 def _example(model: Any, part: str) -> tuple[tuple[torch.Tensor, ...], list[str], list[str]]:
     """Example inputs (batch 2), input names and output names of `part`."""
-    ref = next(model.parameters())
+    ref = torch.empty(0, device=model.device, dtype=model.dtype)
     first = torch.zeros(2, model.latent_dim) if part == "decoder" else torch.rand(2, *model.shape)
     args: tuple[torch.Tensor, ...] = (first.to(ref.device, ref.dtype),)
     names = ["z" if part == "decoder" else "x"]
@@ -86,12 +86,10 @@ def export_onnx(model: Any, out: str | Path, parts: tuple[str, ...] = PARTS) -> 
     """Write `out`/decoder.onnx and/or `out`/encoder.onnx (a model in eval mode, on the CPU);
     returns {part: path}. Each file is checked by onnx and written whole or not at all."""
     _require()
-    from .checkpoint import atomic_file
+    from .checkpoint import atomic_file, check_out_folder
 
-    if not isinstance(model, nn.Module) or not list(model.parameters()):
-        raise VaekitError(f"a {type(model).__name__} has no network to export")
-    model = model.cpu().eval()
-    out = Path(out)
+    out = check_out_folder(out)
+    model = model.to("cpu").eval()  # PCA too: its maps are constants of the graph
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for part in parts:

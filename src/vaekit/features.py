@@ -257,12 +257,13 @@ def train_features(data: str, out: str | Path, epochs: int = 5, width: int = FEA
     config.json records."""
     import time
 
+    from .checkpoint import check_out_folder
     from .classifier import accuracy
     from .config import DataConfig
     from .data import describe, prepare
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = check_out_folder(out)
+    if out.exists() and any(out.iterdir()):
         raise VaekitError(f"--out '{out}' already exists and is not an empty folder; choose another")
     cfg = DataConfig(name=data, data_dir=data_dir, val_size=0)
     d = prepare(cfg, device=device)

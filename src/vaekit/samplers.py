@@ -116,7 +116,7 @@ def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> Prior:
     """A `spec` sampler ('gaussian', 'gmm:K' or 'two-stage') fitted to the codes of x (N, *shape)."""
     if model.conditional and parse_sampler(spec)[0] != "prior":  # fit_codes refuses 'prior' itself
         raise VaekitError("a conditional model samples from its prior given a label; use --sampler prior")
-    return fit_codes(codes_of(model, x), spec, seed, device=next(model.parameters()).device)
+    return fit_codes(codes_of(model, x), spec, seed, device=model.device)
 
 
 def fit_codes(z: torch.Tensor, spec: str, seed: int = 0, device: str | torch.device = "cpu") -> Prior:
@@ -175,7 +175,7 @@ def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
     meta = _read_json(directory / "config.json")
     if not isinstance(meta, dict) or meta.get("sampler") != spec or meta.get("model_weights_sha256") != _weights_digest(model):
         return None
-    device = next(model.parameters()).device
+    device = model.device
     if spec == "two-stage":
         inner = load(directory / "model", device=device)
         if tuple(inner.shape) != (model.latent_dim,):
@@ -221,5 +221,5 @@ def draw_images(model: Any, sampler: Prior | None, n: int, generator: torch.Gene
     """n images (n, *shape): decoded draws of `sampler`, or the model's own prior when None."""
     if sampler is None:
         return model.sample(n, generator=generator, y=y)
-    ref = next(model.parameters())
+    ref = torch.empty(0, device=model.device, dtype=model.dtype)  # where and in what the codes are drawn
     return model.decode(sampler.draw(n, None, generator, ref)).mean

@@ -316,7 +316,7 @@ class Trainer:
             self.log.info(f"vaekit: skipped damaged checkpoint {s}")
         self.restore(snap, from_disk=True)
         self.log.rewrite(self.history)  # metrics.jsonl as of the checkpoint: no gaps, no duplicates
-        self.log.info(f"vaekit: resuming at {self.position()} ({found.name})")
+        self.log.report(f"vaekit: resuming at {self.position()} ({found.name})")
 
     def position(self) -> str:
         """Where the run stands, in the numbering every message uses: epochs count from 1, the

@@ -157,7 +157,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
     t_start = time.perf_counter() - t.state.seconds
     while t.state.epoch < cfg.epochs:
         if t.state.batch == 0 and t.state.epoch > 0 and (reason := t.stop_reason()):
-            log.info(f"vaekit: {reason}")
+            log.report(f"vaekit: {reason}")
             break
         epoch = t.state.epoch + 1
         t.sampler.set_epoch(t.state.epoch)
@@ -165,26 +165,27 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         t.net.train()
         failure = None
         first = t.state.batch  # > 0 when resuming mid-epoch
-        bar = log.bar(range(first, len(order)), len(order), f"epoch {epoch}/{cfg.epochs}", initial=first)
-        # This rank's piece of each remaining global batch, made (or read from disk) as it is reached.
-        pieces = data.iterate([shard(order[i], t.ctx) for i in range(first, len(order))])
-        for i, (x, y) in zip(bar, pieces):  # x: (B, *shape), freshly binarised/dequantised if configured
-            y = y if conditional else None  # (B,)
-            out, terms, loss, gnorm, ok = t.forward_backward(x, y, len(order[i]))
-            failed, stop_signum = t.agree(~ok, signals.signum)
-            if failed:
-                failure = (f"training diverged at epoch {epoch}, step {t.state.step + 1}: "
-                           + diagnose(out, x, y, loss.detach(), gnorm, model, cfg) + t.overflow_note(loss))
-                break
-            t.apply_step(terms)
-            t.state.batch = i + 1
-            if i % 25 == 0 and log.progress:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if stop_signum is not None:
-                t.checkpoint()
-                raise t.interrupted(stop_signum)
-            if cfg.checkpoint_every and t.state.step % cfg.checkpoint_every == 0 and i + 1 < len(order):
-                t.checkpoint()
+        # The bar is closed (and its line cleared) however the epoch ends: an error is then the only line left.
+        with log.bar(range(first, len(order)), len(order), f"epoch {epoch}/{cfg.epochs}", initial=first) as bar:
+            # This rank's piece of each remaining global batch, made (or read from disk) as it is reached.
+            pieces = data.iterate([shard(order[i], t.ctx) for i in range(first, len(order))])
+            for i, (x, y) in zip(bar, pieces):  # x: (B, *shape), freshly binarised/dequantised if configured
+                y = y if conditional else None  # (B,)
+                out, terms, loss, gnorm, ok = t.forward_backward(x, y, len(order[i]))
+                failed, stop_signum = t.agree(~ok, signals.signum)
+                if failed:
+                    failure = (f"training diverged at epoch {epoch}, step {t.state.step + 1}: "
+                               + diagnose(out, x, y, loss.detach(), gnorm, model, cfg) + t.overflow_note(loss))
+                    break
+                t.apply_step(terms)
+                t.state.batch = i + 1
+                if i % 25 == 0 and log.progress:
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+                if stop_signum is not None:
+                    t.checkpoint()
+                    raise t.interrupted(stop_signum)
+                if cfg.checkpoint_every and t.state.step % cfg.checkpoint_every == 0 and i + 1 < len(order):
+                    t.checkpoint()
         if failure is not None:
             t.rollback(failure)  # raises unless on_nan = "rollback" has rollbacks left
             continue
@@ -199,7 +200,7 @@ def _fit(model, data: Data, cfg: TrainConfig, run: Path | None, resume: bool, lo
         record["seconds"] = round(t.state.seconds, 3)
         t.close_epoch(record)  # history, best weights (RUN/model), early-stop count, checkpoint
         log.log(record)
-        log.info(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()
+        log.report(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()
                                               if k.startswith(("train_loss", "val_loss", "val_kl"))))
         _, stop_signum = t.agree(False, signals.signum)
         if stop_signum is not None:  # the last epoch too: stop before the evaluation, resumable

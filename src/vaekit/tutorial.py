@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from . import viz
-from .checkpoint import write_text_durable
+from .checkpoint import check_out_folder, write_text_durable
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Data, prepare
 from .devices import resolve_device
@@ -174,7 +174,7 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     if not isinstance(net, (MnistFeatureNet, FeatureNet)):
         raise VaekitError(f"the tour scores digits with a classifier's features and head; '{features}' has no head "
                           "(use the shipped network or one from 'vaekit features train')")
-    out = Path(out)
+    out = check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"vaekit tour{' --quick' if quick else ''}: {len(steps.names)} steps, about {steps.left():.0f} s on 2 CPU cores "
           f"(the estimate follows this machine's pace as the steps finish)", flush=True)

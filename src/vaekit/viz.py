@@ -1,6 +1,7 @@
 """Pictures as pure functions: tensors in, PNG files out.
 
-Images are ``(N, C, H, W)`` with values in [0, 1] (clamped); C is 1 or 3. Grids are drawn with
+Images are ``(N, C, H, W)`` with values in [0, 1] (clamped); C is 1 (grey), 3 (RGB) or 4 (RGBA), and
+any other channel count is drawn as its mean in grey. Grids are drawn with
 Pillow; plots (scatter, curves) with matplotlib's Agg backend, imported only when used.
 """
 
@@ -16,10 +17,14 @@ from .checkpoint import atomic_file
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) float -> (N, H, W, C) uint8."""
+    """(N, C, H, W) float -> (N, H, W, C) uint8. Grey, RGB and RGBA are drawn as they are; any other
+    channel count (2, or a multispectral 5 or 28) has no picture format, so its mean over channels
+    is drawn in grey."""
     x = images.detach().float().clamp(0, 1).cpu()
     if x.dim() == 3:
         x = x[:, None]
+    if x.shape[1] not in (1, 3, 4):
+        x = x.mean(1, keepdim=True)
     return (x.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 

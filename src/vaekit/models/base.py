@@ -37,11 +37,14 @@ Declared answers, so that no caller has to probe a model's type or attributes:
 - ``kl_parts``: the names of the parts its KL term is reported in (a hierarchical VAE: one per
   stochastic layer), each a key of the objective's terms; empty for one KL;
 - ``conditional`` / ``num_classes``: whether y is needed, and how many labels there are;
-- ``shape``, ``latent_dim``, ``likelihood`` (the name of p(x|z)'s family).
+- ``shape``, ``latent_dim``, ``likelihood`` (the name of p(x|z)'s family);
+- ``device`` / ``dtype``: where the model computes and the floating dtype of its weights, so that
+  callers make inputs and codes for it without assuming it has ``parameters()`` (PCA has none).
 """
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -71,6 +74,23 @@ class LatentModel(ABC):
     @property
     def diagonal_posterior(self) -> bool:
         return False
+
+    def _tensors(self):
+        """The model's tensors, weights first: parameters then buffers for a torch module, else its state."""
+        if isinstance(self, torch.nn.Module):
+            return itertools.chain(self.parameters(), self.buffers())
+        return iter(self.state_dict().values())
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live: inputs and codes made for it go there."""
+        first = next(self._tensors(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of its weights: inputs and codes made for it take it."""
+        return next((t.dtype for t in self._tensors() if t.is_floating_point()), torch.get_default_dtype())
 
     @property
     def kl_parts(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
+from ..errors import VaekitError
 from ..likelihoods import PointMass
 from .base import LatentModel
 
@@ -84,7 +85,7 @@ class PCA(LatentModel):
     # -- the autoencoder interface ---------------------------------------------------------------
     def transform(self, X: torch.Tensor) -> torch.Tensor:
         """(N, *shape) -> (N, q) codes c = U_q^T (x - mu) (divided by sqrt(l) when whitening)."""
-        Xc = X.reshape(len(X), -1) - self.mean_.to(X.dtype)
+        Xc = X.flatten(1) - self.mean_.to(X.dtype)  # (N, F); flatten keeps N symbolic for ONNX export
         c = Xc @ self.components_.T.to(X.dtype)
         if self.whiten:
             c = c / self.explained_variance_.sqrt().to(X.dtype)
@@ -95,7 +96,7 @@ class PCA(LatentModel):
         if self.whiten:
             C = C * self.explained_variance_.sqrt().to(C.dtype)
         X = C @ self.components_.to(C.dtype) + self.mean_.to(C.dtype)
-        return X.reshape(len(C), *self.shape_)
+        return X.reshape(-1, *self.shape_)
 
     # -- the model contract (models.base) --------------------------------------------------------
     @property
@@ -105,6 +106,12 @@ class PCA(LatentModel):
     @property
     def latent_dim(self) -> int:
         return self.n_components
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """float32: the state is kept in float64 for the exact likelihood, but PCA computes in its
+        input's dtype, and codes drawn for it (a fitted sampler's) decode to float32 images."""
+        return torch.float32
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """(B, *shape) -> a point mass at the (B, q) code."""
@@ -154,6 +161,8 @@ class PCA(LatentModel):
 
     # -- plain-data state (for checkpoints) -----------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
+        if not hasattr(self, "mean_"):
+            raise VaekitError("this PCA is not fitted: call fit(X) first")
         keys = ("mean_", "components_", "eigenvalues_", "explained_variance_", "explained_variance_ratio_", "noise_variance_")
         return {k: getattr(self, k).contiguous() for k in keys}
 

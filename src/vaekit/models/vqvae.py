@@ -173,7 +173,7 @@ class VQVAE(nn.Module, LatentModel):
         return self.observation(params.view(*lead, *params.shape[1:]))
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        return PointMass(self._quantise(x)[0].to(torch.get_default_dtype()))  # all mass on the index grid (B, T)
+        return PointMass(self._quantise(x)[0].to(x.dtype))  # all mass on the index grid (B, T), in the input's dtype
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """z: (..., B, T) indices -> p(x|z) with batch shape (..., B)."""

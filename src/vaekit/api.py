@@ -9,6 +9,7 @@ that fails before its first checkpoint removes the directory it created.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -158,8 +159,8 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     try:
         if run is not None and main:
             _record_config(run, cfg, data_given is None and not checked)
-        if model.fitted_in_closed_form:
-            model.fit(data.x_train)
+        if model.fitted_in_closed_form:  # drawn images (data with factors) are drawn all at once here
+            model.fit(data.x_train if isinstance(data.x_train, torch.Tensor) else data.x_train[:])
             history: list[dict] = []
             if run is not None and main:
                 save_pretrained(model, run / "model")
@@ -239,7 +240,16 @@ def check_fit(model: Any, cfg: RunConfig, data: Data) -> None:
     from .likelihoods import fit_problem
 
     if model.fitted_in_closed_form and data.streamed:
-        raise VaekitError(f"model.name = '{cfg.model.name}' is fitted on all the data at once; set data.stream = false")
+        from .data import RenderedData
+        from .models import available_bytes
+
+        need, have = 4 * len(data.x_train) * math.prod(data.shape), available_bytes()
+        if not isinstance(data, RenderedData):
+            raise VaekitError(f"model.name = '{cfg.model.name}' is fitted on all the data at once; set data.stream = false")
+        if have is not None and 4 * need > have:  # the images, their float64 moments and a margin
+            raise VaekitError(f"model.name = '{cfg.model.name}' is fitted on all the data at once: the {len(data.x_train)} "
+                              f"drawn training images need {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB are available; "
+                              "set data.limit")
     problem = fit_problem(model.likelihood, data.x_check, data.levels, data.dequantized)
     # Soft problems matter where numbers are read as likelihoods: the VAE's.
     if problem is not None and (not problem[1] or (model.variational and cfg.model.likelihood_check)):

@@ -216,7 +216,7 @@ def cmd_train(args) -> int:
     overrides = list(args.set)
     if args.device:
         overrides.append(f"train.device={args.device}")
-    if args.quiet:
+    if args.quiet or not sys.stderr.isatty():  # bars only on a terminal: in a log they are noise beside an error
         overrides.append("train.progress=false")
     if args.on_nan:
         overrides.append(f"train.on_nan={args.on_nan}")
@@ -308,6 +308,9 @@ def _evaluate_generation(args) -> int:
         raise VaekitError(f"--seed {args.seed}: must be in 0..2**63-1")
     device = _device(args)
     model, cfg = load_run(args.run, device)
+    from .features import check_features_fit
+
+    check_features_fit(args.features, model.shape)  # before a sampler is fitted and saved for nothing
     sampler = _sampler(args, model, cfg, device)
     data = _run_data(args, cfg, device, model)
     reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n:]

@@ -107,8 +107,9 @@ class DiskImages:
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
-        pos = self.index[torch.as_tensor(idx).cpu().numpy()]
+    def __getitem__(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        """Images at positions idx (B,), or a slice of positions as a tensor takes it."""
+        pos = self.index[idx if isinstance(idx, slice) else torch.as_tensor(idx).cpu().numpy()]
         return torch.stack([self.stream[int(i)][0] for i in pos]).to(self.device).float() / 255
 
     def to(self, device: torch.device | str) -> "DiskImages":

@@ -196,15 +196,18 @@ def all_metrics(represent: Represent, truth: GroundTruth, seed: int = 0, s: Samp
 
 
 def model_representation(model: LatentModel, truth: GroundTruth, batch_size: int = 256) -> Represent:
-    """Example numbers -> the model's point codes (embed: q's mean) of their images, (N, D) float64."""
+    """Example numbers -> the model's point codes (embed: q's mean) of their images, (N, D) float64.
+    A conditional model is given each image's label as it was trained: the first factor's code."""
     device, dtype = model.device, model.dtype
 
     @torch.no_grad()
     def represent(rows: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(rows), batch_size):
-            x = truth.images(rows[s: s + batch_size]).to(device, dtype)
-            out.append(model.embed(x).flatten(1).double().cpu())
+            batch = rows[s: s + batch_size]
+            x = truth.images(batch).to(device, dtype)
+            y = torch.from_numpy(truth.codes(batch)[:, 0]).to(device) if model.conditional else None
+            out.append(model.embed(x, y).flatten(1).double().cpu())
         return torch.cat(out).numpy()
 
     return represent

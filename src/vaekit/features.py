@@ -229,6 +229,14 @@ def load_inception(device: str | torch.device = "cpu") -> tuple[InceptionFeature
     return InceptionFeatures(net).to(device).eval(), file_sha256(path)
 
 
+def check_features_fit(spec: str | Path | None, shape: tuple[int, ...]) -> None:
+    """Refuse, in the feature network's own words, a network `spec` that cannot take data of `shape`
+    (one blank example is passed through it)."""
+    net, _, _ = load_features(spec)
+    with torch.no_grad():
+        net.features(torch.zeros(1, *shape))
+
+
 def load_features(spec: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, str, str]:
     """The feature network `spec` names, as (net with `.features(x)`, its name, the SHA-256 of its
     weights): None for the shipped MNIST network; "inception"; a directory from `vaekit features

@@ -168,8 +168,9 @@ class RenderedImages:
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, idx: torch.Tensor | np.ndarray) -> torch.Tensor:
-        pos = self.index[torch.as_tensor(idx).cpu().numpy()]
+    def __getitem__(self, idx: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
+        """Images at positions idx (B,), or a slice of positions as a tensor takes it."""
+        pos = self.index[idx if isinstance(idx, slice) else torch.as_tensor(idx).cpu().numpy()]
         return self.grid.images(pos).to(self.device).float()
 
     def to(self, device: torch.device | str) -> "RenderedImages":

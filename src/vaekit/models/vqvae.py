@@ -166,7 +166,7 @@ class VQVAE(nn.Module, LatentModel):
         z_q = self.codebook.vectors[idx].view(z_e.shape[0], *self.grid, -1).permute(0, 3, 1, 2)  # before the step
         if learn:
             self.codebook.update(flat.detach(), idx)
-        return idx.view(len(x), -1), z_e, z_q
+        return idx.view(-1, self.latent_dim), z_e, z_q  # (B, T); -1 keeps B symbolic for ONNX export
 
     def _px(self, z_q: torch.Tensor, lead: tuple[int, ...]) -> Distribution:
         params = full_precision(self.decoder(z_q))

@@ -129,11 +129,15 @@ def test_a_model_is_scored_through_its_point_codes():
     grid = ShapesGrid((1, 4, 1, 6, 6), (32, 32))
 
     class Reader(torch.nn.Module):
+        """A stand-in model: the parts of the contract the metrics use (device, dtype, conditional, embed)."""
+
+        conditional, device, dtype = False, torch.device("cpu"), torch.float32
+
         def __init__(self):
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(()))
 
-        def embed(self, x):
+        def embed(self, x, y=None):
             im = x[:, 0]
             n = im.sum((1, 2))
             r = torch.arange(32.0)

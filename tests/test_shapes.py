@@ -80,10 +80,10 @@ def test_every_position_is_a_different_image():
 
 @pytest.mark.slow
 def test_the_few_repeated_images_are_small_symmetric_shapes_one_step_apart():
-    """Of all 737,280 combinations (each exactly once in the numbering) at most 1.1% draw an image
-    already drawn (7,608 here; dSprites repeats every square and ellipse): all of them squares or
-    ellipses below full scale whose twin differs in the orientation (at most 6 of 40 steps) or the
-    scale alone."""
+    """Of all 737,280 combinations (each exactly once in the numbering) 7,608 (1.03%) draw an image
+    already drawn, and 13,596 (1.84%) share their pixels with some other image (the first of each
+    group counted too; dSprites repeats every square and ellipse): all of them squares or ellipses
+    below full scale whose twin differs in the orientation (at most 6 of 40 steps) or the scale alone."""
     first, twins = {}, []
     for s in range(0, len(GRID), 16384):
         idx = np.arange(s, min(s + 16384, len(GRID)))
@@ -93,7 +93,8 @@ def test_the_few_repeated_images_are_small_symmetric_shapes_one_step_apart():
                 twins.append((first[h], i))
             else:
                 first[h] = i
-    assert len(twins) <= 0.011 * len(GRID)
+    assert len(twins) == 7608  # images that repeat an earlier one
+    assert len({i for pair in twins for i in pair}) == 13596  # images that share their pixels with another
     a, b = (GRID.codes(np.array(t)) for t in zip(*twins))
     assert set(a[:, 0]) <= {0, 1} and a[:, 1].max() < 5
     differ = a != b

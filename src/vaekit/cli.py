@@ -309,7 +309,9 @@ def _evaluate_generation(args) -> int:
     device = _device(args)
     model, cfg = load_run(args.run, device)
     from .features import check_features_fit
+    from .samplers import parse_sampler
 
+    parse_sampler(args.sampler)
     check_features_fit(args.features, model.shape)  # before a sampler is fitted and saved for nothing
     sampler = _sampler(args, model, cfg, device)
     data = _run_data(args, cfg, device, model)

@@ -656,6 +656,14 @@ def describe(cfg: DataConfig) -> dict:
         return {"name": "shapes", "kind": "image", "shape": list(grid.shape), "dtype": "uint8", "train_count": len(grid),
                 "test_count": None, "min": 0.0, "max": 1.0, "labels": {str(k): per_shape for k in range(grid.sizes[0])},
                 "factors": {f: n for f, n in zip(FACTORS, grid.sizes)}, "shapes": list(SHAPES[: grid.sizes[0]])}
+    if cfg.name.lower().endswith(".npz") and Path(cfg.name).is_file():
+        _regular(Path(cfg.name))
+        truth = _factor_file(Path(cfg.name))
+        if truth is not None:  # images with factors: described, and checked, as training reads them
+            head = truth.images(np.arange(min(len(truth), 1000)))
+            return {"name": cfg.name, "kind": "image", "shape": list(truth.shape), "dtype": str(truth.raw.dtype),
+                    "train_count": len(truth), "test_count": None, "min": float(head.min()), "max": float(head.max()),
+                    "factors": {name: n for name, n in zip(truth.names, truth.sizes)}}
     x, y, x_test, y_test = read_raw(cfg)
     source = f"data '{cfg.name}'"
     x, kind = _as_layout(np.asarray(x), source)

@@ -161,7 +161,9 @@ def page_html(panels: list[dict], blob: Blob, title: str, intro: str = "", linke
     spec = json.dumps({"format": "vaekit-explorer/1", "linked": linked, "models": panels}, separators=(",", ":"))
     import html
 
-    return _asset("page.html").format(title=html.escape(title), intro=html.escape(intro), spec=spec.replace("</", "<\\/"),
+    # Every '<' of the JSON as \u003c: no string from the run (a title, a label, a path) can close
+    # the script block or open a comment or a script inside it; JSON.parse reads the same text.
+    return _asset("page.html").format(title=html.escape(title), intro=html.escape(intro), spec=spec.replace("<", "\\u003c"),
                                       weights=blob.base64(), nets_js=_asset("nets.js"), explorer_js=_asset("explorer.js"))
 
 

@@ -148,7 +148,9 @@ def generation_section(res: dict[str, Any]) -> str:
     return f"""<h2>Generation, measured as the field measures it</h2>
 <p>Each set of {gen['n']} images is compared with {html.escape(gen['reference'])} in the {gen['features']}-dimensional feature space of
 {html.escape(gen['network'])}: the Fréchet distance between Gaussians fitted to the two sets of features (FID's formula, in this
-network's space rather than Inception's), KID (the unbiased squared MMD with a cubic kernel, &plusmn; its standard deviation over {gen['kid_subsets']} subsets of {gen['kid_subset_size']:,}),
+network's space rather than Inception's), KID (the unbiased squared MMD with a cubic kernel, &plusmn; its standard deviation over {gen['kid_subsets']} subsets of {gen['kid_subset_size']:,};
+printed raw, in this network's unnormalised ReLU features: papers print KID &times; 10<sup>3</sup> on Inception's features, so values such as
+these compare only with each other, not with published ones),
 precision and recall (Kynkäänniemi et al. 2019: how many samples lie near real images, how many real images lie near samples), density and coverage
 (Naeem et al. 2020). The first row is the floor: other real test images. A score means something only beside it.</p>
 {_table(rows, ["images", "Fréchet distance", "KID", "precision", "recall", "density", "coverage", "digit score"])}

@@ -21,6 +21,7 @@ they match.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -166,30 +167,55 @@ def save_sampler(sampler: Prior, model: Any, directory: Path, spec: str, fitted_
             _save_tensors(dict(sampler.state_dict()), tmp / "sampler.safetensors")
 
 
+class DamagedSampler(VaekitError):
+    """A saved sampler that cannot be used as it is: `sampler_for` fits it again (it is derived data)."""
+
+
 def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
-    """The sampler saved in `directory` if it is `spec` fitted to these very weights, else None."""
-    from .checkpoint import _load_tensors, _read_json, load
+    """The sampler saved in `directory` if it is `spec` fitted to these very weights, else None;
+    `DamagedSampler` if the directory cannot be read or holds no usable density."""
+    from .checkpoint import Damaged, _load_tensors, _read_json, load
 
     if not (directory / "config.json").is_file():
         return None
-    meta = _read_json(directory / "config.json")
-    if not isinstance(meta, dict) or meta.get("sampler") != spec or meta.get("model_weights_sha256") != _weights_digest(model):
+    try:
+        meta = _read_json(directory / "config.json")
+    except VaekitError as e:
+        raise DamagedSampler(str(e)) from None
+    digest = meta.get("model_weights_sha256") if isinstance(meta, dict) else None
+    if not isinstance(meta.get("sampler") if isinstance(meta, dict) else None, str) \
+            or not isinstance(digest, str) or re.fullmatch("[0-9a-f]{64}", digest) is None:
+        raise DamagedSampler(f"'{directory / 'config.json'}' is not a sampler's config")
+    if meta["sampler"] != spec or meta["model_weights_sha256"] != _weights_digest(model):
         return None
     device = model.device
-    if spec == "two-stage":
-        inner = load(directory / "model", device=device)
-        if tuple(inner.shape) != (model.latent_dim,):
-            raise VaekitError(f"sampler '{directory}' does not fit a {model.latent_dim}-dimensional code")
-        return TwoStage(inner)
-    t = _load_tensors(directory / "sampler.safetensors")
     try:
-        sampler = FittedMixture(t["logits"], t["loc"], t["scale_tril"])
-    except KeyError as e:
-        raise VaekitError(f"sampler '{directory}' is damaged: no tensor {e}") from None
-    k, d = sampler.components, model.latent_dim
+        if spec == "two-stage":
+            inner = load(directory / "model", device=device)
+            if tuple(inner.shape) != (model.latent_dim,):
+                raise DamagedSampler(f"'{directory}' does not fit a {model.latent_dim}-dimensional code")
+            return TwoStage(inner)
+        t = _load_tensors(directory / "sampler.safetensors")
+    except DamagedSampler:
+        raise
+    except (Damaged, VaekitError) as e:
+        raise DamagedSampler(str(e)) from None
+    return _mixture(t, model.latent_dim, directory).to(device)
+
+
+def _mixture(t: dict[str, torch.Tensor], d: int, directory: Path) -> FittedMixture:
+    """A FittedMixture from saved tensors, refused unless it is a density over d-dimensional codes:
+    logits (K,), loc (K, D), scale_tril (K, D, D) with a positive diagonal, all finite floating point."""
+    missing = [k for k in ("logits", "loc", "scale_tril") if k not in t]
+    if missing:
+        raise DamagedSampler(f"sampler '{directory}' is damaged: no tensor '{missing[0]}'")
+    k = len(t["logits"]) if t["logits"].dim() == 1 else -1
     if t["loc"].shape != (k, d) or t["scale_tril"].shape != (k, d, d) or t["logits"].shape != (k,):
-        raise VaekitError(f"sampler '{directory}' does not fit a {d}-dimensional code")
-    return sampler.to(device)
+        raise DamagedSampler(f"sampler '{directory}' does not fit a {d}-dimensional code")
+    if not all(v.is_floating_point() and torch.isfinite(v).all() for v in (t["logits"], t["loc"], t["scale_tril"])) \
+            or not (t["scale_tril"].diagonal(dim1=-2, dim2=-1) > 0).all():
+        raise DamagedSampler(f"sampler '{directory}' is damaged: its tensors are not a finite Gaussian mixture")
+    return FittedMixture(t["logits"].float(), t["loc"].float(), t["scale_tril"].float())
 
 
 def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor], run: Path | None, seed: int = 0,
@@ -204,7 +230,11 @@ def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor]
                               "or two-stage (fitted to its codes), or train a vae")
         return None
     where = run / "samplers" / spec.replace(":", "-") if run is not None else None
-    found = load_sampler(model, where, spec) if where is not None else None
+    try:
+        found = load_sampler(model, where, spec) if where is not None else None
+    except DamagedSampler as e:  # derived from the weights and the data, both verified: fit it again
+        log(f"ignoring a damaged saved sampler ({e}); fitting it again")
+        found = None
     if found is not None:
         return found
     x_train = training_data()

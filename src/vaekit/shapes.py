@@ -50,6 +50,9 @@ def _levels(n: int, lo: float, hi: float) -> torch.Tensor:
     return torch.linspace(lo, hi, n, dtype=torch.float64) if n > 1 else torch.tensor([hi], dtype=torch.float64)
 
 
+MAX_SIDE = 256  # shapes' largest resolution: 4 x dSprites' 64, and 1,000 images of it take 262 MB
+
+
 @dataclass(frozen=True)
 class ShapesGrid:
     """The factor grid and the renderer. `sizes`: values per factor (shape, scale, orientation,
@@ -63,8 +66,9 @@ class ShapesGrid:
         if len(self.sizes) != 5 or not 1 <= self.sizes[0] <= 3 or min(self.sizes) < 1:
             raise VaekitError(f"config key 'data.shapes_grid': got {list(self.sizes)!r}, expected 5 sizes "
                               "[shapes (1-3), scales, orientations, x positions, y positions], each >= 1")
-        if min(self.resolution) < 8 or len(self.resolution) != 2:
-            raise VaekitError(f"config key 'data.image_size': got {list(self.resolution)!r}; shapes needs [H, W], each >= 8")
+        if len(self.resolution) != 2 or not 8 <= min(self.resolution) <= max(self.resolution) <= MAX_SIDE:
+            raise VaekitError(f"config key 'data.image_size': got {list(self.resolution)!r}; shapes needs [H, W], each "
+                              f"from 8 to {MAX_SIDE} (the first 1,000 training images are drawn at once)")
 
     def __len__(self) -> int:
         return math.prod(self.sizes)
@@ -194,10 +198,22 @@ class FactorArrays:
     draws). images: (N, C, H, W) uint8 (0/1, or 0-255) or float in [0, 1], kept as given and made
     float in [0, 1] when indexed; factors: (N, F) values of any kind, coded 0..size-1 in sorted order."""
 
-    def __init__(self, images: np.ndarray, factors: np.ndarray, names: tuple[str, ...] | None = None):
+    def __init__(self, images: np.ndarray, factors: np.ndarray, names: tuple[str, ...] | None = None,
+                 where: str = "images with factors"):
         factors = np.asarray(factors)
+        if images.dtype.kind not in "buif":
+            raise VaekitError(f"{where}: images of dtype {images.dtype} are not numeric")
+        if len(images) < 2:
+            raise VaekitError(f"{where}: {len(images)} examples; training and testing both need at least one")
+        if images.dtype.kind == "f" and not np.isfinite(images).all():
+            raise VaekitError(f"{where}: images hold NaN or Inf")
         if factors.ndim != 2 or len(factors) != len(images):
-            raise VaekitError(f"factors: expected an (N, F) array for {len(images)} images, got shape {factors.shape}")
+            raise VaekitError(f"{where}: factors: expected an (N, F) array for {len(images)} images, got shape {factors.shape}")
+        if factors.shape[1] == 0 or factors.dtype.kind not in "buifUS":
+            raise VaekitError(f"{where}: factors of shape {factors.shape} and dtype {factors.dtype}; expected at least one "
+                              "column of numbers or strings")
+        if factors.dtype.kind == "f" and not np.isfinite(factors).all():
+            raise VaekitError(f"{where}: factors hold NaN or Inf; each factor takes a finite set of values")
         if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
             images = images.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
         self.raw = images
@@ -205,7 +221,7 @@ class FactorArrays:
         self.scale = 255.0 if images.dtype == np.uint8 and top > 1 else 1.0
         self.binary = images.dtype.kind in "bu" and top <= 1  # 0/1 already (dSprites)
         if images.dtype.kind == "f" and (images.min(initial=0) < 0 or top > 1):
-            raise VaekitError(f"images with factors: float values must lie in [0, 1], found [{images.min():.3g}, {top:.3g}]")
+            raise VaekitError(f"{where}: float values must lie in [0, 1], found [{images.min():.3g}, {top:.3g}]")
         cols = [np.unique(factors[:, k], return_inverse=True) for k in range(factors.shape[1])]
         self._codes = np.stack([inv.reshape(-1) for _, inv in cols], 1).astype(np.int64)
         self.sizes = tuple(len(u) for u, _ in cols)
@@ -241,11 +257,21 @@ class FactorArrays:
 def read_factor_file(path, keys: set[str], load) -> FactorArrays | None:
     """The images and factors of an .npz: dSprites' layout (imgs (N, 64, 64), latents_classes (N, 6),
     whose constant colour is dropped) or vaekit's (x or images, and factors (N, F)); None when the
-    file has no factors."""
+    file has no factors. Each array is checked before it is used (VaekitError naming the file)."""
     if {"imgs", "latents_classes"} <= keys:
-        factors = load("latents_classes")[:, 1:]  # colour, shape, scale, orientation, posX, posY: colour is always 0
-        return FactorArrays(load("imgs")[:, None], factors, FACTORS)
+        imgs, latents = load("imgs"), load("latents_classes")
+        if imgs.ndim != 3:
+            raise VaekitError(f"'{path}': dSprites' imgs must be (N, H, W) images; got shape {imgs.shape}")
+        if latents.shape != (len(imgs), 6):
+            raise VaekitError(f"'{path}': dSprites' latents_classes must be ({len(imgs)}, 6) (colour, shape, scale, "
+                              f"orientation, posX, posY); got shape {latents.shape}")
+        return FactorArrays(imgs[:, None], latents[:, 1:], FACTORS, where=f"'{path}'")  # colour is always 0
     if "factors" in keys:
-        images = load("x" if "x" in keys else "images")
-        return FactorArrays(images[:, None] if images.ndim == 3 else images, load("factors"))
+        name = "x" if "x" in keys else "images" if "images" in keys else None
+        if name is None:
+            raise VaekitError(f"'{path}': no data array beside 'factors'; expected key 'x' or 'images', found {sorted(keys)}")
+        images = load(name)
+        if images.ndim not in (3, 4):
+            raise VaekitError(f"'{path}': images of shape {images.shape}; expected (N, H, W), (N, C, H, W) or (N, H, W, C)")
+        return FactorArrays(images[:, None] if images.ndim == 3 else images, load("factors"), where=f"'{path}'")
     return None

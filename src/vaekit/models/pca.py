@@ -167,8 +167,21 @@ class PCA(LatentModel):
         return {k: getattr(self, k).contiguous() for k in keys}
 
     def load_state_dict(self, state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> "PCA":
-        for k, v in state.items():
-            setattr(self, k, v)
+        """The state `state_dict` wrote, for data of `shape`: exactly its six tensors, floating point,
+        of the sizes n_components and prod(shape) give (ValueError naming the first that is not)."""
+        f, q = math.prod(shape), self.n_components
+        sizes = {"mean_": (f,), "components_": (q, f), "eigenvalues_": (f,), "explained_variance_": (q,),
+                 "explained_variance_ratio_": (q,), "noise_variance_": ()}
+        if set(state) != set(sizes):
+            wrong = sorted(set(state) ^ set(sizes))
+            raise ValueError(f"a PCA holds the tensors {', '.join(sizes)}; this state {'lacks' if wrong[0] in sizes else 'adds'} "
+                             f"'{wrong[0]}'")
+        for k, size in sizes.items():
+            if tuple(state[k].shape) != size or not state[k].is_floating_point():
+                raise ValueError(f"tensor '{k}' is {str(state[k].dtype).removeprefix('torch.')} {tuple(state[k].shape)}; "
+                                 f"a PCA of {q} components over {f} values holds floating point {size}")
+        for k in sizes:
+            setattr(self, k, state[k])
         self.shape_ = tuple(shape)
         return self
 

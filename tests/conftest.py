@@ -6,7 +6,15 @@ import pytest
 import torch
 from hypothesis import settings
 
-torch.set_num_threads(2)
+# The suite runs on two workers (pytest-xdist, -n 2): one thread each, so two cores run two tests
+# instead of four threads thrashing; alone (no -n), one process takes both cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # numpy's and scikit-learn's BLAS/OpenMP pools too
+else:
+    torch.set_num_threads(2)
 
 # Property tests draw the same examples on every run, so CI cannot fail by chance; run
 # HYPOTHESIS_PROFILE=explore pytest ... to search afresh (random seeds, more examples).

@@ -87,3 +87,21 @@ def test_callers_use_the_contract_not_a_models_private_parts(name):
     users = [m for m, p in MODULES.items() if not m.startswith("vaekit.models")
              and any(isinstance(n, ast.Attribute) and n.attr == name for n in ast.walk(ast.parse(p.read_text())))]
     assert users == []
+
+
+def _first_parameter_probes(tree: ast.AST) -> list[str]:
+    """next(<model>.parameters()) calls: they assume a model has parameters (PCA has none)."""
+    return [ast.unparse(n) for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "next" and n.args
+            and isinstance(n.args[0], ast.Call) and isinstance(n.args[0].func, ast.Attribute)
+            and n.args[0].func.attr in ("parameters", "buffers") and "model" in ast.unparse(n.args[0].func.value).lower()]
+
+
+def test_where_a_model_computes_is_asked_of_the_contract():
+    """model.device and model.dtype answer for every model; next(model.parameters()) crashed on PCA
+    (issue 27: samplers, explore and the generation metrics)."""
+    offenders = {name: found for name, p in MODULES.items()
+                 for found in [_first_parameter_probes(ast.parse(p.read_text()))] if found}
+    assert offenders == {}
+    assert _first_parameter_probes(ast.parse("next(model.parameters())\nnext(self.model.buffers())\nnext(net.parameters())")) \
+        == ["next(model.parameters())", "next(self.model.buffers())"]

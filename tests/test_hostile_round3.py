@@ -392,8 +392,7 @@ def test_strings_from_a_run_cannot_change_the_explorer_page(tmp_path):
 def _browser_runs_nothing_planted(page: Path) -> None:
     import shutil as sh
 
-    if sh.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (the README's test command installs it)")
+    assert sh.which("chromium"), "Debian's chromium is not installed (the README's test command installs it)"
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -12,6 +12,15 @@ from vaekit.data import prepare
 from vaekit.parallel import Job, train_one, train_side_by_side
 
 
+@pytest.fixture(autouse=True)
+def two_threads():
+    """Two lanes need two threads to give (one each); a test worker of -n 2 runs with one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def data(images_npz):
     return prepare(DataConfig(name=str(images_npz), val_size=0))

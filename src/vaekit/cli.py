@@ -216,7 +216,7 @@ def cmd_train(args) -> int:
     overrides = list(args.set)
     if args.device:
         overrides.append(f"train.device={args.device}")
-    if args.quiet or not sys.stderr.isatty():  # bars only on a terminal: in a log they are noise beside an error
+    if args.quiet:
         overrides.append("train.progress=false")
     if args.on_nan:
         overrides.append(f"train.on_nan={args.on_nan}")
@@ -610,8 +610,11 @@ def _warnings_after(command, args, debug: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .errors import TrainingInterrupted
 
+    from . import runlog
+
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    runlog.BARS_ON_A_TERMINAL_ONLY = True  # a command's bars on a terminal only: in a log they would sit beside its error
     restore = _terminate_like_interrupt()
     try:
         args = build_parser().parse_args([a for a in argv if a != "--debug"])  # --debug goes anywhere

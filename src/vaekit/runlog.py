@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 
+# Set by the CLI: progress bars are drawn only when stderr is a terminal. The Python API leaves it
+# off, so notebooks (whose stderr is no terminal) keep their bars.
+BARS_ON_A_TERMINAL_ONLY = False
+
+
 class RunLog:
     def __init__(self, run_dir: str | Path | None, is_main: bool = True, progress: bool = True, quiet: bool = False):
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -37,8 +42,8 @@ class RunLog:
     def bar(self, iterable: Iterable, total: int, desc: str, initial: int = 0):
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True,
-                    initial=initial)
+        off = not self.progress or (BARS_ON_A_TERMINAL_ONLY and not sys.stderr.isatty())
+        return tqdm(iterable, total=total, desc=desc, leave=False, disable=off, dynamic_ncols=True, initial=initial)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one epoch's metrics."""

@@ -102,9 +102,12 @@
       }
       const [C, H, W] = this.m.shape;
       const img = g.createImageData(W, H);
+      const rgb = C === 3 || C === 4; // grey, RGB(A); any other channel count is drawn as its mean in grey, as vaekit's PNGs
       for (let p = 0; p < H * W; p++) {
+        let mean = 0;
+        if (!rgb) for (let ch = 0; ch < C; ch++) mean += values[ch * H * W + p] / C;
         for (let ch = 0; ch < 3; ch++) {
-          const v = values[(C >= 3 ? ch : 0) * H * W + p];
+          const v = rgb ? values[ch * H * W + p] : mean;
           img.data[4 * p + ch] = Math.round(255 * Math.min(1, Math.max(0, (v - lo) / (hi - lo))));
         }
         img.data[4 * p + 3] = 255;

@@ -133,7 +133,9 @@ def test_python_api_under_torchrun_trains_like_the_cli(job):
         import json, sys
         import vaekit
         out = vaekit.train(sys.argv[1], run_dir=sys.argv[2], pictures=False)
-        print(json.dumps({"eval": out["eval"] is not None, "steps": out["history"][-1]["step"]}))
+        # one write per rank: print's text and its newline are two writes, which two ranks can interleave
+        sys.stdout.write(json.dumps({"eval": out["eval"] is not None, "steps": out["history"][-1]["step"]}) + "\\n")
+        sys.stdout.flush()
     """))
     run = root / "api2"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),

@@ -20,13 +20,10 @@ import pytest
 import torch
 
 from conftest import digit_like, train_small_run
+from test_hostile_corpus import _assert_one_line as _one_line
 from vaekit.cli import main
 
 
-def _one_line(code: int, err: str, fragment: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("vaekit: error:"), err
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

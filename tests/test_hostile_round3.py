@@ -22,16 +22,12 @@ import torch
 
 from conftest import digit_like, train_small_run
 from test_contract import MODELS as CONTRACT_MODELS
+from test_hostile_corpus import _assert_one_line as _one_line
 from vaekit.cli import main
 
 KINDS = {k: v for k, v in CONTRACT_MODELS.items() if not k.startswith("custom")}  # custom nets cannot be loaded by the CLI
 
 
-def _one_line(code: int, err: str, fragment: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("vaekit: error: "), err
-    assert "Traceback" not in err and fragment in lines[0], lines[0]
 
 
 # --- damaged model directories of every kind ----------------------------------------------

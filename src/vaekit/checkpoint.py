@@ -184,7 +184,7 @@ def check_out_folder(out: str | Path, flag: str = "--out") -> Path:
     if out.exists() and not out.is_dir():
         raise VaekitError(f"{flag} '{out}' exists and is not a folder")
     for parent in out.parents:  # mkdir(parents=True) would fail on a file or a dangling link above
-        if parent.is_symlink() and not parent.exists() or parent.exists() and not parent.is_dir():
+        if (parent.is_symlink() and not parent.exists()) or (parent.exists() and not parent.is_dir()):
             raise VaekitError(f"{flag} '{out}': '{parent}' is not a folder")
         if parent.is_dir():
             break

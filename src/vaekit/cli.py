@@ -312,12 +312,13 @@ def _evaluate_generation(args) -> int:
     from .samplers import parse_sampler
 
     parse_sampler(args.sampler)
-    check_features_fit(args.features, model.shape)  # before a sampler is fitted and saved for nothing
+    network = check_features_fit(args.features, model.shape)  # before a sampler is fitted and saved for nothing
     sampler = _sampler(args, model, cfg, device)
     data = _run_data(args, cfg, device, model)
     reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n:]
     res = evaluate_generation(model, data.x_test, reference, n=args.n, seed=args.seed, features=args.features,
-                              y=data.y_test if model.conditional else None, sampler=sampler)
+                              y=data.y_test if model.conditional else None, sampler=sampler,
+                              network=network)
     res["sampler"] = args.sampler
     if args.json:
         print(json.dumps(res, indent=2))

@@ -229,12 +229,13 @@ def load_inception(device: str | torch.device = "cpu") -> tuple[InceptionFeature
     return InceptionFeatures(net).to(device).eval(), file_sha256(path)
 
 
-def check_features_fit(spec: str | Path | None, shape: tuple[int, ...]) -> None:
-    """Refuse, in the feature network's own words, a network `spec` that cannot take data of `shape`
-    (one blank example is passed through it)."""
-    net, _, _ = load_features(spec)
+def check_features_fit(spec: str | Path | None, shape: tuple[int, ...]) -> tuple[nn.Module, str, str]:
+    """`load_features(spec)`, refused in the feature network's own words if it cannot take data of
+    `shape` (one blank example is passed through it)."""
+    loaded = load_features(spec)
     with torch.no_grad():
-        net.features(torch.zeros(1, *shape))
+        loaded[0].features(torch.zeros(1, *shape))
+    return loaded
 
 
 def load_features(spec: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, str, str]:

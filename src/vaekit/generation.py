@@ -129,6 +129,7 @@ def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 1000)
 
 def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor, n: int = 10000, seed: int = 0,
                         features: str | None = None, y: torch.Tensor | None = None, sampler: Any = None,
+                        network: tuple[nn.Module, str, str] | None = None,
                         **kw: Any) -> dict[str, Any]:
     """Sample quality of `model`'s samples (from its prior, or from `sampler`, a fitted code density of
     `vaekit.samplers`) against `n` real test images (N, *shape),
@@ -137,14 +138,15 @@ def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor,
     {"model": metrics, "floor": metrics, "network": the SHA-256 of the feature network's weights,
     "network_name": what it is, "n": n}. `features` names the feature network
     (`vaekit.features.load_features`: default the shipped MNIST network, checked against its pin;
-    "inception"; or a directory from `vaekit features train`)."""
+    "inception"; or a directory from `vaekit features train`); `network` is one already loaded
+    (`load_features`' answer), used instead."""
     from .features import load_features
     from .samplers import draw_images
 
     n = min(n, len(real), len(reference))
     if n <= 6:
         raise VaekitError(f"generation metrics need at least 7 real images on each side; have {len(real)} and {len(reference)}")
-    net, name, digest = load_features(features)
+    net, name, digest = network or load_features(features)
     network = f"{name} sha256:{digest[:12]}"
     r = image_features(net, real[:n])  # first: a network that does not fit the data says so before any sampling
     g = torch.Generator(device=real.device).manual_seed(seed)

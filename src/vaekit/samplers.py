@@ -174,7 +174,7 @@ class DamagedSampler(VaekitError):
 def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
     """The sampler saved in `directory` if it is `spec` fitted to these very weights, else None;
     `DamagedSampler` if the directory cannot be read or holds no usable density."""
-    from .checkpoint import Damaged, _load_tensors, _read_json, load
+    from .checkpoint import _load_tensors, _read_json, load
 
     if not (directory / "config.json").is_file():
         return None
@@ -198,7 +198,7 @@ def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
         t = _load_tensors(directory / "sampler.safetensors")
     except DamagedSampler:
         raise
-    except (Damaged, VaekitError) as e:
+    except VaekitError as e:  # an unreadable or damaged file (checkpoint.Damaged among them)
         raise DamagedSampler(str(e)) from None
     return _mixture(t, model.latent_dim, directory).to(device)
 

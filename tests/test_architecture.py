@@ -22,7 +22,9 @@ def _imports(module: str, path: Path) -> set[str]:
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            found |= {base} | {f"{base}.{a.name}" for a in node.names}
+            subs = {f"{base}.{a.name}" for a in node.names} & MODULES.keys()
+            # `from package import module` depends on the module, not on the package's __init__
+            found |= subs if len(subs) == len(node.names) else {base} | subs
     return {m for m in found if m in MODULES and m != module}
 
 
@@ -45,8 +47,8 @@ def test_no_import_cycle():
     cycles = [c for m in graph if (c := cycle_from(m))]
     assert cycles == []
     # the detector works: distributed importing training (the old cycle) would be found
-    graph["vaekit.distributed"] = graph["vaekit.distributed"] | {"vaekit.training"}
-    assert cycle_from("vaekit.distributed") is not None
+    graph["vaekit.training.distributed"] = graph["vaekit.training.distributed"] | {"vaekit.training.loop"}
+    assert cycle_from("vaekit.training.distributed") is not None
 
 
 def test_functions_are_short():

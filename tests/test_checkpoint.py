@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaekit.checkpoint import atomic_dir, load, save_pretrained
+from vaekit.training.checkpoints import atomic_dir, load, save_pretrained
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
 from vaekit.models import PCA, VAE, build_model

@@ -133,7 +133,7 @@ def test_debug_shows_traceback(tmp_path):
 def test_module_entry_point_and_lazy_imports():
     r = subprocess.run([sys.executable, "-m", "vaekit", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("vaekit ")
-    code = "import sys, vaekit; vaekit.PCA; print(sorted(m for m in ('matplotlib', 'PIL', 'safetensors', 'vaekit.viz', 'vaekit.training') if m in sys.modules))"
+    code = "import sys, vaekit; vaekit.PCA; print(sorted(m for m in ('matplotlib', 'PIL', 'safetensors', 'vaekit.explorer.pictures', 'vaekit.training.loop') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
 

@@ -9,7 +9,7 @@ from torch.distributions import Distribution
 
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
-from vaekit.likelihoods import PointMass
+from vaekit.models.likelihoods import PointMass
 from vaekit.models import VAE, Autoencoder, CannotSample, LatentModel, PCA, build_model, from_description
 from vaekit.registry import MODELS as REGISTERED, POSTERIORS, PRIORS
 
@@ -147,11 +147,11 @@ def test_a_new_model_is_one_registration(tmp_path):
     """A model registered from outside trains, evaluates, saves and loads through the unchanged
     loop, evaluation and checkpoint code (the architecture's promise for new models)."""
     import vaekit
-    from vaekit.data import Data
-    from vaekit.evaluation import evaluate
+    from vaekit.data.prepared import Data
+    from vaekit.metrics.evaluation import evaluate
     from vaekit.config import TrainConfig, build_section
-    from vaekit.nets import build_mlp
-    from vaekit.training import fit
+    from vaekit.models.nets import build_mlp
+    from vaekit.training.loop import fit
 
     class HalfVAE(VAE):
         """A VAE whose decoder sees the code scaled by 1/2 (enough to tell it apart)."""
@@ -185,7 +185,7 @@ def test_a_new_model_is_one_registration(tmp_path):
 def test_the_contract_holds_in_float64(name):
     """A model made float64 computes in float64 from end to end: its codes, its decodings, its
     samples and the evaluation (log p(x) by importance sampling) keep the input's dtype."""
-    from vaekit.evaluation import evaluate
+    from vaekit.metrics.evaluation import evaluate
 
     shape, make = MODELS[name]
     m = make()

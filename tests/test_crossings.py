@@ -57,7 +57,7 @@ def cvae_run(digits):
 def test_pca_samples_from_a_fitted_sampler(pca_run, tmp_path, capsys, sampler):
     """A Gaussian fitted to PCA's codes is exactly PPCA's generative story: it must sample."""
     import vaekit
-    from vaekit.samplers import draw_images, sampler_for
+    from vaekit.models.samplers import draw_images, sampler_for
 
     assert main(["sample", str(pca_run), "--sampler", sampler, "--n", "6", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").is_file()
@@ -70,9 +70,9 @@ def test_pca_samples_from_a_fitted_sampler(pca_run, tmp_path, capsys, sampler):
 
 def test_the_gaussian_sampler_of_pca_has_the_codes_moments(pca_run):
     """PCA codes are uncorrelated with variances l_1..l_q: the fitted Gaussian must say so."""
-    from vaekit.api import load_run
-    from vaekit.data import prepare
-    from vaekit.samplers import fit_sampler
+    from vaekit.runs import load_run
+    from vaekit.data.prepared import prepare
+    from vaekit.models.samplers import fit_sampler
 
     pca, cfg = load_run(pca_run)
     x = prepare(cfg.data).x_train
@@ -109,7 +109,7 @@ def test_unknown_labels_are_refused_wherever_data_is_named(cvae_run, digits, tmp
 def test_the_explorer_api_refuses_labels_beyond_the_model(cvae_run, tmp_path):
     import vaekit
     from vaekit.errors import VaekitError
-    from vaekit.explorer import explore
+    from vaekit.explorer.page import explore
 
     model = vaekit.load(cvae_run / "model")
     x = torch.rand(10, 1, 8, 8)
@@ -165,7 +165,7 @@ def test_images_of_any_channel_count_are_drawn(tmp_path, capsys, shape):
 
 
 def test_a_grey_mean_is_what_is_drawn():
-    from vaekit.viz import _to_uint8
+    from vaekit.explorer.pictures import _to_uint8
 
     x = torch.zeros(1, 5, 2, 2)
     x[0, 0] = 1.0  # one channel of five at full: mean 0.2
@@ -205,7 +205,7 @@ def test_an_idx_larger_than_memory_is_one_line(big_idx, tmp_path, argv):
 def test_idx_reads_follow_the_file_not_its_header():
     import io
 
-    from vaekit.downloads import _read_at_most
+    from vaekit.data.downloads import _read_at_most
 
     assert _read_at_most(io.BytesIO(b"abc"), 10**12) == b"abc"  # a read(10**12) would allocate a terabyte first
     assert _read_at_most(io.BytesIO(bytes(100)), 40, chunk=16) == bytes(40)
@@ -252,7 +252,7 @@ def test_the_deepest_allowed_model_still_builds():
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from vaekit.checkpoint import atomic_dir, atomic_file
+    from vaekit.training.checkpoints import atomic_dir, atomic_file
     target, kind = Path(sys.argv[1]), sys.argv[2]
     with (atomic_file(target) if kind == "file" else atomic_dir(target)) as tmp:
         (tmp / "half" if kind == "dir" else tmp).write_bytes(b"half") if kind == "dir" else tmp.write_bytes(b"half")
@@ -285,7 +285,7 @@ def test_features_train_removes_what_a_killed_one_left(digits, tmp_path, capsys)
 
 def test_a_live_writers_temporary_is_left_alone(tmp_path):
     """Only a dead process's files go: a concurrent writer (here, this process) keeps its own."""
-    from vaekit.checkpoint import atomic_file
+    from vaekit.training.checkpoints import atomic_file
 
     with atomic_file(tmp_path / "a.png") as mine:
         mine.write_bytes(b"x")
@@ -299,7 +299,7 @@ def test_a_live_writers_temporary_is_left_alone(tmp_path):
 
 def test_a_full_disk_late_in_training_is_one_line_on_stderr(digits, tmp_path, capsys, monkeypatch):
     """The epoch's summary is a result (stdout); stderr holds only the error."""
-    import vaekit.trainer as trainer
+    import vaekit.training.state as trainer
 
     calls = {"n": 0}
     real = trainer.Trainer.checkpoint
@@ -322,7 +322,7 @@ def test_a_full_disk_late_in_training_is_one_line_on_stderr(digits, tmp_path, ca
 def test_failed_mirrors_are_named_in_the_one_line(tmp_path, capsys, monkeypatch):
     import urllib.error
 
-    import vaekit.datasets as datasets
+    import vaekit.data.named as datasets
 
     def unreachable(url, dest, progress):
         raise urllib.error.URLError("Name or service not known")

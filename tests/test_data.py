@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data import batches, describe, prepare
+from vaekit.data.prepared import batches, describe, prepare
 from vaekit.errors import VaekitError
 
 

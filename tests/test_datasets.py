@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from test_mnist import idx_bytes
-from vaekit import datasets
+from vaekit.data import named as datasets
 from vaekit.cli import main
 from vaekit.errors import VaekitError
 

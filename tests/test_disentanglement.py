@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.disentanglement import (Samples, all_metrics, dci_scores, evaluate_disentanglement, histogram_discretize,
+from vaekit.metrics.disentanglement import (Samples, all_metrics, dci_scores, evaluate_disentanglement, histogram_discretize,
                                     mig, mutual_information)
-from vaekit.shapes import ShapesGrid
+from vaekit.data.shapes import ShapesGrid
 
 SIZES = (3, 4, 6, 5, 5)
 TRUTH = ShapesGrid(SIZES, (8, 8))  # its numbering and draws; the representations below read the codes, not images
@@ -124,7 +124,7 @@ def test_single_valued_factors_are_left_out():
 def test_a_model_is_scored_through_its_point_codes():
     """A 'model' whose encoder reads the factors back from the rendered shapes (the centroid and the
     area) disentangles position and scale, and the metrics see it through `embed`."""
-    from vaekit.shapes import ShapesGrid
+    from vaekit.data.shapes import ShapesGrid
 
     grid = ShapesGrid((1, 4, 1, 6, 6), (32, 32))
 

@@ -10,15 +10,15 @@ import torch
 
 from test_train import _train_epochs, _vae
 from vaekit.config import ModelConfig, RunConfig, TrainConfig, build_section
-from vaekit.disentangling import (btcvae_terms, capacity_at, capacity_terms, infovae_terms, log_importance_weights,
+from vaekit.objectives.aggregate_posterior import (btcvae_terms, capacity_at, capacity_terms, infovae_terms, log_importance_weights,
                                   mmd2, pairwise_log_q, tc_decomposition)
 from vaekit.errors import VaekitError
-from vaekit.likelihoods import diagonal_normal
+from vaekit.models.likelihoods import diagonal_normal
 from vaekit.models import build_model
 from vaekit.models.autoencoder import ModelOutput
 from vaekit.models.factorvae import shuffle_dimensions
-from vaekit.objectives import Progress, elbo_terms
-from vaekit.training import fit
+from vaekit.objectives.elbo import Progress, elbo_terms
+from vaekit.training.loop import fit
 
 
 def _gaussian_aggregate(n=2000, d=3, rho=0.8, s=0.3, seed=0):
@@ -193,7 +193,7 @@ OBJECTIVES = {"btcvae": dict(objective="btcvae", tc_beta=4.0), "infovae": dict(o
 @pytest.fixture
 def data(images_npz):
     from vaekit.config import DataConfig
-    from vaekit.data import prepare
+    from vaekit.data.prepared import prepare
 
     return prepare(DataConfig(name=str(images_npz), val_size=40, binarize="dynamic"))
 

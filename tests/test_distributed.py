@@ -12,7 +12,7 @@ import torch
 from safetensors.numpy import load_file
 
 from conftest import digit_like
-from vaekit.distributed import BatchSampler, Context, shard
+from vaekit.training.distributed import BatchSampler, Context, shard
 
 CONFIG = """
 [data]
@@ -233,8 +233,8 @@ def test_cuda_paths_choose_nccl_and_the_local_gpu(monkeypatch):
     trains on cuda:1, and DDP is told that device."""
     import torch.distributed as dist
 
-    import vaekit.devices as T
-    import vaekit.distributed as D
+    import vaekit.training.devices as T
+    import vaekit.training.distributed as D
 
     calls = {}
     monkeypatch.setenv("WORLD_SIZE", "4")
@@ -261,7 +261,7 @@ def test_cuda_paths_choose_nccl_and_the_local_gpu(monkeypatch):
 def test_cpu_paths_choose_gloo(monkeypatch):
     import torch.distributed as dist
 
-    import vaekit.distributed as D
+    import vaekit.training.distributed as D
 
     calls = {}
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -280,7 +280,7 @@ def test_collectives_carry_cpu_tensors_through_the_backends_device(monkeypatch, 
     are recorded instead of made."""
     import torch.distributed as dist
 
-    import vaekit.distributed as D
+    import vaekit.training.distributed as D
 
     moves, seen = [], []
     monkeypatch.setattr(dist, "get_backend", lambda *a: backend)
@@ -313,7 +313,7 @@ def test_collectives_carry_cpu_tensors_through_the_backends_device(monkeypatch, 
 
 
 def test_rank_logic_lives_in_one_module():
-    """Only vaekit.distributed talks to torch.distributed or reads torchrun's variables."""
+    """Only vaekit.training.distributed talks to torch.distributed or reads torchrun's variables."""
     import ast
     from pathlib import Path
 

@@ -18,7 +18,7 @@ from conftest import digit_like, train_small_run
 from vaekit.cli import main
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
-from vaekit.explorer import Blob, explore, panel_spec
+from vaekit.explorer.page import Blob, explore, panel_spec
 from vaekit.models.autoencoder import Autoencoder, build_vae
 from vaekit.models.pca import PCA
 
@@ -150,7 +150,7 @@ def test_building_a_page_leaves_the_model_as_it_was():
 
 
 def test_a_failed_write_leaves_no_folder(tmp_path, monkeypatch):
-    import vaekit.explorer as E
+    import vaekit.explorer.page as E
 
     def broken(*a, **k):
         raise OSError("disk full")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vaekit.config import ModelConfig
-from vaekit.explorer import explore
+from vaekit.explorer.page import explore
 from vaekit.models.autoencoder import build_ae, build_linear_ae, build_vae
 from vaekit.models.pca import PCA
 
@@ -202,7 +202,7 @@ def test_interpolation_between_two_picked_images(browser, tmp_path):
     p.page.locator('#panel-0 .thumb[data-i="3"]').click()
     with torch.no_grad():
         za, zb = model.embed(x[[g["indices"][0], g["indices"][3]]]).double()
-    from vaekit.viz import interpolate_codes
+    from vaekit.explorer.pictures import interpolate_codes
 
     for mode in ("linear", "slerp"):
         p.page.locator("#panel-0 select.mode").select_option(mode)
@@ -267,7 +267,7 @@ def test_every_kind_of_model_runs_in_the_page_as_in_pytorch(browser, tmp_path, k
 
 
 def test_the_sample_button_draws_from_the_fitted_sampler(browser, tmp_path):
-    from vaekit.samplers import fit_sampler
+    from vaekit.models.samplers import fit_sampler
 
     model = _model("mlp", 3, name="ae", likelihood="gaussian")
     x, y = _digits(300)
@@ -287,7 +287,7 @@ def test_the_sample_button_draws_from_the_fitted_sampler(browser, tmp_path):
 
 
 def test_the_two_stage_samplers_second_decoder_runs_in_the_page(browser, tmp_path):
-    from vaekit.samplers import TwoStage
+    from vaekit.models.samplers import TwoStage
 
     model = _model("mlp", 3, name="ae", likelihood="gaussian")
     torch.manual_seed(1)
@@ -322,7 +322,7 @@ def test_the_sample_button_draws_from_a_learned_mixture_prior(browser, tmp_path)
 
 
 def test_the_tours_page_links_the_ae_and_the_vae(browser, tmp_path):
-    from vaekit.tutorial import moon_explorer
+    from vaekit.tutorial.experiment import moon_explorer
 
     ae, vae = _model("mlp", 2, name="ae", likelihood="gaussian"), _model("mlp", 2)
     x, y = _digits()

@@ -12,7 +12,7 @@ from conftest import digit_like, train_small_run
 from vaekit.cli import main
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
-from vaekit.export import export_onnx, run_onnx
+from vaekit.explorer.onnx_export import export_onnx, run_onnx
 from vaekit.models import PCA, build_model
 
 CASES = {

@@ -12,10 +12,10 @@ import torch
 import vaekit
 from vaekit.cli import main
 from vaekit.config import DataConfig, ModelConfig, TrainConfig, from_dict
-from vaekit.data import prepare
+from vaekit.data.prepared import prepare
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.training import fit, kl_weight
+from vaekit.training.loop import fit, kl_weight
 
 
 def _run(images_npz, model: dict, train: dict | None = None, data: dict | None = None, **kw):
@@ -104,7 +104,7 @@ def test_vamp_prior_is_the_mean_of_the_pseudo_input_posteriors():
 def test_vamp_prior_gradients_reach_the_pseudo_inputs(images_npz):
     m = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8], prior="vamp", prior_components=3, likelihood="gaussian"), (5,))
     x = torch.randn(6, 5)
-    from vaekit.objectives import elbo_terms
+    from vaekit.objectives.elbo import elbo_terms
 
     elbo_terms(m(x), x)["loss"].mean().backward()
     assert m.prior_module.pseudo_inputs.grad.abs().sum() > 0
@@ -300,7 +300,7 @@ def test_time_budget_stops_training(images_npz):
 
 
 def test_fast_bernoulli_log_prob_equals_torch():
-    from vaekit.likelihoods import IndependentBernoulli
+    from vaekit.models.likelihoods import IndependentBernoulli
 
     logits = torch.randn(5, 4, 1, 3, 3, dtype=torch.float64) * 10
     x = torch.bernoulli(torch.full((4, 1, 3, 3), 0.4, dtype=torch.float64))
@@ -314,7 +314,7 @@ def test_fast_bernoulli_log_prob_equals_torch():
 def test_fast_gaussian_mixture_equals_torchs():
     from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-    from vaekit.priors import GaussianMixture
+    from vaekit.models.priors import GaussianMixture
 
     g = torch.Generator().manual_seed(0)
     logits, loc = torch.randn(7, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64)

@@ -13,7 +13,7 @@ import torch
 from conftest import digit_like, train_small_run
 
 from vaekit.errors import VaekitError
-from vaekit.features import (FEATURE_FORMAT, FeatureNet, InceptionFeatures, file_sha256, load_feature_network,
+from vaekit.metrics.features import (FEATURE_FORMAT, FeatureNet, InceptionFeatures, file_sha256, load_feature_network,
                              load_features, load_inception, save_feature_network, train_feature_network)
 
 
@@ -194,7 +194,7 @@ def test_features_train_refuses_bad_options_in_one_line(tmp_path, capsys, args, 
 
 
 def test_the_tour_refuses_a_feature_network_without_a_head(tmp_path, monkeypatch, capsys):
-    import vaekit.features as features
+    import vaekit.metrics.features as features
     from vaekit.cli import main
 
     monkeypatch.setattr(features, "load_inception", lambda device="cpu": (InceptionFeatures(torch.nn.Identity()), "0" * 64))

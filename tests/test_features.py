@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.features import FEATURES, MNIST_FEATURES_FILE, MNIST_FEATURES_SHA256, file_sha256, load_mnist_features
+from vaekit.metrics.features import FEATURES, MNIST_FEATURES_FILE, MNIST_FEATURES_SHA256, file_sha256, load_mnist_features
 
 
 def test_the_shipped_file_is_the_pinned_one_and_small():
@@ -39,7 +39,7 @@ def test_noise_is_not_read_as_a_digit():
 
 
 def test_a_changed_copy_is_told_apart(tmp_path, monkeypatch):
-    import vaekit.features as F
+    import vaekit.metrics.features as F
 
     copy = tmp_path / "f.safetensors"
     shutil.copy(MNIST_FEATURES_FILE, copy)

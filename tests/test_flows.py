@@ -10,9 +10,9 @@ from conftest import low_rank
 from test_importance_sampling import ppca_vae
 from vaekit.config import ModelConfig, RunConfig, build_section
 from vaekit.errors import VaekitError
-from vaekit.evaluation import evaluate, importance_log_px
+from vaekit.metrics.evaluation import evaluate, importance_log_px
 from vaekit.models import build_model
-from vaekit.objectives import elbo_terms, iwae_terms
+from vaekit.objectives.elbo import elbo_terms, iwae_terms
 
 FLOWS = ["iaf", "nsf"]
 

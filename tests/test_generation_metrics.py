@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.features import MNIST_FEATURES_SHA256 as MNIST_SHA
-from vaekit.generation import frechet_distance, generation_metrics, kernel_distance, nearest_neighbour_scores
+from vaekit.metrics.features import MNIST_FEATURES_SHA256 as MNIST_SHA
+from vaekit.metrics.generation import frechet_distance, generation_metrics, kernel_distance, nearest_neighbour_scores
 
 
 def _with_moments(n, mean, cov, seed):
@@ -110,7 +110,7 @@ def test_evaluate_generation_reports_samples_beside_the_floor(tmp_path, capsys):
 
 
 def test_generation_needs_images_the_feature_network_measures(tmp_path):
-    from vaekit.generation import evaluate_generation
+    from vaekit.metrics.generation import evaluate_generation
 
     with pytest.raises(VaekitError, match=r"takes \(N, 1, 28, 28\) images"):
         evaluate_generation(None, torch.rand(20, 1, 8, 8), torch.rand(20, 1, 8, 8))

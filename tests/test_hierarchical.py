@@ -10,9 +10,9 @@ from torch.distributions import MultivariateNormal
 from conftest import low_rank
 from vaekit.config import DataConfig, ModelConfig, TrainConfig, build_section
 from vaekit.errors import VaekitError
-from vaekit.evaluation import evaluate, importance_log_px
+from vaekit.metrics.evaluation import evaluate, importance_log_px
 from vaekit.models import build_model
-from vaekit.objectives import elbo_terms, iwae_terms
+from vaekit.objectives.elbo import elbo_terms, iwae_terms
 
 F, DIMS, SIGMA = 5, [2, 2], 0.7
 
@@ -132,8 +132,8 @@ def test_evaluate_reports_each_layer(inferred):
 def test_the_hierarchy_learns_to_use_its_layers():
     """Trained on data with two latent factors and a Gaussian likelihood, the KL is no longer zero
     and the importance-sampled log p(x) beats the model's start by many nats."""
-    from vaekit.data import prepare
-    from vaekit.training import fit
+    from vaekit.data.prepared import prepare
+    from vaekit.training.loop import fit
 
     x = low_rank(n=1000, f=6, rank=2, noise=0.1)
     data = prepare(DataConfig(name="low-rank", val_size=0, scaling="none"), raw=(x.numpy(), None, x.numpy(), None))

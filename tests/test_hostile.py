@@ -218,7 +218,7 @@ def test_unreadable_data_file(tmp_path, images_npz, capsys, monkeypatch):
 
 def test_full_disk_before_the_first_checkpoint(tmp_path, images_npz, capsys, monkeypatch):
     """ENOSPC from the filesystem while the run starts: one line, and the run directory is gone."""
-    import vaekit.checkpoint as C
+    import vaekit.training.checkpoints as C
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run" / "config.json"))
@@ -230,7 +230,7 @@ def test_full_disk_before_the_first_checkpoint(tmp_path, images_npz, capsys, mon
 
 
 def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, images_npz, capsys, monkeypatch):
-    import vaekit.checkpoint as C
+    import vaekit.training.checkpoints as C
 
     real, calls = C._save_tensors, {"n": 0}
 
@@ -254,7 +254,7 @@ def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, images_npz, capsy
 def _model_dir(tmp_path):
     import torch
 
-    from vaekit.checkpoint import save_pretrained
+    from vaekit.training.checkpoints import save_pretrained
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
 

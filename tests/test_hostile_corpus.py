@@ -261,7 +261,7 @@ def test_non_finite_weights_are_refused(trained, tmp_path, capsys):
     import torch
     from safetensors.torch import load_file
 
-    from vaekit.checkpoint import _save_tensors
+    from vaekit.training.checkpoints import _save_tensors
 
     run = tmp_path / "run"
     shutil.copytree(trained / "run", run)
@@ -307,7 +307,7 @@ def test_a_refusal_is_one_line_even_when_a_library_warned_first(tmp_path):
     np.save(tmp_path / "big.npy", np.full((50, 4), 1e300))
     driver = textwrap.dedent(f"""
         import sys, warnings
-        import vaekit.data as D
+        import vaekit.data.prepared as D
         real = D.read_raw
         def noisy(cfg):
             warnings.warn("a library's warning about this file", UserWarning)
@@ -517,7 +517,7 @@ def _weights_mutations():
 
     def tensors(edit):
         def write(path, w):
-            from vaekit.checkpoint import _save_tensors
+            from vaekit.training.checkpoints import _save_tensors
 
             _save_tensors(edit(dict(w)), path)
         return write
@@ -589,7 +589,7 @@ def _copied_run(trained, tmp_path):
     """A copy of the trained fixture's run and its one checkpoint directory."""
     import shutil
 
-    from vaekit.checkpoint import checkpoint_dirs
+    from vaekit.training.checkpoints import checkpoint_dirs
 
     run = tmp_path / "run"
     shutil.copytree(trained / "run", run)

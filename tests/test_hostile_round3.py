@@ -84,7 +84,7 @@ MODEL_DAMAGE = {
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    from vaekit.checkpoint import save_pretrained
+    from vaekit.training.checkpoints import save_pretrained
 
     root = tmp_path_factory.mktemp("kinds")
     for kind, (_, make) in KINDS.items():
@@ -370,7 +370,7 @@ def test_strings_from_a_run_cannot_change_the_explorer_page(tmp_path):
     block of its own, its CSP, and, in a real browser, runs no planted script and makes no request."""
     import re
 
-    from vaekit.explorer import explore
+    from vaekit.explorer.page import explore
     from vaekit.models import build_model
     from vaekit.config import ModelConfig
 

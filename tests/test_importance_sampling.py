@@ -6,9 +6,9 @@ import torch
 
 from conftest import low_rank
 from vaekit.config import ModelConfig
-from vaekit.evaluation import evaluate, importance_log_px
+from vaekit.metrics.evaluation import evaluate, importance_log_px
 from vaekit.models import PCA, build_model
-from vaekit.objectives import elbo_terms
+from vaekit.objectives.elbo import elbo_terms
 
 
 def ppca_vae(x: torch.Tensor, q: int, perturb: float = 0.0):
@@ -116,8 +116,8 @@ def test_linear_gaussian_vae_trained_reaches_the_ppca_maximum_likelihood():
     with a linear decoder and a learned shared sigma, trained with the ELBO, must reach it: its exact
     log-likelihood log N(x; b, W W^T + sigma^2 I) matches the PPCA optimum within 0.1 nats."""
     from vaekit.config import DataConfig, TrainConfig
-    from vaekit.data import prepare
-    from vaekit.training import fit
+    from vaekit.data.prepared import prepare
+    from vaekit.training.loop import fit
 
     x = low_rank(n=1000, f=6, rank=2, noise=0.3)
     data = prepare(DataConfig(name="low-rank", val_size=0, scaling="none"), raw=(x.numpy(), None, x.numpy(), None))
@@ -136,7 +136,7 @@ def test_linear_gaussian_vae_trained_reaches_the_ppca_maximum_likelihood():
 
 
 def test_iwae_objective_rises_with_k_towards_the_exact_likelihood():
-    from vaekit.objectives import iwae_terms
+    from vaekit.objectives.elbo import iwae_terms
 
     x = low_rank(n=300, f=8, rank=2, noise=0.3).double()
     vae, pca = ppca_vae(x, 2, perturb=0.2)
@@ -156,7 +156,7 @@ def test_iwae_objective_rises_with_k_towards_the_exact_likelihood():
 def test_mutual_information_matches_the_gaussian_formula():
     """For the exact PPCA posterior (constant diagonal covariance S, means A(x - mu)), the aggregate
     posterior is Gaussian with covariance Cov(means) + S, so I(x; z) = 1/2 sum_d log((var_d + s_d) / s_d)."""
-    from vaekit.evaluation import mutual_information
+    from vaekit.metrics.evaluation import mutual_information
 
     x = low_rank(n=3000, f=8, rank=2, noise=0.3).double()
     vae, _ = ppca_vae(x, 2)

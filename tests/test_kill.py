@@ -23,8 +23,8 @@ DRIVER = textwrap.dedent("""
     import os, signal, sys
     import torch
     torch.set_num_threads(1)
-    import vaekit.checkpoint as C
-    import vaekit.training as T
+    import vaekit.training.checkpoints as C
+    import vaekit.training.loop as T
     from vaekit.cli import main
 
     mode, argv = sys.argv[1], sys.argv[2:]
@@ -83,7 +83,7 @@ DRIVER = textwrap.dedent("""
             return real(path, *a, **k)
         C.shutil.rmtree = rmtree
     elif mode == "last_evaluation":  # inside the test-set evaluation after the last epoch
-        import vaekit.evaluation as E
+        import vaekit.metrics.evaluation as E
         E.evaluate = counting(E.evaluate, 1)
     elif mode == "model_swap":  # between the two renames that replace model/ with a better one
         real = os.replace
@@ -173,7 +173,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, mode):
 def test_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(setup):
     import torch
 
-    from vaekit.checkpoint import checkpoint_dirs, load_checkpoint
+    from vaekit.training.checkpoints import checkpoint_dirs, load_checkpoint
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
 
@@ -193,7 +193,7 @@ def test_signal_stops_cleanly_with_a_resume_hint(setup, sig, code):
     root, cfg, straight = setup
     run = root / f"sig{code}"
     slow = textwrap.dedent("""
-        import time, vaekit.training as T
+        import time, vaekit.training.loop as T
         inner = T.OBJECTIVES["elbo"]
         def objective(*a, **k):
             time.sleep(0.05)

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from vaekit import mnist
+from vaekit.data import mnist
 from vaekit.errors import VaekitError
 
 

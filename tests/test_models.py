@@ -4,10 +4,10 @@ from torch import nn
 
 from conftest import low_rank
 from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data import Data
+from vaekit.data.prepared import Data
 from vaekit.models import VAE, Autoencoder, PCA, build_model
-from vaekit.training import fit
-from vaekit.tutorial import principal_angles_deg
+from vaekit.training.loop import fit
+from vaekit.tutorial.experiment import principal_angles_deg
 
 def test_vae_reparameterised_sample_has_gradients():
     m = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (4,))
@@ -59,7 +59,7 @@ def test_unknown_arch_for_vectors():
 
 
 def test_variance_captured_is_one_for_pcas_own_subspace_and_less_otherwise():
-    from vaekit.tutorial import variance_captured
+    from vaekit.tutorial.experiment import variance_captured
 
     x = low_rank(n=500, f=10, rank=4, noise=0.1)
     pca = PCA(2).fit(x)

@@ -36,7 +36,7 @@ def marker(tmp_path):
 
 
 def _model_dir(tmp_path):
-    from vaekit.checkpoint import save_pretrained
+    from vaekit.training.checkpoints import save_pretrained
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
 
@@ -95,7 +95,7 @@ def test_object_arrays_in_data_files(tmp_path, marker, capsys, kind):
 
 
 def test_mnist_unpickler_admits_arrays_only(marker):
-    from vaekit.downloads import load_arrays_pickle
+    from vaekit.data.downloads import load_arrays_pickle
 
     with pytest.raises(pickle.UnpicklingError, match="only numpy arrays are allowed"):
         load_arrays_pickle(pickle.dumps([np.zeros(3), Payload(marker)]))
@@ -106,7 +106,7 @@ def test_mnist_unpickler_admits_arrays_only(marker):
 
 def test_mnist_cache_with_pickled_content(tmp_path, marker, monkeypatch):
     """A cache file swapped for one holding object arrays is ignored and rebuilt, never unpickled."""
-    from vaekit import mnist
+    from vaekit.data import mnist
 
     cache = Path(mnist.cache_dir()) / mnist.CACHE_NAME
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def test_no_unsafe_loader_in_the_source():
     # The detector itself works:
     assert list(_unsafe_calls(ast.parse("torch.load(p)\ntorch.load(p, weights_only=True)\npickle.loads(b)\nnp.load(p, allow_pickle=True)")))\
         == ["torch.load without weights_only=True", "pickle.loads", "np.load(allow_pickle=True)"]
-    shared = (src / "downloads.py").read_text()
+    shared = (src / "data" / "downloads.py").read_text()
     assert "class ArraysOnlyUnpickler(pickle.Unpickler)" in shared and "def find_class" in shared
 
 

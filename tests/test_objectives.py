@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from vaekit.likelihoods import diagonal_normal, make_likelihood
-from vaekit.objectives import binary_cross_entropy, elbo_terms, kl_per_dimension, kl_standard_normal, squared_error
+from vaekit.models.likelihoods import diagonal_normal, make_likelihood
+from vaekit.objectives.elbo import binary_cross_entropy, elbo_terms, kl_per_dimension, kl_standard_normal, squared_error
 from vaekit.models.autoencoder import ModelOutput
 
 
@@ -74,8 +74,8 @@ def test_squared_error_per_example():
 def test_monte_carlo_kl_to_a_mixture_prior_agrees_with_closed_form():
     """A one-component mixture at N(0, I) is the standard prior: the Monte-Carlo KL must average to
     the closed form (and be unbiased for any q)."""
-    from vaekit.objectives import kl_monte_carlo
-    from vaekit.priors import MixturePrior
+    from vaekit.objectives.elbo import kl_monte_carlo
+    from vaekit.models.priors import MixturePrior
 
     prior_mod = MixturePrior(3, 1)
     with torch.no_grad():
@@ -90,7 +90,7 @@ def test_monte_carlo_kl_to_a_mixture_prior_agrees_with_closed_form():
 
 
 def test_free_bits_hold_small_kl_dimensions_at_the_floor_without_gradient():
-    from vaekit.objectives import free_bits_kl
+    from vaekit.objectives.elbo import free_bits_kl
 
     kl_d = torch.tensor([[0.1, 2.0], [0.3, 4.0]], requires_grad=True)  # batch means: 0.2 and 3.0
     term = free_bits_kl(kl_d, 0.5)
@@ -103,7 +103,7 @@ def test_free_bits_hold_small_kl_dimensions_at_the_floor_without_gradient():
 def test_elbo_with_k_samples_averages_and_iwae_with_one_sample_is_the_elbo():
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
-    from vaekit.objectives import iwae_terms
+    from vaekit.objectives.elbo import iwae_terms
 
     torch.manual_seed(0)
     vae = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8], likelihood="gaussian"), (5,))

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from vaekit.likelihoods import LIKELIHOODS, ContinuousBernoulli, DiscretizedLogistic, Observation, fit_problem
+from vaekit.models.likelihoods import LIKELIHOODS, ContinuousBernoulli, DiscretizedLogistic, Observation, fit_problem
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 255  # the support of the discretised logistics
 

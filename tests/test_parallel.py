@@ -1,4 +1,4 @@
-"""Training side by side (vaekit.parallel), which the tour uses: a model trained in a worker process
+"""Training side by side (vaekit.training.lanes), which the tour uses: a model trained in a worker process
 is bit for bit the model trained here with the same number of threads, each job's result comes back
 under its name, and a failing job stops the whole run with its error."""
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
-from vaekit.parallel import Job, train_one, train_side_by_side
+from vaekit.data.prepared import prepare
+from vaekit.training.lanes import Job, train_one, train_side_by_side
 
 
 @pytest.fixture(autouse=True)
@@ -73,8 +73,8 @@ def test_workers_need_no_main_guard(tmp_path, images_npz):
     script.write_text(f"""
 import dataclasses
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
-from vaekit.parallel import Job, train_side_by_side
+from vaekit.data.prepared import prepare
+from vaekit.training.lanes import Job, train_side_by_side
 print("script body ran")
 data = prepare(DataConfig(name={str(images_npz)!r}, val_size=0))
 t = TrainConfig(epochs=1, batch_size=64, progress=False, eval_k=0)

@@ -5,13 +5,13 @@ training whose checkpoints load into a plain model."""
 import pytest
 import torch
 
-from vaekit.checkpoint import checkpoint_dirs, load_checkpoint
+from vaekit.training.checkpoints import checkpoint_dirs, load_checkpoint
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
+from vaekit.data.prepared import prepare
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.objectives import elbo_terms
-from vaekit.training import fit
+from vaekit.objectives.elbo import elbo_terms
+from vaekit.training.loop import fit
 
 
 @pytest.fixture

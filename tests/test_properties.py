@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from vaekit.config import DataConfig, RunConfig, from_dict
 from vaekit.registry import MODELS
-from vaekit.data import _read_csv, _read_image_folder, _read_npz_or_npy, prepare
+from vaekit.data.prepared import _read_csv, _read_image_folder, _read_npz_or_npy, prepare
 from vaekit.errors import VaekitError
-from vaekit.downloads import read_idx
+from vaekit.data.downloads import read_idx
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -201,7 +201,7 @@ def test_config_parser_accepts_valid_values_or_names_the_key(raw):
 def test_model_directory_reader_refuses_what_does_not_hold_together(tmp_path_factory, edits):
     import torch
 
-    from vaekit.checkpoint import load, save_pretrained
+    from vaekit.training.checkpoints import load, save_pretrained
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
 

@@ -11,13 +11,13 @@ import signal
 import pytest
 import torch
 
-from vaekit import checkpoint as C
-from vaekit.checkpoint import checkpoint_dirs, load, load_checkpoint
+from vaekit.training import checkpoints as C
+from vaekit.training.checkpoints import checkpoint_dirs, load, load_checkpoint
 from vaekit.cli import main
 from vaekit.config import DataConfig, TrainConfig
-from vaekit.data import prepare
+from vaekit.data.prepared import prepare
 from vaekit.errors import TrainingInterrupted, VaekitError
-from vaekit.training import fit
+from vaekit.training.loop import fit
 
 
 from test_reliability import _same_weights, _vae  # the same small VAE and weight comparison
@@ -70,7 +70,7 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_the_start(im
 
 
 def _crash_at_step(monkeypatch, step):
-    import vaekit.training as T
+    import vaekit.training.loop as T
 
     calls, inner = {"n": 0}, T.OBJECTIVES["elbo"]
 
@@ -140,7 +140,7 @@ def test_a_signal_in_the_last_epoch_stops_the_run(data, tmp_path, monkeypatch, c
     cfg = TrainConfig(**CFG)
     straight = fit(_vae(), data, cfg)
     run = tmp_path / "r"
-    import vaekit.training as T
+    import vaekit.training.loop as T
 
     inner, calls = T.mean_terms, {"n": 0}
 
@@ -163,7 +163,7 @@ def test_a_signal_in_the_last_epoch_stops_the_run(data, tmp_path, monkeypatch, c
 
 
 def test_interrupt_and_resume_messages_use_one_numbering(data, tmp_path, monkeypatch, capsys):
-    import vaekit.training as T
+    import vaekit.training.loop as T
 
     run, inner, calls = tmp_path / "r", T.OBJECTIVES["elbo"], {"n": 0}
 

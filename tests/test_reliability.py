@@ -12,13 +12,13 @@ import textwrap
 import pytest
 import torch
 
-from vaekit.checkpoint import checkpoint_dirs, load, load_checkpoint, save_pretrained
+from vaekit.training.checkpoints import checkpoint_dirs, load, load_checkpoint, save_pretrained
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
+from vaekit.data.prepared import prepare
 from vaekit.errors import TrainingInterrupted, VaekitError
 from vaekit.models import build_model
-from vaekit.runlock import RunLock
-from vaekit.training import fit
+from vaekit.training.lock import RunLock
+from vaekit.training.loop import fit
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ class _Boom(Exception):
 
 def _crash_at_step(monkeypatch, step, exc=_Boom):
     """Make the objective raise at the `step`-th training forward pass (1-based)."""
-    import vaekit.training as T
+    import vaekit.training.loop as T
 
     calls = {"n": 0}
     original = T.OBJECTIVES["elbo"]
@@ -96,7 +96,7 @@ def test_retention_keeps_the_newest_and_the_best(data, tmp_path):
 
 def test_retention_protects_an_early_best(data, tmp_path, monkeypatch):
     """Validation loss that only gets worse after epoch 1: the epoch-1 checkpoint survives."""
-    import vaekit.training as T
+    import vaekit.training.loop as T
 
     vals = iter([1.0, 2.0, 3.0, 4.0])
     monkeypatch.setattr(T, "mean_terms", lambda *a, **k: {"loss": next(vals)})
@@ -110,7 +110,7 @@ def test_sigint_stops_after_the_step_and_resumes_exactly(data, tmp_path, monkeyp
     straight = fit(_vae(), data, cfg)
     run = tmp_path / "r"
     with monkeypatch.context() as m:
-        import vaekit.training as T
+        import vaekit.training.loop as T
 
         calls = {"n": 0}
         inner = T.OBJECTIVES["elbo"]
@@ -229,7 +229,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, images_npz, capsys
     run.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from vaekit.runlock import RunLock
+        from vaekit.training.lock import RunLock
         RunLock({str(run)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)
@@ -253,7 +253,7 @@ def test_lock_is_reentrant_and_released(tmp_path):
     a = RunLock(tmp_path).acquire()
     RunLock(tmp_path).acquire().release()  # the same process may nest
     a.release()
-    out = subprocess.run([sys.executable, "-c", f"from vaekit.runlock import RunLock; RunLock({str(tmp_path)!r}).acquire(); print('ok')"],
+    out = subprocess.run([sys.executable, "-c", f"from vaekit.training.lock import RunLock; RunLock({str(tmp_path)!r}).acquire(); print('ok')"],
                          capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import digit_like
-from vaekit import data as D
+from vaekit.data import prepared as D
 from vaekit.cli import main
 from vaekit.errors import VaekitError
 
@@ -162,7 +162,7 @@ def test_named_datasets_and_data_inside_the_run_need_no_record(run, images_npz, 
 
 def test_resume_reads_the_data_file_through_once_for_its_fingerprint(run, images_npz, monkeypatch):
     """The check on resume hashes the data; the record it checked is kept, not hashed again."""
-    import vaekit.api  # noqa: F401 - _record_config imports fingerprint from vaekit.data at call time
+    import vaekit.runs  # noqa: F401 - _record_config imports fingerprint from vaekit.data.prepared at call time
 
     record = (run / D.DATA_RECORD).read_text()
     calls = []

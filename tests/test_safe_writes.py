@@ -62,7 +62,7 @@ def test_resume_replaces_links_in_the_run_instead_of_writing_through_them(images
 def test_a_full_disk_leaves_no_partial_picture(tmp_path, monkeypatch):
     from PIL import Image
 
-    from vaekit import viz
+    from vaekit.explorer import pictures as viz
 
     def full(self, fp, *a, **k):
         with open(fp, "wb") as f:

@@ -12,7 +12,7 @@ import torch
 from conftest import digit_like
 from vaekit.cli import main
 from vaekit.errors import VaekitError
-from vaekit.samplers import FittedMixture, fit_sampler, load_sampler, parse_sampler, sampler_for, save_sampler
+from vaekit.models.samplers import FittedMixture, fit_sampler, load_sampler, parse_sampler, sampler_for, save_sampler
 
 
 class Codes(torch.nn.Module):
@@ -109,7 +109,7 @@ def test_an_autoencoder_generates_through_the_cli(tmp_path, capsys):
 
 
 def test_the_two_stage_sampler_learns_the_codes_and_is_saved_as_a_model_directory(tmp_path):
-    from vaekit.samplers import TwoStage, fit_two_stage
+    from vaekit.models.samplers import TwoStage, fit_two_stage
 
     g = torch.Generator().manual_seed(0)
     z = torch.randn(2000, 2, generator=g) * torch.tensor([3.0, 0.5]) + torch.tensor([5.0, -2.0])

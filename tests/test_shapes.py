@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from vaekit.config import build_section
-from vaekit.data import RenderedData, prepare
+from vaekit.data.prepared import RenderedData, prepare
 from vaekit.errors import VaekitError
-from vaekit.shapes import FULL_GRID, HALF_SIZE, POS_RANGE, RenderedImages, ShapesGrid, shapes_splits
+from vaekit.data.shapes import FULL_GRID, HALF_SIZE, POS_RANGE, RenderedImages, ShapesGrid, shapes_splits
 
 GRID = ShapesGrid()
 

@@ -8,9 +8,9 @@ from PIL import Image
 
 from vaekit.cli import main
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import StreamData, prepare
+from vaekit.data.prepared import StreamData, prepare
 from vaekit.models import build_model
-from vaekit.training import fit
+from vaekit.training.loop import fit
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_training_on_a_stream_equals_training_in_memory(folder, tmp_path):
     straight = fit(_model(), prepare(_cfg(folder, dequantize="uniform", stream=True, workers=0)), cfg3)
     import shutil
 
-    from vaekit.checkpoint import checkpoint_dirs
+    from vaekit.training.checkpoints import checkpoint_dirs
 
     last = checkpoint_dirs(tmp_path / "r")[-1]
     for p in checkpoint_dirs(tmp_path / "r")[:-1]:
@@ -116,7 +116,7 @@ def test_conv_and_resnet_vaes_train_on_64x64_rgb(tmp_path, arch):
 def test_the_streamed_training_set_is_the_whole_split_on_disk(folder):
     """x_train of a stream is every training image (read from disk when indexed), not the first
     few held in memory for checks: the VampPrior's pseudo-inputs are drawn from all of it."""
-    from vaekit.data import DiskImages
+    from vaekit.data.prepared import DiskImages
 
     mem = prepare(_cfg(folder))
     st = prepare(_cfg(folder, stream=True, workers=0))

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit import mnist, tutorial
+from vaekit.data import mnist
+from vaekit.tutorial import experiment as tutorial
 from vaekit.cli import main
-from vaekit.features import save_feature_network, train_feature_network
+from vaekit.metrics.features import save_feature_network, train_feature_network
 
 # Small nets and more passes: the generated set has 2,000 images, not 60,000.
 TINY = {"limit": None, "hidden": [128], "map_hidden": [64], "batch_size": 128, "linear_epochs": 30, "deep_epochs": 15,

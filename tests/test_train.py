@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
+from vaekit.data.prepared import prepare
 from vaekit.models import build_model
-from vaekit.training import fit, kl_weight, lr_factor
+from vaekit.training.loop import fit, kl_weight, lr_factor
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_resume_is_bit_identical(data, tmp_path, kind):
 
 def _train_epochs(data, cfg, run, stop_after, kind="vae"):
     """Train with `cfg` but stop after `stop_after` epochs, as a killed process would."""
-    import vaekit.training as T
+    import vaekit.training.loop as T
 
     class Stop(Exception):
         pass
@@ -152,7 +152,7 @@ def test_train_state_is_plain_data_and_reads_older_checkpoints():
     import json
     import math
 
-    from vaekit.trainer import TrainState
+    from vaekit.training.state import TrainState
 
     s = TrainState(epoch=3, batch=5, step=77, best=91.5, best_epoch=2, best_step=60, bad_epochs=1, seconds=12.5)
     d = json.loads(json.dumps(dataclasses.asdict(s)))

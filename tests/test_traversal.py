@@ -12,7 +12,7 @@ from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
 from vaekit.models import PCA, build_model
-from vaekit.traversal import dimension_stats, traversal
+from vaekit.explorer.traversal import dimension_stats, traversal
 
 
 def _x(n=300, size=8):
@@ -42,8 +42,8 @@ def test_pca_traversal_is_the_code_plus_multiples_of_each_component():
 
 def _vae(x):
     torch.manual_seed(0)
-    from vaekit.data import Data
-    from vaekit.training import fit
+    from vaekit.data.prepared import Data
+    from vaekit.training.loop import fit
 
     data = Data("t", "image", tuple(x.shape[1:]), x, x[:0], x[:50])
     model = build_model(ModelConfig(name="vae", latent_dim=6, hidden=[64], likelihood="bernoulli"), data.shape)

@@ -137,7 +137,7 @@ def test_every_command_is_a_verb():
 
 def _train(kind: str, world: Path, root: Path, capsys):
     """Train `kind` from the CLI on its data; (run directory, model, the run's config, data kind)."""
-    from vaekit.api import load_run
+    from vaekit.runs import load_run
 
     data, sets = KINDS[kind]
     source = world / ("vectors.npy" if data == "vectors" else "factors.npz")
@@ -154,7 +154,7 @@ def _train(kind: str, world: Path, root: Path, capsys):
 def _check_cells(kind: str, verbs: tuple[str, ...], world: Path, root: Path, capsys) -> None:
     """Run `verbs` on a freshly trained `kind`; fail with every cell that neither works nor refuses
     as the model's declarations say it must."""
-    from vaekit.data import prepare
+    from vaekit.data.prepared import prepare
 
     run, m, cfg, data = _train(kind, world, root, capsys)
     same = (0, 1)  # interpolate: two test examples, of one label for a conditional model

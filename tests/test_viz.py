@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaekit import viz
+from vaekit.explorer import pictures as viz
 
 
 def test_grid_layout():

@@ -10,10 +10,10 @@ import torch
 
 from vaekit.config import ModelConfig, build_section
 from vaekit.errors import VaekitError
-from vaekit.evaluation import evaluate
+from vaekit.metrics.evaluation import evaluate
 from vaekit.models import build_model
 from vaekit.models.vqvae import Codebook, CodePrior
-from vaekit.objectives import elbo_terms
+from vaekit.objectives.elbo import elbo_terms
 
 SMALL = dict(name="vqvae", channels=[8, 16], depth=1, codebook_size=16, codebook_dim=4, prior_width=16, prior_layers=1)
 

@@ -1,3 +1,3 @@
-from .cli import main
+from vaekit.cli import main
 
 raise SystemExit(main())

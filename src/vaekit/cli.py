@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import VaekitError
+from vaekit.errors import VaekitError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +36,7 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from vaekit import __version__
 
     parser = _Parser(prog="vaekit", description="Variational autoencoders and the models they grew out of.")
     parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
@@ -182,8 +182,8 @@ def _run_data(args, cfg, device, model=None):
     examples have the model's input shape (and labels where the model is conditional)."""
     import dataclasses
 
-    from .config import DataConfig
-    from .data import prepare
+    from vaekit.config import DataConfig
+    from vaekit.data.prepared import prepare
 
     dcfg = cfg.data if cfg is not None else DataConfig()
     if args.data:
@@ -193,25 +193,25 @@ def _run_data(args, cfg, device, model=None):
     else:
         from pathlib import Path
 
-        from .data import check_recorded
+        from vaekit.data.prepared import check_recorded
 
         check_recorded(Path(args.run), dcfg, "--data ")  # a run may point only at the data it was trained on
     data = prepare(dcfg, device=device)
     if model is not None:
-        from .api import check_data_fits
+        from vaekit.runs import check_data_fits
 
         check_data_fits(model, data, args.run)
     return data
 
 
 def _device(args) -> str:
-    from .devices import resolve_device
+    from vaekit.training.devices import resolve_device
 
     return str(resolve_device(args.device or "auto"))
 
 
 def cmd_train(args) -> int:
-    from .api import train
+    from vaekit.runs import train
 
     overrides = list(args.set)
     if args.device:
@@ -232,7 +232,7 @@ def cmd_train(args) -> int:
         if not args.out:
             raise VaekitError("train needs --out RUN (the run directory to create)")
         out = train(args.config, run_dir=args.out, overrides=overrides)
-    from .evaluation import summary_line
+    from vaekit.metrics.evaluation import summary_line
 
     if out["eval"] is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
@@ -242,9 +242,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from . import distributed
-    from .api import load_run
-    from .evaluation import evaluate
+    from vaekit.training import distributed
+    from vaekit.runs import load_run
+    from vaekit.metrics.evaluation import evaluate
 
     _positive("k", args.k, 5000)
     if args.generation and args.disentanglement:
@@ -300,16 +300,16 @@ def _check_finite(x, what: str) -> None:
 
 def _evaluate_generation(args) -> int:
     """`vaekit evaluate RUN --generation`: the model's samples and the floor, one table."""
-    from .api import load_run
-    from .generation import evaluate_generation
+    from vaekit.runs import load_run
+    from vaekit.metrics.generation import evaluate_generation
 
     _positive("n", args.n, 50000)
     if not 0 <= args.seed < 2**63:
         raise VaekitError(f"--seed {args.seed}: must be in 0..2**63-1")
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    from .features import check_features_fit
-    from .samplers import parse_sampler
+    from vaekit.metrics.features import check_features_fit
+    from vaekit.models.samplers import parse_sampler
 
     parse_sampler(args.sampler)
     network = check_features_fit(args.features, model.shape)  # before a sampler is fitted and saved for nothing
@@ -335,8 +335,8 @@ def _evaluate_disentanglement(args) -> int:
     """`vaekit evaluate RUN --disentanglement`: MIG, DCI, FactorVAE score and SAP on the run's factors."""
     import dataclasses
 
-    from .api import load_run
-    from .disentanglement import Samples, evaluate_disentanglement
+    from vaekit.runs import load_run
+    from vaekit.metrics.disentanglement import Samples, evaluate_disentanglement
 
     if not 0 < args.fraction <= 1:
         raise VaekitError(f"--fraction {args.fraction}: must be in (0, 1]")
@@ -381,14 +381,14 @@ def _output_path(out: str, images: bool) -> Path:
 def _write_images_or_vectors(x, out: str) -> None:
     import numpy as np
 
-    from . import viz
+    from vaekit.explorer import pictures as viz
 
     _check_finite(x, "outputs")
     p = _output_path(out, images=x.dim() == 4)
     if x.dim() == 4:
         viz.image_grid(x, p, nrow=min(len(x), 10) if len(x) <= 10 else 8)
     else:
-        from .checkpoint import atomic_file
+        from vaekit.training.checkpoints import atomic_file
 
         arr = x.detach().cpu().numpy()
         with atomic_file(p) as tmp:  # whole or not at all, and never through a link
@@ -402,8 +402,8 @@ def _write_images_or_vectors(x, out: str) -> None:
 def cmd_sample(args) -> int:
     import torch
 
-    from .api import load_run
-    from .samplers import draw_images
+    from vaekit.runs import load_run
+    from vaekit.models.samplers import draw_images
 
     _positive("n", args.n, 10000)
     device = _device(args)
@@ -425,7 +425,7 @@ def cmd_sample(args) -> int:
 def _sampler(args, model, cfg, device):
     """The --sampler of `sample` and `evaluate --generation`: None for the model's prior, else a
     fitted code density (loaded from RUN/samplers/ or fitted to the run's training data)."""
-    from .samplers import sampler_for
+    from vaekit.models.samplers import sampler_for
 
     run = Path(args.run) if cfg is not None else None  # a bare model directory gets its sampler fitted, not saved
     return sampler_for(model, args.sampler, lambda: _run_data(args, cfg, device, model).x_train, run, seed=0,
@@ -433,9 +433,9 @@ def _sampler(args, model, cfg, device):
 
 
 def cmd_traverse(args) -> int:
-    from . import viz
-    from .api import load_run
-    from .traversal import traversal
+    from vaekit.explorer import pictures as viz
+    from vaekit.runs import load_run
+    from vaekit.explorer.traversal import traversal
 
     device = _device(args)
     model, cfg = load_run(args.run, device)
@@ -461,8 +461,8 @@ def cmd_traverse(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .api import load_run
-    from .export import PARTS, export_onnx
+    from vaekit.runs import load_run
+    from vaekit.explorer.onnx_export import PARTS, export_onnx
 
     model, _ = load_run(args.run, "cpu")
     written = export_onnx(model, args.out or Path(args.run) / "onnx", PARTS if args.part == "both" else (args.part,))
@@ -472,8 +472,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    from .api import load_run
-    from .explorer import check_out, explore
+    from vaekit.runs import load_run
+    from vaekit.explorer.page import check_out, explore
 
     _positive("points", args.points, 100000)
     device = _device(args)
@@ -491,8 +491,8 @@ def cmd_explore(args) -> int:
 def cmd_reconstruct(args) -> int:
     import torch
 
-    from . import viz
-    from .api import load_run
+    from vaekit.explorer import pictures as viz
+    from vaekit.runs import load_run
 
     _positive("n", args.n, 1000)
     device = _device(args)
@@ -513,8 +513,8 @@ def cmd_reconstruct(args) -> int:
 def cmd_interpolate(args) -> int:
     import torch
 
-    from . import viz
-    from .api import load_run
+    from vaekit.explorer import pictures as viz
+    from vaekit.runs import load_run
 
     _positive("steps", args.steps, 100)
     device = _device(args)
@@ -540,12 +540,12 @@ def cmd_interpolate(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .config import DataConfig
+    from vaekit.config import DataConfig
 
     if args.data_command == "fetch":
-        from .datasets import celeba_files, load_dataset
-        from .downloads import cache_dir
-        from .mnist import load_mnist
+        from vaekit.data.named import celeba_files, load_dataset
+        from vaekit.data.downloads import cache_dir
+        from vaekit.data.mnist import load_mnist
 
         if args.name == "celeba":
             files, split = celeba_files(args.data_dir)
@@ -556,7 +556,7 @@ def cmd_data(args) -> int:
         print(f"{args.name}: {len(arrays['x_train'])} train, {len(arrays['x_test'])} test images "
               f"{tuple(arrays['x_train'].shape[1:])}, cached in {cache_dir()}")
         return 0
-    from .data import describe
+    from vaekit.data.prepared import describe
 
     info = describe(DataConfig(name=args.name))
     for k, v in info.items():
@@ -565,7 +565,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from .features import train_features
+    from vaekit.metrics.features import train_features
 
     _positive("epochs", args.epochs, 10000)
     _positive("width", args.width, 4096)
@@ -581,7 +581,7 @@ def cmd_features(args) -> int:
 
 
 def cmd_tour(args) -> int:
-    from .tutorial import tour
+    from vaekit.tutorial.experiment import tour
 
     res = tour(out=args.out, quick=args.quick, device=args.device or "auto", data_dir=args.data_dir,
                progress=not args.quiet, features=args.features)
@@ -609,9 +609,9 @@ def _warnings_after(command, args, debug: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import TrainingInterrupted
+    from vaekit.errors import TrainingInterrupted
 
-    from . import runlog
+    from vaekit.training import runlog
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import VaekitError, check_regular_file
-from .registry import LIKELIHOODS, MODELS, NETS, OBJECTIVES, POSTERIORS, PRIORS
+from vaekit.errors import VaekitError, check_regular_file
+from vaekit.registry import LIKELIHOODS, MODELS, NETS, OBJECTIVES, POSTERIORS, PRIORS
 
 if sys.version_info >= (3, 11):
     import tomllib

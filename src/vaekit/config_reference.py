@@ -15,8 +15,8 @@ import tokenize
 import typing
 from typing import Any
 
-from . import config
-from .config import SECTIONS, _type_name
+from vaekit import config
+from vaekit.config import SECTIONS, _type_name
 
 
 def field_comments(cls: type) -> dict[str, str]:

@@ -1,16 +1,8 @@
-"""Where to compute: the one place that turns a device name into a `torch.device`."""
+"""Deprecated path: `vaekit.devices` is now `vaekit.training.devices` (kept for one release)."""
 
-from __future__ import annotations
+import importlib
+import sys
+import warnings
 
-import torch
-
-from .errors import VaekitError
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cuda" without CUDA is refused in one line."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VaekitError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
-    return torch.device(name)
+warnings.warn("vaekit.devices moved to vaekit.training.devices", DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = importlib.import_module("vaekit.training.devices")

@@ -30,7 +30,7 @@ import copy
 import importlib
 from typing import Any
 
-from .errors import VaekitError
+from vaekit.errors import VaekitError
 
 
 class Registry:
@@ -111,33 +111,33 @@ MODELS = Registry("model", {
     "factorvae": ("vaekit.models.factorvae:build_factorvae", {"latent_dim": 10, "hidden": [400], "likelihood": "bernoulli"}),
 })
 NETS = Registry("architecture", {
-    "mlp": "vaekit.nets:build_mlp",
-    "conv": "vaekit.nets:build_conv",
-    "resnet": "vaekit.nets:build_resnet",
+    "mlp": "vaekit.models.nets:build_mlp",
+    "conv": "vaekit.models.nets:build_conv",
+    "resnet": "vaekit.models.nets:build_resnet",
 })
 LIKELIHOODS = Registry("likelihood", {
-    "bernoulli": "vaekit.likelihoods:BERNOULLI",
-    "continuous_bernoulli": "vaekit.likelihoods:CONTINUOUS_BERNOULLI",
-    "gaussian": "vaekit.likelihoods:GAUSSIAN",
-    "gaussian_shared": "vaekit.likelihoods:GAUSSIAN_SHARED",
-    "gaussian_pixel": "vaekit.likelihoods:GAUSSIAN_PIXEL",
-    "discretized_logistic": "vaekit.likelihoods:DISCRETIZED_LOGISTIC",
-    "discretized_logistic_mixture": "vaekit.likelihoods:DISCRETIZED_LOGISTIC_MIXTURE",
+    "bernoulli": "vaekit.models.likelihoods:BERNOULLI",
+    "continuous_bernoulli": "vaekit.models.likelihoods:CONTINUOUS_BERNOULLI",
+    "gaussian": "vaekit.models.likelihoods:GAUSSIAN",
+    "gaussian_shared": "vaekit.models.likelihoods:GAUSSIAN_SHARED",
+    "gaussian_pixel": "vaekit.models.likelihoods:GAUSSIAN_PIXEL",
+    "discretized_logistic": "vaekit.models.likelihoods:DISCRETIZED_LOGISTIC",
+    "discretized_logistic_mixture": "vaekit.models.likelihoods:DISCRETIZED_LOGISTIC_MIXTURE",
 })
 PRIORS = Registry("prior", {
-    "standard_normal": "vaekit.priors:StandardNormalPrior",
-    "mog": "vaekit.priors:MixturePrior",
-    "vamp": "vaekit.priors:VampPrior",
+    "standard_normal": "vaekit.models.priors:StandardNormalPrior",
+    "mog": "vaekit.models.priors:MixturePrior",
+    "vamp": "vaekit.models.priors:VampPrior",
 })
 POSTERIORS = Registry("posterior", {
-    "diagonal": "vaekit.flows:DiagonalPosterior",
-    "iaf": "vaekit.flows:IAF",
-    "nsf": "vaekit.flows:SplineIAF",
+    "diagonal": "vaekit.models.posteriors:DiagonalPosterior",
+    "iaf": "vaekit.models.posteriors:IAF",
+    "nsf": "vaekit.models.posteriors:SplineIAF",
 })
 OBJECTIVES = Registry("objective", {
-    "elbo": "vaekit.objectives:elbo_terms",
-    "iwae": "vaekit.objectives:iwae_terms",
-    "btcvae": "vaekit.disentangling:btcvae_terms",
-    "infovae": "vaekit.disentangling:infovae_terms",
-    "capacity": "vaekit.disentangling:capacity_terms",
+    "elbo": "vaekit.objectives.elbo:elbo_terms",
+    "iwae": "vaekit.objectives.elbo:iwae_terms",
+    "btcvae": "vaekit.objectives.aggregate_posterior:btcvae_terms",
+    "infovae": "vaekit.objectives.aggregate_posterior:infovae_terms",
+    "capacity": "vaekit.objectives.aggregate_posterior:capacity_terms",
 })

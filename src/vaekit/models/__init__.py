@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from ..config import ModelConfig, build_section
-from ..registry import MODELS
-from .autoencoder import Autoencoder, LinearAutoencoder, ModelOutput, VAE
-from .base import CannotSample, LatentModel
-from .pca import PCA
+from vaekit.config import ModelConfig, build_section
+from vaekit.registry import MODELS
+from vaekit.models.autoencoder import Autoencoder, LinearAutoencoder, ModelOutput, VAE
+from vaekit.models.base import CannotSample, LatentModel
+from vaekit.models.pca import PCA
 
 __all__ = ["LatentModel", "CannotSample", "PCA", "Autoencoder", "LinearAutoencoder", "VAE", "ModelOutput",
            "build_model", "from_description"]
@@ -31,7 +31,7 @@ def from_description(meta: dict[str, Any], state: dict[str, torch.Tensor],
                      where: str = "the model directory") -> LatentModel:
     """Rebuild a model from what `describe()` wrote (validated plain data) and its weights.
     A model with custom nets ("custom") needs them passed as encoder and decoder."""
-    from ..errors import VaekitError
+    from vaekit.errors import VaekitError
 
     shape = tuple(meta["shape"])
     if meta["model"] == "pca":
@@ -60,7 +60,7 @@ def estimate_bytes(cfg: ModelConfig, shape: tuple[int, ...], batch_size: int = 1
     `batch_size` x `samples` codes, counting every module's output. Training keeps 4 float32 copies
     of the parameters (weights, gradients, Adam's two moments) and about 3 of the activations
     (forward, saved for backward, their gradients); inference 1 and 1."""
-    from ..registry import POSTERIORS
+    from vaekit.registry import POSTERIORS
 
     flow = POSTERIORS.get(cfg.posterior)
     if not flow.diagonal:  # zuko builds its masks with ops the meta device lacks: count the flow apart
@@ -113,7 +113,7 @@ def available_bytes() -> int | None:
 def check_fits_in_memory(cfg: ModelConfig, shape: tuple[int, ...], batch_size: int = 1, samples: int = 1,
                          training: bool = True, where: str = "this config") -> None:
     """Refuse, in one line with the estimate and the machine's memory, a model that cannot fit."""
-    from ..errors import VaekitError
+    from vaekit.errors import VaekitError
 
     need, have = estimate_bytes(cfg, shape, batch_size, samples, training), available_bytes()
     if have is not None and need > have:

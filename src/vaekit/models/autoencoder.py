@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
-from .. import nets
-from ..config import ModelConfig
-from ..errors import VaekitError
-from ..likelihoods import Observation, PointMass
-from ..registry import NETS, POSTERIORS, PRIORS
-from .base import LatentModel
+from vaekit.models import nets
+from vaekit.config import ModelConfig
+from vaekit.errors import VaekitError
+from vaekit.models.likelihoods import Observation, PointMass
+from vaekit.registry import NETS, POSTERIORS, PRIORS
+from vaekit.models.base import LatentModel
 
 
 @dataclass

@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import torch
 from torch.distributions import Distribution
 
-from ..errors import VaekitError
+from vaekit.errors import VaekitError
 
 
 class CannotSample(VaekitError):

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
-from .autoencoder import VAE, ModelOutput, _classes, _nets
-from ..registry import POSTERIORS
+from vaekit.config import ModelConfig
+from vaekit.models.autoencoder import VAE, ModelOutput, _classes, _nets
+from vaekit.registry import POSTERIORS
 
 
 def shuffle_dimensions(z: torch.Tensor) -> torch.Tensor:

@@ -32,13 +32,13 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, constraints, kl_divergence
 
-from ..config import ModelConfig
-from ..errors import VaekitError
-from ..likelihoods import JointDraw, Observation, diagonal_normal
-from ..nets import ACTIVATIONS
-from ..registry import NETS
-from .autoencoder import ModelOutput, full_precision
-from .base import LatentModel
+from vaekit.config import ModelConfig
+from vaekit.errors import VaekitError
+from vaekit.models.likelihoods import JointDraw, Observation, diagonal_normal
+from vaekit.models.nets import ACTIVATIONS
+from vaekit.registry import NETS
+from vaekit.models.autoencoder import ModelOutput, full_precision
+from vaekit.models.base import LatentModel
 
 
 @dataclass

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
-from ..errors import VaekitError
-from ..likelihoods import PointMass
-from .base import LatentModel
+from vaekit.errors import VaekitError
+from vaekit.models.likelihoods import PointMass
+from vaekit.models.base import LatentModel
 
 SOLVERS = ("covariance_eigh", "svd")
 

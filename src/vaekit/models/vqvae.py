@@ -36,12 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from ..config import ModelConfig
-from ..errors import VaekitError
-from ..likelihoods import Observation, PointMass
-from ..nets import GridDecoder, GridEncoder
-from .autoencoder import ModelOutput, full_precision
-from .base import LatentModel
+from vaekit.config import ModelConfig
+from vaekit.errors import VaekitError
+from vaekit.models.likelihoods import Observation, PointMass
+from vaekit.models.nets import GridDecoder, GridEncoder
+from vaekit.models.autoencoder import ModelOutput, full_precision
+from vaekit.models.base import LatentModel
 
 
 class Codebook(nn.Module):
@@ -64,7 +64,7 @@ class Codebook(nn.Module):
     def update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
         """One EMA step from encoder outputs flat (N, E) assigned to idx (N,); counts and sums are
         added over the processes of a torchrun job first. Then dead codes restart."""
-        from ..distributed import all_sum, current
+        from vaekit.training.distributed import all_sum, current
 
         onehot = F.one_hot(idx, self.size).to(flat.dtype)  # (N, K)
         count, total = all_sum(onehot.sum(0), current()), all_sum(onehot.T @ flat, current())  # (K,), (K, E)

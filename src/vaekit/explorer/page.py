@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from .errors import VaekitError
-from .traversal import ACTIVE, dimension_stats
-from .webnets import Blob, cpu_copy, programs
+from vaekit.errors import VaekitError
+from vaekit.explorer.traversal import ACTIVE, dimension_stats
+from vaekit.explorer.netprograms import Blob, cpu_copy, programs
 
 
 def _rounded(t: torch.Tensor, digits: int = 5) -> list:
@@ -43,7 +43,7 @@ def _rounded(t: torch.Tensor, digits: int = 5) -> list:
 
 def _map(codes: torch.Tensor, labels: torch.Tensor | None) -> dict:
     """codes (N, D) -> map points (N, 2), the projection (None when D = 2) and the map's extent."""
-    from .models.pca import PCA
+    from vaekit.models.pca import PCA
 
     projection = None
     if codes.shape[1] == 2:
@@ -83,7 +83,7 @@ def _dims(model: Any, x: torch.Tensor, y: torch.Tensor | None, codes: torch.Tens
 def _sampler(model: Any, sampler: Any, blob: Blob, name: str) -> dict | None:
     """What the sample button draws from: a mixture of Gaussians (diagonal, or full with its
     Cholesky factor), or a two-stage VAE's decoder; None when the model cannot sample."""
-    from .samplers import FittedMixture, TwoStage
+    from vaekit.models.samplers import FittedMixture, TwoStage
 
     if isinstance(sampler, FittedMixture):
         return {"name": name, "kind": "mixture", "logits": blob.add(sampler.logits), "loc": blob.add(sampler.loc),
@@ -169,7 +169,7 @@ def page_html(panels: list[dict], blob: Blob, title: str, intro: str = "", linke
 
 def write_page(path: str | Path, panels: list[dict], blob: Blob, title: str, intro: str = "", linked: bool = False) -> Path:
     """Write the page at `path`, whole or not at all."""
-    from .checkpoint import atomic_file
+    from vaekit.training.checkpoints import atomic_file
 
     path = Path(path)
     with atomic_file(path) as tmp:
@@ -179,7 +179,7 @@ def write_page(path: str | Path, panels: list[dict], blob: Blob, title: str, int
 
 def check_out(out: str | Path) -> Path:
     """The folder the page goes into: refused if it names something that is not a folder."""
-    from .checkpoint import check_out_folder
+    from vaekit.training.checkpoints import check_out_folder
 
     return check_out_folder(out)
 

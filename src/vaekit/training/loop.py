@@ -31,17 +31,17 @@ from typing import Any
 
 import torch
 
-from .checkpoint import unwrap
-from .config import TrainConfig
-from .data import Data, batches
-from .distributed import Context, all_sum, current, shard
-from .errors import VaekitError
-from .objectives import Progress, elbo_terms
-from .registry import OBJECTIVES
-from .runlock import RunLock
-from .runlog import RunLog
-from .schedules import kl_weight, lr_factor
-from .trainer import Trainer
+from vaekit.training.checkpoints import unwrap
+from vaekit.config import TrainConfig
+from vaekit.data.prepared import Data, batches
+from vaekit.training.distributed import Context, all_sum, current, shard
+from vaekit.errors import VaekitError
+from vaekit.objectives.elbo import Progress, elbo_terms
+from vaekit.registry import OBJECTIVES
+from vaekit.training.lock import RunLock
+from vaekit.training.runlog import RunLog
+from vaekit.training.schedules import kl_weight, lr_factor
+from vaekit.training.state import Trainer
 
 __all__ = ["fit", "TrainResult", "mean_terms", "lr_factor", "kl_weight", "diagnose"]
 

@@ -3,14 +3,14 @@
 PCA -> linear autoencoder (W and W^T) -> deep autoencoder -> VAE, all at a 30-number code, plus a
 conditional VAE and 2-D versions for the latent maps. Generation is measured as the field measures
 it: Fréchet distance, KID, precision and recall in the space of vaekit's shipped MNIST feature
-network (`vaekit.features`), beside the floor (real test images against other real test images),
+network (`vaekit.metrics.features`), beside the floor (real test images against other real test images),
 for the AE's and the VAE's decoders on N(0, I), on codes from ex-post samplers fitted to the
-training codes (`vaekit.samplers`), on interpolation midpoints, and for the conditional VAE. The
+training codes (`vaekit.models.samplers`), on interpolation midpoints, and for the conditional VAE. The
 same network's top-class probability is the "digit score" (no classifier is trained per run).
 Writes ``index.html`` (opens offline, PNGs beside it) and ``results.json``.
 
 The six models are independent, so they train two at a time in worker processes
-(`vaekit.parallel`); the tour says which step it is on and how long the whole run should take.
+(`vaekit.training.lanes`); the tour says which step it is on and how long the whole run should take.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Any
 
 import torch
 
-from . import viz
-from .checkpoint import check_out_folder, write_text_durable
-from .config import DataConfig, ModelConfig, TrainConfig
-from .data import Data, prepare
-from .devices import resolve_device
-from .errors import VaekitError
-from .evaluation import evaluate
-from .models import PCA
-from .parallel import Job, train_side_by_side
+from vaekit.explorer import pictures as viz
+from vaekit.training.checkpoints import check_out_folder, write_text_durable
+from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.data.prepared import Data, prepare
+from vaekit.training.devices import resolve_device
+from vaekit.errors import VaekitError
+from vaekit.metrics.evaluation import evaluate
+from vaekit.models import PCA
+from vaekit.training.lanes import Job, train_side_by_side
 
 # Full: <= 5 minutes on 2 CPU cores. Quick: <= 60 s. `expected`: each step's seconds on the
 # reference machine (2-core AMD EPYC, torch 2.13.0+cpu), for the running estimate of the total.
@@ -161,10 +161,10 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
          progress: bool = True, data: Data | None = None, settings: dict | None = None,
          features: str | Path | None = None) -> dict[str, Any]:
     """Run the tour and write ``out/index.html`` and ``out/results.json``; return the results.
-    `features`: the feature network (`vaekit.features.load_features`; default the shipped MNIST one)."""
-    from .features import FeatureNet, MnistFeatureNet, load_features
-    from .generation import image_features, require_metrics
-    from .report import write_report
+    `features`: the feature network (`vaekit.metrics.features.load_features`; default the shipped MNIST one)."""
+    from vaekit.metrics.features import FeatureNet, MnistFeatureNet, load_features
+    from vaekit.metrics.generation import image_features, require_metrics
+    from vaekit.tutorial.report import write_report
 
     s = {**SETTINGS["quick" if quick else "full"], **(settings or {})}
     steps = Steps(s["expected"])
@@ -268,7 +268,7 @@ def generation_sets(m: dict[str, Any], data: Data, s: dict, floor: torch.Tensor)
     n indices), decoders on random codes from N(0, I) and from samplers fitted to the training
     codes (a full-covariance Gaussian; a 10-component mixture, scikit-learn's GaussianMixture),
     midpoints between two test digits of different classes, and the conditional VAE's samples."""
-    from .samplers import codes_of, draw_images, fit_codes
+    from vaekit.models.samplers import codes_of, draw_images, fit_codes
 
     n, dev = s["n"], data.device
     ae, vae = m["deep AE"], m["VAE"]
@@ -295,7 +295,7 @@ def generation_sets(m: dict[str, Any], data: Data, s: dict, floor: torch.Tensor)
 def set_features(net: Any, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """{name: (n, D) features} of each set of images, clipped to [0, 1] first, the range of the
     data (a Gaussian decoder's means can stray slightly outside it)."""
-    from .generation import image_features
+    from vaekit.metrics.generation import image_features
 
     return {name: image_features(net, imgs.clamp(0, 1)) for name, imgs in images.items()}
 
@@ -306,7 +306,7 @@ def generation_table(feats: dict[str, torch.Tensor], real: torch.Tensor, net: An
     """Each set's generation metrics, its features (n, D) in `feats` against `real` (n, D), the
     reference test images' features; and its digit score: the mean top-class probability of the
     network's classifier head on those features."""
-    from .generation import generation_metrics
+    from vaekit.metrics.generation import generation_metrics
 
     sets = {}
     for name, f in feats.items():
@@ -347,7 +347,7 @@ EXPLORER_INTRO = ("The moon experiment, made interactive: both models have two-n
 
 def moon_explorer(ae: Any, vae: Any, x: torch.Tensor, y: torch.Tensor, path: Path, points: int = 5000) -> Path:
     """The tour's explorer page: the 2-D AE beside the 2-D VAE, linked, over test images x (N, 1, 28, 28)."""
-    from .explorer import Blob, panel_spec, write_page
+    from vaekit.explorer.page import Blob, panel_spec, write_page
 
     blob = Blob()
     panels = [panel_spec(ae, x, blob, y, title="deep autoencoder, 2-D code", points=points,

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .config import DataConfig
-from .errors import VaekitError, check_regular_file
+from vaekit.config import DataConfig
+from vaekit.errors import VaekitError, check_regular_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -178,7 +178,7 @@ class RenderedData(OnDemandData):
 
 def prepare_shapes(cfg: DataConfig, device: str | torch.device = "cpu") -> RenderedData:
     """The shapes grid (data.shapes_grid, data.image_size); see `prepare_factors`."""
-    from .shapes import FULL_GRID, ShapesGrid
+    from vaekit.data.shapes import FULL_GRID, ShapesGrid
 
     return prepare_factors(cfg, ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64))), device)
 
@@ -187,7 +187,7 @@ def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "c
     """Data with known factors (`shapes.ShapesGrid`, or `shapes.FactorArrays` from an .npz), split by
     data.seed, training images made as batches need them. Labels are the first factor's codes (the
     shape, for shapes and dSprites); `ground_truth` is `truth`, for the disentanglement metrics."""
-    from .shapes import RenderedImages, shapes_splits
+    from vaekit.data.shapes import RenderedImages, shapes_splits
 
     binary = truth.binary  # shapes and dSprites: 0/1 already
     if cfg.dequantize != "none" or cfg.binarize == "fixed":
@@ -208,7 +208,7 @@ def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "c
 
 def _factor_file(p: Path):
     """`shapes.FactorArrays` of an .npz that holds factors (dSprites' file, or x and factors), else None."""
-    from .shapes import read_factor_file
+    from vaekit.data.shapes import read_factor_file
 
     try:
         with np.load(p, allow_pickle=False) as f:
@@ -222,7 +222,7 @@ def _factor_file(p: Path):
 def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> StreamData:
     """An image folder prepared for streaming: splits by a seeded permutation of the files (or,
     for CelebA, its official partition)."""
-    from .datasets import canonical, celeba_files
+    from vaekit.data.named import canonical, celeba_files
 
     if cfg.binarize == "fixed":
         raise VaekitError("data.binarize = 'fixed' needs the data in memory; use 'dynamic' with data.stream = true")
@@ -440,10 +440,10 @@ class StreamImages(torch.utils.data.Dataset):
 
 def read_raw(cfg: DataConfig):
     """Read the named dataset or user path into numpy arrays (x, y, x_test, y_test)."""
-    from .datasets import SPECS, is_named, load_dataset
+    from vaekit.data.named import SPECS, is_named, load_dataset
 
     if is_named(cfg.name):
-        from .mnist import load_mnist
+        from vaekit.data.mnist import load_mnist
 
         m = load_mnist(cfg.data_dir) if cfg.name.lower() == "mnist" else load_dataset(cfg.name, cfg.data_dir)
         return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
@@ -458,7 +458,7 @@ def read_raw(cfg: DataConfig):
     if p.suffix in (".npy", ".npz"):
         return _read_npz_or_npy(p)
     if p.name.endswith(("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")):
-        from .downloads import read_idx
+        from vaekit.data.downloads import read_idx
 
         return read_idx(p), None, None, None
     if p.suffix == ".csv":
@@ -553,7 +553,7 @@ def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
 def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Data:
     """Read (unless `raw` is given), scale, split and binarise; return tensors on `device`
     (a `StreamData` for an image folder with data.stream = true)."""
-    from .datasets import canonical
+    from vaekit.data.named import canonical
 
     if cfg.name.lower() == "shapes" and raw is None:  # generated, rendered as training needs it
         return prepare_shapes(cfg, device)
@@ -649,7 +649,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
 def describe(cfg: DataConfig) -> dict:
     """Shape, count, value range and label counts of a dataset, as plain data (for `data info`)."""
     if cfg.name.lower() == "shapes":  # generated: described by its grid, nothing is read
-        from .shapes import FACTORS, FULL_GRID, SHAPES, ShapesGrid
+        from vaekit.data.shapes import FACTORS, FULL_GRID, SHAPES, ShapesGrid
 
         grid = ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64)))
         per_shape = len(grid) // grid.sizes[0]
@@ -690,7 +690,7 @@ def fingerprint(cfg: DataConfig, budget: int = MAX_FOLDER_ENTRIES) -> dict | Non
     relative path and size (image contents are not hashed: that would read the folder twice)."""
     import hashlib
 
-    from .datasets import is_named
+    from vaekit.data.named import is_named
 
     if is_named(cfg.name):
         return None
@@ -721,7 +721,7 @@ def check_recorded(run: Path, cfg: DataConfig, instead: str) -> bool:
     (False: a named dataset, or data inside the run directory)."""
     import json
 
-    from .datasets import is_named
+    from vaekit.data.named import is_named
 
     if is_named(cfg.name):
         return False

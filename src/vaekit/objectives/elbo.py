@@ -13,7 +13,7 @@ and the number of samples K are arguments, not subclasses:
 
 They are registered by name in `registry.OBJECTIVES` (``train.objective``). The loop calls each as
 ``terms(out, x, beta, free_bits, cfg=TrainConfig, at=Progress)``: the objectives of
-`vaekit.disentangling` read their weights from the config and where training is from `at`.
+`vaekit.objectives.aggregate_posterior` read their weights from the config and where training is from `at`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from .errors import VaekitError
-from .likelihoods import standard_normal
-from .models.autoencoder import ModelOutput
+from vaekit.errors import VaekitError
+from vaekit.models.likelihoods import standard_normal
+from vaekit.models.autoencoder import ModelOutput
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     import vaekit
-    from vaekit.datasets import load_dataset
+    from vaekit.data.named import load_dataset
     from vaekit.errors import VaekitError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

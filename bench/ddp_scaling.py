@@ -55,7 +55,7 @@ def plain_worker(epochs: int, out: Path) -> None:
     import torch.nn.functional as F
 
     from throughput import PlainVAE
-    from vaekit.mnist import load_mnist
+    from vaekit.data.mnist import load_mnist
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1:

@@ -55,7 +55,7 @@ def config(model: str, seed: int, minutes: float) -> dict:
 def run_job(model: str, seed: int, args) -> dict:
     import vaekit
     from vaekit.cli import main as cli
-    from vaekit.disentanglement import Samples, evaluate_disentanglement
+    from vaekit.metrics.disentanglement import Samples, evaluate_disentanglement
 
     run = Path(args.out) / f"{model}_s{seed}"
     t = time.perf_counter()
@@ -64,7 +64,7 @@ def run_job(model: str, seed: int, args) -> dict:
     full = Samples()
     counts = {f.name: max(10, round(getattr(full, f.name) * args.fraction)) for f in dataclasses.fields(Samples)
               if isinstance(getattr(full, f.name), int) and f.name not in ("bins", "factor_vae_batch")}
-    from vaekit.data import prepare
+    from vaekit.data.prepared import prepare
     from vaekit.config import DataConfig
 
     truth = prepare(DataConfig(**{**BASE["data"], "val_size": 0, "test_size": 1})).ground_truth

@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from vaekit.config import DataConfig, RunConfig, TrainConfig, load_config
-from vaekit.data import prepare
-from vaekit.explorer import explore
-from vaekit.training import fit
+from vaekit.data.prepared import prepare
+from vaekit.explorer.page import explore
+from vaekit.training.loop import fit
 from vaekit.models import build_model
-from vaekit.tutorial import SETTINGS, _jobs
+from vaekit.tutorial.experiment import SETTINGS, _jobs
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent

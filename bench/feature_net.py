@@ -2,12 +2,12 @@
 
     python bench/feature_net.py [--out PATH] [--epochs 6]
 
-LeNet-sized (`vaekit.features.MnistFeatureNet`), cross-entropy on the 60,000 MNIST training digits
-plus outlier exposure (`vaekit.classifier.outliers`), Adam with a one-cycle schedule, seed 0, one
+LeNet-sized (`vaekit.metrics.features.MnistFeatureNet`), cross-entropy on the 60,000 MNIST training digits
+plus outlier exposure (`vaekit.metrics.digit_score.outliers`), Adam with a one-cycle schedule, seed 0, one
 thread, so a rerun with the same torch build on the same kind of CPU writes the same bytes. Prints
 the test accuracy, the mean top-class probability on real test digits and on outliers, the
 seconds taken and the file's SHA-256, and whether that equals the digest pinned in
-`vaekit.features.MNIST_FEATURES_SHA256` (other CPU kernels may round differently: then the shipped
+`vaekit.metrics.features.MNIST_FEATURES_SHA256` (other CPU kernels may round differently: then the shipped
 file, not a rebuilt one, is the one whose scores others can compare with).
 Needs MNIST (`vaekit data fetch mnist`).
 """
@@ -21,10 +21,10 @@ import torch
 
 
 def main() -> None:
-    from vaekit.checkpoint import _save_tensors
-    from vaekit.classifier import accuracy, digit_score, outliers, train_classifier
-    from vaekit.features import MNIST_FEATURES_FILE, MNIST_FEATURES_SHA256, MnistFeatureNet, file_sha256
-    from vaekit.mnist import load_mnist
+    from vaekit.training.checkpoints import _save_tensors
+    from vaekit.metrics.digit_score import accuracy, digit_score, outliers, train_classifier
+    from vaekit.metrics.features import MNIST_FEATURES_FILE, MNIST_FEATURES_SHA256, MnistFeatureNet, file_sha256
+    from vaekit.data.mnist import load_mnist
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(MNIST_FEATURES_FILE))

@@ -30,14 +30,14 @@ from pathlib import Path
 import torch
 
 import vaekit
-from vaekit.api import load_run
+from vaekit.runs import load_run
 from vaekit.config import DataConfig
-from vaekit.data import prepare
-from vaekit.features import load_features
-from vaekit.parallel import train_side_by_side
-from vaekit.samplers import draw_images, fit_sampler
-from vaekit.generation import image_features
-from vaekit.tutorial import FLOOR, SETTINGS, _jobs, generation_table, set_features, test_halves
+from vaekit.data.prepared import prepare
+from vaekit.metrics.features import load_features
+from vaekit.training.lanes import train_side_by_side
+from vaekit.models.samplers import draw_images, fit_sampler
+from vaekit.metrics.generation import image_features
+from vaekit.tutorial.experiment import FLOOR, SETTINGS, _jobs, generation_table, set_features, test_halves
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS_PER_MINUTE = 195 / 60  # configs/mnist_best.toml on one thread of the 2-core reference machine

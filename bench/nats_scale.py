@@ -18,8 +18,8 @@ import torch
 
 import vaekit
 from vaekit.config import from_dict
-from vaekit.data import prepare
-from vaekit.evaluation import evaluate
+from vaekit.data.prepared import prepare
+from vaekit.metrics.evaluation import evaluate
 
 DATA = {"name": "mnist", "dequantize": "uniform", "val_size": 0}
 ROWS = [

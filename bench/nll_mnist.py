@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 import vaekit
-from vaekit.api import load_run
-from vaekit.data import prepare
-from vaekit.evaluation import evaluate
+from vaekit.runs import load_run
+from vaekit.data.prepared import prepare
+from vaekit.metrics.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = {
@@ -133,7 +133,7 @@ def main() -> None:
 def plot_curve(curve: list, what: str, published: float | None, final: tuple | None, title: str, path: Path) -> None:
     """The validation curve (minutes, epoch, value) against minutes of training, with the published NLL
     and the final importance-sampled test NLL (minutes, nats) when there are ones."""
-    from vaekit.viz import _plt
+    from vaekit.explorer.pictures import _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.4))

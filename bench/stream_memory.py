@@ -65,7 +65,7 @@ def child(folder: str, n: int, stream: bool, workers: int, threads: int) -> None
     import torch
 
     import vaekit
-    from vaekit.data import list_images
+    from vaekit.data.prepared import list_images
 
     torch.set_num_threads(threads)
     total = len(list_images(Path(folder))[0])

@@ -77,7 +77,7 @@ def plain_epoch(x: torch.Tensor, seed: int, precision: str = "fp32") -> float:
 def vaekit_epoch(data, seed: int, precision: str = "fp32") -> float:
     from vaekit.config import ModelConfig, TrainConfig
     from vaekit.models import build_model
-    from vaekit.training import fit
+    from vaekit.training.loop import fit
 
     # The example's loss: Bernoulli cross-entropy on grey values (vaekit's VAE default is the continuous Bernoulli).
     model = build_model(ModelConfig(name="vae", latent_dim=20, hidden=[400], likelihood="bernoulli"), data.shape)
@@ -99,8 +99,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from vaekit.config import DataConfig
-    from vaekit.data import prepare
-    from vaekit.devices import resolve_device
+    from vaekit.data.prepared import prepare
+    from vaekit.training.devices import resolve_device
 
     device = resolve_device(args.device)
     data = prepare(DataConfig(name="mnist", val_size=0), device=device)

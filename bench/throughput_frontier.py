@@ -64,7 +64,7 @@ def plain_epoch(cfg, x: torch.Tensor, seed: int) -> float:
 
 
 def vaekit_epoch(cfg, data, seed: int) -> float:
-    from vaekit.training import fit
+    from vaekit.training.loop import fit
 
     model = _model(cfg, data.shape, seed)
     t = time.perf_counter()
@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from vaekit.config import DataConfig
-    from vaekit.data import prepare
+    from vaekit.data.prepared import prepare
 
     data = prepare(DataConfig(name="mnist", val_size=0))
     data = dataclasses.replace(data, x_train=data.x_train[: args.images], y_train=None, x_val=data.x_val[:0])

@@ -27,7 +27,10 @@ VAE = ["model.name=vae", "model.hidden=[64]", "model.latent_dim=4"]
 
 # name -> (launcher processes, --set overrides). Each one is a small, seeded run.
 CONFIGS: dict[str, tuple[int, list[str]]] = {
-    "pca": (1, ["model.name=pca", "model.latent_dim=8", "data.limit=2500", "data.val_size=500", "train.progress=false"]),
+    "pca": (
+        1,
+        ["model.name=pca", "model.latent_dim=8", "data.limit=2500", "data.val_size=500", "train.progress=false"],
+    ),
     "linear_ae_tied": (1, SMALL + ["model.name=linear_ae", "model.tied=true", "model.latent_dim=8"]),
     "linear_ae_untied": (1, SMALL + ["model.name=linear_ae", "model.latent_dim=8"]),
     "ae_bernoulli": (1, SMALL + ["model.name=ae", "model.hidden=[64]", "model.latent_dim=8"]),
@@ -37,25 +40,82 @@ CONFIGS: dict[str, tuple[int, list[str]]] = {
     "vae_gaussian_shared": (1, SMALL + VAE + ["data.dequantize=uniform", "model.likelihood=gaussian_shared"]),
     "vae_gaussian_pixel": (1, SMALL + VAE + ["data.dequantize=uniform", "model.likelihood=gaussian_pixel"]),
     "vae_logistic": (1, SMALL + VAE + ["model.likelihood=discretized_logistic"]),
-    "vae_logistic_mixture": (1, SMALL + VAE + ["model.likelihood=discretized_logistic_mixture", "model.mixture_components=3"]),
-    "vae_vamp": (1, SMALL + VAE + ["data.binarize=fixed", "model.likelihood=bernoulli", "model.prior=vamp",
-                                   "model.prior_components=20", "train.ema=0.99"]),
-    "vae_mog": (1, SMALL + VAE + ["data.binarize=fixed", "model.likelihood=bernoulli", "model.prior=mog",
-                                  "train.kl_warmup_epochs=1"]),
-    "vae_iwae": (1, SMALL + VAE + ["data.binarize=dynamic", "model.likelihood=bernoulli", "train.objective=iwae",
-                                   "train.samples=5"]),
-    "vae_free_bits_cosine": (1, SMALL + VAE + ["data.binarize=dynamic", "model.likelihood=bernoulli", "train.free_bits=0.1",
-                                               "train.schedule=cosine", "train.warmup_epochs=0.5", "train.grad_clip=5.0"]),
+    "vae_logistic_mixture": (
+        1,
+        SMALL + VAE + ["model.likelihood=discretized_logistic_mixture", "model.mixture_components=3"],
+    ),
+    "vae_vamp": (
+        1,
+        SMALL
+        + VAE
+        + [
+            "data.binarize=fixed",
+            "model.likelihood=bernoulli",
+            "model.prior=vamp",
+            "model.prior_components=20",
+            "train.ema=0.99",
+        ],
+    ),
+    "vae_mog": (
+        1,
+        SMALL
+        + VAE
+        + ["data.binarize=fixed", "model.likelihood=bernoulli", "model.prior=mog", "train.kl_warmup_epochs=1"],
+    ),
+    "vae_iwae": (
+        1,
+        SMALL
+        + VAE
+        + ["data.binarize=dynamic", "model.likelihood=bernoulli", "train.objective=iwae", "train.samples=5"],
+    ),
+    "vae_free_bits_cosine": (
+        1,
+        SMALL
+        + VAE
+        + [
+            "data.binarize=dynamic",
+            "model.likelihood=bernoulli",
+            "train.free_bits=0.1",
+            "train.schedule=cosine",
+            "train.warmup_epochs=0.5",
+            "train.grad_clip=5.0",
+        ],
+    ),
     "cvae": (1, SMALL + VAE + ["data.binarize=dynamic", "model.likelihood=bernoulli", "model.conditional=true"]),
     "vae_conv": (1, SMALL + ["model.name=vae", "model.arch=conv", "model.channels=[8, 16]", "model.latent_dim=4"]),
-    "vae_resnet": (1, SMALL + ["data.limit=800", "model.name=vae", "model.arch=resnet", "model.channels=[8, 8]",
-                               "model.depth=1", "model.latent_dim=4"]),
-    "vae_gated_mlp": (1, SMALL + VAE + ["model.block=gated", "model.dropout=0.1", "train.optimizer=adamw",
-                                        "train.weight_decay=0.01"]),
+    "vae_resnet": (
+        1,
+        SMALL
+        + [
+            "data.limit=800",
+            "model.name=vae",
+            "model.arch=resnet",
+            "model.channels=[8, 8]",
+            "model.depth=1",
+            "model.latent_dim=4",
+        ],
+    ),
+    "vae_gated_mlp": (
+        1,
+        SMALL + VAE + ["model.block=gated", "model.dropout=0.1", "train.optimizer=adamw", "train.weight_decay=0.01"],
+    ),
     "vae_bf16": (1, SMALL + VAE + ["train.precision=bf16"]),
-    "vae_streamed_folder": (1, ["data.name={folder}", "data.stream=true", "data.workers=1", "data.val_size=50",
-                                "train.epochs=2", "train.eval_k=10", "train.progress=false", "model.name=vae",
-                                "model.hidden=[32]", "model.latent_dim=3", "train.checkpoint_every=7"]),
+    "vae_streamed_folder": (
+        1,
+        [
+            "data.name={folder}",
+            "data.stream=true",
+            "data.workers=1",
+            "data.val_size=50",
+            "train.epochs=2",
+            "train.eval_k=10",
+            "train.progress=false",
+            "model.name=vae",
+            "model.hidden=[32]",
+            "model.latent_dim=3",
+            "train.checkpoint_every=7",
+        ],
+    ),
     "vae_torchrun_2": (2, SMALL + VAE + ["data.binarize=dynamic", "model.likelihood=bernoulli"]),
 }
 
@@ -82,6 +142,7 @@ def json_digest(obj) -> str:
         if isinstance(o, list):
             return [drop(v) for v in o]
         return o
+
     return hashlib.sha256(json.dumps(drop(obj), sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -90,8 +151,8 @@ def make_folder(root: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from vaekit.data import prepare
     from vaekit.config import DataConfig
+    from vaekit.data import prepare
 
     data = prepare(DataConfig(name="mnist", val_size=0))
     folder = root / "folder"
@@ -107,7 +168,16 @@ def vaekit(args: list[str], nproc: int, cwd: Path, check: bool = True) -> str:
     if nproc == 1:
         cmd = [sys.executable, "-m", "vaekit", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "vaekit", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "vaekit",
+            *args,
+        ]
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if p.returncode != 0 and not check:
         return f"failed ({p.returncode}): " + (p.stderr.strip().splitlines() or [""])[-1].replace(str(cwd), "ROOT")
@@ -117,9 +187,11 @@ def vaekit(args: list[str], nproc: int, cwd: Path, check: bool = True) -> str:
 
 
 def hash_run(run: Path, root: Path) -> dict[str, str]:
-    out = {"weights": tensor_digest(run / "model" / "model.safetensors"),
-           "model_config": json_digest(json.loads((run / "model" / "config.json").read_text()) | {"vaekit_version": None}),
-           "eval": json_digest(json.loads((run / "eval.json").read_text()))}
+    out = {
+        "weights": tensor_digest(run / "model" / "model.safetensors"),
+        "model_config": json_digest(json.loads((run / "model" / "config.json").read_text()) | {"vaekit_version": None}),
+        "eval": json_digest(json.loads((run / "eval.json").read_text())),
+    }
     metrics = run / "metrics.jsonl"
     if metrics.exists():
         out["metrics"] = json_digest([json.loads(line) for line in metrics.read_text().splitlines()])
@@ -142,9 +214,12 @@ def main() -> None:
     a = ap.parse_args()
     if a.compare:
         before, after = (json.loads(Path(p).read_text()) for p in a.compare)
-        diff = [(n, k) for n in sorted(set(before) | set(after))
-                for k in sorted(set(before.get(n, {})) | set(after.get(n, {})))
-                if before.get(n, {}).get(k) != after.get(n, {}).get(k)]
+        diff = [
+            (n, k)
+            for n in sorted(set(before) | set(after))
+            for k in sorted(set(before.get(n, {})) | set(after.get(n, {})))
+            if before.get(n, {}).get(k) != after.get(n, {}).get(k)
+        ]
         for n, k in diff:
             print(f"DIFFERS {n}: {k} {before.get(n, {}).get(k)} -> {after.get(n, {}).get(k)}")
         print(f"{len(before)} configs, {sum(len(v) for v in before.values())} hashes; {len(diff)} differ")

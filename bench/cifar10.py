@@ -44,8 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     except VaekitError as e:
         print(f"bench/cifar10.py: CIFAR-10 is not available ({e})", file=sys.stderr)
         return 2
-    overrides = [f"train.max_minutes={args.minutes}", f"train.eval_k={args.k}", f"train.device={args.device}",
-                 f"train.precision={args.precision}", "train.progress=false", *args.set]
+    overrides = [
+        f"train.max_minutes={args.minutes}",
+        f"train.eval_k={args.k}",
+        f"train.device={args.device}",
+        f"train.precision={args.precision}",
+        "train.progress=false",
+        *args.set,
+    ]
     if args.data_dir:
         overrides.append(f"data.data_dir={Path(args.data_dir).resolve()}")
     t = time.perf_counter()
@@ -57,10 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {run['config'].train.device}, precision {args.precision}, torch {torch.__version__}")
     print(f"trained {len(hist)} epochs in {seconds / 60:.1f} min (train.max_minutes = {args.minutes:g})")
     print(f"test ELBO:            {elbo_bpd:.3f} bits/dim (an upper bound)")
-    print(f"test log p(x), K={args.k}: {ev['bits_per_dim']['value']:.3f} bits/dim "
-          f"(log p(x) = {ev['log_px']['value']:.1f} +- {ev['log_px_stderr']['value']:.1f} nats per image)")
-    summary = {"epochs": len(hist), "minutes": seconds / 60, "k": args.k, "bits_per_dim": ev["bits_per_dim"]["value"],
-               "elbo_bits_per_dim": elbo_bpd, "config": run["config"].to_dict()}
+    print(
+        f"test log p(x), K={args.k}: {ev['bits_per_dim']['value']:.3f} bits/dim "
+        f"(log p(x) = {ev['log_px']['value']:.1f} +- {ev['log_px_stderr']['value']:.1f} nats per image)"
+    )
+    summary = {
+        "epochs": len(hist),
+        "minutes": seconds / 60,
+        "k": args.k,
+        "bits_per_dim": ev["bits_per_dim"]["value"],
+        "elbo_bits_per_dim": elbo_bpd,
+        "config": run["config"].to_dict(),
+    }
     (Path(args.out) / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 

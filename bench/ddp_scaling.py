@@ -117,10 +117,19 @@ def main() -> None:
     me = [sys.executable, str(Path(__file__).resolve())]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.procs}"]
     settings = {  # name: (command given its output folder, threads per process)
-        "vaekit, 1 process": (lambda o: [sys.executable, "-m", "vaekit", "train", "CFG", "--out", str(o), "--quiet"], args.threads),
-        f"vaekit, torchrun x {args.procs}": (lambda o: torchrun + ["-m", "vaekit", "train", "CFG", "--out", str(o), "--quiet"], per),
+        "vaekit, 1 process": (
+            lambda o: [sys.executable, "-m", "vaekit", "train", "CFG", "--out", str(o), "--quiet"],
+            args.threads,
+        ),
+        f"vaekit, torchrun x {args.procs}": (
+            lambda o: torchrun + ["-m", "vaekit", "train", "CFG", "--out", str(o), "--quiet"],
+            per,
+        ),
         "plain, 1 process": (lambda o: me + ["--epochs", str(args.epochs), "--plain-worker", str(o)], args.threads),
-        f"plain DDP, torchrun x {args.procs}": (lambda o: torchrun + me[1:] + ["--epochs", str(args.epochs), "--plain-worker", str(o)], per),
+        f"plain DDP, torchrun x {args.procs}": (
+            lambda o: torchrun + me[1:] + ["--epochs", str(args.epochs), "--plain-worker", str(o)],
+            per,
+        ),
     }
     results: dict[str, list[dict]] = {name: [] for name in settings}
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,17 +141,25 @@ def main() -> None:
                 out.mkdir()  # vaekit takes an empty folder as its run directory
                 cmd = [str(cfg) if a == "CFG" else a for a in command(out)]
                 results[name].append(run(cmd, threads, out))
-    print(f"MNIST, MLP VAE 784-400-20, global batch 128, {args.epochs} epochs, {args.threads} threads in all, "
-          f"medians of {args.repeats}")
+    print(
+        f"MNIST, MLP VAE 784-400-20, global batch 128, {args.epochs} epochs, {args.threads} threads in all, "
+        f"medians of {args.repeats}"
+    )
     n, med = 59000, {}
     for name, rs in results.items():
         med[name] = statistics.median(r["epoch_s"] for r in rs)
         wall = statistics.median(r["wall_s"] for r in rs)
-        print(f"  {name:<26} {med[name]:6.2f} s/epoch {n / med[name]:8,.0f} images/s {wall:6.1f} s wall "
-              f" last train loss {rs[0]['train_loss']:.2f}")
+        print(
+            f"  {name:<26} {med[name]:6.2f} s/epoch {n / med[name]:8,.0f} images/s {wall:6.1f} s wall "
+            f" last train loss {rs[0]['train_loss']:.2f}"
+        )
     names = list(med)
-    print(f"torchrun / 1 process: vaekit {med[names[1]] / med[names[0]]:.3f}, plain {med[names[3]] / med[names[2]]:.3f}")
-    print(f"vaekit / plain: 1 process {med[names[0]] / med[names[2]]:.3f}, torchrun {med[names[1]] / med[names[3]]:.3f}")
+    print(
+        f"torchrun / 1 process: vaekit {med[names[1]] / med[names[0]]:.3f}, plain {med[names[3]] / med[names[2]]:.3f}"
+    )
+    print(
+        f"vaekit / plain: 1 process {med[names[0]] / med[names[2]]:.3f}, torchrun {med[names[1]] / med[names[3]]:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ MODELS = {  # name -> (what it is, config changes)
     "beta4": ("beta-VAE, beta = 4", {"train": {"beta": 4.0}}),
     "beta8": ("beta-VAE, beta = 8", {"train": {"beta": 8.0}}),
     "btcvae": ("beta-TC-VAE, tc_beta = 6", {"train": {"objective": "btcvae", "tc_beta": 6.0}}),
-    "factorvae": ("FactorVAE, gamma = 35 (D: 4 x 256)",
-                  {"model": {"name": "factorvae", "tc_gamma": 35.0, "discriminator_hidden": [256] * 4}}),
+    "factorvae": (
+        "FactorVAE, gamma = 35 (D: 4 x 256)",
+        {"model": {"name": "factorvae", "tc_gamma": 35.0, "discriminator_hidden": [256] * 4}},
+    ),
 }
 METRICS = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness_test", "factor_vae_eval", "sap")
 
@@ -62,35 +64,65 @@ def run_job(model: str, seed: int, args) -> dict:
     res = vaekit.train(config(model, seed, args.minutes), run_dir=run, pictures=False)
     train_s = time.perf_counter() - t
     full = Samples()
-    counts = {f.name: max(10, round(getattr(full, f.name) * args.fraction)) for f in dataclasses.fields(Samples)
-              if isinstance(getattr(full, f.name), int) and f.name not in ("bins", "factor_vae_batch")}
-    from vaekit.data.prepared import prepare
+    counts = {
+        f.name: max(10, round(getattr(full, f.name) * args.fraction))
+        for f in dataclasses.fields(Samples)
+        if isinstance(getattr(full, f.name), int) and f.name not in ("bins", "factor_vae_batch")
+    }
     from vaekit.config import DataConfig
+    from vaekit.data.prepared import prepare
 
     truth = prepare(DataConfig(**{**BASE["data"], "val_size": 0, "test_size": 1})).ground_truth
     t = time.perf_counter()
     scores = evaluate_disentanglement(res["model"], truth, seed=seed, s=dataclasses.replace(full, **counts))
     cli(["traverse", str(run), "--out", str(run / "traversal.png")])
     hist = res["history"]
-    return {"model": model, "seed": seed, "epochs": len(hist), "steps": hist[-1]["step"], "train_minutes": train_s / 60,
-            "metric_minutes": (time.perf_counter() - t) / 60, "threads": torch.get_num_threads(), "fraction": args.fraction,
-            "val_loss": hist[-1].get("val_loss"), "val_kl": hist[-1].get("val_kl"), "val_nll": hist[-1].get("val_nll"),
-            **{k: v for k, v in scores.items() if not isinstance(v, list)}, "mig_per_factor": scores["mig_per_factor"]}
+    return {
+        "model": model,
+        "seed": seed,
+        "epochs": len(hist),
+        "steps": hist[-1]["step"],
+        "train_minutes": train_s / 60,
+        "metric_minutes": (time.perf_counter() - t) / 60,
+        "threads": torch.get_num_threads(),
+        "fraction": args.fraction,
+        "val_loss": hist[-1].get("val_loss"),
+        "val_kl": hist[-1].get("val_kl"),
+        "val_nll": hist[-1].get("val_nll"),
+        **{k: v for k, v in scores.items() if not isinstance(v, list)},
+        "mig_per_factor": scores["mig_per_factor"],
+    }
 
 
 def table(out: Path) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*_s*.json"))]
-    print(f"{'model':34s} {'seeds':>5s} " + " ".join(f"{m[:14]:>15s}" for m in METRICS) + f" {'recon nll':>10s} {'min':>5s}")
+    print(
+        f"{'model':34s} {'seeds':>5s} "
+        + " ".join(f"{m[:14]:>15s}" for m in METRICS)
+        + f" {'recon nll':>10s} {'min':>5s}"
+    )
     for name, (title, _) in MODELS.items():
         mine = [r for r in rows if r["model"] == name]
         if not mine:
             continue
-        cell = lambda k: (f"{statistics.mean(r[k] for r in mine):.3f}±{statistics.stdev(r[k] for r in mine):.3f}"  # noqa: E731
-                          if len(mine) > 1 else f"{mine[0][k]:.3f}")
-        print(f"{title:34s} {len(mine):5d} " + " ".join(f"{cell(m):>15s}" for m in METRICS)
-              + f" {statistics.mean(r['val_nll'] for r in mine):10.2f} {statistics.mean(r['train_minutes'] for r in mine):5.1f}")
-    print("mean ± sd over seeds. Locatello et al. (2019) found, over 12,000 models, that the spread over random seeds "
-          "often exceeds the differences between models: compare each sd with the gaps between rows.")
+
+        def cell(k, mine=mine):
+            return (
+                f"{statistics.mean(r[k] for r in mine):.3f}±{statistics.stdev(r[k] for r in mine):.3f}"
+                if len(mine) > 1
+                else f"{mine[0][k]:.3f}"
+            )
+
+        print(
+            f"{title:34s} {len(mine):5d} "
+            + " ".join(f"{cell(m):>15s}" for m in METRICS)
+            + f" {statistics.mean(r['val_nll'] for r in mine):10.2f} "
+            f"{statistics.mean(r['train_minutes'] for r in mine):5.1f}"
+        )
+    print(
+        "mean ± sd over seeds. Locatello et al. (2019) found, over 12,000 models, that the spread over random seeds "
+        "often exceeds the differences between models: compare each sd with the gaps between rows."
+    )
 
 
 def main() -> None:
@@ -114,8 +146,12 @@ def main() -> None:
                     continue
                 result = run_job(model, seed, args)
                 target.write_text(json.dumps(result, indent=2) + "\n")
-                print(f"{model} seed {seed}: " + ", ".join(f"{k} {result[k]:.3f}" for k in METRICS)
-                      + f" ({result['epochs']} epochs, {result['train_minutes']:.1f} min)", flush=True)
+                print(
+                    f"{model} seed {seed}: "
+                    + ", ".join(f"{k} {result[k]:.3f}" for k in METRICS)
+                    + f" ({result['epochs']} epochs, {result['train_minutes']:.1f} min)",
+                    flush=True,
+                )
     table(out)
 
 

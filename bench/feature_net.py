@@ -21,10 +21,10 @@ import torch
 
 
 def main() -> None:
-    from vaekit.training.checkpoints import _save_tensors
+    from vaekit.data.mnist import load_mnist
     from vaekit.metrics.digit_score import accuracy, digit_score, outliers, train_classifier
     from vaekit.metrics.features import MNIST_FEATURES_FILE, MNIST_FEATURES_SHA256, MnistFeatureNet, file_sha256
-    from vaekit.data.mnist import load_mnist
+    from vaekit.training.checkpoints import _save_tensors
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(MNIST_FEATURES_FILE))
@@ -43,11 +43,17 @@ def main() -> None:
     print(f"test accuracy         {accuracy(net, xt, yt):.4f}")
     print(f"digit score, real     {digit_score(net, xt):.4f}")
     print(f"digit score, outliers {digit_score(net, outliers(xt[:2000], g)):.4f}")
-    print(f"digit score, N(0.5, 0.25) noise {digit_score(net, (torch.randn(2000, 1, 28, 28, generator=g) * 0.25 + 0.5).clamp(0, 1)):.4f}")
+    print(
+        f"digit score, N(0.5, 0.25) noise "
+        f"{digit_score(net, (torch.randn(2000, 1, 28, 28, generator=g) * 0.25 + 0.5).clamp(0, 1)):.4f}"
+    )
     print(f"trained in            {seconds:.0f} s (1 thread)")
     _save_tensors(net.state_dict(), args.out)
     digest = file_sha256(args.out)
-    print(f"wrote {args.out}\nsha256 {digest}  ({'equals' if digest == MNIST_FEATURES_SHA256 else 'differs from'} the pinned digest)")
+    print(
+        f"wrote {args.out}\nsha256 {digest}  ({'equals' if digest == MNIST_FEATURES_SHA256 else 'differs from'} the "
+        f"pinned digest)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 
 import vaekit
-from vaekit.runs import load_run
 from vaekit.config import DataConfig
 from vaekit.data.prepared import prepare
 from vaekit.metrics.features import load_features
-from vaekit.training.lanes import train_side_by_side
-from vaekit.models.samplers import draw_images, fit_sampler
 from vaekit.metrics.generation import image_features
+from vaekit.models.samplers import draw_images, fit_sampler
+from vaekit.runs import load_run
+from vaekit.training.lanes import train_side_by_side
 from vaekit.tutorial.experiment import FLOOR, SETTINGS, _jobs, generation_table, set_features, test_halves
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,14 +54,21 @@ def best_recipe(minutes: float, run: str | None) -> tuple[object, float, str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as bench/nll_mnist.py measured the recipe: one thread of the 2-core machine
     try:
-        res = vaekit.train(ROOT / "configs" / "mnist_best.toml", run_dir=out, pictures=False,
-                           overrides=[f"train.epochs={epochs}", f"train.max_minutes={minutes}", "train.progress=false"])
+        res = vaekit.train(
+            ROOT / "configs" / "mnist_best.toml",
+            run_dir=out,
+            pictures=False,
+            overrides=[f"train.epochs={epochs}", f"train.max_minutes={minutes}", "train.progress=false"],
+        )
     finally:
         torch.set_num_threads(threads)
     model, _ = load_run(out)
     done = res["history"][-1]["epoch"] if res["history"] else 0
-    return model, time.perf_counter() - t, (f"{epochs}-epoch cosine schedule, at most {minutes:g} minutes on one thread: "
-                                            f"{done} epochs trained")
+    return (
+        model,
+        time.perf_counter() - t,
+        (f"{epochs}-epoch cosine schedule, at most {minutes:g} minutes on one thread: {done} epochs trained"),
+    )
 
 
 def image_sets(models: dict[str, object], x: torch.Tensor, floor: torch.Tensor, n: int) -> tuple[dict, dict]:
@@ -80,7 +87,9 @@ def image_sets(models: dict[str, object], x: torch.Tensor, floor: torch.Tensor, 
             sampler = fit_sampler(model, x, spec)
             fit_seconds[f"{name} + {spec}"] = time.perf_counter() - t
             with torch.no_grad():
-                sets[f"{name} + {spec}"] = torch.cat([draw_images(model, sampler, len(c), g) for c in torch.arange(n).split(1000)])
+                sets[f"{name} + {spec}"] = torch.cat(
+                    [draw_images(model, sampler, len(c), g) for c in torch.arange(n).split(1000)]
+                )
     return sets, fit_seconds
 
 
@@ -96,8 +105,11 @@ def main() -> None:
     t = time.perf_counter()
     trained = train_side_by_side(_jobs(SETTINGS["full"])[:2], data, lanes=2)
     models = {name: done.model for name, done in trained.items()}
-    print(f"tour models trained side by side in {time.perf_counter() - t:.0f} s "
-          f"({', '.join(f'{k} {v.seconds:.0f} s' for k, v in trained.items())})", flush=True)
+    print(
+        f"tour models trained side by side in {time.perf_counter() - t:.0f} s "
+        f"({', '.join(f'{k} {v.seconds:.0f} s' for k, v in trained.items())})",
+        flush=True,
+    )
     best, best_seconds, how = best_recipe(args.best_minutes, args.best_run)
     models["VampPrior recipe"] = best
     print(f"VampPrior recipe: {how} ({best_seconds:.0f} s)", flush=True)
@@ -105,17 +117,33 @@ def main() -> None:
     sets, fit_seconds = image_sets(models, x, xt[others], args.n)
     net, name, digest = load_features()
     t = time.perf_counter()
-    table = generation_table(set_features(net, sets), image_features(net, xt[reference]), net, f"{name} sha256:{digest[:12]}")
+    table = generation_table(
+        set_features(net, sets), image_features(net, xt[reference]), net, f"{name} sha256:{digest[:12]}"
+    )
     score_seconds = time.perf_counter() - t
     print(f"\nfeature network {table['network']}; {args.n} images per set against {table['reference']}")
-    print(f"{'images':34s} {'FD':>8s} {'KID':>16s} {'prec':>6s} {'recall':>6s} {'dens':>6s} {'cover':>6s} {'digit':>6s}")
+    print(
+        f"{'images':34s} {'FD':>8s} {'KID':>16s} {'prec':>6s} {'recall':>6s} {'dens':>6s} {'cover':>6s} {'digit':>6s}"
+    )
     for set_name, v in table["sets"].items():
-        print(f"{set_name:34s} {v['frechet_distance']:8.2f} {v['kid']:8.3g} ± {v['kid_std']:5.2g} "
-              f"{v['precision']:6.3f} {v['recall']:6.3f} {v['density']:6.3f} {v['coverage']:6.3f} {v['digit_score']:6.3f}")
-    print(f"\nsampler fits: {', '.join(f'{k} {v:.1f} s' for k, v in fit_seconds.items())}; scoring all sets {score_seconds:.0f} s")
-    record = {"table": table, "training_seconds": {k: v.seconds for k, v in trained.items()}, "best": how,
-              "best_seconds": best_seconds, "fit_seconds": fit_seconds, "score_seconds": score_seconds,
-              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
+        print(
+            f"{set_name:34s} {v['frechet_distance']:8.2f} {v['kid']:8.3g} ± {v['kid_std']:5.2g} "
+            f"{v['precision']:6.3f} {v['recall']:6.3f} {v['density']:6.3f} {v['coverage']:6.3f} {v['digit_score']:6.3f}"
+        )
+    print(
+        f"\nsampler fits: {', '.join(f'{k} {v:.1f} s' for k, v in fit_seconds.items())}; scoring all sets "
+        f"{score_seconds:.0f} s"
+    )
+    record = {
+        "table": table,
+        "training_seconds": {k: v.seconds for k, v in trained.items()},
+        "best": how,
+        "best_seconds": best_seconds,
+        "fit_seconds": fit_seconds,
+        "score_seconds": score_seconds,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}",
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -24,9 +24,18 @@ from vaekit.metrics.evaluation import evaluate
 DATA = {"name": "mnist", "dequantize": "uniform", "val_size": 0}
 ROWS = [
     ("probabilistic PCA, q = 30 (exact)", {"name": "pca", "latent_dim": 30}),
-    ("VAE, Gaussian, one learned sigma", {"name": "vae", "latent_dim": 30, "hidden": [500], "likelihood": "gaussian_shared"}),
-    ("VAE, Gaussian, a sigma per pixel", {"name": "vae", "latent_dim": 30, "hidden": [500], "likelihood": "gaussian_pixel"}),
-    ("VAE, continuous Bernoulli", {"name": "vae", "latent_dim": 30, "hidden": [500], "likelihood": "continuous_bernoulli"}),
+    (
+        "VAE, Gaussian, one learned sigma",
+        {"name": "vae", "latent_dim": 30, "hidden": [500], "likelihood": "gaussian_shared"},
+    ),
+    (
+        "VAE, Gaussian, a sigma per pixel",
+        {"name": "vae", "latent_dim": 30, "hidden": [500], "likelihood": "gaussian_pixel"},
+    ),
+    (
+        "VAE, continuous Bernoulli",
+        {"name": "vae", "latent_dim": 30, "hidden": [500], "likelihood": "continuous_bernoulli"},
+    ),
 ]
 
 
@@ -41,8 +50,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = {"epochs": args.epochs, "batch_size": 128, "lr": 1e-3, "schedule": "cosine", "progress": False, "eval_k": 0}
     data = prepare(from_dict({"data": data_cfg}).data)
-    print(f"dequantised MNIST: {len(data.x_train)} training, {len(data.x_test)} test images; "
-          f"{args.epochs} epochs per VAE, K = {args.k}, {torch.get_num_threads()} threads")
+    print(
+        f"dequantised MNIST: {len(data.x_train)} training, {len(data.x_test)} test images; "
+        f"{args.epochs} epochs per VAE, K = {args.k}, {torch.get_num_threads()} threads"
+    )
     print(f"{'model':<36} {'log p(x), nats':>16} {'bits/dim':>9} {'seconds':>8}")
     for title, model_cfg in ROWS:
         t0 = time.perf_counter()
@@ -50,7 +61,10 @@ def main() -> None:
         res = evaluate(run["model"], data.x_test, k=args.k, dequantized=True)
         lp = res["ppca_log_likelihood"] if "ppca_log_likelihood" in res else res["log_px"]
         se = f" +- {res['log_px_stderr']['value']:.1f}" if "log_px_stderr" in res else ""
-        print(f"{title:<36} {lp['value']:>9.1f}{se:<7} {res['bits_per_dim']['value']:>9.3f} {time.perf_counter() - t0:>8.0f}")
+        print(
+            f"{title:<36} {lp['value']:>9.1f}{se:<7} {res['bits_per_dim']['value']:>9.3f} "
+            f"{time.perf_counter() - t0:>8.0f}"
+        )
 
 
 if __name__ == "__main__":

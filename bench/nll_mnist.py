@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 import vaekit
-from vaekit.runs import load_run
 from vaekit.data.prepared import prepare
 from vaekit.metrics.evaluation import evaluate
+from vaekit.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = {
@@ -86,9 +86,15 @@ def main() -> None:
     if args.row == "d":
         bound, sign, what = "val_loss", 1, "validation cross-entropy (nats)"
     else:
-        bound, sign, what = ("val_iwae" if cfg.train.objective == "iwae" else "val_elbo"), -1, "validation bound on the NLL (nats)"
+        bound, sign, what = (
+            ("val_iwae" if cfg.train.objective == "iwae" else "val_elbo"),
+            -1,
+            "validation bound on the NLL (nats)",
+        )
     print(f"row {args.row}: {title}  ({config})")
-    setup = f" ({train_s / 60:.1f} min with setup and checkpoints, {torch.get_num_threads()} threads)" if train_s else ""
+    setup = (
+        f" ({train_s / 60:.1f} min with setup and checkpoints, {torch.get_num_threads()} threads)" if train_s else ""
+    )
     print(f"  trained {len(hist)} epochs in {hist[-1]['seconds'] / 60:.1f} min of training{setup}")
     print(f"  curve (minutes, epoch, {what}):")
     marks = sorted({max(1, round(len(hist) * f)) for f in (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)})
@@ -96,38 +102,88 @@ def main() -> None:
         r = hist[e - 1]
         if bound in r:
             print(f"    {r['seconds'] / 60:6.1f} min  epoch {r['epoch']:5d}  {sign * r[bound]:.2f}")
-    summary = {"row": args.row, "config": config, "epochs": len(hist), "train_minutes": hist[-1]["seconds"] / 60,
-               "eval_seconds": eval_s, "eval_threads": torch.get_num_threads(), "n_test": len(x), "published": published,
-               "curve": [(r["seconds"] / 60, r["epoch"], sign * r[bound]) for r in hist if bound in r],
-               "run_config": cfg.to_dict()}  # every setting, overrides included
+    summary = {
+        "row": args.row,
+        "config": config,
+        "epochs": len(hist),
+        "train_minutes": hist[-1]["seconds"] / 60,
+        "eval_seconds": eval_s,
+        "eval_threads": torch.get_num_threads(),
+        "n_test": len(x),
+        "published": published,
+        "curve": [(r["seconds"] / 60, r["epoch"], sign * r[bound]) for r in hist if bound in r],
+        "run_config": cfg.to_dict(),
+    }  # every setting, overrides included
     if args.row == "d":
         se = res["squared_error"]["value"]
         print(f"  test squared error per image: {se:.3f}  (published {published:.2f}; target <= 3.00)")
         summary["squared_error"] = se
     elif model.discrete_code:  # a VQ-VAE: its bound log p(x|z_q) + log p(z_q), which sampling cannot tighten
         bound, usage, ppl = res["elbo"]["value"], res["codebook_usage"]["value"], res["codebook_perplexity"]["value"]
-        print(f"  test bound log p(x) >= {bound:.2f} nats = {res['bits_per_dim']['value']:.4f} bits/dim "
-              f"(reconstruction {-res['reconstruction_nll']['value']:.2f}, log p(z_q) {-res['kl']['value']:.2f}; "
-              f"codebook: {usage} of {cfg.model.codebook_size} used, perplexity {ppl:.1f}; {eval_s / 60:.1f} min to score)")
-        summary.update(elbo=bound, bits_per_dim=res["bits_per_dim"]["value"], reconstruction_nll=res["reconstruction_nll"]["value"],
-                       kl=res["kl"]["value"], codebook_usage=usage, codebook_perplexity=ppl)
+        print(
+            f"  test bound log p(x) >= {bound:.2f} nats = {res['bits_per_dim']['value']:.4f} bits/dim "
+            f"(reconstruction {-res['reconstruction_nll']['value']:.2f}, log p(z_q) {-res['kl']['value']:.2f}; "
+            f"codebook: {usage} of {cfg.model.codebook_size} used, perplexity {ppl:.1f}; {eval_s / 60:.1f} min to "
+            f"score)"
+        )
+        summary.update(
+            elbo=bound,
+            bits_per_dim=res["bits_per_dim"]["value"],
+            reconstruction_nll=res["reconstruction_nll"]["value"],
+            kl=res["kl"]["value"],
+            codebook_usage=usage,
+            codebook_perplexity=ppl,
+        )
     elif k == 0:
         print(f"  test ELBO {res['elbo']['value']:.2f} nats (no importance sampling: --k 0)")
         summary.update(elbo=res["elbo"]["value"])
     else:
         lp, se = res["log_px"]["value"], res["log_px_stderr"]["value"]
-        pub = (f"published {published:.2f}" if published is not None and args.row != "c" else "target <= -85.00" if args.row == "c"
-               else "no published figure in this setting")
-        print(f"  test log p(x) = {lp:.2f} +- {se:.2f} nats (K={k}, {len(x)} images, {eval_s / 60:.1f} min to score; {pub})")
-        extra = "".join(f", {name} {res[name]['value']:.2f}" for name in ("kl_z1", "kl_z2", "mutual_information") if name in res)
-        print(f"  ELBO {res['elbo']['value']:.2f}, KL {res['kl']['value']:.2f}, active units {res['active_units']['value']}{extra} nats")
-        summary.update(log_px=lp, stderr=se, elbo=res["elbo"]["value"], active_units=res["active_units"]["value"],
-                       bits_per_dim=res["bits_per_dim"]["value"], **{n: res[n]["value"] for n in ("kl_z1", "kl_z2") if n in res})
+        pub = (
+            f"published {published:.2f}"
+            if published is not None and args.row != "c"
+            else "target <= -85.00"
+            if args.row == "c"
+            else "no published figure in this setting"
+        )
+        print(
+            f"  test log p(x) = {lp:.2f} +- {se:.2f} nats (K={k}, {len(x)} images, {eval_s / 60:.1f} min to score; "
+            f"{pub})"
+        )
+        extra = "".join(
+            f", {name} {res[name]['value']:.2f}" for name in ("kl_z1", "kl_z2", "mutual_information") if name in res
+        )
+        print(
+            f"  ELBO {res['elbo']['value']:.2f}, KL {res['kl']['value']:.2f}, active units "
+            f"{res['active_units']['value']}{extra} nats"
+        )
+        summary.update(
+            log_px=lp,
+            stderr=se,
+            elbo=res["elbo"]["value"],
+            active_units=res["active_units"]["value"],
+            bits_per_dim=res["bits_per_dim"]["value"],
+            **{n: res[n]["value"] for n in ("kl_z1", "kl_z2") if n in res},
+        )
     if summary["curve"]:
-        final = ((summary["train_minutes"], -summary["log_px"]) if "log_px" in summary
-                 else (summary["train_minutes"], -summary["elbo"]) if model.discrete_code else None)
-        plot_curve(summary["curve"], what, published if args.row != "d" else None, final, f"row {args.row}: {title}", out / "curve.png")
-    (out / ("bench.json" if k or args.row == "d" else "bench_train.json")).write_text(json.dumps(summary, indent=2) + "\n")
+        final = (
+            (summary["train_minutes"], -summary["log_px"])
+            if "log_px" in summary
+            else (summary["train_minutes"], -summary["elbo"])
+            if model.discrete_code
+            else None
+        )
+        plot_curve(
+            summary["curve"],
+            what,
+            published if args.row != "d" else None,
+            final,
+            f"row {args.row}: {title}",
+            out / "curve.png",
+        )
+    (out / ("bench.json" if k or args.row == "d" else "bench_train.json")).write_text(
+        json.dumps(summary, indent=2) + "\n"
+    )
 
 
 def plot_curve(curve: list, what: str, published: float | None, final: tuple | None, title: str, path: Path) -> None:
@@ -142,8 +198,11 @@ def plot_curve(curve: list, what: str, published: float | None, final: tuple | N
         ax.axhline(-published, color="k", ls="--", lw=1, label=f"published test NLL {-published:.2f}")
     if final is not None:
         ax.plot([final[0]], [final[1]], "r*", ms=9, label=f"test NLL, importance-sampled: {final[1]:.2f}")
-    lo = min([c[2] for c in curve] + [-published if published is not None else float("inf")]
-             + [final[1] if final is not None else float("inf")])
+    lo = min(
+        [c[2] for c in curve]
+        + [-published if published is not None else float("inf")]
+        + [final[1] if final is not None else float("inf")]
+    )
     ax.set_ylim(lo - 2, lo + 20)
     ax.set_xlabel("minutes of training")
     ax.set_ylabel(what)

@@ -2,10 +2,10 @@
 
 Generates a folder of small PNGs (32x32 RGB, 10 class sub-folders; made once and reused), then
 for each size N trains one epoch of a small MLP VAE (3072-256-16) on a folder of the first N images
-(symbolic links), each run in a fresh process, streamed (data.stream = true, DataLoader workers) and, for comparison, read into
-memory. Reported: training images per second over the epoch, and the peak resident memory of the
-training process and of its worker processes (getrusage maxrss). Validation and test splits are
-fixed at 1,000 images each, so any growth comes from the training data.
+(symbolic links), each run in a fresh process, streamed (data.stream = true, DataLoader workers)
+and, for comparison, read into memory. Reported: training images per second over the epoch, and the
+peak resident memory of the training process and of its worker processes (getrusage maxrss).
+Validation and test splits are fixed at 1,000 images each, so any growth comes from the training data.
 
     python bench/stream_memory.py [--sizes 10000 30000 100000] [--workers 2] [--folder /tmp/vaekit_pngs]
 """
@@ -69,11 +69,23 @@ def child(folder: str, n: int, stream: bool, workers: int, threads: int) -> None
 
     torch.set_num_threads(threads)
     total = len(list_images(Path(folder))[0])
-    sets = [f"data.name={folder}", f"data.stream={'true' if stream else 'false'}", f"data.workers={workers}",
-            "data.val_size=1000", "data.test_size=1000", "data.dequantize=uniform",
-            "model.name=vae", "model.arch=mlp", "model.hidden=[256]", "model.latent_dim=16",
-            "model.likelihood=gaussian_shared", "train.epochs=1", "train.batch_size=128", "train.eval_k=0",
-            "train.progress=false"]
+    sets = [
+        f"data.name={folder}",
+        f"data.stream={'true' if stream else 'false'}",
+        f"data.workers={workers}",
+        "data.val_size=1000",
+        "data.test_size=1000",
+        "data.dequantize=uniform",
+        "model.name=vae",
+        "model.arch=mlp",
+        "model.hidden=[256]",
+        "model.latent_dim=16",
+        "model.likelihood=gaussian_shared",
+        "train.epochs=1",
+        "train.batch_size=128",
+        "train.eval_k=0",
+        "train.progress=false",
+    ]
     with tempfile.TemporaryDirectory() as t:
         start = time.perf_counter()
         run = vaekit.train(run_dir=Path(t) / "run", overrides=sets, pictures=False)
@@ -81,9 +93,21 @@ def child(folder: str, n: int, stream: bool, workers: int, threads: int) -> None
     epoch_s = run["history"][0]["seconds"]
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"n": n, "folder_images": total, "stream": stream, "train_images": total - 2000,
-                      "epoch_s": epoch_s, "images_per_s": (total - 2000) / epoch_s, "wall_s": wall,
-                      "peak_rss_mb": own, "peak_worker_rss_mb": kids}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "folder_images": total,
+                "stream": stream,
+                "train_images": total - 2000,
+                "epoch_s": epoch_s,
+                "images_per_s": (total - 2000) / epoch_s,
+                "wall_s": wall,
+                "peak_rss_mb": own,
+                "peak_worker_rss_mb": kids,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -102,22 +126,40 @@ def main() -> None:
     make_folder(folder, max(args.sizes))
     import torch
 
-    print(f"torch {torch.__version__}, {args.threads} threads, workers {args.workers}, folder {folder} (32x32 RGB PNGs)")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, workers {args.workers}, folder {folder} (32x32 RGB PNGs)"
+    )
     print(f"{'images':>8} {'mode':>9} {'img/s':>8} {'epoch s':>8} {'peak RSS MB':>12} {'worker peak MB':>15}")
     rows = []
     for n in args.sizes:
         for stream in (True, False):
             if not stream and n > args.memory_up_to:
                 continue
-            out = subprocess.run([sys.executable, __file__, "--child", str(n), "1" if stream else "0", str(args.workers),
-                                  "--folder", str(subset(folder, n)), "--threads", str(args.threads)], capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(n),
+                    "1" if stream else "0",
+                    str(args.workers),
+                    "--folder",
+                    str(subset(folder, n)),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(out.returncode)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(r)
-            print(f"{n:>8} {'stream' if stream else 'memory':>9} {r['images_per_s']:>8.0f} {r['epoch_s']:>8.1f} "
-                  f"{r['peak_rss_mb']:>12.0f} {r['peak_worker_rss_mb'] if stream else float('nan'):>15.0f}")
+            print(
+                f"{n:>8} {'stream' if stream else 'memory':>9} {r['images_per_s']:>8.0f} {r['epoch_s']:>8.1f} "
+                f"{r['peak_rss_mb']:>12.0f} {r['peak_worker_rss_mb'] if stream else float('nan'):>15.0f}"
+            )
     Path("bench_stream_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 

@@ -31,8 +31,16 @@ def _config(name: str):
     from vaekit.config import load_config
 
     # one plain epoch: no EMA, no warm-up or schedule, so both loops take the same steps
-    return load_config(ROOT / "configs" / CONFIGS[name], ["train.ema=null", "train.kl_warmup_epochs=0",
-                                                         "train.schedule=constant", "train.progress=false", "train.epochs=1"])
+    return load_config(
+        ROOT / "configs" / CONFIGS[name],
+        [
+            "train.ema=null",
+            "train.kl_warmup_epochs=0",
+            "train.schedule=constant",
+            "train.progress=false",
+            "train.epochs=1",
+        ],
+    )
 
 
 def _model(cfg, shape, seed: int):
@@ -54,7 +62,9 @@ def plain_epoch(cfg, x: torch.Tensor, seed: int) -> float:
         if out.kl_parts is not None:  # the hierarchy: each layer's closed-form KL
             kl = sum(out.kl_parts.values())
         else:  # a flow or a VQ-VAE: log q - log p at the code (N(0, I) prior where the model gives none)
-            log_pz = out.log_pz if out.log_pz is not None else torch.distributions.Normal(0.0, 1.0).log_prob(out.z).sum(-1)
+            log_pz = (
+                out.log_pz if out.log_pz is not None else torch.distributions.Normal(0.0, 1.0).log_prob(out.z).sum(-1)
+            )
             kl = out.log_qz - log_pz
         loss = nll + kl + sum((out.penalties or {}).values())
         opt.zero_grad()
@@ -97,9 +107,11 @@ def main() -> None:
             print(f"  {name} repeat {r + 1}: plain {plain[-1]:.2f} s, vaekit {ours[-1]:.2f} s")
         p, v = statistics.median(plain), statistics.median(ours)
         paired = statistics.median(o / q for o, q in zip(ours, plain))  # each repeat's two epochs ran back to back
-        print(f"{name} ({CONFIGS[name]}): plain {p:.2f} s/epoch ({len(x) / p:,.0f} images/s), "
-              f"vaekit {v:.2f} s/epoch ({len(x) / v:,.0f} images/s), ratio {v / p:.3f} (target <= 1.10); "
-              f"median of the paired ratios {paired:.3f}")
+        print(
+            f"{name} ({CONFIGS[name]}): plain {p:.2f} s/epoch ({len(x) / p:,.0f} images/s), "
+            f"vaekit {v:.2f} s/epoch ({len(x) / v:,.0f} images/s), ratio {v / p:.3f} (target <= 1.10); "
+            f"median of the paired ratios {paired:.3f}"
+        )
 
 
 if __name__ == "__main__":

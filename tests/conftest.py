@@ -54,13 +54,26 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "cache"))
 
 
-def train_small_run(data: Path, out: Path, latent_dim: int = 2, hidden: int = 32, epochs: int = 1, val_size: int = 0,
-                    extra: tuple[str, ...] = ()) -> Path:
+def train_small_run(
+    data: Path,
+    out: Path,
+    latent_dim: int = 2,
+    hidden: int = 32,
+    epochs: int = 1,
+    val_size: int = 0,
+    extra: tuple[str, ...] = (),
+) -> Path:
     """Train a small MLP model on `data` through the CLI (the run the CLI tests then act on); returns `out`."""
     from vaekit.cli import main
 
-    sets = {"data.name": data, "train.epochs": epochs, "model.hidden": f"[{hidden}]", "model.latent_dim": latent_dim,
-            "data.val_size": val_size, "train.eval_k": 0}
+    sets = {
+        "data.name": data,
+        "train.epochs": epochs,
+        "model.hidden": f"[{hidden}]",
+        "model.latent_dim": latent_dim,
+        "data.val_size": val_size,
+        "train.eval_k": 0,
+    }
     argv = ["train", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], *extra, "--quiet", "--out", str(out)]
     assert main(argv) == 0
     return out

@@ -11,9 +11,11 @@ from vaekit.models import VAE
 
 
 def test_train_load_and_use(tmp_path, images_npz):
-    cfg = RunConfig(data=DataConfig(name=str(images_npz), val_size=30),
-                    model=ModelConfig(name="vae", latent_dim=2, hidden=[32]),
-                    train=TrainConfig(epochs=2, batch_size=32, eval_k=10, progress=False))
+    cfg = RunConfig(
+        data=DataConfig(name=str(images_npz), val_size=30),
+        model=ModelConfig(name="vae", latent_dim=2, hidden=[32]),
+        train=TrainConfig(epochs=2, batch_size=32, eval_k=10, progress=False),
+    )
     run = vaekit.train(cfg, run_dir=tmp_path / "vae")
     assert run["eval"]["log_px"]["unit"] == "nats"
     assert json.loads((tmp_path / "vae" / "config.json").read_text())["model"]["latent_dim"] == 2
@@ -44,9 +46,11 @@ def test_pca_from_the_top_level(images_npz):
 
 
 def test_same_seed_same_model(tmp_path, images_npz):
-    cfg = RunConfig(data=DataConfig(name=str(images_npz), val_size=30),
-                    model=ModelConfig(name="vae", latent_dim=2, hidden=[16]),
-                    train=TrainConfig(epochs=2, batch_size=32, eval_k=0, progress=False, seed=7))
+    cfg = RunConfig(
+        data=DataConfig(name=str(images_npz), val_size=30),
+        model=ModelConfig(name="vae", latent_dim=2, hidden=[16]),
+        train=TrainConfig(epochs=2, batch_size=32, eval_k=0, progress=False, seed=7),
+    )
     torch.manual_seed(1)  # whatever the caller's RNG state ...
     a = vaekit.train(cfg, pictures=False)["model"]
     torch.randn(100)

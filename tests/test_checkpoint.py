@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from vaekit.training.checkpoints import atomic_dir, load, save_pretrained
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
 from vaekit.models import PCA, VAE, build_model
+from vaekit.training.checkpoints import atomic_dir, load, save_pretrained
 
 CASES = [
     ModelConfig(name="vae", latent_dim=3, hidden=[16]),
@@ -16,13 +16,31 @@ CASES = [
     ModelConfig(name="linear_ae", latent_dim=2, tied=True),
     ModelConfig(name="linear_ae", latent_dim=2, tied=False),
     ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="gaussian_shared", prior="mog", prior_components=4),
-    ModelConfig(name="vae", latent_dim=3, hidden=[16, 16], block="gated", likelihood="gaussian_pixel", prior="vamp", prior_components=5),
-    ModelConfig(name="vae", arch="resnet", latent_dim=3, channels=[4, 8], depth=1, likelihood="discretized_logistic_mixture", mixture_components=2),
+    ModelConfig(
+        name="vae",
+        latent_dim=3,
+        hidden=[16, 16],
+        block="gated",
+        likelihood="gaussian_pixel",
+        prior="vamp",
+        prior_components=5,
+    ),
+    ModelConfig(
+        name="vae",
+        arch="resnet",
+        latent_dim=3,
+        channels=[4, 8],
+        depth=1,
+        likelihood="discretized_logistic_mixture",
+        mixture_components=2,
+    ),
     ModelConfig(name="vae", latent_dim=3, hidden=[16, 16], block="residual", conditional=True, num_classes=4),
 ]
 
 
-@pytest.mark.parametrize("cfg", CASES, ids=lambda c: f"{c.name}-{c.arch}-{c.tied}-{c.likelihood}-{c.prior}-{c.conditional}")
+@pytest.mark.parametrize(
+    "cfg", CASES, ids=lambda c: f"{c.name}-{c.arch}-{c.tied}-{c.likelihood}-{c.prior}-{c.conditional}"
+)
 def test_round_trip(tmp_path, cfg):
     torch.manual_seed(0)
     m = build_model(cfg, (1, 6, 6)).eval()
@@ -43,7 +61,10 @@ def test_round_trip(tmp_path, cfg):
         torch.manual_seed(3)
         assert torch.equal(a, m2(x, y).px.log_prob(x))
         g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-        assert torch.equal(m.sample(5, generator=g1, y=1 if cfg.conditional else None), m2.sample(5, generator=g2, y=1 if cfg.conditional else None))
+        assert torch.equal(
+            m.sample(5, generator=g1, y=1 if cfg.conditional else None),
+            m2.sample(5, generator=g2, y=1 if cfg.conditional else None),
+        )
     assert type(m2) is type(m) and m2.config == m.config and m.config.name == cfg.name
 
 

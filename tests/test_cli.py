@@ -17,8 +17,10 @@ def run(argv, capsys):
 @pytest.fixture
 def trained(tmp_path, images_npz, capsys):
     cfg = tmp_path / "vae.toml"
-    cfg.write_text(f'[data]\nname = "{images_npz}"\nval_size = 30\n[model]\nname = "vae"\nlatent_dim = 2\nhidden = [32]\n'
-                   '[train]\nepochs = 2\nbatch_size = 32\neval_k = 20\nprogress = false\n')
+    cfg.write_text(
+        f'[data]\nname = "{images_npz}"\nval_size = 30\n[model]\nname = "vae"\nlatent_dim = 2\nhidden = [32]\n'
+        "[train]\nepochs = 2\nbatch_size = 32\neval_k = 20\nprogress = false\n"
+    )
     code, out, err = run(["train", str(cfg), "--out", str(tmp_path / "run")], capsys)
     assert code == 0, err
     return tmp_path / "run"
@@ -26,7 +28,16 @@ def trained(tmp_path, images_npz, capsys):
 
 def test_train_writes_a_complete_run(trained):
     names = {p.name for p in trained.iterdir()}
-    assert {"config.json", "metrics.jsonl", "checkpoints", "model", "eval.json", "curves.png", "reconstructions.png", "samples.png"} <= names
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "checkpoints",
+        "model",
+        "eval.json",
+        "curves.png",
+        "reconstructions.png",
+        "samples.png",
+    } <= names
     ev = json.loads((trained / "eval.json").read_text())
     assert ev["log_px"]["unit"] == "nats" and ev["log_px"]["value"] <= ev["elbo"]["value"] + 5.0
 
@@ -43,7 +54,11 @@ def test_evaluate_sample_reconstruct_interpolate(trained, tmp_path, capsys):
     assert code == 0 and res["squared_error"]["reduction"].startswith("per example")
     code, out, _ = run(["evaluate", str(trained), "--k", "10"], capsys)
     assert "log_px" in out and "[nats;" in out
-    for cmd in (["sample", "--n", "9"], ["reconstruct", "--n", "4"], ["interpolate", "--a", "0", "--b", "3", "--mode", "slerp"]):
+    for cmd in (
+        ["sample", "--n", "9"],
+        ["reconstruct", "--n", "4"],
+        ["interpolate", "--a", "0", "--b", "3", "--mode", "slerp"],
+    ):
         target = tmp_path / f"{cmd[0]}.png"
         code, _, err = run([cmd[0], str(trained), "--out", str(target), *cmd[1:]], capsys)
         assert code == 0 and target.stat().st_size > 0, err
@@ -53,11 +68,38 @@ def test_pca_and_tabular(tmp_path, capsys):
     rng = np.random.default_rng(0)
     csv = tmp_path / "t.csv"
     csv.write_text("\n".join(",".join(f"{v:.4f}" for v in r) for r in rng.normal(size=(120, 5))))
-    code, out, err = run(["train", "--set", f"data.name={csv}", "--set", "model.name=pca", "--set", "model.latent_dim=2",
-                          "--out", str(tmp_path / "pca")], capsys)
+    code, out, err = run(
+        [
+            "train",
+            "--set",
+            f"data.name={csv}",
+            "--set",
+            "model.name=pca",
+            "--set",
+            "model.latent_dim=2",
+            "--out",
+            str(tmp_path / "pca"),
+        ],
+        capsys,
+    )
     assert code == 0, err and "ppca_log_likelihood" in out
-    code, out, err = run(["train", "--set", f"data.name={csv}", "--set", "model.likelihood=gaussian", "--set", "data.scaling=standard",
-                          "--set", "train.epochs=1", "--quiet", "--out", str(tmp_path / "vae")], capsys)
+    code, out, err = run(
+        [
+            "train",
+            "--set",
+            f"data.name={csv}",
+            "--set",
+            "model.likelihood=gaussian",
+            "--set",
+            "data.scaling=standard",
+            "--set",
+            "train.epochs=1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "vae"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     code, _, err = run(["sample", str(tmp_path / "vae"), "--n", "5", "--out", str(tmp_path / "s.csv")], capsys)
     assert code == 0 and len((tmp_path / "s.csv").read_text().splitlines()) == 5
@@ -76,21 +118,27 @@ def _one_line_error(code, err, fragment):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["train", "missing.toml", "--out", "{tmp}/r"], "config file 'missing.toml' does not exist"),
-    (["train", "--set", "model.name=gan", "--out", "{tmp}/r"], "'model.name': got 'gan'"),
-    (["train", "--set", "model.latent_dim=-1", "--out", "{tmp}/r"], "must be > 0"),
-    (["train", "--set", "train.nope=1", "--out", "{tmp}/r"], "unknown config key 'train.nope'"),
-    (["train", "--set", "data.name={tmp}/none.npz", "--out", "{tmp}/r"], "neither a dataset name"),
-    (["train", "--set", "data.name={tmp}/corrupt.npy", "--out", "{tmp}/r"], "cannot read"),
-    (["train", "--set", "data.name={tmp}/neg.npy", "--set", "data.scaling=none", "--out", "{tmp}/r"], "needs data in [0, 1]"),
-    (["train", "--set", "data.name={tmp}/neg.npy", "--out", "{tmp}/file.txt/r"], "is not a folder"),
-    (["train", "--set", "data.name={tmp}/neg.npy"], "needs --out"),
-    (["train", "--resume", "{tmp}/nothing"], "not a run directory"),
-    (["evaluate", "{tmp}/nothing"], "does not exist"),
-    (["tour", "--bogus"], "unrecognized arguments: --bogus"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "missing.toml", "--out", "{tmp}/r"], "config file 'missing.toml' does not exist"),
+        (["train", "--set", "model.name=gan", "--out", "{tmp}/r"], "'model.name': got 'gan'"),
+        (["train", "--set", "model.latent_dim=-1", "--out", "{tmp}/r"], "must be > 0"),
+        (["train", "--set", "train.nope=1", "--out", "{tmp}/r"], "unknown config key 'train.nope'"),
+        (["train", "--set", "data.name={tmp}/none.npz", "--out", "{tmp}/r"], "neither a dataset name"),
+        (["train", "--set", "data.name={tmp}/corrupt.npy", "--out", "{tmp}/r"], "cannot read"),
+        (
+            ["train", "--set", "data.name={tmp}/neg.npy", "--set", "data.scaling=none", "--out", "{tmp}/r"],
+            "needs data in [0, 1]",
+        ),
+        (["train", "--set", "data.name={tmp}/neg.npy", "--out", "{tmp}/file.txt/r"], "is not a folder"),
+        (["train", "--set", "data.name={tmp}/neg.npy"], "needs --out"),
+        (["train", "--resume", "{tmp}/nothing"], "not a run directory"),
+        (["evaluate", "{tmp}/nothing"], "does not exist"),
+        (["tour", "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_input_one_line_exit_2(argv, fragment, tmp_path, capsys):
     (tmp_path / "corrupt.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
     np.save(tmp_path / "neg.npy", np.linspace(-3, 3, 200, dtype=np.float32).reshape(20, 10))
@@ -117,30 +165,53 @@ def test_errors_on_trained_runs(trained, tmp_path, capsys):
 
 
 def test_ae_cannot_sample(tmp_path, images_npz, capsys):
-    code, _, err = run(["train", "--set", f"data.name={images_npz}", "--set", "model.name=ae", "--set", "model.hidden=[8]",
-                        "--set", "train.epochs=1", "--quiet", "--out", str(tmp_path / "ae")], capsys)
+    code, _, err = run(
+        [
+            "train",
+            "--set",
+            f"data.name={images_npz}",
+            "--set",
+            "model.name=ae",
+            "--set",
+            "model.hidden=[8]",
+            "--set",
+            "train.epochs=1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "ae"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     code, _, err = run(["sample", str(tmp_path / "ae"), "--out", str(tmp_path / "s.png")], capsys)
     _one_line_error(code, err, "no prior to sample from")
 
 
 def test_debug_shows_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "vaekit", "--debug", "train", "missing.toml", "--out", str(tmp_path / "r")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "vaekit", "--debug", "train", "missing.toml", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "Traceback" in r.stderr and "VaekitError" in r.stderr
 
 
 def test_module_entry_point_and_lazy_imports():
     r = subprocess.run([sys.executable, "-m", "vaekit", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("vaekit ")
-    code = "import sys, vaekit; vaekit.PCA; print(sorted(m for m in ('matplotlib', 'PIL', 'safetensors', 'vaekit.explorer.pictures', 'vaekit.training.loop') if m in sys.modules))"
+    code = (
+        "import sys, vaekit; vaekit.PCA; print(sorted(m for m in ('matplotlib', 'PIL', 'safetensors', "
+        "'vaekit.explorer.pictures', 'vaekit.training.loop') if m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on machines without CUDA")
 def test_cuda_requested_without_cuda(tmp_path, images_npz, capsys):
-    code, _, err = run(["train", "--set", f"data.name={images_npz}", "--device", "cuda", "--out", str(tmp_path / "r")], capsys)
+    code, _, err = run(
+        ["train", "--set", f"data.name={images_npz}", "--device", "cuda", "--out", str(tmp_path / "r")], capsys
+    )
     _one_line_error(code, err, "CUDA is not available")
     assert not (tmp_path / "r").exists()
 
@@ -148,7 +219,8 @@ def test_cuda_requested_without_cuda(tmp_path, images_npz, capsys):
 FRONTIER = {  # [model] tables of the frontier models, as small as they get
     "hvae": 'name = "hvae"\nlatent_dims = [3, 2]\nhidden = [32, 16]',
     "iaf": 'name = "vae"\nlatent_dim = 3\nhidden = [32]\nposterior = "iaf"\nflow_hidden = [16]',
-    "vqvae": 'name = "vqvae"\nchannels = [8, 16]\ndepth = 1\ncodebook_size = 16\ncodebook_dim = 4\nprior_width = 16\nprior_layers = 1',
+    "vqvae": 'name = "vqvae"\nchannels = [8, 16]\ndepth = 1\ncodebook_size = 16\ncodebook_dim = 4\nprior_width = '
+    "16\nprior_layers = 1",
 }
 
 
@@ -157,8 +229,10 @@ def test_the_frontier_models_from_the_command_line(kind, images_npz, tmp_path, c
     """Train, evaluate, sample, reconstruct; interpolation and traversals where the code is
     continuous; the explorer refuses them in one line."""
     cfg = tmp_path / f"{kind}.toml"
-    cfg.write_text(f'[data]\nname = "{images_npz}"\nval_size = 30\nbinarize = "dynamic"\n[model]\n{FRONTIER[kind]}\n'
-                   '[train]\nepochs = 2\nbatch_size = 32\neval_k = 20\nprogress = false\n')
+    cfg.write_text(
+        f'[data]\nname = "{images_npz}"\nval_size = 30\nbinarize = "dynamic"\n[model]\n{FRONTIER[kind]}\n'
+        "[train]\nepochs = 2\nbatch_size = 32\neval_k = 20\nprogress = false\n"
+    )
     run_dir = tmp_path / "run"
     code, _, err = run(["train", str(cfg), "--out", str(run_dir)], capsys)
     assert code == 0, err
@@ -168,7 +242,12 @@ def test_the_frontier_models_from_the_command_line(kind, images_npz, tmp_path, c
     else:
         assert ev["log_px"]["value"] >= ev["elbo"]["value"] - 1.0
     assert (kind == "hvae") == ("kl_z2" in ev)
-    for cmd in (["sample", "--n", "9"], ["reconstruct", "--n", "4"], ["interpolate", "--a", "0", "--b", "3"], ["traverse"]):
+    for cmd in (
+        ["sample", "--n", "9"],
+        ["reconstruct", "--n", "4"],
+        ["interpolate", "--a", "0", "--b", "3"],
+        ["traverse"],
+    ):
         target = tmp_path / f"{cmd[0]}.png"
         code, _, err = run([cmd[0], str(run_dir), "--out", str(target), *cmd[1:]], capsys)
         if kind == "vqvae" and cmd[0] in ("interpolate", "traverse"):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -9,8 +10,17 @@ from vaekit.errors import VaekitError
 
 
 def test_defaults_and_overrides():
-    cfg = load_config(None, ["model.latent_dim=7", "train.lr=1", "model.hidden=[8, 4]", "train.grad_clip=2.5",
-                             "data.binarize=dynamic", "train.progress=false"])
+    cfg = load_config(
+        None,
+        [
+            "model.latent_dim=7",
+            "train.lr=1",
+            "model.hidden=[8, 4]",
+            "train.grad_clip=2.5",
+            "data.binarize=dynamic",
+            "train.progress=false",
+        ],
+    )
     assert cfg.model.latent_dim == 7 and cfg.model.hidden == [8, 4]
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)  # ints widen to floats
     assert cfg.data.binarize == "dynamic" and cfg.train.progress is False
@@ -19,22 +29,25 @@ def test_defaults_and_overrides():
 
 def test_frozen():
     cfg = RunConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.lr = 3.0  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("model.bogus=1", "unknown config key 'model.bogus'"),
-    ("nosection.x=1", "section one of data, model, train"),
-    ("train.lr=abc", "'train.lr': got 'abc', expected a number"),
-    ("train.epochs=2.5", "'train.epochs': got 2.5, expected an integer"),
-    ("model.name=gan", "'model.name': got 'gan', expected one of"),
-    ("model.latent_dim=0", "'model.latent_dim': got 0, must be > 0"),
-    ("train.batch_size=-3", "'train.batch_size': got -3, must be > 0"),
-    ("model.hidden=[8, 0]", "every size must be > 0"),
-    ("train.progress=3", "expected true/false"),
-    ("justtext", "expected section.key=value"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("model.bogus=1", "unknown config key 'model.bogus'"),
+        ("nosection.x=1", "section one of data, model, train"),
+        ("train.lr=abc", "'train.lr': got 'abc', expected a number"),
+        ("train.epochs=2.5", "'train.epochs': got 2.5, expected an integer"),
+        ("model.name=gan", "'model.name': got 'gan', expected one of"),
+        ("model.latent_dim=0", "'model.latent_dim': got 0, must be > 0"),
+        ("train.batch_size=-3", "'train.batch_size': got -3, must be > 0"),
+        ("model.hidden=[8, 0]", "every size must be > 0"),
+        ("train.progress=3", "expected true/false"),
+        ("justtext", "expected section.key=value"),
+    ],
+)
 def test_bad_overrides_name_the_key(override, fragment):
     with pytest.raises(VaekitError, match=None) as e:
         load_config(None, [override])
@@ -74,7 +87,9 @@ def test_unknown_keys_always_rejected(extra):
 
     from vaekit.config import ModelConfig
 
-    known = {f.name for f in dataclasses.fields(ModelConfig)}  # every real key (a fixed list went stale as keys were added)
+    known = {
+        f.name for f in dataclasses.fields(ModelConfig)
+    }  # every real key (a fixed list went stale as keys were added)
     extra = {k: v for k, v in extra.items() if k not in known}
     if not extra:
         return
@@ -87,7 +102,10 @@ def test_unknown_keys_always_rejected(extra):
 def test_latent_dim_type_checked(value):
     if isinstance(value, int) and not isinstance(value, bool):
         return
-    if value in ("none", "null"):  # the spelling of "unset" (the model's default), see test_set_none_unsets_optional_keys_only
+    if value in (
+        "none",
+        "null",
+    ):  # the spelling of "unset" (the model's default), see test_set_none_unsets_optional_keys_only
         assert from_dict({"model": {"latent_dim": value}}).model.latent_dim == 20
         return
     with pytest.raises(VaekitError, match="model.latent_dim"):

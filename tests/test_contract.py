@@ -9,9 +9,10 @@ from torch.distributions import Distribution
 
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
+from vaekit.models import PCA, VAE, Autoencoder, CannotSample, LatentModel, build_model, from_description
 from vaekit.models.likelihoods import PointMass
-from vaekit.models import VAE, Autoencoder, CannotSample, LatentModel, PCA, build_model, from_description
-from vaekit.registry import MODELS as REGISTERED, POSTERIORS, PRIORS
+from vaekit.registry import MODELS as REGISTERED
+from vaekit.registry import POSTERIORS, PRIORS
 
 B, D = 5, 3
 
@@ -34,23 +35,85 @@ MODELS = {
     "linear_ae_tied": ((7,), lambda: build_model(ModelConfig(name="linear_ae", latent_dim=D, tied=True), (7,))),
     "linear_ae_untied": ((1, 4, 4), lambda: build_model(ModelConfig(name="linear_ae", latent_dim=D), (1, 4, 4))),
     "ae_mlp": ((1, 6, 6), lambda: build_model(ModelConfig(name="ae", latent_dim=D, hidden=[16]), (1, 6, 6))),
-    "ae_conv": ((3, 9, 7), lambda: build_model(ModelConfig(name="ae", arch="conv", latent_dim=D, channels=[4, 8]), (3, 9, 7))),
-    **{f"vae_{prior}": ((1, 6, 6), lambda prior=prior: build_model(
-        ModelConfig(name="vae", latent_dim=D, hidden=[16], prior=prior, prior_components=4), (1, 6, 6))) for prior in PRIORS},
-    "vae_conv": ((1, 8, 8), lambda: build_model(ModelConfig(name="vae", arch="conv", latent_dim=D, channels=[4, 8]), (1, 8, 8))),
-    "vae_resnet_rgb": ((3, 8, 8), lambda: build_model(ModelConfig(name="vae", arch="resnet", latent_dim=D, channels=[4, 4], depth=1,
-                                                                  likelihood="discretized_logistic"), (3, 8, 8))),
-    "vae_vectors": ((7,), lambda: build_model(ModelConfig(name="vae", latent_dim=D, hidden=[16], likelihood="gaussian"), (7,))),
-    **{f"vae_{post}": ((1, 6, 6), lambda post=post: build_model(
-        ModelConfig(name="vae", latent_dim=D, hidden=[16], posterior=post, flow_hidden=[8]), (1, 6, 6))) for post in POSTERIORS},
-    "hvae_mlp": ((1, 6, 6), lambda: build_model(ModelConfig(name="hvae", latent_dims=[2, 1], hidden=[16, 8]), (1, 6, 6))),
-    "hvae_conv": ((3, 8, 8), lambda: build_model(ModelConfig(name="hvae", arch="conv", latent_dims=[1, 1, 1], hidden=[8],
-                                                           channels=[4, 8], likelihood="gaussian"), (3, 8, 8))),
-    "vqvae": ((1, 8, 8), lambda: build_model(ModelConfig(name="vqvae", channels=[4, 8], depth=1, codebook_size=8, codebook_dim=3,
-                                                       prior_width=8, prior_layers=1), (1, 8, 8))),
-    "factorvae": ((1, 6, 6), lambda: build_model(ModelConfig(name="factorvae", latent_dim=D, hidden=[16], discriminator_hidden=[8]), (1, 6, 6))),
-    "cvae": ((1, 6, 6), lambda: build_model(ModelConfig(name="vae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6))),
-    "cae": ((1, 6, 6), lambda: build_model(ModelConfig(name="ae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6))),
+    "ae_conv": (
+        (3, 9, 7),
+        lambda: build_model(ModelConfig(name="ae", arch="conv", latent_dim=D, channels=[4, 8]), (3, 9, 7)),
+    ),
+    **{
+        f"vae_{prior}": (
+            (1, 6, 6),
+            lambda prior=prior: build_model(
+                ModelConfig(name="vae", latent_dim=D, hidden=[16], prior=prior, prior_components=4), (1, 6, 6)
+            ),
+        )
+        for prior in PRIORS
+    },
+    "vae_conv": (
+        (1, 8, 8),
+        lambda: build_model(ModelConfig(name="vae", arch="conv", latent_dim=D, channels=[4, 8]), (1, 8, 8)),
+    ),
+    "vae_resnet_rgb": (
+        (3, 8, 8),
+        lambda: build_model(
+            ModelConfig(
+                name="vae", arch="resnet", latent_dim=D, channels=[4, 4], depth=1, likelihood="discretized_logistic"
+            ),
+            (3, 8, 8),
+        ),
+    ),
+    "vae_vectors": (
+        (7,),
+        lambda: build_model(ModelConfig(name="vae", latent_dim=D, hidden=[16], likelihood="gaussian"), (7,)),
+    ),
+    **{
+        f"vae_{post}": (
+            (1, 6, 6),
+            lambda post=post: build_model(
+                ModelConfig(name="vae", latent_dim=D, hidden=[16], posterior=post, flow_hidden=[8]), (1, 6, 6)
+            ),
+        )
+        for post in POSTERIORS
+    },
+    "hvae_mlp": (
+        (1, 6, 6),
+        lambda: build_model(ModelConfig(name="hvae", latent_dims=[2, 1], hidden=[16, 8]), (1, 6, 6)),
+    ),
+    "hvae_conv": (
+        (3, 8, 8),
+        lambda: build_model(
+            ModelConfig(
+                name="hvae", arch="conv", latent_dims=[1, 1, 1], hidden=[8], channels=[4, 8], likelihood="gaussian"
+            ),
+            (3, 8, 8),
+        ),
+    ),
+    "vqvae": (
+        (1, 8, 8),
+        lambda: build_model(
+            ModelConfig(
+                name="vqvae", channels=[4, 8], depth=1, codebook_size=8, codebook_dim=3, prior_width=8, prior_layers=1
+            ),
+            (1, 8, 8),
+        ),
+    ),
+    "factorvae": (
+        (1, 6, 6),
+        lambda: build_model(
+            ModelConfig(name="factorvae", latent_dim=D, hidden=[16], discriminator_hidden=[8]), (1, 6, 6)
+        ),
+    ),
+    "cvae": (
+        (1, 6, 6),
+        lambda: build_model(
+            ModelConfig(name="vae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6)
+        ),
+    ),
+    "cae": (
+        (1, 6, 6),
+        lambda: build_model(
+            ModelConfig(name="ae", latent_dim=D, hidden=[16], conditional=True, num_classes=4), (1, 6, 6)
+        ),
+    ),
     "custom_ae": ((1, 4, 4), lambda: _custom(False)),
     "custom_vae": ((1, 4, 4), lambda: _custom(True)),
 }
@@ -147,9 +210,9 @@ def test_a_new_model_is_one_registration(tmp_path):
     """A model registered from outside trains, evaluates, saves and loads through the unchanged
     loop, evaluation and checkpoint code (the architecture's promise for new models)."""
     import vaekit
+    from vaekit.config import TrainConfig, build_section
     from vaekit.data.prepared import Data
     from vaekit.metrics.evaluation import evaluate
-    from vaekit.config import TrainConfig, build_section
     from vaekit.models.nets import build_mlp
     from vaekit.training.loop import fit
 

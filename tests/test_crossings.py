@@ -24,8 +24,6 @@ from test_hostile_corpus import _assert_one_line as _one_line
 from vaekit.cli import main
 
 
-
-
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("crossings")
@@ -40,18 +38,37 @@ def pca_run(digits):
     from vaekit.cli import main
 
     out = digits / "pca"
-    assert main(["train", "--quiet", "--out", str(out), "--set", f"data.name={digits / 'd.npz'}", "--set", "model.name=pca",
-                 "--set", "model.latent_dim=3", "--set", "data.val_size=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--quiet",
+                "--out",
+                str(out),
+                "--set",
+                f"data.name={digits / 'd.npz'}",
+                "--set",
+                "model.name=pca",
+                "--set",
+                "model.latent_dim=3",
+                "--set",
+                "data.val_size=0",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def cvae_run(digits):
-    return train_small_run(digits / "d.npz", digits / "cvae", latent_dim=2, hidden=16,
-                           extra=("--set", "model.conditional=true"))
+    return train_small_run(
+        digits / "d.npz", digits / "cvae", latent_dim=2, hidden=16, extra=("--set", "model.conditional=true")
+    )
 
 
 # 1. PCA, the tutorial's step 1, with every fitted sampler ------------------------------------
+
 
 @pytest.mark.parametrize("sampler", ["gaussian", "gmm:2", "two-stage"])
 def test_pca_samples_from_a_fitted_sampler(pca_run, tmp_path, capsys, sampler):
@@ -70,9 +87,9 @@ def test_pca_samples_from_a_fitted_sampler(pca_run, tmp_path, capsys, sampler):
 
 def test_the_gaussian_sampler_of_pca_has_the_codes_moments(pca_run):
     """PCA codes are uncorrelated with variances l_1..l_q: the fitted Gaussian must say so."""
-    from vaekit.runs import load_run
     from vaekit.data.prepared import prepare
     from vaekit.models.samplers import fit_sampler
+    from vaekit.runs import load_run
 
     pca, cfg = load_run(pca_run)
     x = prepare(cfg.data).x_train
@@ -85,17 +102,38 @@ def test_the_gaussian_sampler_of_pca_has_the_codes_moments(pca_run):
 
 
 def test_pca_explores_and_evaluates_generation(pca_run, digits, tmp_path, capsys):
-    assert main(["features", "train", str(digits / "d.npz"), "--out", str(tmp_path / "f"), "--epochs", "1", "--width", "8"]) == 0
+    assert (
+        main(
+            ["features", "train", str(digits / "d.npz"), "--out", str(tmp_path / "f"), "--epochs", "1", "--width", "8"]
+        )
+        == 0
+    )
     assert main(["explore", str(pca_run), "--out", str(tmp_path / "page"), "--points", "50"]) == 0
     assert '"sampler":{"name":"gaussian","kind":"mixture"' in (tmp_path / "page" / "index.html").read_text()
     capsys.readouterr()
-    assert main(["evaluate", str(pca_run), "--generation", "--sampler", "gmm:2", "--n", "30", "--json",
-                 "--features", str(tmp_path / "f")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(pca_run),
+                "--generation",
+                "--sampler",
+                "gmm:2",
+                "--n",
+                "30",
+                "--json",
+                "--features",
+                str(tmp_path / "f"),
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["sampler"] == "gmm:2" and res["model"]["frechet_distance"]["value"] >= 0
 
 
 # 3. labels the conditional model does not know ----------------------------------------------
+
 
 @pytest.mark.parametrize("verb", ["explore", "reconstruct", "traverse", "evaluate"])
 def test_unknown_labels_are_refused_wherever_data_is_named(cvae_run, digits, tmp_path, capsys, verb):
@@ -120,22 +158,36 @@ def test_the_explorer_api_refuses_labels_beyond_the_model(cvae_run, tmp_path):
 
 # 4. --out that is a dangling link or a file -------------------------------------------------
 
+
 def test_explore_into_a_dangling_link_and_export_onto_a_file(cvae_run, tmp_path, capsys):
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
-    _one_line(main(["explore", str(cvae_run), "--out", str(tmp_path / "dangling")]), capsys.readouterr().err,
-              "is a symbolic link to")
+    _one_line(
+        main(["explore", str(cvae_run), "--out", str(tmp_path / "dangling")]),
+        capsys.readouterr().err,
+        "is a symbolic link to",
+    )
     assert not (tmp_path / "nowhere").exists()
     (tmp_path / "file").write_text("mine")
-    _one_line(main(["export", str(cvae_run), "--out", str(tmp_path / "file")]), capsys.readouterr().err,
-              "exists and is not a folder")
-    _one_line(main(["export", str(cvae_run), "--out", str(tmp_path / "file" / "sub")]), capsys.readouterr().err,
-              "is not a folder")
+    _one_line(
+        main(["export", str(cvae_run), "--out", str(tmp_path / "file")]),
+        capsys.readouterr().err,
+        "exists and is not a folder",
+    )
+    _one_line(
+        main(["export", str(cvae_run), "--out", str(tmp_path / "file" / "sub")]),
+        capsys.readouterr().err,
+        "is not a folder",
+    )
     assert (tmp_path / "file").read_text() == "mine"
-    _one_line(main(["features", "train", str(tmp_path / "x.npz"), "--out", str(tmp_path / "dangling")]),
-              capsys.readouterr().err, "is a symbolic link to")
+    _one_line(
+        main(["features", "train", str(tmp_path / "x.npz"), "--out", str(tmp_path / "dangling")]),
+        capsys.readouterr().err,
+        "is a symbolic link to",
+    )
 
 
 # 5. a 5000-digit integer in a model directory's config.json ---------------------------------
+
 
 @pytest.mark.parametrize("where", ["model", "run"])
 def test_a_5000_digit_integer_in_a_config_json_is_one_line(cvae_run, tmp_path, capsys, where):
@@ -151,6 +203,7 @@ def test_a_5000_digit_integer_in_a_config_json_is_one_line(cvae_run, tmp_path, c
 
 
 # 6. images whose channel count has no picture format ----------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(40, 5, 8, 8), (40, 2, 8, 8), (40, 8, 8, 28)])
 def test_images_of_any_channel_count_are_drawn(tmp_path, capsys, shape):
@@ -176,6 +229,7 @@ def test_a_grey_mean_is_what_is_drawn():
 
 # 7. an IDX header that declares more than memory holds --------------------------------------
 
+
 @pytest.fixture(scope="module")
 def big_idx(tmp_path_factory):
     """An IDX file declaring and holding 1 GiB (zeros): 16 gzip members of 64 MiB, 1 MB on disk."""
@@ -194,8 +248,10 @@ def big_idx(tmp_path_factory):
 @pytest.mark.parametrize("argv", [["data", "info", "{f}"], ["train", "--set", "data.name={f}", "--out", "{tmp}/r"]])
 def test_an_idx_larger_than_memory_is_one_line(big_idx, tmp_path, argv):
     """1 GiB declared and present under a 700 MB address-space limit (ulimit -v)."""
-    script = "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (700_000_000,) * 2); " \
-             "from vaekit.cli import main; sys.exit(main(sys.argv[1:]))"
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (700_000_000,) * 2); "
+        "from vaekit.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     args = [a.format(f=big_idx, tmp=tmp_path) for a in argv]
     p = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
     _one_line(p.returncode, p.stderr, "big-idx1-ubyte.gz")
@@ -213,15 +269,20 @@ def test_idx_reads_follow_the_file_not_its_header():
 
 # 8. absurd depth ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sets, fragment", [
-    (["model.hidden=[" + ",".join(["8"] * 3000) + "]"], "'model.hidden': 3000 layers; at most 128"),
-    (["model.arch=resnet", "model.depth=100000"], "'model.depth': 100000 blocks per stage"),
-    (["model.name=hvae", "model.latent_dims=[" + ",".join(["1"] * 500) + "]"], "500 stochastic layers"),
-    (["model.posterior=iaf", "model.flow_steps=1000000"], "1000000 flow steps"),
-    (["model.channels=[" + ",".join(["4"] * 200) + "]", "model.arch=conv"], "200 stages"),
-])
+
+@pytest.mark.parametrize(
+    "sets, fragment",
+    [
+        (["model.hidden=[" + ",".join(["8"] * 3000) + "]"], "'model.hidden': 3000 layers; at most 128"),
+        (["model.arch=resnet", "model.depth=100000"], "'model.depth': 100000 blocks per stage"),
+        (["model.name=hvae", "model.latent_dims=[" + ",".join(["1"] * 500) + "]"], "500 stochastic layers"),
+        (["model.posterior=iaf", "model.flow_steps=1000000"], "1000000 flow steps"),
+        (["model.channels=[" + ",".join(["4"] * 200) + "]", "model.arch=conv"], "200 stages"),
+    ],
+)
 def test_absurd_depth_is_refused_before_anything_is_built(tmp_path, capsys, sets, fragment):
     """Before the fix these built thousands of layers for minutes: an alarm turns a hang into a failure."""
+
     def hung(signum, frame):
         raise TimeoutError("no answer within 20 s")
 
@@ -297,6 +358,7 @@ def test_a_live_writers_temporary_is_left_alone(tmp_path):
 
 # 10. a refusal is one line, late in training too, and after failed mirrors -------------------
 
+
 def test_a_full_disk_late_in_training_is_one_line_on_stderr(digits, tmp_path, capsys, monkeypatch):
     """The epoch's summary is a result (stdout); stderr holds only the error."""
     import vaekit.training.state as trainer
@@ -311,8 +373,21 @@ def test_a_full_disk_late_in_training_is_one_line_on_stderr(digits, tmp_path, ca
         return real(self, *a, **k)
 
     monkeypatch.setattr(trainer.Trainer, "checkpoint", checkpoint)
-    argv = ["train", "--out", str(tmp_path / "r"), "--set", f"data.name={digits / 'd.npz'}", "--set", "train.epochs=3",
-            "--set", "model.hidden=[8]", "--set", "data.val_size=0", "--set", "train.eval_k=0"]
+    argv = [
+        "train",
+        "--out",
+        str(tmp_path / "r"),
+        "--set",
+        f"data.name={digits / 'd.npz'}",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "model.hidden=[8]",
+        "--set",
+        "data.val_size=0",
+        "--set",
+        "train.eval_k=0",
+    ]
     code = main(argv)
     out, err = capsys.readouterr()
     _one_line(code, err, "No space left on device")

@@ -14,7 +14,9 @@ def test_npz_images_scaled_and_split(images_npz):
     assert data.x_train.dtype == torch.float32 and 0 <= data.x_train.min() and data.x_train.max() <= 1
     raw = np.load(images_npz)["x"]
     # every prepared example is a raw example / 255, and the three splits are disjoint
-    rows = {tuple(np.round(r.numpy().ravel() * 255).astype(int)) for r in torch.cat([data.x_train, data.x_val, data.x_test])}
+    rows = {
+        tuple(np.round(r.numpy().ravel() * 255).astype(int)) for r in torch.cat([data.x_train, data.x_val, data.x_test])
+    }
     assert len(rows) == len(raw) == {tuple(r.ravel().astype(int)) for r in raw}.__len__()
     assert data.y_train is not None and len(data.y_train) == 220
 
@@ -34,15 +36,20 @@ def test_csv_standard_and_minmax(tmp_path):
     assert torch.allclose(std.x_train.mean(0), torch.zeros(4), atol=1e-5)
     assert torch.allclose(std.x_train.std(0, unbiased=False), torch.ones(4), atol=1e-4)
     mm = prepare(DataConfig(name=str(p), val_size=20, scaling="minmax"))
-    assert torch.allclose(mm.x_train.min(0).values, torch.zeros(4)) and torch.allclose(mm.x_train.max(0).values, torch.ones(4))
+    assert torch.allclose(mm.x_train.min(0).values, torch.zeros(4)) and torch.allclose(
+        mm.x_train.max(0).values, torch.ones(4)
+    )
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("1,2,3\n4,5\n", "row 2: 2 columns, expected 3"),
-    ("1,2\n3,x\n", "row 2: non-numeric cell"),
-    ("", "is empty"),
-    ("a,b\n", "no data rows"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("1,2,3\n4,5\n", "row 2: 2 columns, expected 3"),
+        ("1,2\n3,x\n", "row 2: non-numeric cell"),
+        ("", "is empty"),
+        ("a,b\n", "no data rows"),
+    ],
+)
 def test_csv_errors(tmp_path, text, fragment):
     p = tmp_path / "bad.csv"
     p.write_text(text)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from test_mnist import idx_bytes
-from vaekit.data import named as datasets
 from vaekit.cli import main
+from vaekit.data import named as datasets
 from vaekit.errors import VaekitError
 
 N_TRAIN, N_TEST = 50, 20
@@ -40,12 +40,25 @@ def _md5(b: bytes) -> str:
 def fashion(monkeypatch):
     """Small Fashion-MNIST-format blobs, and the spec patched to their sizes and checksums."""
     rng = np.random.default_rng(1)
-    arrays = {"x_train": rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8), "y_train": rng.integers(0, 10, N_TRAIN).astype(np.uint8),
-              "x_test": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8), "y_test": rng.integers(0, 10, N_TEST).astype(np.uint8)}
-    names = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
-             "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
+    arrays = {
+        "x_train": rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, N_TRAIN).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, N_TEST).astype(np.uint8),
+    }
+    names = {
+        "x_train": "train-images-idx3-ubyte.gz",
+        "y_train": "train-labels-idx1-ubyte.gz",
+        "x_test": "t10k-images-idx3-ubyte.gz",
+        "y_test": "t10k-labels-idx1-ubyte.gz",
+    }
     blobs = {names[k]: gzip.compress(idx_bytes(a)) for k, a in arrays.items()}
-    _use_spec(monkeypatch, "FASHION", files={n: _md5(b) for n, b in blobs.items()}, shapes={k: a.shape for k, a in arrays.items()})
+    _use_spec(
+        monkeypatch,
+        "FASHION",
+        files={n: _md5(b) for n, b in blobs.items()},
+        shapes={k: a.shape for k, a in arrays.items()},
+    )
     return arrays, blobs
 
 
@@ -53,8 +66,15 @@ def _cifar_batch(rng, n, protocol=2):
     """A batch as CIFAR's files hold it: a protocol-2 pickle of a dict (the originals come from Python 2)."""
     x = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
     y = rng.integers(0, 10, n)
-    blob = pickle.dumps({"batch_label": "fake", "data": x.reshape(n, 3072), "labels": [int(v) for v in y],
-                         "filenames": [f"{i}.png" for i in range(n)]}, protocol=protocol)
+    blob = pickle.dumps(
+        {
+            "batch_label": "fake",
+            "data": x.reshape(n, 3072),
+            "labels": [int(v) for v in y],
+            "filenames": [f"{i}.png" for i in range(n)],
+        },
+        protocol=protocol,
+    )
     return x.transpose(0, 2, 3, 1), y.astype(np.uint8), blob
 
 
@@ -63,11 +83,18 @@ def cifar(monkeypatch):
     rng = np.random.default_rng(2)
     parts = {f"data_batch_{i}": _cifar_batch(rng, 10, protocol=2 if i % 2 else 4) for i in range(1, 6)}
     parts["test_batch"] = _cifar_batch(rng, N_TEST)
-    _use_spec(monkeypatch, "CIFAR10", files={n: _md5(b) for n, (_, _, b) in parts.items()},
-              shapes={"x_train": (50, 32, 32, 3), "y_train": (50,), "x_test": (N_TEST, 32, 32, 3), "y_test": (N_TEST,)})
-    arrays = {"x_train": np.concatenate([parts[f"data_batch_{i}"][0] for i in range(1, 6)]),
-              "y_train": np.concatenate([parts[f"data_batch_{i}"][1] for i in range(1, 6)]),
-              "x_test": parts["test_batch"][0], "y_test": parts["test_batch"][1]}
+    _use_spec(
+        monkeypatch,
+        "CIFAR10",
+        files={n: _md5(b) for n, (_, _, b) in parts.items()},
+        shapes={"x_train": (50, 32, 32, 3), "y_train": (50,), "x_test": (N_TEST, 32, 32, 3), "y_test": (N_TEST,)},
+    )
+    arrays = {
+        "x_train": np.concatenate([parts[f"data_batch_{i}"][0] for i in range(1, 6)]),
+        "y_train": np.concatenate([parts[f"data_batch_{i}"][1] for i in range(1, 6)]),
+        "x_test": parts["test_batch"][0],
+        "y_test": parts["test_batch"][1],
+    }
     blobs = {n: b for n, (_, _, b) in parts.items()}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -191,7 +218,9 @@ def test_crafted_cifar_batch_never_runs(tmp_path, cifar, monkeypatch):
     blob = pickle.dumps({"data": Payload(), "labels": [0]}, protocol=2)
     for n, b in blobs.items():
         (tmp_path / n).write_bytes(blob if n == "data_batch_3" else b)
-    _use_spec(monkeypatch, "CIFAR10", files={**datasets.CIFAR10.files, "data_batch_3": _md5(blob)})  # even if its checksum matched
+    _use_spec(
+        monkeypatch, "CIFAR10", files={**datasets.CIFAR10.files, "data_batch_3": _md5(blob)}
+    )  # even if its checksum matched
     with pytest.raises(VaekitError, match="cannot read CIFAR batch .*data_batch_3.*only numpy arrays are allowed"):
         datasets.load_dataset("cifar10", tmp_path)
     assert not (tmp_path / "PWNED").exists()
@@ -205,10 +234,34 @@ def test_train_on_each_dataset_by_name(tmp_path, fashion, cifar, name, capsys):
         (folder / n).write_bytes(b)
     arch = "mlp" if name == "fashion-mnist" else "conv"
     out = tmp_path / "run"
-    code = main(["train", "--set", f"data.name={name}", "--set", f"data.data_dir={folder}", "--set", "data.val_size=10",
-                 "--set", f"model.arch={arch}", "--set", "model.channels=[8, 16]", "--set", "train.epochs=1",
-                 "--set", "train.batch_size=16", "--set", "train.eval_k=5", "--set", "data.dequantize=uniform",
-                 "--set", "model.likelihood=gaussian_shared", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--set",
+            f"data.name={name}",
+            "--set",
+            f"data.data_dir={folder}",
+            "--set",
+            "data.val_size=10",
+            "--set",
+            f"model.arch={arch}",
+            "--set",
+            "model.channels=[8, 16]",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=16",
+            "--set",
+            "train.eval_k=5",
+            "--set",
+            "data.dequantize=uniform",
+            "--set",
+            "model.likelihood=gaussian_shared",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     cfg = __import__("json").loads((out / "config.json").read_text())
     assert cfg["data"]["name"] == name  # a dataset name is recorded as a name, not a path
@@ -227,9 +280,32 @@ def test_cifar10_bench_runs_on_present_data(tmp_path, cifar, capsys):
         (folder / n).write_bytes(b)
     bench = runpy.run_path(str(__import__("pathlib").Path(__file__).parents[1] / "bench" / "cifar10.py"))
     out = tmp_path / "bench"
-    code = bench["main"](["--minutes", "0.05", "--k", "3", "--data-dir", str(folder), "--out", str(out), "--threads", "1",
-                          "--set", "data.val_size=10", "--set", "model.channels=[8]", "--set", "model.depth=1",
-                          "--set", "model.latent_dim=4", "--set", "train.epochs=1", "--set", "train.batch_size=25"])
+    code = bench["main"](
+        [
+            "--minutes",
+            "0.05",
+            "--k",
+            "3",
+            "--data-dir",
+            str(folder),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--set",
+            "data.val_size=10",
+            "--set",
+            "model.channels=[8]",
+            "--set",
+            "model.depth=1",
+            "--set",
+            "model.latent_dim=4",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=25",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "bits/dim" in text
     summary = __import__("json").loads((out / "bench.json").read_text())
@@ -250,16 +326,24 @@ def celeba(tmp_path, monkeypatch):
     (src / "img_align_celeba").mkdir(parents=True)
     names = [f"{i:06d}.jpg" for i in range(1, 13)]
     for n in names:
-        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(src / "img_align_celeba" / n, quality=90)
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(
+            src / "img_align_celeba" / n, quality=90
+        )
     part = "".join(f"{n} {0 if i < 8 else (1 if i < 10 else 2)}\n" for i, n in enumerate(names))
     (src / "list_eval_partition.txt").write_text(part)
     with zipfile.ZipFile(tmp_path / "img_align_celeba.zip", "w") as z:
         for n in names:
             z.write(src / "img_align_celeba" / n, f"img_align_celeba/{n}")
         z.writestr("../evil.jpg", b"x")  # never extracted
-    _use_spec(monkeypatch, "CELEBA", shapes={"images": (12,)},
-              files={"img_align_celeba.zip": _md5((tmp_path / "img_align_celeba.zip").read_bytes()),
-                     "list_eval_partition.txt": _md5(part.encode())})
+    _use_spec(
+        monkeypatch,
+        "CELEBA",
+        shapes={"images": (12,)},
+        files={
+            "img_align_celeba.zip": _md5((tmp_path / "img_align_celeba.zip").read_bytes()),
+            "list_eval_partition.txt": _md5(part.encode()),
+        },
+    )
     return src, tmp_path / "img_align_celeba.zip"
 
 
@@ -298,10 +382,34 @@ def test_celeba_damage_is_named(tmp_path, celeba):
 def test_train_on_celeba_64x64(tmp_path, celeba, capsys):
     src, _ = celeba
     out = tmp_path / "run"
-    code = main(["train", "--set", "data.name=celeba", "--set", f"data.data_dir={src}", "--set", "data.workers=1",
-                 "--set", "model.arch=conv", "--set", "model.channels=[8, 16]", "--set", "model.latent_dim=4",
-                 "--set", "model.likelihood=discretized_logistic", "--set", "train.epochs=1", "--set", "train.batch_size=4",
-                 "--set", "train.eval_k=3", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--set",
+            "data.name=celeba",
+            "--set",
+            f"data.data_dir={src}",
+            "--set",
+            "data.workers=1",
+            "--set",
+            "model.arch=conv",
+            "--set",
+            "model.channels=[8, 16]",
+            "--set",
+            "model.latent_dim=4",
+            "--set",
+            "model.likelihood=discretized_logistic",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "train.eval_k=3",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     import json
 

@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.errors import VaekitError
-from vaekit.metrics.disentanglement import (Samples, all_metrics, dci_scores, evaluate_disentanglement, histogram_discretize,
-                                    mig, mutual_information)
 from vaekit.data.shapes import ShapesGrid
+from vaekit.errors import VaekitError
+from vaekit.metrics.disentanglement import (
+    Samples,
+    all_metrics,
+    dci_scores,
+    evaluate_disentanglement,
+    histogram_discretize,
+    mig,
+    mutual_information,
+)
 
 SIZES = (3, 4, 6, 5, 5)
 TRUTH = ShapesGrid(SIZES, (8, 8))  # its numbering and draws; the representations below read the codes, not images
@@ -23,13 +30,24 @@ def sample_codes(sizes, n, rng):
 
 def _on_codes(f, truth=TRUTH):
     return lambda rows: f(truth.codes(rows))
-FEW = Samples(mig_train=4000, dci_train=500, dci_test=250, factor_vae_variance=2000, factor_vae_train=400,
-              factor_vae_eval=300, factor_vae_batch=64, sap_train=1500, sap_test=700)
+
+
+FEW = Samples(
+    mig_train=4000,
+    dci_train=500,
+    dci_test=250,
+    factor_vae_variance=2000,
+    factor_vae_train=400,
+    factor_vae_eval=300,
+    factor_vae_batch=64,
+    sap_train=1500,
+    sap_test=700,
+)
 
 
 def _standardised(codes):
     sizes = np.array(SIZES, dtype=np.float64)
-    return (codes - (sizes - 1) / 2) / np.sqrt((sizes ** 2 - 1) / 12)  # each factor: mean 0, variance 1
+    return (codes - (sizes - 1) / 2) / np.sqrt((sizes**2 - 1) / 12)  # each factor: mean 0, variance 1
 
 
 def _rotation(d, seed=0):
@@ -55,7 +73,9 @@ def test_the_factors_score_at_the_top_a_rotation_lower_and_noise_near_zero(score
     assert top > rotated > noise
     floor = {"factor_vae_eval": 1 / len(SIZES) + 0.15}.get(metric, 0.1)  # FactorVAE's chance level is 1/F
     assert noise < floor
-    high = {"mig": 0.95, "dci_disentanglement": 0.95, "dci_completeness": 0.95, "factor_vae_eval": 0.99, "sap": 0.1}[metric]
+    high = {"mig": 0.95, "dci_disentanglement": 0.95, "dci_completeness": 0.95, "factor_vae_eval": 0.99, "sap": 0.1}[
+        metric
+    ]
     assert top > high
 
 
@@ -69,7 +89,9 @@ def test_informativeness_needs_information_not_alignment(scores):
 def test_mig_against_mutual_information_written_out():
     rng = np.random.default_rng(0)
     v = sample_codes((4, 3), 5000, rng)  # two factors
-    z = np.stack([v[:, 0] + 0.3 * rng.normal(size=5000), rng.normal(size=5000), v[:, 1] + 0.01 * rng.normal(size=5000)], 1)
+    z = np.stack(
+        [v[:, 0] + 0.3 * rng.normal(size=5000), rng.normal(size=5000), v[:, 1] + 0.01 * rng.normal(size=5000)], 1
+    )
     zd = histogram_discretize(z, 20)
     m = mutual_information(zd, v)
 
@@ -94,7 +116,13 @@ def test_mig_against_mutual_information_written_out():
 def test_histogram_discretisation_uses_equal_width_bins_over_each_range():
     z = np.array([[0.0, 5], [0.049, 5], [0.051, 6], [0.5, 7], [1.0, 7]])
     d = histogram_discretize(z, 20)
-    assert d[:, 0].tolist() == [1, 1, 2, 11, 20]  # bins [0, 0.05), [0.05, 0.1), ...; 0.5 opens the 11th; the maximum falls in the last
+    assert d[:, 0].tolist() == [
+        1,
+        1,
+        2,
+        11,
+        20,
+    ]  # bins [0, 0.05), [0.05, 0.1), ...; 0.5 opens the 11th; the maximum falls in the last
     assert d[:, 1].tolist() == [1, 1, 11, 20, 20]
 
 
@@ -143,9 +171,21 @@ def test_a_model_is_scored_through_its_point_codes():
             r = torch.arange(32.0)
             return torch.stack([n.sqrt(), (im.sum(1) * r).sum(1) / n, (im.sum(2) * r).sum(1) / n], 1)
 
-    res = evaluate_disentanglement(Reader(), grid, seed=1, s=Samples(mig_train=2000, dci_train=300, dci_test=150,
-                                                                      factor_vae_variance=500, factor_vae_train=100,
-                                                                      factor_vae_eval=100, sap_train=600, sap_test=300))
+    res = evaluate_disentanglement(
+        Reader(),
+        grid,
+        seed=1,
+        s=Samples(
+            mig_train=2000,
+            dci_train=300,
+            dci_test=150,
+            factor_vae_variance=500,
+            factor_vae_train=100,
+            factor_vae_eval=100,
+            sap_train=600,
+            sap_test=300,
+        ),
+    )
     assert res["mig"] > 0.8 and res["dci_disentanglement"] > 0.8 and res["factor_vae_eval"] > 0.95
     assert len(res["mig_per_factor"]) == 3  # scale, pos_x, pos_y: the one shape and orientation are left out
 
@@ -155,23 +195,68 @@ def test_evaluate_disentanglement_from_the_cli(tmp_path, images_npz, capsys):
 
     from vaekit.cli import main
 
-    small = ["--set", "data.name=shapes", "--set", "data.shapes_grid=[3,2,4,6,6]", "--set", "data.image_size=[32,32]",
-             "--set", "data.val_size=50", "--set", "model.latent_dim=3", "--set", "model.hidden=[32]",
-             "--set", "model.likelihood=bernoulli", "--set", "train.epochs=1", "--set", "train.eval_k=5", "--quiet"]
+    small = [
+        "--set",
+        "data.name=shapes",
+        "--set",
+        "data.shapes_grid=[3,2,4,6,6]",
+        "--set",
+        "data.image_size=[32,32]",
+        "--set",
+        "data.val_size=50",
+        "--set",
+        "model.latent_dim=3",
+        "--set",
+        "model.hidden=[32]",
+        "--set",
+        "model.likelihood=bernoulli",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.eval_k=5",
+        "--quiet",
+    ]
     assert main(["train", *small, "--out", str(tmp_path / "run")]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run"), "--disentanglement", "--fraction", "0.02", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert 0 <= res["mig"] <= 1 and 0 <= res["dci_disentanglement"] <= 1 and 0 <= res["factor_vae_eval"] <= 1
-    assert len(res["mig_per_factor"]) == 5 and res["samples"]["mig_train"] == 200 and res["samples"]["factor_vae_batch"] == 64
+    assert (
+        len(res["mig_per_factor"]) == 5
+        and res["samples"]["mig_train"] == 200
+        and res["samples"]["factor_vae_batch"] == 64
+    )
     # data without known factors, a bad fraction, and two evaluations at once: one line each, exit 2
     other = tmp_path / "other"
-    assert main(["train", "--set", f"data.name={images_npz}", "--set", "data.val_size=20", "--set", "model.latent_dim=2",
-                 "--set", "model.hidden=[16]", "--set", "train.epochs=1", "--set", "train.eval_k=5", "--quiet", "--out", str(other)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                f"data.name={images_npz}",
+                "--set",
+                "data.val_size=20",
+                "--set",
+                "model.latent_dim=2",
+                "--set",
+                "model.hidden=[16]",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.eval_k=5",
+                "--quiet",
+                "--out",
+                str(other),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    for argv, says in (([str(other), "--disentanglement"], "has no known generative factors"),
-                       ([str(tmp_path / "run"), "--disentanglement", "--fraction", "0"], "--fraction 0.0: must be in (0, 1]"),
-                       ([str(tmp_path / "run"), "--disentanglement", "--generation"], "ask for one at a time")):
+    for argv, says in (
+        ([str(other), "--disentanglement"], "has no known generative factors"),
+        ([str(tmp_path / "run"), "--disentanglement", "--fraction", "0"], "--fraction 0.0: must be in (0, 1]"),
+        ([str(tmp_path / "run"), "--disentanglement", "--generation"], "ask for one at a time"),
+    ):
         assert main(["evaluate", *argv]) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -10,13 +10,21 @@ import torch
 
 from test_train import _train_epochs, _vae
 from vaekit.config import ModelConfig, RunConfig, TrainConfig, build_section
-from vaekit.objectives.aggregate_posterior import (btcvae_terms, capacity_at, capacity_terms, infovae_terms, log_importance_weights,
-                                  mmd2, pairwise_log_q, tc_decomposition)
 from vaekit.errors import VaekitError
-from vaekit.models.likelihoods import diagonal_normal
 from vaekit.models import build_model
 from vaekit.models.autoencoder import ModelOutput
 from vaekit.models.factorvae import shuffle_dimensions
+from vaekit.models.likelihoods import diagonal_normal
+from vaekit.objectives.aggregate_posterior import (
+    btcvae_terms,
+    capacity_at,
+    capacity_terms,
+    infovae_terms,
+    log_importance_weights,
+    mmd2,
+    pairwise_log_q,
+    tc_decomposition,
+)
 from vaekit.objectives.elbo import Progress, elbo_terms
 from vaekit.training.loop import fit
 
@@ -50,9 +58,13 @@ def test_pairwise_densities_and_the_weights():
     pairs = pairwise_log_q(base.loc, base.scale, out.z)
     for i in range(5):
         for j in range(5):
-            assert torch.allclose(pairs[i, j], torch.distributions.Normal(base.loc[j], base.scale[j]).log_prob(out.z[i]))
+            assert torch.allclose(
+                pairs[i, j], torch.distributions.Normal(base.loc[j], base.scale[j]).log_prob(out.z[i])
+            )
     w = log_importance_weights(6, 100, "mss", dtype=torch.float64).exp()
-    assert torch.allclose(w.sum(1), torch.ones(6, dtype=torch.float64))  # each code's weights: a distribution over the data
+    assert torch.allclose(
+        w.sum(1), torch.ones(6, dtype=torch.float64)
+    )  # each code's weights: a distribution over the data
     assert torch.allclose(w.diagonal(), torch.full((6,), 1 / 100, dtype=torch.float64))
     assert torch.allclose(log_importance_weights(6, 100, "mws"), torch.full((6, 6), -math.log(600)))
 
@@ -72,8 +84,11 @@ def test_the_stratified_estimate_recovers_a_known_total_correlation():
 
 def test_btcvae_loss_weights_the_total_correlation():
     out, _ = _gaussian_aggregate(n=50)
-    out = ModelOutput(px=diagonal_normal(torch.zeros(50, 4, dtype=torch.float64), torch.zeros(50, 4, dtype=torch.float64)),
-                      z=out.z, qz=out.qz)
+    out = ModelOutput(
+        px=diagonal_normal(torch.zeros(50, 4, dtype=torch.float64), torch.zeros(50, 4, dtype=torch.float64)),
+        z=out.z,
+        qz=out.qz,
+    )
     x = torch.zeros(50, 4, dtype=torch.float64)
     cfg = TrainConfig(objective="btcvae", tc_beta=6.0)
     t = btcvae_terms(out, x, 0.5, cfg=cfg, at=Progress(n_data=500))
@@ -92,10 +107,12 @@ def test_mmd_estimate_is_unbiased_and_separates():
     apart = float(mmd2(torch.randn(64, 3, generator=g), torch.randn(64, 3, generator=g) + 1.0))
     assert apart > 10 * np.std(same)
     a, b = torch.randn(5, 2, generator=g), torch.randn(4, 2, generator=g)
-    k = lambda u, v: 4.0 / (4.0 + float(((u - v) ** 2).sum()))  # noqa: E731  C = 2 D
-    brute = (sum(k(a[i], a[j]) for i in range(5) for j in range(5) if i != j) / 20
-             + sum(k(b[i], b[j]) for i in range(4) for j in range(4) if i != j) / 12
-             - 2 * sum(k(a[i], b[j]) for i in range(5) for j in range(4)) / 20)
+    k = lambda u, v: 4.0 / (4.0 + float(((u - v) ** 2).sum()))  # C = 2 D
+    brute = (
+        sum(k(a[i], a[j]) for i in range(5) for j in range(5) if i != j) / 20
+        + sum(k(b[i], b[j]) for i in range(4) for j in range(4) if i != j) / 12
+        - 2 * sum(k(a[i], b[j]) for i in range(5) for j in range(4)) / 20
+    )
     assert abs(float(mmd2(a, b)) - brute) < 1e-6
 
 
@@ -136,7 +153,9 @@ def test_capacity_rises_and_the_loss_is_the_batch_mean_formula():
 
 def test_configs_of_the_objectives_are_checked():
     with pytest.raises(VaekitError, match="'btcvae' needs model.posterior = 'diagonal' and model.prior"):
-        RunConfig(model=build_section("model", {"prior": "vamp"}), train=build_section("train", {"objective": "btcvae"}))
+        RunConfig(
+            model=build_section("model", {"prior": "vamp"}), train=build_section("train", {"objective": "btcvae"})
+        )
     with pytest.raises(VaekitError, match="'train.free_bits': does not apply"):
         RunConfig(train=build_section("train", {"objective": "capacity", "free_bits": 0.5}))
     for key in ("tc_beta", "mmd_weight", "capacity", "capacity_epochs"):
@@ -161,7 +180,9 @@ def test_the_factorvae_discriminator_learns_the_total_correlation_and_gradients_
     """Trained alone on codes of a correlated Gaussian, D's logit difference estimates its TC,
     -1/2 log(1 - r^2); the TC penalty moves only the encoder, D's loss only D."""
     torch.manual_seed(0)
-    m = build_model(ModelConfig(name="factorvae", latent_dim=2, hidden=[8], discriminator_hidden=[64, 64], tc_gamma=1.0), (5,))
+    m = build_model(
+        ModelConfig(name="factorvae", latent_dim=2, hidden=[8], discriminator_hidden=[64, 64], tc_gamma=1.0), (5,)
+    )
     opt = torch.optim.Adam(m.discriminator.parameters(), lr=3e-3)
     r = 0.8
     for _ in range(600):
@@ -186,8 +207,11 @@ def test_the_factorvae_discriminator_learns_the_total_correlation_and_gradients_
     assert all(p.grad is not None for p in m.discriminator.parameters())
 
 
-OBJECTIVES = {"btcvae": dict(objective="btcvae", tc_beta=4.0), "infovae": dict(objective="infovae", mmd_weight=5.0),
-              "capacity": dict(objective="capacity", capacity=5.0, capacity_epochs=2.0, beta=10.0)}
+OBJECTIVES = {
+    "btcvae": dict(objective="btcvae", tc_beta=4.0),
+    "infovae": dict(objective="infovae", mmd_weight=5.0),
+    "capacity": dict(objective="capacity", capacity=5.0, capacity_epochs=2.0, beta=10.0),
+}
 
 
 @pytest.fixture
@@ -207,30 +231,67 @@ def test_objectives_train_through_the_loop_and_resume_exactly(data, tmp_path, ob
         assert last["train_nll"] < first["train_nll"] and last["train_kl"] > first["train_kl"]
     else:
         assert last["train_loss"] < first["train_loss"]
-    named = {"btcvae": ("train_mi", "train_tc", "train_dim_kl", "val_tc"), "infovae": ("train_mmd", "val_mmd"),
-             "capacity": ("train_capacity", "val_capacity")}[objective]
+    named = {
+        "btcvae": ("train_mi", "train_tc", "train_dim_kl", "val_tc"),
+        "infovae": ("train_mmd", "val_mmd"),
+        "capacity": ("train_capacity", "val_capacity"),
+    }[objective]
     assert set(named) <= set(straight.history[-1])
     if objective == "capacity":
-        assert [round(r["train_capacity"], 6) for r in straight.history][-1] == 5.0 and straight.history[0]["train_capacity"] < 5.0
+        assert [round(r["train_capacity"], 6) for r in straight.history][-1] == 5.0 and straight.history[0][
+            "train_capacity"
+        ] < 5.0
     _train_epochs(data, cfg, tmp_path / "b", stop_after=2)
     resumed = fit(_vae("vae", seed=0), data, cfg, run_dir=tmp_path / "b", resume=True)
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
 
 
-@pytest.mark.parametrize("setting", [["--set", "train.objective=btcvae", "--set", "train.tc_estimator=mws"],
-                                     ["--set", "train.objective=infovae"], ["--set", "train.objective=capacity"],
-                                     ["--set", "model.name=factorvae", "--set", "model.discriminator_hidden=[16]"]])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        ["--set", "train.objective=btcvae", "--set", "train.tc_estimator=mws"],
+        ["--set", "train.objective=infovae"],
+        ["--set", "train.objective=capacity"],
+        ["--set", "model.name=factorvae", "--set", "model.discriminator_hidden=[16]"],
+    ],
+)
 def test_each_trains_from_the_cli(tmp_path, images_npz, setting, capsys):
     import json
 
     from vaekit.cli import main
 
-    code = main(["train", "--set", f"data.name={images_npz}", "--set", "data.val_size=20", "--set", "data.binarize=dynamic",
-                 "--set", "model.likelihood=bernoulli", "--set", "model.latent_dim=2",
-                 "--set", "model.hidden=[16]", "--set", "train.epochs=1", "--set", "train.eval_k=5", "--quiet",
-                 *setting, "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--set",
+            f"data.name={images_npz}",
+            "--set",
+            "data.val_size=20",
+            "--set",
+            "data.binarize=dynamic",
+            "--set",
+            "model.likelihood=bernoulli",
+            "--set",
+            "model.latent_dim=2",
+            "--set",
+            "model.hidden=[16]",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.eval_k=5",
+            "--quiet",
+            *setting,
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    named = {"btcvae": "train_tc", "infovae": "train_mmd", "capacity": "train_capacity", "factorvae": "train_tc_penalty"}
+    named = {
+        "btcvae": "train_tc",
+        "infovae": "train_mmd",
+        "capacity": "train_capacity",
+        "factorvae": "train_tc_penalty",
+    }
     assert next(v for k, v in named.items() if k in " ".join(setting)) in record

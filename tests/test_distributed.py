@@ -61,10 +61,26 @@ def test_batch_sampler_shards_one_global_order_fixed_by_seed_and_epoch():
 
 
 def _torchrun(args, nproc, cwd):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "vaekit", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "vaekit",
+        *args,
+    ]
     if nproc == 1:
         cmd = [sys.executable, "-m", "vaekit", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-12000:]
     return proc
 
@@ -107,7 +123,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(job):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
     assert json.loads((two / "eval.json").read_text())["squared_error"]["value"] == pytest.approx(
-        json.loads((one / "eval.json").read_text())["squared_error"]["value"], rel=1e-5)
+        json.loads((one / "eval.json").read_text())["squared_error"]["value"], rel=1e-5
+    )
     # The checkpoint holds the bare model: no DDP "module." prefix.
     assert not any(k.startswith("module.") for k in _weights(two))
 
@@ -129,21 +146,39 @@ def test_python_api_under_torchrun_trains_like_the_cli(job):
     gets the evaluation and writes the run, the other ranks get eval None; the weights equal one process's."""
     root, one = job
     script = root / "api_job.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import json, sys
         import vaekit
         out = vaekit.train(sys.argv[1], run_dir=sys.argv[2], pictures=False)
         # one write per rank: print's text and its newline are two writes, which two ranks can interleave
         sys.stdout.write(json.dumps({"eval": out["eval"] is not None, "steps": out["history"][-1]["step"]}) + "\\n")
         sys.stdout.flush()
-    """))
+    """)
+    )
     run = root / "api2"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           str(root / "ae3.toml"), str(run)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=300,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(root / "ae3.toml"),
+        str(run),
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-12000:]
-    reports = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")), key=lambda r: r["eval"])
+    reports = sorted(
+        (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")), key=lambda r: r["eval"]
+    )
     assert reports == [{"eval": False, "steps": 12}, {"eval": True, "steps": 12}]
     _close(_weights(one), _weights(run))
     assert (run / "eval.json").is_file()
@@ -153,7 +188,9 @@ def test_python_api_under_torchrun_trains_like_the_cli(job):
 def test_vae_trains_under_two_processes(job):
     """Each rank draws its own noise (seed + rank); the run completes and its ELBO improves."""
     root, _ = job
-    (root / "vae.toml").write_text(CONFIG.format(data=root / "d.npz", model="vae", epochs=3).replace("eval_k = 0", "eval_k = 10"))
+    (root / "vae.toml").write_text(
+        CONFIG.format(data=root / "d.npz", model="vae", epochs=3).replace("eval_k = 0", "eval_k = 10")
+    )
     run = root / "vae2"
     _torchrun(["train", str(root / "vae.toml"), "--out", str(run)], 2, root)
     h = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
@@ -162,9 +199,9 @@ def test_vae_trains_under_two_processes(job):
 
 
 FRONTIER = {  # extra [model] lines of the frontier models, as small as they get
-    "hvae": 'latent_dims = [3, 2]\nhidden = [32, 16]',
+    "hvae": "latent_dims = [3, 2]\nhidden = [32, 16]",
     "iaf": 'posterior = "iaf"\nflow_hidden = [16]',
-    "vqvae": 'channels = [8, 16]\ndepth = 1\ncodebook_size = 16\ncodebook_dim = 4\nprior_width = 16\nprior_layers = 1',
+    "vqvae": "channels = [8, 16]\ndepth = 1\ncodebook_size = 16\ncodebook_dim = 4\nprior_width = 16\nprior_layers = 1",
 }
 
 
@@ -176,8 +213,12 @@ def test_the_frontier_models_train_under_two_processes(job, kind):
     ranks x 32 examples give the weights (and codebook) of one process x 64."""
     root, _ = job
     name = "vae" if kind == "iaf" else kind
-    text = CONFIG.format(data=root / "d.npz", model=name, epochs=3).replace("hidden = [32]\n", "" if kind == "hvae" else "hidden = [32]\n")
-    (root / f"{kind}.toml").write_text(text.replace("likelihood_check = false", "likelihood_check = false\n" + FRONTIER[kind]))
+    text = CONFIG.format(data=root / "d.npz", model=name, epochs=3).replace(
+        "hidden = [32]\n", "" if kind == "hvae" else "hidden = [32]\n"
+    )
+    (root / f"{kind}.toml").write_text(
+        text.replace("likelihood_check = false", "likelihood_check = false\n" + FRONTIER[kind])
+    )
     runs = {n: root / f"{kind}{n}" for n in ((1, 2) if kind == "vqvae" else (2,))}
     for n, run in runs.items():
         _torchrun(["train", str(root / f"{kind}.toml"), "--out", str(run)], n, root)
@@ -188,7 +229,7 @@ def test_the_frontier_models_train_under_two_processes(job, kind):
         for w in (one, two):  # attention's key bias: softmax ignores it, so its gradient is rounding noise
             k = "code_prior.blocks.layers.0.self_attn.in_proj_bias"  # that Adam scales up: compare q and v only
             third = len(w[k]) // 3
-            w[k] = np.concatenate([w[k][:third], w[k][2 * third:]])
+            w[k] = np.concatenate([w[k][:third], w[k][2 * third :]])
         _close(one, two, tol=1e-5)
 
 
@@ -221,8 +262,11 @@ def test_streamed_folder_trains_the_same_under_two_processes(job):
         (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"c{i % 2}" / f"{i}.png")
     cfg = root / "stream.toml"
-    cfg.write_text(CONFIG.format(data=folder, model="ae", epochs=2).replace("val_size = 40", "val_size = 40\nstream = true\nworkers = 1")
-                   .replace("likelihood_check = false", 'likelihood_check = false\nlikelihood = "gaussian"'))
+    cfg.write_text(
+        CONFIG.format(data=folder, model="ae", epochs=2)
+        .replace("val_size = 40", "val_size = 40\nstream = true\nworkers = 1")
+        .replace("likelihood_check = false", 'likelihood_check = false\nlikelihood = "gaussian"')
+    )
     _torchrun(["train", str(cfg), "--out", str(root / "s1")], 1, root)
     _torchrun(["train", str(cfg), "--out", str(root / "s2")], 2, root)
     _close(_weights(root / "s1"), _weights(root / "s2"))
@@ -246,7 +290,11 @@ def test_cuda_paths_choose_nccl_and_the_local_gpu(monkeypatch):
     monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
     ctx, device, started = D.setup("cuda")
     assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.is_main) == (3, 4, 1, False)
-    assert device == torch.device("cuda", 1) and calls == {"set_device": torch.device("cuda", 1), "backend": "nccl"} and started
+    assert (
+        device == torch.device("cuda", 1)
+        and calls == {"set_device": torch.device("cuda", 1), "backend": "nccl"}
+        and started
+    )
 
     import torch.nn.parallel as P
 
@@ -330,11 +378,18 @@ def test_rank_logic_lives_in_one_module():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
-            elif isinstance(node, ast.Attribute) and node.attr == "distributed" and isinstance(node.value, ast.Name) \
-                    and node.value.id == "torch":
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr == "distributed"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "torch"
+            ):
                 names = ["torch.distributed"]
             elif isinstance(node, ast.Constant) and node.value in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
                 names = [node.value]
-            offenders += [f"{path.name}:{node.lineno} {n}" for n in names
-                          if n.startswith("torch.distributed") or n in ("RANK", "WORLD_SIZE", "LOCAL_RANK")]
+            offenders += [
+                f"{path.name}:{node.lineno} {n}"
+                for n in names
+                if n.startswith("torch.distributed") or n in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+            ]
     assert offenders == []

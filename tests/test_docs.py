@@ -15,8 +15,10 @@ from vaekit.cli import main
 from vaekit.config import SECTIONS, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXTS = {p.relative_to(ROOT).as_posix(): p.read_text() for p in
-         [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "configs").glob("*.toml"))]}
+TEXTS = {
+    p.relative_to(ROOT).as_posix(): p.read_text()
+    for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "configs").glob("*.toml"))]
+}
 ALL = "\n".join(TEXTS.values())
 
 
@@ -45,7 +47,10 @@ def test_the_reference_would_notice_a_change():
         fields["lr"].default = old
 
 
-@pytest.mark.parametrize("path", _found(r"\bconfigs/[a-z0-9_.-]+\.toml\b") + [f"configs/{n}" for n in _found(r"(?<![/\w])([a-z0-9_-]+\.toml)\b")])
+@pytest.mark.parametrize(
+    "path",
+    _found(r"\bconfigs/[a-z0-9_.-]+\.toml\b") + [f"configs/{n}" for n in _found(r"(?<![/\w])([a-z0-9_-]+\.toml)\b")],
+)
 def test_every_named_config_exists_and_loads(path):
     assert (ROOT / path).is_file(), path
     load_config(ROOT / path)
@@ -75,7 +80,9 @@ COMMANDS = sorted(set(re.findall(r"\bvaekit ((?:data )?[a-z]+)\b", CODE)))
 
 
 def test_the_commands_named_are_found():
-    assert {"train", "evaluate", "sample", "reconstruct", "interpolate", "tour", "data fetch", "data info"} <= set(COMMANDS)
+    assert {"train", "evaluate", "sample", "reconstruct", "interpolate", "tour", "data fetch", "data info"} <= set(
+        COMMANDS
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -88,7 +95,9 @@ def test_every_named_command_answers_help(command, capsys):
 FILE_SUFFIXES = {"safetensors", "json", "jsonl", "toml", "png", "py", "npz"}  # `model.safetensors` is a file, not a key
 
 
-@pytest.mark.parametrize("key", [k for k in _found(r"`(?:--set )?((?:data|model|train)\.\w+)") if k.split(".")[1] not in FILE_SUFFIXES])
+@pytest.mark.parametrize(
+    "key", [k for k in _found(r"`(?:--set )?((?:data|model|train)\.\w+)") if k.split(".")[1] not in FILE_SUFFIXES]
+)
 def test_every_named_config_key_exists(key):
     section, name = key.split(".")
     assert name in SECTIONS[section].__dataclass_fields__, key

@@ -30,7 +30,9 @@ def _x(n=200, size=8):
 
 def _spec(page):
     text = page.read_text()
-    spec = json.loads(re.search(r'<script type="application/json" id="vaekit-spec">(.*?)</script>', text, re.S).group(1))
+    spec = json.loads(
+        re.search(r'<script type="application/json" id="vaekit-spec">(.*?)</script>', text, re.S).group(1)
+    )
     blob = re.search(r'<script type="text/plain" id="vaekit-weights">(.*?)</script>', text, re.S).group(1)
     return text, spec, np.frombuffer(base64.b64decode(blob), dtype="<f4")
 
@@ -43,7 +45,9 @@ def _ops(ops):
 
 def test_the_page_fetches_nothing_and_carries_the_weights_bit_for_bit(tmp_path):
     torch.manual_seed(0)
-    model = build_vae(ModelConfig(name="vae", latent_dim=3, arch="conv", channels=[4, 8], likelihood="gaussian"), (1, 8, 8))
+    model = build_vae(
+        ModelConfig(name="vae", latent_dim=3, arch="conv", channels=[4, 8], likelihood="gaussian"), (1, 8, 8)
+    )
     x, y = _x()
     text, spec, weights = _spec(explore(model, x, tmp_path / "e", y=y))
     # nothing outside the file: no src/href, no fetch, no module import; the CSP forbids the rest
@@ -54,9 +58,15 @@ def test_the_page_fetches_nothing_and_carries_the_weights_bit_for_bit(tmp_path):
     params = [model.decoder.head.weight, model.decoder.deconv[0].weight, model.decoder.deconv[2].weight]
     assert len(linear) == 3
     for op, w in zip(linear, params):
-        got = weights[op["w"][0]: op["w"][0] + op["w"][1]]
+        got = weights[op["w"][0] : op["w"][0] + op["w"][1]]
         assert np.array_equal(got, w.detach().numpy().reshape(-1))  # float32, exactly
-    assert m["decoder"]["ops"][-1] == {"op": "mean", "likelihood": "gaussian", "params": 1, "components": 5, "min_log_scale": -7.0}
+    assert m["decoder"]["ops"][-1] == {
+        "op": "mean",
+        "likelihood": "gaussian",
+        "params": 1,
+        "components": 5,
+        "min_log_scale": -7.0,
+    }
 
 
 def test_sliders_come_active_first_in_order_of_information():
@@ -132,9 +142,12 @@ def test_explore_through_the_cli(tmp_path, capsys):
     assert spec["models"][0]["sampler"]["name"] == "prior" and not (vae / "samplers").exists()
     capsys.readouterr()
     (tmp_path / "file").write_text("x")
-    for args, message in ((["--sampler", "bogus"], "--sampler 'bogus'"), (["--points", "0"], "--points 0"),
-                          (["--out", str(tmp_path / "file")], "exists and is not a folder"),
-                          (["--sampler", "gmm:0"], "--sampler 'gmm:0'")):
+    for args, message in (
+        (["--sampler", "bogus"], "--sampler 'bogus'"),
+        (["--points", "0"], "--points 0"),
+        (["--out", str(tmp_path / "file")], "exists and is not a folder"),
+        (["--sampler", "gmm:0"], "--sampler 'gmm:0'"),
+    ):
         target = tmp_path / "refused"
         assert main(["explore", str(vae), *args] + ([] if "--out" in args else ["--out", str(target)])) == 2
         err = capsys.readouterr().err
@@ -143,10 +156,16 @@ def test_explore_through_the_cli(tmp_path, capsys):
 
 def test_building_a_page_leaves_the_model_as_it_was():
     torch.manual_seed(0)
-    vae = build_vae(ModelConfig(name="vae", latent_dim=2, hidden=[16], likelihood="bernoulli"), (1, 8, 8)).double().train()
+    vae = (
+        build_vae(ModelConfig(name="vae", latent_dim=2, hidden=[16], likelihood="bernoulli"), (1, 8, 8))
+        .double()
+        .train()
+    )
     before = {k: v.clone() for k, v in vae.state_dict().items()}
     panel_spec(vae, _x()[0].double(), Blob())
-    assert vae.training and all(v.dtype == torch.float64 and torch.equal(v, before[k]) for k, v in vae.state_dict().items())
+    assert vae.training and all(
+        v.dtype == torch.float64 and torch.equal(v, before[k]) for k, v in vae.state_dict().items()
+    )
 
 
 def test_a_failed_write_leaves_no_folder(tmp_path, monkeypatch):

@@ -61,13 +61,17 @@ class Page:
         return torch.tensor(self.js(f"() => window.vaekit.panels[{i}].image()"), dtype=torch.float64)
 
     def decode(self, z: torch.Tensor, label: int | None = None, i: int = 0) -> torch.Tensor:
-        out = self.js(f"([zs, y]) => zs.map(z => Array.from(window.vaekit.panels[{i}].decode(z, y ?? undefined)))",
-                      [z.tolist(), label])
+        out = self.js(
+            f"([zs, y]) => zs.map(z => Array.from(window.vaekit.panels[{i}].decode(z, y ?? undefined)))",
+            [z.tolist(), label],
+        )
         return torch.tensor(out, dtype=torch.float64)
 
     def encode(self, x: torch.Tensor, label: int | None = None, i: int = 0) -> list[dict]:
-        return self.js(f"([xs, y]) => xs.map(x => window.vaekit.panels[{i}].encode(x, y ?? undefined))",
-                       [x.flatten(1).tolist(), label])
+        return self.js(
+            f"([xs, y]) => xs.map(x => window.vaekit.panels[{i}].encode(x, y ?? undefined))",
+            [x.flatten(1).tolist(), label],
+        )
 
     def box(self, selector: str) -> dict:
         """Where the element is in the viewport, scrolled into it first (the mouse acts on the viewport)."""
@@ -92,8 +96,15 @@ def _model(arch: str, d: int, **kw):
     torch.manual_seed(0)
     build = {"ae": build_ae, "vae": build_vae}[kw.pop("name", "vae")]
     shape = kw.pop("shape", (1, 28, 28))
-    cfg = ModelConfig(name="vae", latent_dim=d, arch=arch, hidden=kw.pop("hidden", [64, 32]), channels=kw.pop("channels", [8, 16]),
-                      likelihood=kw.pop("likelihood", "bernoulli"), **kw)
+    cfg = ModelConfig(
+        name="vae",
+        latent_dim=d,
+        arch=arch,
+        hidden=kw.pop("hidden", [64, 32]),
+        channels=kw.pop("channels", [8, 16]),
+        likelihood=kw.pop("likelihood", "bernoulli"),
+        **kw,
+    )
     return build(cfg, shape).eval()
 
 
@@ -111,6 +122,7 @@ def _decoded(model, z, y=None):
 
 
 # -- the four the issue names: MLP and conv VAEs at D = 2 and D = 30 ------------------------------
+
 
 @pytest.fixture(params=[("mlp", 2), ("mlp", 30), ("conv", 2), ("conv", 30)], ids=lambda p: f"{p[0]}-{p[1]}")
 def named(request, browser, tmp_path):
@@ -155,7 +167,9 @@ def test_a_drawing_is_encoded_as_pytorch_encodes_it(named):
         ref = model.encode(drawn)
     assert (torch.tensor(q["mean"]) - ref.mean[0]).abs().max() <= TOL
     assert (torch.tensor(q["logvar"]) - model.encoder_log_variance(drawn)[0]).abs().max() <= TOL
-    assert torch.allclose(p.code(), torch.tensor(q["mean"], dtype=torch.float64))  # the map and image follow the drawing
+    assert torch.allclose(
+        p.code(), torch.tensor(q["mean"], dtype=torch.float64)
+    )  # the map and image follow the drawing
     assert (p.image() - _decoded(model, p.code()[None])[0]).abs().max() <= TOL
 
 
@@ -184,8 +198,13 @@ def test_sliders_and_the_map_change_the_image(named):
         p.page.mouse.move(b["x"] + fx * b["width"], b["y"] + fy * b["height"])
         p.settle()
         u, v = e[0] + fx * (e[1] - e[0]), e[2] + (1 - fy) * (e[3] - e[2])
-        want = torch.tensor([u, v], dtype=torch.float64) if proj is None else \
-            torch.tensor(proj["mean"], dtype=torch.float64) + u * torch.tensor(proj["axes"][0]) + v * torch.tensor(proj["axes"][1])
+        want = (
+            torch.tensor([u, v], dtype=torch.float64)
+            if proj is None
+            else torch.tensor(proj["mean"], dtype=torch.float64)
+            + u * torch.tensor(proj["axes"][0])
+            + v * torch.tensor(proj["axes"][1])
+        )
         assert (p.code() - want).abs().max() <= 0.02 * (e[1] - e[0])  # within a pixel or so of the pointer
         images.append(p.image())
         assert (images[-1] - _decoded(model, p.code()[None])[0]).abs().max() <= TOL
@@ -216,6 +235,7 @@ def test_interpolation_between_two_picked_images(browser, tmp_path):
 
 # -- every kind of model the explorer takes --------------------------------------------------------
 
+
 def _pca(whiten: bool = False):
     x, _ = _digits(200, (1, 8, 8))
     return PCA(3, whiten=whiten).fit(x)
@@ -227,7 +247,9 @@ KINDS = {
     "residual_mlp": lambda: _model("mlp", 3, block="residual", hidden=[32, 32], activation="elu"),
     "tanh_cb": lambda: _model("mlp", 3, activation="tanh", likelihood="continuous_bernoulli"),
     "rgb_conv": lambda: _model("conv", 4, shape=(3, 12, 10), likelihood="gaussian_pixel"),
-    "logistic_mixture": lambda: _model("conv", 3, shape=(3, 8, 8), likelihood="discretized_logistic_mixture", mixture_components=3),
+    "logistic_mixture": lambda: _model(
+        "conv", 3, shape=(3, 8, 8), likelihood="discretized_logistic_mixture", mixture_components=3
+    ),
     "logistic": lambda: _model("mlp", 3, shape=(1, 8, 8), likelihood="discretized_logistic"),
     "vectors": lambda: _model("mlp", 3, shape=(12,), likelihood="gaussian_shared"),
     "ae": lambda: _model("mlp", 2, name="ae", likelihood="gaussian"),
@@ -276,8 +298,13 @@ def test_the_sample_button_draws_from_the_fitted_sampler(browser, tmp_path):
     p.page.locator("#panel-0 button.sample").click()
     p.settle()
     assert (p.image() - _decoded(model, p.code()[None])[0]).abs().max() <= TOL
-    draws = torch.tensor(p.js("() => { const p = window.vaekit.panels[0], out = [];"
-                              "for (let i = 0; i < 4000; i++) { p.sample(); out.push(p.code()); } return out; }"), dtype=torch.float64)
+    draws = torch.tensor(
+        p.js(
+            "() => { const p = window.vaekit.panels[0], out = [];"
+            "for (let i = 0; i < 4000; i++) { p.sample(); out.push(p.code()); } return out; }"
+        ),
+        dtype=torch.float64,
+    )
     loc, tril = sampler.loc[0].double(), sampler.scale_tril[0].double()
     cov = tril @ tril.T
     se = cov.diagonal().sqrt() / math.sqrt(len(draws))
@@ -295,7 +322,9 @@ def test_the_two_stage_samplers_second_decoder_runs_in_the_page(browser, tmp_pat
     x, y = _digits()
     p = _open(browser, tmp_path, model, x, y, sampler=TwoStage(inner), sampler_name="two-stage")
     u = torch.randn(5, 3, generator=torch.Generator().manual_seed(3)).double()
-    got = torch.tensor(p.js("(us) => us.map(u => window.vaekit.panels[0].secondStage(u))", u.tolist()), dtype=torch.float64)
+    got = torch.tensor(
+        p.js("(us) => us.map(u => window.vaekit.panels[0].secondStage(u))", u.tolist()), dtype=torch.float64
+    )
     assert (got - _decoded(inner, u)).abs().max() <= TOL
     p.page.locator("#panel-0 button.sample").click()
     p.settle()
@@ -311,8 +340,13 @@ def test_the_sample_button_draws_from_a_learned_mixture_prior(browser, tmp_path)
         model.prior_module.logits.copy_(torch.tensor([0.0, 0.0, math.log(2.0)]))
     x, y = _digits()
     p = _open(browser, tmp_path, model, x, y)
-    draws = torch.tensor(p.js("() => { const p = window.vaekit.panels[0], out = [];"
-                              "for (let i = 0; i < 4000; i++) { p.sample(); out.push(p.code()); } return out; }"), dtype=torch.float64)
+    draws = torch.tensor(
+        p.js(
+            "() => { const p = window.vaekit.panels[0], out = [];"
+            "for (let i = 0; i < 4000; i++) { p.sample(); out.push(p.code()); } return out; }"
+        ),
+        dtype=torch.float64,
+    )
     nearest = torch.cdist(draws, model.prior_module.means.double()).argmin(1)
     share = torch.bincount(nearest, minlength=3).double() / len(draws)
     assert torch.allclose(share, torch.tensor([0.25, 0.25, 0.5], dtype=torch.float64), atol=0.03)

@@ -17,13 +17,27 @@ from vaekit.models import PCA, build_model
 
 CASES = {
     "mlp vae": ({"name": "vae", "arch": "mlp", "hidden": [32], "likelihood": "bernoulli"}, (1, 28, 28)),
-    "mlp vae, continuous Bernoulli, gated": ({"name": "vae", "arch": "mlp", "hidden": [16, 16], "block": "gated",
-                                             "likelihood": "continuous_bernoulli"}, (1, 12, 12)),
+    "mlp vae, continuous Bernoulli, gated": (
+        {"name": "vae", "arch": "mlp", "hidden": [16, 16], "block": "gated", "likelihood": "continuous_bernoulli"},
+        (1, 12, 12),
+    ),
     "conv vae": ({"name": "vae", "arch": "conv", "channels": [8, 16], "likelihood": "bernoulli"}, (1, 28, 28)),
-    "resnet vae, rgb": ({"name": "vae", "arch": "resnet", "channels": [8, 16], "depth": 1, "likelihood": "bernoulli"}, (3, 32, 32)),
+    "resnet vae, rgb": (
+        {"name": "vae", "arch": "resnet", "channels": [8, 16], "depth": 1, "likelihood": "bernoulli"},
+        (3, 32, 32),
+    ),
     "conv ae": ({"name": "ae", "arch": "conv", "channels": [8, 16]}, (1, 28, 28)),
-    "conditional mlp vae": ({"name": "vae", "arch": "mlp", "hidden": [16], "likelihood": "bernoulli", "conditional": True,
-                             "num_classes": 3}, (1, 8, 8)),
+    "conditional mlp vae": (
+        {
+            "name": "vae",
+            "arch": "mlp",
+            "hidden": [16],
+            "likelihood": "bernoulli",
+            "conditional": True,
+            "num_classes": 3,
+        },
+        (1, 8, 8),
+    ),
 }
 
 
@@ -54,7 +68,9 @@ def test_export_through_the_cli(tmp_path, capsys):
     train_small_run(tmp_path / "d.npz", tmp_path / "vae", latent_dim=3, hidden=16)
     capsys.readouterr()
     assert main(["export", str(tmp_path / "vae"), "--format", "onnx", "--part", "decoder"]) == 0
-    assert (tmp_path / "vae" / "onnx" / "decoder.onnx").is_file() and not (tmp_path / "vae" / "onnx" / "encoder.onnx").exists()
+    assert (tmp_path / "vae" / "onnx" / "decoder.onnx").is_file() and not (
+        tmp_path / "vae" / "onnx" / "encoder.onnx"
+    ).exists()
     assert main(["export", str(tmp_path / "vae"), "--out", str(tmp_path / "o")]) == 0
     assert {p.name for p in (tmp_path / "o").iterdir()} == {"decoder.onnx", "encoder.onnx"}
     assert "wrote" in capsys.readouterr().out

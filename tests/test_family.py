@@ -19,21 +19,27 @@ from vaekit.training.loop import fit, kl_weight
 
 
 def _run(images_npz, model: dict, train: dict | None = None, data: dict | None = None, **kw):
-    raw = {"data": {"name": str(images_npz), "val_size": 30, **(data or {})},
-           "model": {"name": "vae", "latent_dim": 3, "hidden": [32], **model},
-           "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "eval_k": 20, "progress": False, **(train or {})}}
+    raw = {
+        "data": {"name": str(images_npz), "val_size": 30, **(data or {})},
+        "model": {"name": "vae", "latent_dim": 3, "hidden": [32], **model},
+        "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "eval_k": 20, "progress": False, **(train or {})},
+    }
     return vaekit.train(raw, pictures=False, **kw)
 
 
-@pytest.mark.parametrize("model,data", [
-    ({"likelihood": "bernoulli"}, {"binarize": "dynamic"}),
-    ({"likelihood": "continuous_bernoulli"}, {}),
-    ({"likelihood": "gaussian", "sigma": 0.2}, {"dequantize": "uniform"}),
-    ({"likelihood": "gaussian_shared"}, {"dequantize": "uniform"}),
-    ({"likelihood": "gaussian_pixel"}, {"dequantize": "uniform"}),
-    ({"likelihood": "discretized_logistic"}, {}),
-    ({"likelihood": "discretized_logistic_mixture", "mixture_components": 3}, {}),
-], ids=lambda v: "-".join(str(x) for x in v.values()))
+@pytest.mark.parametrize(
+    "model,data",
+    [
+        ({"likelihood": "bernoulli"}, {"binarize": "dynamic"}),
+        ({"likelihood": "continuous_bernoulli"}, {}),
+        ({"likelihood": "gaussian", "sigma": 0.2}, {"dequantize": "uniform"}),
+        ({"likelihood": "gaussian_shared"}, {"dequantize": "uniform"}),
+        ({"likelihood": "gaussian_pixel"}, {"dequantize": "uniform"}),
+        ({"likelihood": "discretized_logistic"}, {}),
+        ({"likelihood": "discretized_logistic_mixture", "mixture_components": 3}, {}),
+    ],
+    ids=lambda v: "-".join(str(x) for x in v.values()),
+)
 def test_every_likelihood_trains_and_reports_comparable_figures(images_npz, model, data):
     res = _run(images_npz, model, data=data)
     losses = [r["train_loss"] for r in res["history"]]
@@ -45,7 +51,11 @@ def test_every_likelihood_trains_and_reports_comparable_figures(images_npz, mode
         assert ev["log_px"]["value"] < 0
         assert math.isclose(ev["bits_per_dim"]["value"], -ev["log_px"]["value"] / (64 * math.log(2)), rel_tol=1e-9)
     elif data.get("dequantize"):  # a density on dequantised 8-bit data: 8 bits added for the levels
-        assert math.isclose(ev["bits_per_dim"]["value"], (-ev["log_px"]["value"] + 64 * math.log(256)) / (64 * math.log(2)), rel_tol=1e-9)
+        assert math.isclose(
+            ev["bits_per_dim"]["value"],
+            (-ev["log_px"]["value"] + 64 * math.log(256)) / (64 * math.log(2)),
+            rel_tol=1e-9,
+        )
     else:
         assert "bits_per_dim" not in ev  # a density on undequantised data has none
     # an estimate of I(x; z) >= 0 (it can dip just below 0 when q ignores x), capped by log N
@@ -53,21 +63,30 @@ def test_every_likelihood_trains_and_reports_comparable_figures(images_npz, mode
 
 
 def test_learned_sigma_moves_and_is_saved(images_npz, tmp_path):
-    res = _run(images_npz, {"likelihood": "gaussian_shared", "sigma": 1.0}, train={"epochs": 6, "lr": 1e-2},
-               data={"dequantize": "uniform"}, run_dir=tmp_path / "r")
+    res = _run(
+        images_npz,
+        {"likelihood": "gaussian_shared", "sigma": 1.0},
+        train={"epochs": 6, "lr": 1e-2},
+        data={"dequantize": "uniform"},
+        run_dir=tmp_path / "r",
+    )
     sigma = float(res["model"].observation.log_sigma.detach().exp())
     assert sigma < 0.9  # fitted towards the reconstruction error, away from its start
     assert float(vaekit.load(tmp_path / "r" / "model").observation.log_sigma.detach().exp()) == pytest.approx(sigma)
 
 
-@pytest.mark.parametrize("train", [
-    {"objective": "iwae", "samples": 5},
-    {"objective": "elbo", "samples": 3},
-    {"free_bits": 0.25},
-    {"kl_schedule": "cyclic", "kl_warmup_epochs": 0.5, "kl_cycle_epochs": 1.0},
-    {"beta": 4.0},
-    {"ema": 0.9},
-], ids=lambda t: "-".join(f"{k}={v}" for k, v in t.items()))
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"objective": "iwae", "samples": 5},
+        {"objective": "elbo", "samples": 3},
+        {"free_bits": 0.25},
+        {"kl_schedule": "cyclic", "kl_warmup_epochs": 0.5, "kl_cycle_epochs": 1.0},
+        {"beta": 4.0},
+        {"ema": 0.9},
+    ],
+    ids=lambda t: "-".join(f"{k}={v}" for k, v in t.items()),
+)
 def test_objectives_and_aids_train(images_npz, train):
     res = _run(images_npz, {"likelihood": "bernoulli"}, train=train, data={"binarize": "dynamic"})
     losses = [r["train_loss"] for r in res["history"]]
@@ -78,7 +97,9 @@ def test_objectives_and_aids_train(images_npz, train):
 
 @pytest.mark.parametrize("prior", ["mog", "vamp"])
 def test_learned_priors_train_and_sample(images_npz, prior):
-    res = _run(images_npz, {"likelihood": "bernoulli", "prior": prior, "prior_components": 6}, data={"binarize": "dynamic"})
+    res = _run(
+        images_npz, {"likelihood": "bernoulli", "prior": prior, "prior_components": 6}, data={"binarize": "dynamic"}
+    )
     m = res["model"]
     assert [r["train_loss"] for r in res["history"]][-1] < res["history"][0]["train_loss"]
     p = m.prior()
@@ -102,7 +123,9 @@ def test_vamp_prior_is_the_mean_of_the_pseudo_input_posteriors():
 
 
 def test_vamp_prior_gradients_reach_the_pseudo_inputs(images_npz):
-    m = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8], prior="vamp", prior_components=3, likelihood="gaussian"), (5,))
+    m = build_model(
+        ModelConfig(name="vae", latent_dim=2, hidden=[8], prior="vamp", prior_components=3, likelihood="gaussian"), (5,)
+    )
     x = torch.randn(6, 5)
     from vaekit.objectives.elbo import elbo_terms
 
@@ -112,10 +135,16 @@ def test_vamp_prior_gradients_reach_the_pseudo_inputs(images_npz):
 
 def test_conditional_vae_generates_the_class_it_is_asked_for(images_npz, tmp_path, capsys):
     """The generated 'digits' are bars at row = label; a CVAE asked for label k must put its bar there."""
-    res = _run(images_npz, {"likelihood": "continuous_bernoulli", "conditional": True, "hidden": [64]},
-               train={"epochs": 25}, run_dir=tmp_path / "cvae")
+    res = _run(
+        images_npz,
+        {"likelihood": "continuous_bernoulli", "conditional": True, "hidden": [64]},
+        train={"epochs": 25},
+        run_dir=tmp_path / "cvae",
+    )
     m = res["model"]
-    assert m.num_classes == 8 and json.loads((tmp_path / "cvae" / "config.json").read_text())["model"]["num_classes"] == 8
+    assert (
+        m.num_classes == 8 and json.loads((tmp_path / "cvae" / "config.json").read_text())["model"]["num_classes"] == 8
+    )
     g = torch.Generator().manual_seed(0)
     hits = []
     for k in range(8):
@@ -137,15 +166,31 @@ def test_conditional_needs_labels_and_unconditional_refuses_label(tmp_path, caps
     p = tmp_path / "nolabels.npy"
     np.save(p, x)
     with pytest.raises(VaekitError, match="model.conditional = true needs labels; data .* has none"):
-        vaekit.train({"data": {"name": str(p), "val_size": 0}, "model": {"name": "vae", "conditional": True, "hidden": [8]},
-                      "train": {"epochs": 1, "progress": False}}, pictures=False)
+        vaekit.train(
+            {
+                "data": {"name": str(p), "val_size": 0},
+                "model": {"name": "vae", "conditional": True, "hidden": [8]},
+                "train": {"epochs": 1, "progress": False},
+            },
+            pictures=False,
+        )
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 9, 7)])
 def test_resnet_nets_keep_the_shape(shape):
     torch.manual_seed(0)
-    m = build_model(ModelConfig(name="vae", arch="resnet", latent_dim=4, channels=[8, 16], depth=2,
-                                likelihood="discretized_logistic_mixture", mixture_components=2), shape)
+    m = build_model(
+        ModelConfig(
+            name="vae",
+            arch="resnet",
+            latent_dim=4,
+            channels=[8, 16],
+            depth=2,
+            likelihood="discretized_logistic_mixture",
+            mixture_components=2,
+        ),
+        shape,
+    )
     x = torch.rand(2, *shape)
     out = m(x)
     assert out.z.shape == (2, 4) and out.px.event_shape == shape and out.px.log_prob(x).shape == (2,)
@@ -211,11 +256,26 @@ def test_ema_weights_are_what_training_returns_and_saves(images_npz, tmp_path):
     # resume with EMA is bit-identical too
     cfg3 = TrainConfig(epochs=3, batch_size=32, lr=3e-3, ema=0.5, progress=False)
     torch.manual_seed(0)
-    straight = fit(build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="bernoulli"), (1, 8, 8)), data, cfg3, run_dir=tmp_path / "a")
+    straight = fit(
+        build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="bernoulli"), (1, 8, 8)),
+        data,
+        cfg3,
+        run_dir=tmp_path / "a",
+    )
     torch.manual_seed(0)
-    fit(build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="bernoulli"), (1, 8, 8)), data, cfg, run_dir=tmp_path / "b")
-    resumed = fit(build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="bernoulli"), (1, 8, 8)), data, cfg3,
-                  run_dir=tmp_path / "b", resume=True)
+    fit(
+        build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="bernoulli"), (1, 8, 8)),
+        data,
+        cfg,
+        run_dir=tmp_path / "b",
+    )
+    resumed = fit(
+        build_model(ModelConfig(name="vae", latent_dim=3, hidden=[16], likelihood="bernoulli"), (1, 8, 8)),
+        data,
+        cfg3,
+        run_dir=tmp_path / "b",
+        resume=True,
+    )
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -250,12 +310,15 @@ def test_dequantisation_keeps_each_value_in_its_bin(images_npz):
         prepare(DataConfig(name=str(images_npz), binarize="dynamic", dequantize="uniform"))
 
 
-@pytest.mark.parametrize("model,data,message", [
-    ({"likelihood": "bernoulli"}, {}, "set data.binarize = 'dynamic'"),
-    ({"likelihood": "gaussian_shared"}, {}, "set data.dequantize = 'uniform'"),
-    ({"likelihood": "discretized_logistic"}, {"dequantize": "uniform"}, "this data is dequantised"),
-    ({"likelihood": "discretized_logistic"}, {"binarize": "dynamic"}, "not 8-bit"),
-])
+@pytest.mark.parametrize(
+    "model,data,message",
+    [
+        ({"likelihood": "bernoulli"}, {}, "set data.binarize = 'dynamic'"),
+        ({"likelihood": "gaussian_shared"}, {}, "set data.dequantize = 'uniform'"),
+        ({"likelihood": "discretized_logistic"}, {"dequantize": "uniform"}, "this data is dequantised"),
+        ({"likelihood": "discretized_logistic"}, {"binarize": "dynamic"}, "not 8-bit"),
+    ],
+)
 def test_likelihoods_that_do_not_fit_the_data_are_refused(images_npz, tmp_path, model, data, message):
     with pytest.raises(VaekitError, match=message.replace(".", r"\.").replace("(", r"\(")):
         _run(images_npz, model, data=data, run_dir=tmp_path / "r")
@@ -267,17 +330,20 @@ def test_the_user_can_insist_on_the_tutorials_loss(images_npz):
     assert "likelihood_note" in res["eval"]
 
 
-@pytest.mark.parametrize("raw,message", [
-    ({"train": {"objective": "iwae", "free_bits": 0.5}}, "train.free_bits"),
-    ({"model": {"prior": "mog"}, "train": {"free_bits": 0.5}}, "needs model.prior = 'standard_normal'"),
-    ({"model": {"prior": "vamp", "conditional": True}}, "'vamp' is not available for a conditional VAE"),
-    ({"train": {"kl_schedule": "cyclic", "kl_warmup_epochs": 2}}, "train.kl_cycle_epochs"),
-    ({"train": {"ema": 1.5}}, "train.ema"),
-    ({"model": {"likelihood": "poisson"}}, "model.likelihood"),
-    ({"model": {"name": "pca", "likelihood": "bernoulli"}}, "fitted by squared error"),
-    ({"train": {"samples": 0}}, "train.samples"),
-    ({"model": {"dropout": 1.0}}, "model.dropout"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"train": {"objective": "iwae", "free_bits": 0.5}}, "train.free_bits"),
+        ({"model": {"prior": "mog"}, "train": {"free_bits": 0.5}}, "needs model.prior = 'standard_normal'"),
+        ({"model": {"prior": "vamp", "conditional": True}}, "'vamp' is not available for a conditional VAE"),
+        ({"train": {"kl_schedule": "cyclic", "kl_warmup_epochs": 2}}, "train.kl_cycle_epochs"),
+        ({"train": {"ema": 1.5}}, "train.ema"),
+        ({"model": {"likelihood": "poisson"}}, "model.likelihood"),
+        ({"model": {"name": "pca", "likelihood": "bernoulli"}}, "fitted by squared error"),
+        ({"train": {"samples": 0}}, "train.samples"),
+        ({"model": {"dropout": 1.0}}, "model.dropout"),
+    ],
+)
 def test_bad_combinations_name_the_key(raw, message):
     with pytest.raises(VaekitError, match=message.replace(".", r"\.").replace("(", r"\(")):
         from_dict(raw)
@@ -285,7 +351,10 @@ def test_bad_combinations_name_the_key(raw, message):
 
 def test_cli_refuses_with_one_line(images_npz, tmp_path, capsys):
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[data]\nname = "{images_npz}"\n[model]\nlikelihood = "gaussian_pixel"\n[train]\nepochs = 1\nprogress = false\n')
+    cfg.write_text(
+        f'[data]\nname = "{images_npz}"\n[model]\nlikelihood = "gaussian_pixel"\n[train]\nepochs = 1\nprogress = '
+        f"false\n"
+    )
     assert main(["train", str(cfg), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "data.dequantize = 'uniform'" in err

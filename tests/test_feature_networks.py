@@ -10,11 +10,20 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import digit_like, train_small_run
 
+from conftest import digit_like, train_small_run
 from vaekit.errors import VaekitError
-from vaekit.metrics.features import (FEATURE_FORMAT, FeatureNet, InceptionFeatures, file_sha256, load_feature_network,
-                             load_features, load_inception, save_feature_network, train_feature_network)
+from vaekit.metrics.features import (
+    FEATURE_FORMAT,
+    FeatureNet,
+    InceptionFeatures,
+    file_sha256,
+    load_feature_network,
+    load_features,
+    load_inception,
+    save_feature_network,
+    train_feature_network,
+)
 
 
 def _digits(n=600, size=8, seed=0):
@@ -58,15 +67,18 @@ def test_a_saved_feature_network_loads_to_the_same_features_and_is_named_by_its_
     assert name == "features 'f'" and spec_digest == digest
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"format": "vaekit"}, "is not a feature network"),
-    ({"colour": 1}, "unknown key 'colour'"),
-    ({"shape": [1, 8]}, "got shape \\[1, 8\\]"),
-    ({"shape": "1x8x8"}, "must be a list of integers"),
-    ({"classes": 1}, "key 'classes' must be an integer in 2..100000"),
-    ({"classes": 9}, "does not fit the network config.json describes"),
-    ({"width": True}, "key 'width' must be an integer"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"format": "vaekit"}, "is not a feature network"),
+        ({"colour": 1}, "unknown key 'colour'"),
+        ({"shape": [1, 8]}, "got shape \\[1, 8\\]"),
+        ({"shape": "1x8x8"}, "must be a list of integers"),
+        ({"classes": 1}, "key 'classes' must be an integer in 2..100000"),
+        ({"classes": 9}, "does not fit the network config.json describes"),
+        ({"width": True}, "key 'width' must be an integer"),
+    ],
+)
 def test_damaged_feature_directories_are_refused_in_one_line(tmp_path, change, message):
     save_feature_network(FeatureNet((1, 8, 8), 8, 16), tmp_path / "f")
     meta = json.loads((tmp_path / "f" / "config.json").read_text())
@@ -86,24 +98,55 @@ def test_features_train_then_evaluate_generation_through_the_cli(tmp_path, capsy
 
     x, y = digit_like(500, size=12)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    assert main(["features", "train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "feat"), "--epochs", "8",
-                 "--width", "24", "--lr", "5e-3"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "train",
+                str(tmp_path / "d.npz"),
+                "--out",
+                str(tmp_path / "feat"),
+                "--epochs",
+                "8",
+                "--width",
+                "24",
+                "--lr",
+                "5e-3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     meta = json.loads((tmp_path / "feat" / "config.json").read_text())
     assert meta["format"] == FEATURE_FORMAT and meta["shape"] == [1, 12, 12] and meta["width"] == 24
     assert meta["test_accuracy"] > 0.9 and f"sha256:{file_sha256(tmp_path / 'feat' / 'model.safetensors')}" in out
     train_small_run(tmp_path / "d.npz", tmp_path / "vae", val_size=100)
     capsys.readouterr()
-    assert main(["evaluate", str(tmp_path / "vae"), "--generation", "--n", "40", "--json",
-                 "--features", str(tmp_path / "feat")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "vae"),
+                "--generation",
+                "--n",
+                "40",
+                "--json",
+                "--features",
+                str(tmp_path / "feat"),
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["network_name"] == "features 'feat'"
     assert res["network"] == file_sha256(tmp_path / "feat" / "model.safetensors")
     assert "features of features 'feat'" in res["model"]["frechet_distance"]["unit"]
     assert res["floor"]["frechet_distance"]["value"] < res["model"]["frechet_distance"]["value"]
     # a feature network of other data does not fit; a second --out into it is refused
-    assert main(["evaluate", str(tmp_path / "vae"), "--generation", "--n", "40", "--features",
-                 str(tmp_path / "feat2")]) == 2
+    assert (
+        main(["evaluate", str(tmp_path / "vae"), "--generation", "--n", "40", "--features", str(tmp_path / "feat2")])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert main(["features", "train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "feat")]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -134,6 +177,7 @@ def fake_fidelity(monkeypatch):
 
     def download(*a, **k):
         raise AssertionError("vaekit must never let torch-fidelity download")
+
     tfi.load_state_dict_from_url = download
 
     class Net(torch.nn.Module):
@@ -175,12 +219,15 @@ def test_inception_weights_must_already_be_on_the_machine(tmp_path, monkeypatch,
         load_inception()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "--epochs 0: must be 1..10000"),
-    (["--width", "5000"], "--width 5000: must be 1..4096"),
-    (["--lr", "nan"], "--lr nan: must be in \\(0, 1\\]"),
-    (["--lr", "2"], "--lr 2.0: must be in \\(0, 1\\]"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "--epochs 0: must be 1..10000"),
+        (["--width", "5000"], "--width 5000: must be 1..4096"),
+        (["--lr", "nan"], "--lr nan: must be in \\(0, 1\\]"),
+        (["--lr", "2"], "--lr 2.0: must be in \\(0, 1\\]"),
+    ],
+)
 def test_features_train_refuses_bad_options_in_one_line(tmp_path, capsys, args, message):
     import re
 
@@ -197,6 +244,8 @@ def test_the_tour_refuses_a_feature_network_without_a_head(tmp_path, monkeypatch
     import vaekit.metrics.features as features
     from vaekit.cli import main
 
-    monkeypatch.setattr(features, "load_inception", lambda device="cpu": (InceptionFeatures(torch.nn.Identity()), "0" * 64))
+    monkeypatch.setattr(
+        features, "load_inception", lambda device="cpu": (InceptionFeatures(torch.nn.Identity()), "0" * 64)
+    )
     assert main(["tour", "--quick", "--out", str(tmp_path / "t"), "--features", "inception"]) == 2
     assert "has no head" in capsys.readouterr().err and not (tmp_path / "t").exists()

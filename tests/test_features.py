@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.metrics.features import FEATURES, MNIST_FEATURES_FILE, MNIST_FEATURES_SHA256, file_sha256, load_mnist_features
+from vaekit.metrics.features import (
+    FEATURES,
+    MNIST_FEATURES_FILE,
+    MNIST_FEATURES_SHA256,
+    file_sha256,
+    load_mnist_features,
+)
 
 
 def test_the_shipped_file_is_the_pinned_one_and_small():

@@ -31,8 +31,15 @@ def flow_ppca_vae(x, q, posterior, perturb=0.0, perturb_flow=True):
     mean and log-variance are the exact posterior's. A flow of zero weights is the identity (so q
     is exact); small random weights bend it."""
     diag, pca = ppca_vae(x, q, perturb)
-    cfg = ModelConfig(name="vae", latent_dim=q, hidden=[], likelihood="gaussian", sigma=diag.sigma,
-                      posterior=posterior, flow_hidden=[16])
+    cfg = ModelConfig(
+        name="vae",
+        latent_dim=q,
+        hidden=[],
+        likelihood="gaussian",
+        sigma=diag.sigma,
+        posterior=posterior,
+        flow_hidden=[16],
+    )
     vae = build_model(cfg, (x.shape[1],)).double()
     with torch.no_grad():
         enc = vae.encoder.net[0]
@@ -40,7 +47,7 @@ def flow_ppca_vae(x, q, posterior, perturb=0.0, perturb_flow=True):
         enc.bias.zero_()
         enc.weight[: 2 * q].copy_(diag.encoder.net[0].weight)
         enc.bias[: 2 * q].copy_(diag.encoder.net[0].bias)
-        enc.weight[2 * q:].normal_(0, 0.3, generator=torch.Generator().manual_seed(1))  # the context h(x)
+        enc.weight[2 * q :].normal_(0, 0.3, generator=torch.Generator().manual_seed(1))  # the context h(x)
         vae.decoder.load_state_dict(diag.decoder.state_dict())
         for p in vae.posterior_module.parameters():  # all zero: the flow is the identity and q exact
             p.zero_()
@@ -52,7 +59,11 @@ def test_log_q_is_the_base_density_minus_the_log_determinant(posterior):
     """Change of variables checked independently of zuko: z = f(z_0), log q(z) = log N(z_0) - log|det df/dz_0|
     with the Jacobian from autograd."""
     torch.manual_seed(0)
-    vae = _perturb_flow(build_model(ModelConfig(name="vae", latent_dim=3, hidden=[8], posterior=posterior, flow_hidden=[8]), (5,)).double())
+    vae = _perturb_flow(
+        build_model(
+            ModelConfig(name="vae", latent_dim=3, hidden=[8], posterior=posterior, flow_hidden=[8]), (5,)
+        ).double()
+    )
     x = torch.rand(4, 5, dtype=torch.float64)
     q = vae.encode(x)
     base = q.flow.base
@@ -60,10 +71,12 @@ def test_log_q_is_the_base_density_minus_the_log_determinant(posterior):
     f = q.flow.transform.inv  # z_0 -> z
     z = f(z0)
     for b in range(len(x)):
+
         def f_b(v, b=b):  # one example's map, (D,) -> (D,): its context stays its own
             full = z0.clone()
             full[b] = v
             return f(full)[b]
+
         jac = torch.autograd.functional.jacobian(f_b, z0[b])
         expected = base.log_prob(z0)[b] - torch.linalg.slogdet(jac)[1]
         assert torch.allclose(q.log_prob(z)[b], expected, atol=1e-8)
@@ -74,7 +87,12 @@ def test_log_q_is_the_base_density_minus_the_log_determinant(posterior):
 @pytest.mark.parametrize("posterior", FLOWS)
 def test_the_flow_density_integrates_to_one(posterior):
     """D = 2: sum exp(log q) over a fine grid is 1, so no constant or log-determinant is missing."""
-    vae = _perturb_flow(build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8], posterior=posterior, flow_hidden=[8]), (3,)).double(), 0.2)
+    vae = _perturb_flow(
+        build_model(
+            ModelConfig(name="vae", latent_dim=2, hidden=[8], posterior=posterior, flow_hidden=[8]), (3,)
+        ).double(),
+        0.2,
+    )
     q = vae.encode(torch.rand(1, 3, dtype=torch.float64))
     side = torch.linspace(-9, 9, 361, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(side, side, indexing="ij"), -1).reshape(-1, 1, 2)  # (G, 1, D)
@@ -146,7 +164,9 @@ def test_a_vamp_prior_over_a_flow_mixes_the_base_gaussians_of_the_pseudo_inputs(
     a normalised mixture (checked against the densities written out); the ELBO's KL is log q - log p at
     the drawn code, and importance sampling bounds log p(x) above the ELBO."""
     torch.manual_seed(0)
-    cfg = ModelConfig(name="vae", latent_dim=2, hidden=[8], prior="vamp", prior_components=3, posterior=posterior, flow_hidden=[8])
+    cfg = ModelConfig(
+        name="vae", latent_dim=2, hidden=[8], prior="vamp", prior_components=3, posterior=posterior, flow_hidden=[8]
+    )
     m = _perturb_flow(build_model(cfg, (5,)).double()).eval()
     u = m.prior_module.pseudo_inputs
     mean, logvar = m._encode(u, None)[:, :4].detach().chunk(2, dim=-1)  # (3, 2) each: the base Gaussians' parameters

@@ -38,27 +38,38 @@ def test_frechet_distance_equals_the_closed_form_between_gaussians():
 
 def _mmd2_by_hand(x, y):
     d = x.shape[1]
-    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    k = lambda a, b: (a @ b.T / d + 1) ** 3
     m, n = len(x), len(y)
     kxx, kyy = k(x, x), k(y, y)
-    return float((kxx.sum() - kxx.trace()) / (m * (m - 1)) + (kyy.sum() - kyy.trace()) / (n * (n - 1)) - 2 * k(x, y).mean())
+    return float(
+        (kxx.sum() - kxx.trace()) / (m * (m - 1)) + (kyy.sum() - kyy.trace()) / (n * (n - 1)) - 2 * k(x, y).mean()
+    )
 
 
 def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(60, 5, generator=g, dtype=torch.float64), torch.randn(60, 5, generator=g, dtype=torch.float64) + 0.5
+    x, y = (
+        torch.randn(60, 5, generator=g, dtype=torch.float64),
+        torch.randn(60, 5, generator=g, dtype=torch.float64) + 0.5,
+    )
     mean, std = kernel_distance(x, y, subsets=3, subset_size=60)  # every subset is the whole set
     assert mean == pytest.approx(_mmd2_by_hand(x, y), rel=1e-10) and std == pytest.approx(0, abs=1e-10)
 
 
 def test_kid_is_near_zero_and_unbiased_for_one_distribution():
     g = torch.Generator().manual_seed(1)
-    same = [kernel_distance(torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g), subsets=5, subset_size=100, seed=i)[0]
-            for i in range(40)]
+    same = [
+        kernel_distance(
+            torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g), subsets=5, subset_size=100, seed=i
+        )[0]
+        for i in range(40)
+    ]
     mean, se = np.mean(same), np.std(same) / np.sqrt(len(same))
     assert abs(mean) < 3 * se  # unbiased: the biased V-statistic would sit clearly above 0
     assert min(same) < 0 < max(same)
-    other = kernel_distance(torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 0.5, subsets=5, subset_size=100)[0]
+    other = kernel_distance(
+        torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 0.5, subsets=5, subset_size=100
+    )[0]
     assert other > 10 * (abs(mean) + 3 * se)
 
 
@@ -77,10 +88,14 @@ def test_precision_recall_density_coverage_on_a_line():
 
 def test_the_report_names_units_counts_and_the_network():
     g = torch.Generator().manual_seed(2)
-    out = generation_metrics(torch.randn(50, 3, generator=g), torch.randn(40, 3, generator=g), kid_subsets=4,
-                             network="mnist-features@abc")
+    out = generation_metrics(
+        torch.randn(50, 3, generator=g), torch.randn(40, 3, generator=g), kid_subsets=4, network="mnist-features@abc"
+    )
     assert set(out) == {"frechet_distance", "kid", "kid_std", "precision", "recall", "density", "coverage"}
-    assert "mnist-features@abc" in out["frechet_distance"]["unit"] and "50 real, 40 generated" in out["precision"]["reduction"]
+    assert (
+        "mnist-features@abc" in out["frechet_distance"]["unit"]
+        and "50 real, 40 generated" in out["precision"]["reduction"]
+    )
     assert "of 40" in out["kid"]["reduction"]  # subsets are at most the smaller set
     with pytest.raises(VaekitError, match="one D"):
         generation_metrics(torch.zeros(10, 3), torch.zeros(10, 4))
@@ -101,7 +116,9 @@ def test_evaluate_generation_reports_samples_beside_the_floor(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "vae"), "--generation", "--n", "40", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == 40 and res["network"] == MNIST_SHA
-    assert res["floor"]["frechet_distance"]["value"] < res["model"]["frechet_distance"]["value"]  # one epoch: far from real
+    assert (
+        res["floor"]["frechet_distance"]["value"] < res["model"]["frechet_distance"]["value"]
+    )  # one epoch: far from real
     assert "40 real, 40 generated" in res["model"]["precision"]["reduction"]
     train_small_run(tmp_path / "d.npz", tmp_path / "ae", val_size=100, extra=("--set", "model.name=ae"))
     capsys.readouterr()

@@ -21,8 +21,10 @@ def linear_hvae(seed: int = 0):
     """A two-layer hvae made linear-Gaussian: identity activations, prior variances that do not depend
     on the layers above, a fixed-sigma Gaussian p(x|z). Random weights everywhere else."""
     torch.manual_seed(seed)
-    m = build_model(ModelConfig(name="hvae", latent_dims=DIMS, hidden=[6], likelihood="gaussian", sigma=SIGMA), (F,)).double()
-    for name, mod in list(m.named_modules()):
+    m = build_model(
+        ModelConfig(name="hvae", latent_dims=DIMS, hidden=[6], likelihood="gaussian", sigma=SIGMA), (F,)
+    ).double()
+    for _, mod in list(m.named_modules()):
         for child_name, child in list(mod.named_children()):
             if isinstance(child, nn.ReLU):
                 setattr(mod, child_name, nn.Identity())
@@ -42,15 +44,15 @@ def gaussian_of(model):
     the decoder's affine mean M z + c."""
     d = sum(DIMS)
     zero = torch.zeros(d, dtype=torch.float64)
-    logp = lambda z: model.prior().log_prob(z)  # noqa: E731
+    logp = lambda z: model.prior().log_prob(z)
     prec = -torch.autograd.functional.hessian(logp, zero)
     mu = torch.linalg.solve(prec, torch.autograd.functional.jacobian(logp, zero))
     cov = torch.linalg.inv(prec)
-    mean_x = lambda z: model.decode(z[None]).mean[0]  # noqa: E731
+    mean_x = lambda z: model.decode(z[None]).mean[0]
     M = torch.autograd.functional.jacobian(mean_x, zero)  # (F, D)
     c = mean_x(zero)
     pz = MultivariateNormal(mu, (cov + cov.T) / 2)
-    px = MultivariateNormal(M @ mu + c, M @ cov @ M.T + SIGMA ** 2 * torch.eye(F, dtype=torch.float64))
+    px = MultivariateNormal(M @ mu + c, M @ cov @ M.T + SIGMA**2 * torch.eye(F, dtype=torch.float64))
     return pz, px
 
 
@@ -73,7 +75,9 @@ def inferred():
     _, px = gaussian_of(m)
     with torch.no_grad():
         xt = px.sample((2000,))
-    opt = torch.optim.Adam([p for n, p in m.named_parameters() if n.startswith(("post_heads", "encoder", "up"))], lr=1e-2)
+    opt = torch.optim.Adam(
+        [p for n, p in m.named_parameters() if n.startswith(("post_heads", "encoder", "up"))], lr=1e-2
+    )
     m.train()
     for _ in range(300):
         loss = -elbo_terms(m(xt), xt)["elbo"].mean()
@@ -93,7 +97,10 @@ def test_importance_sampling_reaches_the_exact_likelihood_of_a_two_layer_model(i
     torch.manual_seed(0)
     with torch.no_grad():
         elbo = elbo_terms(m(x.repeat(500, 1)), x.repeat(500, 1))["elbo"].view(500, -1).mean(0)
-    est = {k: importance_log_px(m, x.repeat(reps, 1), k=k).view(reps, -1).mean(0) for k, reps in ((1, 500), (10, 20), (3000, 1))}
+    est = {
+        k: importance_log_px(m, x.repeat(reps, 1), k=k).view(reps, -1).mean(0)
+        for k, reps in ((1, 500), (10, 20), (3000, 1))
+    }
     assert float((exact - elbo).mean()) > 0.05  # q is not the exact posterior
     assert abs(float((est[1] - elbo).mean())) < 0.05  # K = 1 is the ELBO (in expectation: 20,000 draws each)
     assert float(elbo.mean()) < float(est[10].mean()) < float(est[3000].mean()) <= float(exact.mean()) + 0.005
@@ -146,11 +153,14 @@ def test_the_hierarchy_learns_to_use_its_layers():
     assert res["log_px"]["value"] >= res["elbo"]["value"]
 
 
-@pytest.mark.parametrize("raw,message", [
-    ({"name": "hvae", "prior": "mog"}, "'model.prior': the hierarchical VAE has its own"),
-    ({"name": "hvae", "posterior": "iaf"}, "'model.posterior': the hierarchical VAE has its own"),
-    ({"name": "hvae", "conditional": True, "num_classes": 3}, "'model.conditional'"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"name": "hvae", "prior": "mog"}, "'model.prior': the hierarchical VAE has its own"),
+        ({"name": "hvae", "posterior": "iaf"}, "'model.posterior': the hierarchical VAE has its own"),
+        ({"name": "hvae", "conditional": True, "num_classes": 3}, "'model.conditional'"),
+    ],
+)
 def test_bad_hierarchies_name_the_key(raw, message):
     with pytest.raises(VaekitError, match=message):
         build_model(build_section("model", raw), (6,))

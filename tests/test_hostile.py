@@ -51,7 +51,9 @@ def _corpus(d):
         cases.append((name, p, list(sets), fragment or str(p)))
 
     # IDX
-    file("trunc-idx3-ubyte", _idx((10, 8, 8), n_bytes=200), "header says (10, 8, 8) = 640 bytes of data, file holds 184")
+    file(
+        "trunc-idx3-ubyte", _idx((10, 8, 8), n_bytes=200), "header says (10, 8, 8) = 640 bytes of data, file holds 184"
+    )
     file("magic-idx3-ubyte", _idx((10, 8, 8), magic=b"\x01\x02\x08"), "bad magic number")
     file("type-idx3-ubyte", _idx((10, 8, 8), magic=b"\x00\x00\x0d"), "element type 0x0d")
     file("count-idx3-ubyte", _idx((10, 8, 8)) + b"\x00" * 64, "file holds 704")
@@ -65,7 +67,11 @@ def _corpus(d):
     file("trunc.npy", good_npy[:100])
     file("header.npy", b"\x93NUMPY\x01\x00\xff\xff" + b"{" * 40)
     file("text.npy", "just words")
-    file("strings.npy", (lambda b: (np.save(b, np.array([["a", "b"], ["c", "d"]])), b.getvalue())[1])(io.BytesIO()), "dtype <U1 is not numeric")
+    file(
+        "strings.npy",
+        (lambda b: (np.save(b, np.array([["a", "b"], ["c", "d"]])), b.getvalue())[1])(io.BytesIO()),
+        "dtype <U1 is not numeric",
+    )
     file("onedim.npy", (lambda b: (np.save(b, np.arange(10.0)), b.getvalue())[1])(io.BytesIO()), "data of shape (10,)")
     nan = x.astype(np.float32) / 255
     nan[37, 3, 3] = np.nan
@@ -103,8 +109,12 @@ def _corpus(d):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     for side in (12000, 20000):  # a PNG header claiming 144M / 400M pixels: PIL's warning and error sizes
-        bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+        bomb = (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b"")
+        )
         (d / f"bomb{side}").mkdir(parents=True)
         (d / f"bomb{side}" / "a.png").write_bytes(bomb)
         cases.append((f"decompression bomb {side}", d / f"bomb{side}", [], "could be decompression bomb"))
@@ -112,15 +122,27 @@ def _corpus(d):
     (d / "fake_png" / "b.png").write_text("not an image")
     cases.append(("text named .png", d / "fake_png", [], str(d / "fake_png" / "b.png")))
     # values outside what the likelihood needs
-    file("signed.csv", "\n".join(f"{i - 30},{i}" for i in range(60)), "needs data in [0, 1], found [-1.69",
-         sets=["data.scaling=standard", "model.likelihood=continuous_bernoulli"])
+    file(
+        "signed.csv",
+        "\n".join(f"{i - 30},{i}" for i in range(60)),
+        "needs data in [0, 1], found [-1.69",
+        sets=["data.scaling=standard", "model.likelihood=continuous_bernoulli"],
+    )
     file("grey.npz", _npz_bytes(x=x), "bernoulli' on non-binary values", sets=["model.likelihood=bernoulli"])
-    file("float_for_logistic.npz", _npz_bytes(x=x.astype(np.float32) / 255), "not 8-bit",
-         sets=["model.likelihood=discretized_logistic"])
+    file(
+        "float_for_logistic.npz",
+        _npz_bytes(x=x.astype(np.float32) / 255),
+        "not 8-bit",
+        sets=["model.likelihood=discretized_logistic"],
+    )
     # data whose values overflow float32 training arithmetic (it made training diverge at its first
     # step): refused when it is read, naming the first such sample
-    file("huge.csv", "\n".join(f"{1e30 * (i % 7)},{-2e30 * (i % 3)}" for i in range(60)),
-         "sample 1 holds 2e+30; values beyond ±1.8e+19 overflow", sets=["data.scaling=none", "model.likelihood=gaussian"])
+    file(
+        "huge.csv",
+        "\n".join(f"{1e30 * (i % 7)},{-2e30 * (i % 3)}" for i in range(60)),
+        "sample 1 holds 2e+30; values beyond ±1.8e+19 overflow",
+        sets=["data.scaling=none", "model.likelihood=gaussian"],
+    )
     # config keys, types and sizes (with good data)
     good = d / "good.npz"
     good.write_bytes(good_npz)
@@ -153,7 +175,7 @@ def _assert_clean_failure(code, err, fragment, out_path):
 def test_broken_files_get_one_line_and_no_run_directory(tmp_path, capsys):
     cases = _corpus(tmp_path / "corpus")
     assert len(cases) >= 40
-    for i, (name, path, sets, fragment) in enumerate(cases):
+    for i, (_name, path, sets, fragment) in enumerate(cases):
         out = tmp_path / "runs" / f"r{i}"
         argv = ["train", "--set", f"data.name={path}", "--set", "train.epochs=1", "--quiet", "--out", str(out)]
         for s in sets:
@@ -162,18 +184,25 @@ def test_broken_files_get_one_line_and_no_run_directory(tmp_path, capsys):
         _assert_clean_failure(code, capsys.readouterr().err, fragment, out)
 
 
-@pytest.mark.parametrize("name, mutate, fragment", [
-    ("truncated", lambda b: b[:-100], "header says (60, 28, 28)"),
-    ("bad magic", lambda b: b"\x08\x03" + b[2:], "bad magic number"),
-    ("count mismatch", lambda b: b[:4] + (59).to_bytes(4, "big") + b[8:], "header says (59, 28, 28)"),
-])
+@pytest.mark.parametrize(
+    "name, mutate, fragment",
+    [
+        ("truncated", lambda b: b[:-100], "header says (60, 28, 28)"),
+        ("bad magic", lambda b: b"\x08\x03" + b[2:], "bad magic number"),
+        ("count mismatch", lambda b: b[:4] + (59).to_bytes(4, "big") + b[8:], "header says (59, 28, 28)"),
+    ],
+)
 def test_broken_mnist_idx_files(tmp_path, capsys, name, mutate, fragment):
     from test_mnist import idx_bytes  # the same IDX writer the MNIST tests use
 
     d = tmp_path / "mnist"
     d.mkdir()
-    files = {"train-images-idx3-ubyte": np.zeros((60, 28, 28), np.uint8), "train-labels-idx1-ubyte": np.zeros(60, np.uint8),
-             "t10k-images-idx3-ubyte": np.zeros((10, 28, 28), np.uint8), "t10k-labels-idx1-ubyte": np.zeros(10, np.uint8)}
+    files = {
+        "train-images-idx3-ubyte": np.zeros((60, 28, 28), np.uint8),
+        "train-labels-idx1-ubyte": np.zeros(60, np.uint8),
+        "t10k-images-idx3-ubyte": np.zeros((10, 28, 28), np.uint8),
+        "t10k-labels-idx1-ubyte": np.zeros(10, np.uint8),
+    }
     for f, a in files.items():
         raw = idx_bytes(a)
         (d / f).write_bytes(mutate(raw) if f == "train-images-idx3-ubyte" else raw)
@@ -184,8 +213,7 @@ def test_broken_mnist_idx_files(tmp_path, capsys, name, mutate, fragment):
 
 def test_unwritable_and_impossible_output_directories(tmp_path, images_npz, capsys):
     (tmp_path / "file").write_text("x")
-    for out, fragment in ((tmp_path / "file" / "run", "is not a folder"),
-                          ("/proc/vaekit-test/run", "is not writable")):
+    for out, fragment in ((tmp_path / "file" / "run", "is not a folder"), ("/proc/vaekit-test/run", "is not writable")):
         code = main(["train", "--set", f"data.name={images_npz}", "--out", str(out), "--quiet"])
         err = capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
@@ -246,7 +274,9 @@ def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, images_npz, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len([ln for ln in err if ln.startswith("vaekit: error")]) == 1
     assert "No space left on device" in err[-1] and "--resume" in err[-1]
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000000003"]  # epoch 1 (3 steps): intact, no temporary left
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [
+        "step-000000003"
+    ]  # epoch 1 (3 steps): intact, no temporary left
     monkeypatch.setattr(C, "_save_tensors", real)
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
 
@@ -254,9 +284,9 @@ def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, images_npz, capsy
 def _model_dir(tmp_path):
     import torch
 
-    from vaekit.training.checkpoints import save_pretrained
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
+    from vaekit.training.checkpoints import save_pretrained
 
     torch.manual_seed(0)
     d = tmp_path / "model"
@@ -264,16 +294,19 @@ def _model_dir(tmp_path):
     return d
 
 
-@pytest.mark.parametrize("edit, fragment", [
-    (lambda m: {**m, "config": {**m["config"], "hidden": [17]}}, "do not match its config"),
-    (lambda m: {**m, "config": {**m["config"], "latent_dim": 0}}, "config key 'model.latent_dim': got 0"),
-    (lambda m: {**m, "config": {**m["config"], "data_dir": "/etc"}}, "unknown config key 'model.data_dir'"),
-    (lambda m: {**m, "format_version": 7}, "uses model format 7; this vaekit reads up to 1"),
-    (lambda m: {**m, "model": "os.system"}, "key 'model' is 'os.system'"),
-    (lambda m: {**m, "shape": [1, -8, 8]}, "key 'shape' is [1, -8, 8]"),
-    (lambda m: {**m, "loader": "pickle"}, "unknown key 'loader'"),
-    (lambda m: [m], "is not a vaekit model config"),
-])
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda m: {**m, "config": {**m["config"], "hidden": [17]}}, "do not match its config"),
+        (lambda m: {**m, "config": {**m["config"], "latent_dim": 0}}, "config key 'model.latent_dim': got 0"),
+        (lambda m: {**m, "config": {**m["config"], "data_dir": "/etc"}}, "unknown config key 'model.data_dir'"),
+        (lambda m: {**m, "format_version": 7}, "uses model format 7; this vaekit reads up to 1"),
+        (lambda m: {**m, "model": "os.system"}, "key 'model' is 'os.system'"),
+        (lambda m: {**m, "shape": [1, -8, 8]}, "key 'shape' is [1, -8, 8]"),
+        (lambda m: {**m, "loader": "pickle"}, "unknown key 'loader'"),
+        (lambda m: [m], "is not a vaekit model config"),
+    ],
+)
 def test_model_directory_that_does_not_hold_together(tmp_path, capsys, edit, fragment):
     d = _model_dir(tmp_path)
     meta = json.loads((d / "config.json").read_text())
@@ -283,12 +316,18 @@ def test_model_directory_that_does_not_hold_together(tmp_path, capsys, edit, fra
     _assert_clean_failure(code, capsys.readouterr().err, fragment, out)
 
 
-@pytest.mark.parametrize("damage, fragment", [
-    (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:-50]), "cannot read weights"),
-    (lambda d: (d / "model.safetensors").unlink(), "cannot read weights"),
-    (lambda d: (d / "config.json").write_text("{not json"), "cannot read"),
-    (lambda d: (d / "config.json").write_bytes(b"\xff\xfe\x00"), "cannot read"),
-])
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (
+            lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:-50]),
+            "cannot read weights",
+        ),
+        (lambda d: (d / "model.safetensors").unlink(), "cannot read weights"),
+        (lambda d: (d / "config.json").write_text("{not json"), "cannot read"),
+        (lambda d: (d / "config.json").write_bytes(b"\xff\xfe\x00"), "cannot read"),
+    ],
+)
 def test_damaged_model_directory(tmp_path, capsys, damage, fragment):
     d = _model_dir(tmp_path)
     damage(d)

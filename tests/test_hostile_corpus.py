@@ -17,8 +17,19 @@ from vaekit.config import SECTIONS
 
 RNG = np.random.default_rng(0)
 X = RNG.random((60, 4)).astype(np.float32)  # a small valid table
-SMALL = ["--set", "train.epochs=1", "--set", "train.eval_k=5", "--set", "model.hidden=[8]", "--set", "model.latent_dim=2",
-         "--set", "data.val_size=0", "--quiet"]
+SMALL = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.eval_k=5",
+    "--set",
+    "model.hidden=[8]",
+    "--set",
+    "model.latent_dim=2",
+    "--set",
+    "data.val_size=0",
+    "--quiet",
+]
 
 
 def _idx(shape, payload=None, magic=b"\x00\x00\x08", ndim=None, gz=False):
@@ -37,14 +48,17 @@ def _gzip_bomb(declared: int) -> bytes:
 
 def data_cases(root):
     """(name, file name, bytes or writer, extra --set options, fragment of the one-line error)."""
+
     def npz(**arrays):
         def write(path):
             np.savez(path, **arrays)
+
         return write
 
     def npy(a):
         def write(path):
             np.save(path, a)
+
         return write
 
     cases = [
@@ -60,36 +74,100 @@ def data_cases(root):
         ("string labels", "str_y.npz", npz(x=X, y=np.array(["a"] * 60)), [], "are not numbers"),
         ("negative labels", "neg_y.npz", npz(x=X, y=-np.ones(60, int)), [], "labels must be class indices"),
         ("huge labels", "huge_y.npz", npz(x=X, y=np.full(60, 10**12)), [], "labels must be class indices"),
-        ("test labels of another length", "ytest.npz", npz(x_train=X, y_train=np.zeros(60, int), x_test=X[:10],
-                                                          y_test=np.zeros(7, int)), [], "7 labels for 10 examples"),
+        (
+            "test labels of another length",
+            "ytest.npz",
+            npz(x_train=X, y_train=np.zeros(60, int), x_test=X[:10], y_test=np.zeros(7, int)),
+            [],
+            "7 labels for 10 examples",
+        ),
         ("too few labels", "short_y.npz", npz(x=X, y=np.zeros(59, int)), [], "59 labels for 60 examples"),
         ("float64 1e300", "big64.npy", npy(np.full((50, 4), 1e300)), [], "overflow the float32 arithmetic"),
-        ("float32 3.3e38", "big32.npy", npy(np.full((50, 4), -3.3e38, np.float32)), [], "overflow the float32 arithmetic"),
-        ("float 1e20 in one sample", "one_big.npy", npy(np.vstack([X, np.full((1, 4), 1e20, np.float32)])), [], "sample 60 holds 1e+20"),
+        (
+            "float32 3.3e38",
+            "big32.npy",
+            npy(np.full((50, 4), -3.3e38, np.float32)),
+            [],
+            "overflow the float32 arithmetic",
+        ),
+        (
+            "float 1e20 in one sample",
+            "one_big.npy",
+            npy(np.vstack([X, np.full((1, 4), 1e20, np.float32)])),
+            [],
+            "sample 60 holds 1e+20",
+        ),
         ("one-row CSV", "one_row.csv", b"1,2,3\n", [], "both need at least one"),
         ("header then ragged row", "ragged.csv", b"a,b,c\n1,2\n", [], "ragged.csv"),
         ("IDX with count 0", "zero-idx2-ubyte", _idx((0, 4)), [], "holds no examples"),
         ("IDX with 65 dimensions", "dims-idx1-ubyte", _idx((1,) * 65), [], "65 dimensions"),
-        ("IDX whose size overflows", "huge-idx3-ubyte", _idx((2**32 - 1, 2**32 - 1, 2**32 - 1), payload=b""), [], "at most 17179869184"),
-        ("IDX gzip bomb, small header", "bomb-idx1-ubyte.gz", _gzip_bomb(10), [], "= 10 bytes of data, file holds more"),
+        (
+            "IDX whose size overflows",
+            "huge-idx3-ubyte",
+            _idx((2**32 - 1, 2**32 - 1, 2**32 - 1), payload=b""),
+            [],
+            "at most 17179869184",
+        ),
+        (
+            "IDX gzip bomb, small header",
+            "bomb-idx1-ubyte.gz",
+            _gzip_bomb(10),
+            [],
+            "= 10 bytes of data, file holds more",
+        ),
         ("IDX gzip bomb, big header", "bomb2-idx1-ubyte.gz", _gzip_bomb(4_000_000_000), [], "file holds 67108864"),
-        ("IDX garbled gzip", "garbled-idx2-ubyte.gz", b"\x1f\x8b\x08\x00" + b"garbage" * 10, [], "cannot read IDX file"),
+        (
+            "IDX garbled gzip",
+            "garbled-idx2-ubyte.gz",
+            b"\x1f\x8b\x08\x00" + b"garbage" * 10,
+            [],
+            "cannot read IDX file",
+        ),
         ("IDX truncated gzip", "trunc-idx2-ubyte.gz", _idx((10, 4), gz=True)[:30], [], "cannot read IDX file"),
         ("strings", "strings.npy", npy(np.array([["a", "b"]] * 5)), [], "is not numeric"),
-        ("datetimes", "dates.npy", npy(np.array([["2020-01-01"] * 2] * 5, dtype="datetime64[D]")), [], "is not numeric"),
+        (
+            "datetimes",
+            "dates.npy",
+            npy(np.array([["2020-01-01"] * 2] * 5, dtype="datetime64[D]")),
+            [],
+            "is not numeric",
+        ),
         ("structured", "struct.npy", npy(np.zeros((5, 2), dtype=[("a", "f4"), ("b", "i4")])), [], "is not numeric"),
         ("complex", "complex.npy", npy(np.zeros((5, 2), dtype=np.complex64)), [], "is not numeric"),
     ]
     for i, bad in enumerate([0x00, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]):  # element types other than unsigned byte
-        cases.append((f"IDX element type {bad:#x}", f"type{i}-idx2-ubyte", _idx((5, 4), magic=b"\x00\x00" + bytes([bad])), [],
-                      "is not unsigned byte"))
+        cases.append(
+            (
+                f"IDX element type {bad:#x}",
+                f"type{i}-idx2-ubyte",
+                _idx((5, 4), magic=b"\x00\x00" + bytes([bad])),
+                [],
+                "is not unsigned byte",
+            )
+        )
     for n in (1, 3, 7, 100):  # headers that promise more than they hold, gzipped and not
         for gz in (False, True):
-            cases.append((f"IDX short by {n}{' gz' if gz else ''}", f"short{n}{gz}-idx2-ubyte{'.gz' if gz else ''}",
-                          _idx((50, 4), payload=bytes(200 - n), gz=gz), [], "bytes of data, file holds"))
-            cases.append((f"IDX long by {n}{' gz' if gz else ''}", f"long{n}{gz}-idx2-ubyte{'.gz' if gz else ''}",
-                          _idx((50, 4), payload=bytes(200 + n), gz=gz), [], "bytes of data, file holds"))
-    for i, (key, value) in enumerate([("x", np.full((20, 3), np.inf)), ("x", np.full((20, 3), -np.inf)), ("x", np.full((20, 3), np.nan))]):
+            cases.append(
+                (
+                    f"IDX short by {n}{' gz' if gz else ''}",
+                    f"short{n}{gz}-idx2-ubyte{'.gz' if gz else ''}",
+                    _idx((50, 4), payload=bytes(200 - n), gz=gz),
+                    [],
+                    "bytes of data, file holds",
+                )
+            )
+            cases.append(
+                (
+                    f"IDX long by {n}{' gz' if gz else ''}",
+                    f"long{n}{gz}-idx2-ubyte{'.gz' if gz else ''}",
+                    _idx((50, 4), payload=bytes(200 + n), gz=gz),
+                    [],
+                    "bytes of data, file holds",
+                )
+            )
+    for i, (key, value) in enumerate(
+        [("x", np.full((20, 3), np.inf)), ("x", np.full((20, 3), -np.inf)), ("x", np.full((20, 3), np.nan))]
+    ):
         cases.append((f"non-finite {i}", f"nonfinite{i}.npz", npz(**{key: value}), [], "holds NaN or Inf"))
     return cases
 
@@ -130,8 +208,11 @@ def test_a_one_image_folder_is_refused(tmp_path, capsys):
 
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "x.png")
-    _assert_one_line(main(["train", "--set", f"data.name={tmp_path / 'imgs'}", *SMALL, "--out", str(tmp_path / "r")]),
-                     capsys.readouterr().err, "both need at least one")
+    _assert_one_line(
+        main(["train", "--set", f"data.name={tmp_path / 'imgs'}", *SMALL, "--out", str(tmp_path / "r")]),
+        capsys.readouterr().err,
+        "both need at least one",
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -149,7 +230,10 @@ def test_files_that_are_not_files_are_refused_without_hanging(kind, tmp_path, ca
     else:
         path = tmp_path / "zero.npy"
         path.symlink_to("/dev/zero")
-    for argv in (["data", "info", str(path)], ["train", "--set", f"data.name={path}", *SMALL, "--out", str(tmp_path / "r")]):
+    for argv in (
+        ["data", "info", str(path)],
+        ["train", "--set", f"data.name={path}", *SMALL, "--out", str(tmp_path / "r")],
+    ):
         _assert_one_line(main(argv), capsys.readouterr().err, "is not a regular file")
     assert not (tmp_path / "r").exists()
 
@@ -163,8 +247,18 @@ CONFIG_FILES = [
     ("top level is a number", "num.json", "3", "must be a table of sections, got int"),
     ("top level is a string", "str.json", '"x"', "must be a table of sections, got str"),
     ("JSON nested 5000 deep", "deep.json", _deep_json(5000), "nests too deeply"),
-    ("TOML array nested 5000 deep", "deep.toml", "[data]\nname = " + "[" * 5000 + "]" * 5000 + "\n", "nests too deeply"),
-    ("TOML inline table nested 2000 deep", "deept.toml", "[data]\nname = " + "{a=" * 2000 + "1" + "}" * 2000 + "\n", "nests too deeply"),
+    (
+        "TOML array nested 5000 deep",
+        "deep.toml",
+        "[data]\nname = " + "[" * 5000 + "]" * 5000 + "\n",
+        "nests too deeply",
+    ),
+    (
+        "TOML inline table nested 2000 deep",
+        "deept.toml",
+        "[data]\nname = " + "{a=" * 2000 + "1" + "}" * 2000 + "\n",
+        "nests too deeply",
+    ),
     ("a 5000-digit integer in TOML", "bigint.toml", "[train]\nepochs = " + "9" * 5000 + "\n", "is not valid toml"),
     ("a 5000-digit integer in JSON", "bigint.json", '{"train": {"epochs": ' + "9" * 5000 + "}}", "is not valid json"),
     ("a 100-digit integer", "int100.toml", "[train]\nepochs = " + "9" * 100 + "\n", "must be at most 2147483647"),
@@ -176,7 +270,9 @@ CONFIG_FILES = [
 def test_bad_config_files_are_refused_in_one_line(case, tmp_path, capsys):
     _, file, text, fragment = case
     (tmp_path / file).write_text(text, encoding="latin1")
-    _assert_one_line(main(["train", str(tmp_path / file), "--out", str(tmp_path / "r")]), capsys.readouterr().err, fragment)
+    _assert_one_line(
+        main(["train", str(tmp_path / file), "--out", str(tmp_path / "r")]), capsys.readouterr().err, fragment
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -196,7 +292,9 @@ def _int_keys():
 
 @pytest.mark.parametrize("key, value", _int_keys())
 def test_integers_beyond_reason_are_refused(key, value, tmp_path, capsys):
-    _assert_one_line(main(["train", "--set", f"{key}={value}", "--out", str(tmp_path / "r")]), capsys.readouterr().err, f"'{key}'")
+    _assert_one_line(
+        main(["train", "--set", f"{key}={value}", "--out", str(tmp_path / "r")]), capsys.readouterr().err, f"'{key}'"
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -218,17 +316,37 @@ def test_bad_set_values_are_refused(item, fragment, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-ABSURD = [("model.hidden=[1000000000]", []), ("model.latent_dim=1000000000", []), ("train.samples=1000000000", []),
-          ("model.prior_components=1000000000", ["model.prior=mog"]),
-          ("model.channels=[1000000]", ["model.arch=conv"]), ("train.batch_size=2000000000", ["model.hidden=[100000]"]),
-          ("model.hidden=[100000, 100000]", []), ("model.mixture_components=100000000", ["model.likelihood=discretized_logistic_mixture"])]
+ABSURD = [
+    ("model.hidden=[1000000000]", []),
+    ("model.latent_dim=1000000000", []),
+    ("train.samples=1000000000", []),
+    ("model.prior_components=1000000000", ["model.prior=mog"]),
+    ("model.channels=[1000000]", ["model.arch=conv"]),
+    ("train.batch_size=2000000000", ["model.hidden=[100000]"]),
+    ("model.hidden=[100000, 100000]", []),
+    ("model.mixture_components=100000000", ["model.likelihood=discretized_logistic_mixture"]),
+]
 
 
 @pytest.mark.parametrize("item, extra", ABSURD, ids=lambda v: str(v)[:40])
 def test_absurd_sizes_are_refused_with_an_estimate(item, extra, tmp_path, capsys):
     np.save(tmp_path / "img.npy", (RNG.random((60, 8, 8)) * 255).astype(np.uint8))
-    argv = ["train", "--set", f"data.name={tmp_path / 'img.npy'}", "--set", "data.val_size=0", "--set", "train.epochs=1",
-            "--set", "model.likelihood_check=false", "--set", item, "--out", str(tmp_path / "r"), "--quiet"]
+    argv = [
+        "train",
+        "--set",
+        f"data.name={tmp_path / 'img.npy'}",
+        "--set",
+        "data.val_size=0",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.likelihood_check=false",
+        "--set",
+        item,
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+    ]
     for e in extra:
         argv += ["--set", e]
     _assert_one_line(main(argv), capsys.readouterr().err, "GiB available")
@@ -239,8 +357,21 @@ def test_absurd_sizes_are_refused_with_an_estimate(item, extra, tmp_path, capsys
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     np.save(root / "x.npy", X)
-    assert main(["train", "--set", f"data.name={root / 'x.npy'}", *SMALL, "--set", "model.likelihood=gaussian",
-                 "--out", str(root / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                f"data.name={root / 'x.npy'}",
+                *SMALL,
+                "--set",
+                "model.likelihood=gaussian",
+                "--out",
+                str(root / "run"),
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -252,7 +383,9 @@ def test_a_model_directory_asking_for_absurd_sizes_is_refused_before_allocating(
     meta = json.loads((model / "config.json").read_text())
     meta["config"]["hidden"] = [2_000_000_000]  # 64 GB of weights for these 4 features
     (model / "config.json").write_text(json.dumps(meta))
-    _assert_one_line(main(["sample", str(model), "--out", str(tmp_path / "s.npy")]), capsys.readouterr().err, "GiB available")
+    _assert_one_line(
+        main(["sample", str(model), "--out", str(tmp_path / "s.npy")]), capsys.readouterr().err, "GiB available"
+    )
 
 
 def test_non_finite_weights_are_refused(trained, tmp_path, capsys):
@@ -286,15 +419,21 @@ def test_data_of_another_shape_is_refused_by_every_verb(trained, tmp_path, capsy
 
 @pytest.mark.parametrize("seed", ["1180591620717411303424", "-1", "nan", "1e9"])
 def test_sample_seeds_must_fit_a_generator(trained, tmp_path, capsys, seed):
-    _assert_one_line(main(["sample", str(trained / "run"), "--seed", seed, "--out", str(tmp_path / "s.npy")]),
-                     capsys.readouterr().err, "seed")
+    _assert_one_line(
+        main(["sample", str(trained / "run"), "--seed", seed, "--out", str(tmp_path / "s.npy")]),
+        capsys.readouterr().err,
+        "seed",
+    )
 
 
 def test_a_name_too_long_is_one_line(tmp_path, capsys):
     np.save(tmp_path / "x.npy", X)
     out = tmp_path / ("x" * 300)
-    _assert_one_line(main(["train", "--set", f"data.name={tmp_path / 'x.npy'}", *SMALL, "--out", str(out)]),
-                     capsys.readouterr().err, "too long")
+    _assert_one_line(
+        main(["train", "--set", f"data.name={tmp_path / 'x.npy'}", *SMALL, "--out", str(out)]),
+        capsys.readouterr().err,
+        "too long",
+    )
 
 
 def test_a_refusal_is_one_line_even_when_a_library_warned_first(tmp_path):
@@ -314,15 +453,18 @@ def test_a_refusal_is_one_line_even_when_a_library_warned_first(tmp_path):
             return real(cfg)
         D.read_raw = noisy
         from vaekit.cli import main
-        sys.exit(main(["train", "--set", "data.name={tmp_path / 'big.npy'}", "--out", "{tmp_path / 'r'}"]))
+        sys.exit(main(["train", "--set", "data.name={tmp_path / "big.npy"}", "--out", "{tmp_path / "r"}"]))
     """)
     p = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True)
     _assert_one_line(p.returncode, p.stderr, "overflow the float32 arithmetic")
 
 
 def test_eval_k_beyond_the_protocol_is_refused(tmp_path, capsys):
-    _assert_one_line(main(["train", "--set", "train.eval_k=1000000000", "--out", str(tmp_path / "r")]), capsys.readouterr().err,
-                     "must be at most 5000")
+    _assert_one_line(
+        main(["train", "--set", "train.eval_k=1000000000", "--out", str(tmp_path / "r")]),
+        capsys.readouterr().err,
+        "must be at most 5000",
+    )
 
 
 def test_a_file_size_limit_is_one_line_and_leaves_nothing(trained, tmp_path):
@@ -337,13 +479,30 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(trained, tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
 
     out = tmp_path / "r"
-    p = subprocess.run([sys.executable, "-m", "vaekit", "train", "--set", f"data.name={trained / 'x.npy'}", *SMALL,
-                        "--set", "model.hidden=[256]", "--out", str(out)], capture_output=True, text=True, preexec_fn=limit)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vaekit",
+            "train",
+            "--set",
+            f"data.name={trained / 'x.npy'}",
+            *SMALL,
+            "--set",
+            "model.hidden=[256]",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
     _assert_one_line(p.returncode, p.stderr, "File too large")
     assert not out.exists()
 
 
 # --- round two, grown: every config key with values of the wrong type -------------------------
+
 
 def _wrong_values(hint) -> list[str]:
     """TOML values no key of this type accepts."""
@@ -365,8 +524,12 @@ def _typed_keys():
     import dataclasses
     import typing
 
-    return [(f"{section}.{f.name}", v) for section, cls in SECTIONS.items()
-            for f in dataclasses.fields(cls) for v in _wrong_values(typing.get_type_hints(cls)[f.name])]
+    return [
+        (f"{section}.{f.name}", v)
+        for section, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        for v in _wrong_values(typing.get_type_hints(cls)[f.name])
+    ]
 
 
 @pytest.mark.parametrize("key, value", _typed_keys())
@@ -379,21 +542,32 @@ def test_every_key_refuses_values_of_the_wrong_type(key, value, tmp_path, capsys
 
 
 def test_epochs_beyond_any_schedule_are_refused(tmp_path, capsys):
-    _assert_one_line(main(["train", "--set", "train.epochs=1000001", "--out", str(tmp_path / "r")]), capsys.readouterr().err,
-                     "must be at most 1,000,000")
+    _assert_one_line(
+        main(["train", "--set", "train.epochs=1000001", "--out", str(tmp_path / "r")]),
+        capsys.readouterr().err,
+        "must be at most 1,000,000",
+    )
 
 
 # --- CSV and image-folder mutations ------------------------------------------------------------
 
 _ROWS = "\n".join(",".join(str((i * j) % 7 / 7) for j in range(4)) for i in range(40))
 CSVS = [
-    ("empty", "", "is empty"), ("only newlines", "\n" * 100, "is empty"), ("only a header", "a,b,c\n", "has no data rows"),
-    ("quoted numbers", '"0.1","0.2"\n' * 40, "non-numeric cell"), ("NaN text", _ROWS + "\nnan,0,0,0", "holds NaN or Inf"),
-    ("inf text", _ROWS + "\ninf,0,0,0", "holds NaN or Inf"), ("1e39", _ROWS + "\n1e39,0,0,0", "does not fit in float32"),
-    ("tab separated", _ROWS.replace(",", "\t"), "non-numeric cell"), ("semicolons", _ROWS.replace(",", ";"), "non-numeric cell"),
-    ("NUL bytes", "\x00\x01\x02" * 50, "has no data rows"), ("trailing commas", _ROWS.replace("\n", ",\n") + ",", "non-numeric cell"),
-    ("hex numbers", "0x1,0x2\n" * 40, "non-numeric cell"), ("empty cells", "0.1,,0.2\n" * 40, "non-numeric cell"),
-    ("the header repeated", "a,b\n" * 40, "non-numeric cell"), ("letters", "é,0.1\n" * 40, "non-numeric cell"),
+    ("empty", "", "is empty"),
+    ("only newlines", "\n" * 100, "is empty"),
+    ("only a header", "a,b,c\n", "has no data rows"),
+    ("quoted numbers", '"0.1","0.2"\n' * 40, "non-numeric cell"),
+    ("NaN text", _ROWS + "\nnan,0,0,0", "holds NaN or Inf"),
+    ("inf text", _ROWS + "\ninf,0,0,0", "holds NaN or Inf"),
+    ("1e39", _ROWS + "\n1e39,0,0,0", "does not fit in float32"),
+    ("tab separated", _ROWS.replace(",", "\t"), "non-numeric cell"),
+    ("semicolons", _ROWS.replace(",", ";"), "non-numeric cell"),
+    ("NUL bytes", "\x00\x01\x02" * 50, "has no data rows"),
+    ("trailing commas", _ROWS.replace("\n", ",\n") + ",", "non-numeric cell"),
+    ("hex numbers", "0x1,0x2\n" * 40, "non-numeric cell"),
+    ("empty cells", "0.1,,0.2\n" * 40, "non-numeric cell"),
+    ("the header repeated", "a,b\n" * 40, "non-numeric cell"),
+    ("letters", "é,0.1\n" * 40, "non-numeric cell"),
     ("ragged after 20 rows", _ROWS + "\n1,2", "2 columns, expected 4"),
 ]
 
@@ -402,8 +576,11 @@ CSVS = [
 def test_bad_csv_files_are_refused(name, text, fragment, tmp_path, capsys):
     path = tmp_path / "d.csv"
     path.write_text(text)
-    _assert_one_line(main(["train", "--set", f"data.name={path}", *SMALL, "--out", str(tmp_path / "r")]),
-                     capsys.readouterr().err, fragment)
+    _assert_one_line(
+        main(["train", "--set", f"data.name={path}", *SMALL, "--out", str(tmp_path / "r")]),
+        capsys.readouterr().err,
+        fragment,
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -416,6 +593,7 @@ def _image(mode, size=(8, 8), **save):
         from PIL import Image
 
         Image.new(mode, size).save(path, **save)
+
     return write
 
 
@@ -455,12 +633,16 @@ def test_bad_image_folders_are_refused(name, file, content, fragment, tmp_path, 
         (folder / file).symlink_to(content)
     else:
         _write(folder, file, content)
-    _assert_one_line(main(["train", "--set", f"data.name={folder}", *SMALL, "--out", str(tmp_path / "r")]),
-                     capsys.readouterr().err, fragment)
+    _assert_one_line(
+        main(["train", "--set", f"data.name={folder}", *SMALL, "--out", str(tmp_path / "r")]),
+        capsys.readouterr().err,
+        fragment,
+    )
     assert not (tmp_path / "r").exists()
 
 
 # --- model directories: every key of config.json, the weights file, the trainer state ----------
+
 
 def _model_meta():
     """The config.json of the `trained` fixture's model, as save_pretrained writes it."""
@@ -478,10 +660,25 @@ def _meta_mutations():
     are left out: changing them changes nothing (valid values of them load). Keys left out of the
     file load with their defaults (older files), so only keys without a default are dropped."""
     meta = _model_meta()
-    unused = {"config.tied", "config.whiten", "config.channels", "config.depth", "config.prior_components",
-              "config.num_classes", "config.latent_dims", "config.codebook_size", "config.codebook_dim",
-              "config.commitment", "config.codebook_decay", "config.prior_width", "config.prior_layers",
-              "config.flow_steps", "config.flow_hidden", "config.tc_gamma", "config.discriminator_hidden"}  # for this
+    unused = {
+        "config.tied",
+        "config.whiten",
+        "config.channels",
+        "config.depth",
+        "config.prior_components",
+        "config.num_classes",
+        "config.latent_dims",
+        "config.codebook_size",
+        "config.codebook_dim",
+        "config.commitment",
+        "config.codebook_decay",
+        "config.prior_width",
+        "config.prior_layers",
+        "config.flow_steps",
+        "config.flow_hidden",
+        "config.tc_gamma",
+        "config.discriminator_hidden",
+    }  # for this
     # MLP VAE with a standard normal prior and a diagonal posterior, not conditional: the hierarchy's, the
     # VQ-VAE's, the flows' and FactorVAE's settings
     cases = [(f"drop {k}", lambda m, k=k: m.pop(k)) for k in ("model", "config", "shape", "format", "format_version")]
@@ -491,9 +688,11 @@ def _meta_mutations():
             continue
         for bad in ["x", -1, [], {}, None, 10**9, 1.5, True, [0]]:
             if json.dumps(bad) != json.dumps(value):
+
                 def edit(m, key=key, bad=bad):
                     where, k = (m["config"], key[7:]) if key.startswith("config.") else (m, key)
                     where[k] = bad
+
                 cases.append((f"{key}={bad!r}", edit))
     return cases
 
@@ -507,8 +706,9 @@ def test_every_key_of_a_model_config_is_checked(case, trained, tmp_path, capsys)
     meta = json.loads((model / "config.json").read_text())
     case[1](meta)
     (model / "config.json").write_text(json.dumps(meta))
-    _assert_one_line(main(["sample", str(model), "--out", str(tmp_path / "s.npy")]), capsys.readouterr().err,
-                     str(model))
+    _assert_one_line(
+        main(["sample", str(model), "--out", str(tmp_path / "s.npy")]), capsys.readouterr().err, str(model)
+    )
     assert not (tmp_path / "s.npy").exists()
 
 
@@ -520,32 +720,45 @@ def _weights_mutations():
             from vaekit.training.checkpoints import _save_tensors
 
             _save_tensors(edit(dict(w)), path)
+
         return write
 
     def raw(edit):
         return lambda path, w: path.write_bytes(edit(path.read_bytes()))
 
-    first = lambda w: sorted(w)[0]  # noqa: E731
+    first = lambda w: sorted(w)[0]
     cases = [(f"truncated to {n} bytes", raw(lambda b, n=n: b[:n]), "cannot read weights") for n in (0, 4, 8, 50, 600)]
     cases += [("one byte short", raw(lambda b: b[:-1]), "cannot read weights")]
-    cases += [(f"byte {i} flipped", raw(lambda b, i=i: b[:i] + bytes([b[i] ^ 0x40]) + b[i + 1:]), "weights")
-              for i in (0, 3, 8, 20, 600)]
-    cases += [("last byte flipped", raw(lambda b: b[:-1] + bytes([b[-1] ^ 0x01])), "SHA-256 does not match"),
-              ("header length 2**62", raw(lambda b: struct.pack("<Q", 2**62) + b[8:]), "cannot read weights"),
-              ("header not JSON", raw(lambda b: struct.pack("<Q", 10) + b"not json!!" + b[18:]), "cannot read weights"),
-              ("a JSON file", raw(lambda b: b'{"a": 1}'), "cannot read weights"),
-              ("no tensors", tensors(lambda w: {}), "Missing key(s)"),
-              ("a tensor missing", tensors(lambda w: {k: v for k, v in w.items() if k != first(w)}), "Missing key(s)"),
-              ("an extra tensor", tensors(lambda w: {**w, "evil": torch.zeros(3)}), "Unexpected key(s)"),
-              ("a tensor of another shape", tensors(lambda w: {**w, first(w): torch.zeros(3, 3)}), "size mismatch"),
-              ("integer weights", tensors(lambda w: {**w, first(w): w[first(w)].long()}), "expected floating point"),
-              ("boolean weights", tensors(lambda w: {**w, first(w): w[first(w)] > 0}), "expected floating point"),
-              ("Inf weights", tensors(lambda w: {**w, first(w): torch.full_like(w[first(w)], float("inf"))}), "holds NaN or Inf"),
-              ("weights that overflow", tensors(lambda w: {k: torch.full_like(v, 1e20) for k, v in w.items()}), "hold NaN or Inf"),
-              ("a folder", lambda path, w: (path.unlink(), path.mkdir()), "is not a regular file (a folder)"),
-              ("missing", lambda path, w: path.unlink(), "No such file"),
-              ("a FIFO", lambda path, w: (path.unlink(), os.mkfifo(path)), "is not a regular file"),
-              ("a link to /dev/zero", lambda path, w: (path.unlink(), path.symlink_to("/dev/zero")), "is not a regular file")]
+    cases += [
+        (f"byte {i} flipped", raw(lambda b, i=i: b[:i] + bytes([b[i] ^ 0x40]) + b[i + 1 :]), "weights")
+        for i in (0, 3, 8, 20, 600)
+    ]
+    cases += [
+        ("last byte flipped", raw(lambda b: b[:-1] + bytes([b[-1] ^ 0x01])), "SHA-256 does not match"),
+        ("header length 2**62", raw(lambda b: struct.pack("<Q", 2**62) + b[8:]), "cannot read weights"),
+        ("header not JSON", raw(lambda b: struct.pack("<Q", 10) + b"not json!!" + b[18:]), "cannot read weights"),
+        ("a JSON file", raw(lambda b: b'{"a": 1}'), "cannot read weights"),
+        ("no tensors", tensors(lambda w: {}), "Missing key(s)"),
+        ("a tensor missing", tensors(lambda w: {k: v for k, v in w.items() if k != first(w)}), "Missing key(s)"),
+        ("an extra tensor", tensors(lambda w: {**w, "evil": torch.zeros(3)}), "Unexpected key(s)"),
+        ("a tensor of another shape", tensors(lambda w: {**w, first(w): torch.zeros(3, 3)}), "size mismatch"),
+        ("integer weights", tensors(lambda w: {**w, first(w): w[first(w)].long()}), "expected floating point"),
+        ("boolean weights", tensors(lambda w: {**w, first(w): w[first(w)] > 0}), "expected floating point"),
+        (
+            "Inf weights",
+            tensors(lambda w: {**w, first(w): torch.full_like(w[first(w)], float("inf"))}),
+            "holds NaN or Inf",
+        ),
+        (
+            "weights that overflow",
+            tensors(lambda w: {k: torch.full_like(v, 1e20) for k, v in w.items()}),
+            "hold NaN or Inf",
+        ),
+        ("a folder", lambda path, w: (path.unlink(), path.mkdir()), "is not a regular file (a folder)"),
+        ("missing", lambda path, w: path.unlink(), "No such file"),
+        ("a FIFO", lambda path, w: (path.unlink(), os.mkfifo(path)), "is not a regular file"),
+        ("a link to /dev/zero", lambda path, w: (path.unlink(), path.symlink_to("/dev/zero")), "is not a regular file"),
+    ]
     return cases
 
 
@@ -561,8 +774,11 @@ def test_damaged_weights_are_refused_by_every_verb(case, verb, trained, tmp_path
     shutil.copytree(trained / "run" / "model", model)
     damage(model / "model.safetensors", load_file(str(trained / "run" / "model" / "model.safetensors")))
     out = tmp_path / "s.npy"
-    argv = (["sample", str(model), "--out", str(out)] if verb == "sample"
-            else ["evaluate", str(model), "--data", str(trained / "x.npy"), "--k", "5"])
+    argv = (
+        ["sample", str(model), "--out", str(out)]
+        if verb == "sample"
+        else ["evaluate", str(model), "--data", str(trained / "x.npy"), "--k", "5"]
+    )
     code = main(argv)
     text = capsys.readouterr().err
     if name == "weights that overflow" and verb == "evaluate":
@@ -607,8 +823,11 @@ def test_every_trainer_counter_is_checked(case, key, value, trained, tmp_path, c
             kv[1] = value
     (ck / "training.json").write_text(json.dumps(meta))
     before = sorted(p.name for p in run.rglob("*"))
-    _assert_one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]), capsys.readouterr().err,
-                     "no intact checkpoint")
+    _assert_one_line(
+        main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]),
+        capsys.readouterr().err,
+        "no intact checkpoint",
+    )
     assert sorted(p.name for p in run.rglob("*")) == before  # nothing written, nothing removed
 
 
@@ -616,17 +835,39 @@ CHECKPOINT_FILES = [
     ("training.json a FIFO", lambda ck: ((ck / "training.json").unlink(), os.mkfifo(ck / "training.json"))),
     ("state a FIFO", lambda ck: ((ck / "state.safetensors").unlink(), os.mkfifo(ck / "state.safetensors"))),
     ("state missing", lambda ck: (ck / "state.safetensors").unlink()),
-    ("state truncated", lambda ck: (ck / "state.safetensors").write_bytes((ck / "state.safetensors").read_bytes()[:100])),
-    ("training.json nested 100000 deep", lambda ck: (ck / "training.json").write_text('{"a":' * 100000 + "1" + "}" * 100000)),
+    (
+        "state truncated",
+        lambda ck: (ck / "state.safetensors").write_bytes((ck / "state.safetensors").read_bytes()[:100]),
+    ),
+    (
+        "training.json nested 100000 deep",
+        lambda ck: (ck / "training.json").write_text('{"a":' * 100000 + "1" + "}" * 100000),
+    ),
     ("training.json a list", lambda ck: (ck / "training.json").write_text("[]")),
-    ("a tensor reference missing", lambda ck: (ck / "training.json").write_text(
-        (ck / "training.json").read_text().replace("s.optimizer.state.0.step", "s.nothing"))),
-    ("step disagreeing with the state", lambda ck: (ck / "training.json").write_text(
-        json.dumps({**json.loads((ck / "training.json").read_text()), "step": 7}))),
-    ("step not a number", lambda ck: (ck / "training.json").write_text(
-        json.dumps({**json.loads((ck / "training.json").read_text()), "step": "x"}))),
-    ("format missing", lambda ck: (ck / "training.json").write_text(
-        json.dumps({k: v for k, v in json.loads((ck / "training.json").read_text()).items() if k != "format"}))),
+    (
+        "a tensor reference missing",
+        lambda ck: (ck / "training.json").write_text(
+            (ck / "training.json").read_text().replace("s.optimizer.state.0.step", "s.nothing")
+        ),
+    ),
+    (
+        "step disagreeing with the state",
+        lambda ck: (ck / "training.json").write_text(
+            json.dumps({**json.loads((ck / "training.json").read_text()), "step": 7})
+        ),
+    ),
+    (
+        "step not a number",
+        lambda ck: (ck / "training.json").write_text(
+            json.dumps({**json.loads((ck / "training.json").read_text()), "step": "x"})
+        ),
+    ),
+    (
+        "format missing",
+        lambda ck: (ck / "training.json").write_text(
+            json.dumps({k: v for k, v in json.loads((ck / "training.json").read_text()).items() if k != "format"})
+        ),
+    ),
 ]
 
 
@@ -634,5 +875,8 @@ CHECKPOINT_FILES = [
 def test_damaged_checkpoint_files_are_refused_without_hanging(case, trained, tmp_path, capsys):
     run, ck = _copied_run(trained, tmp_path)
     case[1](ck)
-    _assert_one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]), capsys.readouterr().err,
-                     "no intact checkpoint")
+    _assert_one_line(
+        main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]),
+        capsys.readouterr().err,
+        "no intact checkpoint",
+    )

@@ -25,12 +25,13 @@ from test_contract import MODELS as CONTRACT_MODELS
 from test_hostile_corpus import _assert_one_line as _one_line
 from vaekit.cli import main
 
-KINDS = {k: v for k, v in CONTRACT_MODELS.items() if not k.startswith("custom")}  # custom nets cannot be loaded by the CLI
-
-
+KINDS = {
+    k: v for k, v in CONTRACT_MODELS.items() if not k.startswith("custom")
+}  # custom nets cannot be loaded by the CLI
 
 
 # --- damaged model directories of every kind ----------------------------------------------
+
 
 def _rewrite_weights(path: Path, change) -> None:
     from safetensors.torch import load_file, save_file
@@ -45,7 +46,15 @@ def _first_float(t: dict) -> str:
 
 
 def _other_kind(meta: dict) -> dict:
-    swap = {"pca": "vae", "vae": "ae", "ae": "vae", "linear_ae": "vae", "hvae": "vae", "vqvae": "vae", "factorvae": "vqvae"}
+    swap = {
+        "pca": "vae",
+        "vae": "ae",
+        "ae": "vae",
+        "linear_ae": "vae",
+        "hvae": "vae",
+        "vqvae": "vae",
+        "factorvae": "vqvae",
+    }
     meta = dict(meta)
     name = meta["model"]
     meta["model"] = swap[name]
@@ -67,18 +76,27 @@ MODEL_DAMAGE = {
     "weights truncated": lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:200]),
     "a tensor dropped": lambda d: _rewrite_weights(d / "model.safetensors", lambda t: t.pop(_first_float(t))),
     "a tensor doubled in size": lambda d: _rewrite_weights(
-        d / "model.safetensors", lambda t: t.update({_first_float(t): torch.cat([t[_first_float(t)]] * 2)})),
+        d / "model.safetensors", lambda t: t.update({_first_float(t): torch.cat([t[_first_float(t)]] * 2)})
+    ),
     "a tensor of NaN": lambda d: _rewrite_weights(
-        d / "model.safetensors", lambda t: t.update({_first_float(t): torch.full_like(t[_first_float(t)], float("nan"))})),
-    "an extra tensor": lambda d: _rewrite_weights(d / "model.safetensors", lambda t: t.update({"planted": torch.ones(3)})),
+        d / "model.safetensors",
+        lambda t: t.update({_first_float(t): torch.full_like(t[_first_float(t)], float("nan"))}),
+    ),
+    "an extra tensor": lambda d: _rewrite_weights(
+        d / "model.safetensors", lambda t: t.update({"planted": torch.ones(3)})
+    ),
     "a float tensor as int64": lambda d: _rewrite_weights(
-        d / "model.safetensors", lambda t: t.update({_first_float(t): t[_first_float(t)].long()})),
+        d / "model.safetensors", lambda t: t.update({_first_float(t): t[_first_float(t)].long()})
+    ),
     "config.json of another kind": lambda d: (d / "config.json").write_text(
-        json.dumps(_other_kind(json.loads((d / "config.json").read_text())))),
+        json.dumps(_other_kind(json.loads((d / "config.json").read_text())))
+    ),
     "config.json with another shape": lambda d: (d / "config.json").write_text(
-        json.dumps(_with(json.loads((d / "config.json").read_text()), shape=[2, 5, 5]))),
+        json.dumps(_with(json.loads((d / "config.json").read_text()), shape=[2, 5, 5]))
+    ),
     "config.json with another code size": lambda d: (d / "config.json").write_text(
-        json.dumps(_with(json.loads((d / "config.json").read_text()), latent_dim=7, n_components=7))),
+        json.dumps(_with(json.loads((d / "config.json").read_text()), latent_dim=7, n_components=7))
+    ),
 }
 
 
@@ -101,8 +119,11 @@ def test_a_damaged_model_directory_of_every_kind_is_one_line(kind, damage, model
     shutil.copytree(model_dirs / kind, d)
     MODEL_DAMAGE[damage](d)
     out = tmp_path / "o.png"  # refused with the model, before the data (vectors, of no kind's shape) is read
-    _one_line(main(["interpolate", str(d), "--data", str(model_dirs / "vectors.npz"), "--out", str(out)]),
-              capsys.readouterr().err, str(d))
+    _one_line(
+        main(["interpolate", str(d), "--data", str(model_dirs / "vectors.npz"), "--out", str(out)]),
+        capsys.readouterr().err,
+        str(d),
+    )
     assert not out.exists()
 
 
@@ -114,6 +135,7 @@ def test_every_kind_loads_undamaged(model_dirs):
 
 
 # --- the samplers' saved directories ------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory):
@@ -129,6 +151,7 @@ def ae_run(tmp_path_factory):
 def _sampler_tensors(change):
     def damage(d):
         _rewrite_weights(d / "sampler.safetensors", change)
+
     return damage
 
 
@@ -136,7 +159,12 @@ SAMPLER_DAMAGE = [  # (sampler dir, damage)
     ("gaussian", lambda d: (d / "config.json").write_text("{not json")),
     ("gaussian", lambda d: (d / "config.json").write_text("[1, 2]")),
     ("gaussian", lambda d: (d / "config.json").write_text('{"sampler": "gaussian", "model_weights_sha256": 7}')),
-    ("gaussian", lambda d: (d / "config.json").write_text('{"sampler": "gaussian", "model_weights_sha256": "' + "9" * 5000 + '"}')),
+    (
+        "gaussian",
+        lambda d: (d / "config.json").write_text(
+            '{"sampler": "gaussian", "model_weights_sha256": "' + "9" * 5000 + '"}'
+        ),
+    ),
     ("gaussian", lambda d: (d / "sampler.safetensors").write_bytes(b"\x00" * 10)),
     ("gaussian", lambda d: (d / "sampler.safetensors").unlink()),
     ("gaussian", lambda d: ((d / "sampler.safetensors").unlink(), (d / "sampler.safetensors").mkdir())),
@@ -155,8 +183,12 @@ SAMPLER_DAMAGE = [  # (sampler dir, damage)
     ("gmm-2", lambda d: (d / "sampler.safetensors").write_bytes((d / "sampler.safetensors").read_bytes()[:-3])),
     ("two-stage", lambda d: shutil.rmtree(d / "model")),
     ("two-stage", lambda d: (d / "model" / "model.safetensors").write_bytes(b"junk")),
-    ("two-stage", lambda d: (d / "model" / "config.json").write_text(
-        (d / "model" / "config.json").read_text().replace('"latent_dim": 2', '"latent_dim": 3'))),
+    (
+        "two-stage",
+        lambda d: (d / "model" / "config.json").write_text(
+            (d / "model" / "config.json").read_text().replace('"latent_dim": 2', '"latent_dim": 3')
+        ),
+    ),
     ("two-stage", lambda d: (d / "model" / "config.json").write_text('{"model": "vae", "shape": [2]}')),
 ]
 
@@ -298,8 +330,22 @@ SHAPES_SETS = [
 
 @pytest.mark.parametrize("sets, fragment", SHAPES_SETS, ids=lambda v: str(v)[:40])
 def test_bad_shapes_settings_are_one_line(sets, fragment, tmp_path, capsys):
-    argv = ["train", "--set", "data.name=shapes", "--set", "data.shapes_grid=[1, 2, 2, 4, 4]", "--set", "data.image_size=[16, 16]",
-            "--set", "train.epochs=1", "--set", "model.hidden=[8]", "--quiet", "--out", str(tmp_path / "r")]
+    argv = [
+        "train",
+        "--set",
+        "data.name=shapes",
+        "--set",
+        "data.shapes_grid=[1, 2, 2, 4, 4]",
+        "--set",
+        "data.image_size=[16, 16]",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.hidden=[8]",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     for s in sets:
         argv += ["--set", s]
     _one_line(main(argv), capsys.readouterr().err, fragment)
@@ -309,6 +355,7 @@ def test_bad_shapes_settings_are_one_line(sets, fragment, tmp_path, capsys):
 def _factor_npz(**arrays):
     def write(path):
         np.savez(path, **arrays)
+
     return write
 
 
@@ -331,7 +378,11 @@ FACTOR_FILES = [
     ("no images", _factor_npz(x=IMGS[:0], factors=FACTORS[:0]), "0 examples"),
     ("one image", _factor_npz(x=IMGS[:1], factors=FACTORS[:1]), "at least one"),
     ("dSprites, latents 1-D", _factor_npz(imgs=IMGS, latents_classes=np.arange(40)), "latents_classes"),
-    ("dSprites, latents of another length", _factor_npz(imgs=IMGS, latents_classes=np.zeros((7, 6), int)), "latents_classes"),
+    (
+        "dSprites, latents of another length",
+        _factor_npz(imgs=IMGS, latents_classes=np.zeros((7, 6), int)),
+        "latents_classes",
+    ),
     ("dSprites, images 2-D", _factor_npz(imgs=IMGS.reshape(40, 64), latents_classes=np.zeros((40, 6), int)), "imgs"),
     ("dSprites, one latent column", _factor_npz(imgs=IMGS, latents_classes=np.zeros((40, 1), int)), "latents_classes"),
 ]
@@ -343,14 +394,31 @@ def test_bad_files_with_factors_are_one_line(name, write, fragment, verb, tmp_pa
     path = tmp_path / "factors.npz"
     write(path)
     out = tmp_path / "r"
-    argv = (["train", "--set", f"data.name={path}", "--set", "train.epochs=1", "--set", "model.hidden=[8]",
-             "--set", "data.val_size=0", "--quiet", "--out", str(out)] if verb == "train" else ["data", "info", str(path)])
+    argv = (
+        [
+            "train",
+            "--set",
+            f"data.name={path}",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "model.hidden=[8]",
+            "--set",
+            "data.val_size=0",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+        if verb == "train"
+        else ["data", "info", str(path)]
+    )
     _one_line(main(argv), capsys.readouterr().err, fragment)
     assert not out.exists()
 
 
 def test_a_factor_file_payload_never_runs(tmp_path, capsys):
     """An object array whose unpickling would create a file: refused, and the file never appears."""
+
     class Plant:
         def __reduce__(self):
             return (open, (str(tmp_path / "planted"), "w"))
@@ -368,11 +436,10 @@ HOSTILE = '</script><script>document.title="pwned";fetch("http://127.0.0.1:9/x")
 def test_strings_from_a_run_cannot_change_the_explorer_page(tmp_path):
     """A data path and a title holding </script> and HTML stay text: the page keeps one script
     block of its own, its CSP, and, in a real browser, runs no planted script and makes no request."""
-    import re
 
+    from vaekit.config import ModelConfig
     from vaekit.explorer.page import explore
     from vaekit.models import build_model
-    from vaekit.config import ModelConfig
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="vae", hidden=[8], latent_dim=2), (1, 8, 8)).eval()
@@ -402,7 +469,10 @@ def _browser_runs_nothing_planted(page: Path) -> None:
             tab.wait_for_timeout(500)
             assert tab.title() == f"vaekit explorer: {HOSTILE}" and not dialogs  # shown as text, never run
             assert HOSTILE in tab.inner_text("h1")
-            assert tab.evaluate("JSON.parse(document.getElementById('vaekit-spec').textContent).models[0].title") == HOSTILE
+            assert (
+                tab.evaluate("JSON.parse(document.getElementById('vaekit-spec').textContent).models[0].title")
+                == HOSTILE
+            )
             assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
         finally:
             browser.close()
@@ -413,4 +483,3 @@ def test_an_idx_in_a_factor_folder_is_not_confused(tmp_path, capsys):
     np.savez(tmp_path / "x.npz", x=IMGS, factors=FACTORS)
     (tmp_path / "x-idx3-ubyte").write_bytes((tmp_path / "x.npz").read_bytes())
     _one_line(main(["data", "info", str(tmp_path / "x-idx3-ubyte")]), capsys.readouterr().err, "bad magic number")
-

@@ -72,7 +72,10 @@ def test_elbo_below_importance_sampling_near_exact():
     exact = pca.score(x)
     torch.manual_seed(0)
     elbo = float(mean_elbo(vae, x).mean())
-    is_k = {k: float(importance_log_px(vae, x.repeat(reps, 1), k=k).mean()) for k, reps in ((1, 200), (10, 20), (100, 4), (2000, 1))}
+    is_k = {
+        k: float(importance_log_px(vae, x.repeat(reps, 1), k=k).mean())
+        for k, reps in ((1, 200), (10, 20), (100, 4), (2000, 1))
+    }
     assert elbo < exact - 0.1  # the perturbed encoder makes a loose bound
     assert abs(is_k[1] - elbo) < 0.05  # K = 1 is the ELBO (its single-sample form)
     assert elbo < is_k[10] < is_k[100] < is_k[2000] <= exact + 0.01  # the IWAE bound rises with K ...
@@ -89,7 +92,9 @@ def test_evaluate_reports_units_and_matches_exact():
     # A density on continuous data has no bits/dim; on dequantised 8-bit data it counts the 256 levels.
     assert "bits_per_dim" not in res
     deq = evaluate(vae, x, k=50, dequantized=True)
-    assert math.isclose(deq["bits_per_dim"]["value"], (-pca.score(x) + 8 * math.log(256)) / (8 * math.log(2)), rel_tol=1e-5)
+    assert math.isclose(
+        deq["bits_per_dim"]["value"], (-pca.score(x) + 8 * math.log(256)) / (8 * math.log(2)), rel_tol=1e-5
+    )
     assert res["active_units"]["value"] == 2
     pres = evaluate(pca, x)
     assert math.isclose(pres["ppca_log_likelihood"]["value"], pca.score(x), rel_tol=1e-9)
@@ -126,7 +131,11 @@ def test_linear_gaussian_vae_trained_reaches_the_ppca_maximum_likelihood():
     fit(vae, data, TrainConfig(epochs=100, batch_size=100, lr=1e-2, schedule="cosine", progress=False))
     W, b = vae.decoder.net[0].weight.detach().double(), vae.decoder.net[0].bias.detach().double()
     s2 = torch.exp(2 * vae.observation.log_sigma.detach().double())
-    model_ll = torch.distributions.MultivariateNormal(b, W @ W.T + s2 * torch.eye(6, dtype=torch.float64)).log_prob(x.double()).mean()
+    model_ll = (
+        torch.distributions.MultivariateNormal(b, W @ W.T + s2 * torch.eye(6, dtype=torch.float64))
+        .log_prob(x.double())
+        .mean()
+    )
     ml = PCA(2).fit(x.double()).score(x.double())
     assert float(model_ll) <= ml + 1e-6  # nothing linear-Gaussian beats the ML solution
     assert abs(float(model_ll) - ml) < 0.1
@@ -143,8 +152,10 @@ def test_iwae_objective_rises_with_k_towards_the_exact_likelihood():
     exact = pca.score(x)
     torch.manual_seed(0)
     with torch.no_grad():
-        bound = {k: float(iwae_terms(vae(x.repeat(reps, 1), n_samples=k), x.repeat(reps, 1))["iwae"].mean())
-                 for k, reps in ((1, 100), (5, 40), (50, 8), (1000, 1))}
+        bound = {
+            k: float(iwae_terms(vae(x.repeat(reps, 1), n_samples=k), x.repeat(reps, 1))["iwae"].mean())
+            for k, reps in ((1, 100), (5, 40), (50, 8), (1000, 1))
+        }
     assert bound[1] < bound[5] < bound[50] < bound[1000] <= exact + 0.01
     assert exact - bound[1] > 0.1 and exact - bound[1000] < 0.03
     # with the exact posterior every bound is exact, for every K
@@ -162,7 +173,7 @@ def test_mutual_information_matches_the_gaussian_formula():
     vae, _ = ppca_vae(x, 2)
     with torch.no_grad():
         q = vae.encode(x)
-    mean, var = q.base_dist.loc, q.base_dist.scale ** 2
+    mean, var = q.base_dist.loc, q.base_dist.scale**2
     analytic = 0.5 * torch.log((mean.var(0) + var[0]) / var[0]).sum()
     mi = mutual_information(mean, var.log(), generator=torch.Generator().manual_seed(0))
     assert abs(mi - float(analytic)) < 0.1

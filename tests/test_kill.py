@@ -109,9 +109,10 @@ def setup(tmp_path_factory):
     x, y = digit_like(300)
     np.savez(root / "digits.npz", x=x, y=y)
     cfg = root / "cfg.toml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         [data]
-        name = "{root / 'digits.npz'}"
+        name = "{root / "digits.npz"}"
         binarize = "dynamic"
         val_size = 40
         [model]
@@ -129,7 +130,8 @@ def setup(tmp_path_factory):
         checkpoint_every = 3
         eval_k = 20
         progress = false
-    """))
+    """)
+    )
     straight = root / "straight"
     _run(["train", str(cfg), "--out", str(straight)])
     return root, cfg, straight
@@ -141,11 +143,16 @@ def _final(run):
 
 
 def _history(run):
-    return [{k: v for k, v in json.loads(s).items() if k != "seconds"} for s in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(s).items() if k != "seconds"}
+        for s in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
-@pytest.mark.parametrize("mode", ["mid_epoch", "validation", "checkpoint_write", "model_swap", "first_checkpoint", "pruning",
-                                  "last_evaluation"])
+@pytest.mark.parametrize(
+    "mode",
+    ["mid_epoch", "validation", "checkpoint_write", "model_swap", "first_checkpoint", "pruning", "last_evaluation"],
+)
 def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, mode):
     root, cfg, straight = setup
     run = root / mode
@@ -166,20 +173,24 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, mode):
     assert _history(run) == _history(straight)  # epochs 1..4, no gaps, no duplicates, same numbers
     assert [r["epoch"] for r in _history(run)] == [1, 2, 3, 4]
     assert json.loads((run / "eval.json").read_text()) == json.loads((straight / "eval.json").read_text())
-    leftovers = [p.name for d in (run, run / "checkpoints") for p in d.iterdir() if p.name.endswith((".tmp", ".old", ".del"))]
+    leftovers = [
+        p.name for d in (run, run / "checkpoints") for p in d.iterdir() if p.name.endswith((".tmp", ".old", ".del"))
+    ]
     assert leftovers == []
 
 
 def test_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(setup):
     import torch
 
-    from vaekit.training.checkpoints import checkpoint_dirs, load_checkpoint
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
+    from vaekit.training.checkpoints import checkpoint_dirs, load_checkpoint
 
     root, cfg, _ = setup
     run = root / "torn"
-    assert _run(["train", str(cfg), "--out", str(run)], mode="checkpoint_write", check=False).returncode == -signal.SIGKILL
+    assert (
+        _run(["train", str(cfg), "--out", str(run)], mode="checkpoint_write", check=False).returncode == -signal.SIGKILL
+    )
     # The torn write sits in a hidden temporary directory; the complete checkpoint before it is intact.
     assert [p.name for p in checkpoint_dirs(run)] == ["step-000000003"]
     assert any(p.name.startswith(".step-000000006.") for p in (run / "checkpoints").iterdir())
@@ -200,8 +211,20 @@ def test_signal_stops_cleanly_with_a_resume_hint(setup, sig, code):
             return inner(*a, **k)
         T.OBJECTIVES["elbo"] = objective
     """)
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER.replace("mode, argv =", slow + "\nmode, argv ="), "none",
-                             "train", str(cfg), "--out", str(run)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DRIVER.replace("mode, argv =", slow + "\nmode, argv ="),
+            "none",
+            "train",
+            str(cfg),
+            "--out",
+            str(run),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not list((run / "checkpoints").glob("step-*")) and time.time() < deadline:
         time.sleep(0.05)

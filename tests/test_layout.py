@@ -16,23 +16,44 @@ SRC = ROOT / "src" / "vaekit"
 
 # The flat paths of the previous release and where each module lives now.
 MOVED = {
-    "api": "runs", "checkpoint": "training.checkpoints", "classifier": "metrics.digit_score",
-    "datasets": "data.named", "devices": "training.devices", "disentanglement": "metrics.disentanglement",
-    "disentangling": "objectives.aggregate_posterior", "distributed": "training.distributed",
-    "downloads": "data.downloads", "evaluation": "metrics.evaluation", "export": "explorer.onnx_export",
-    "features": "metrics.features", "flows": "models.posteriors", "generation": "metrics.generation",
-    "likelihoods": "models.likelihoods", "mnist": "data.mnist", "nets": "models.nets",
-    "parallel": "training.lanes", "priors": "models.priors", "report": "tutorial.report",
-    "runlock": "training.lock", "runlog": "training.runlog", "samplers": "models.samplers",
-    "schedules": "training.schedules", "shapes": "data.shapes", "trainer": "training.state",
-    "traversal": "explorer.traversal", "viz": "explorer.pictures", "webnets": "explorer.netprograms",
+    "api": "runs",
+    "checkpoint": "training.checkpoints",
+    "classifier": "metrics.digit_score",
+    "datasets": "data.named",
+    "devices": "training.devices",
+    "disentanglement": "metrics.disentanglement",
+    "disentangling": "objectives.aggregate_posterior",
+    "distributed": "training.distributed",
+    "downloads": "data.downloads",
+    "evaluation": "metrics.evaluation",
+    "export": "explorer.onnx_export",
+    "features": "metrics.features",
+    "flows": "models.posteriors",
+    "generation": "metrics.generation",
+    "likelihoods": "models.likelihoods",
+    "mnist": "data.mnist",
+    "nets": "models.nets",
+    "parallel": "training.lanes",
+    "priors": "models.priors",
+    "report": "tutorial.report",
+    "runlock": "training.lock",
+    "runlog": "training.runlog",
+    "samplers": "models.samplers",
+    "schedules": "training.schedules",
+    "shapes": "data.shapes",
+    "trainer": "training.state",
+    "traversal": "explorer.traversal",
+    "viz": "explorer.pictures",
+    "webnets": "explorer.netprograms",
 }
 # Old modules whose name is a package now: the package gives the old module's public names.
-BECAME_PACKAGES = {"data": ("data.prepared", ["prepare", "Data", "batches", "describe", "fingerprint"]),
-                   "objectives": ("objectives.elbo", ["elbo_terms", "iwae_terms", "Progress"]),
-                   "training": ("training.loop", ["fit", "mean_terms", "lr_factor", "kl_weight"]),
-                   "explorer": ("explorer.page", ["explore", "panel_spec", "write_page"]),
-                   "tutorial": ("tutorial.experiment", ["tour", "Steps", "generation_table"])}
+BECAME_PACKAGES = {
+    "data": ("data.prepared", ["prepare", "Data", "batches", "describe", "fingerprint"]),
+    "objectives": ("objectives.elbo", ["elbo_terms", "iwae_terms", "Progress"]),
+    "training": ("training.loop", ["fit", "mean_terms", "lr_factor", "kl_weight"]),
+    "explorer": ("explorer.page", ["explore", "panel_spec", "write_page"]),
+    "tutorial": ("tutorial.experiment", ["tour", "Steps", "generation_table"]),
+}
 
 
 def _modules() -> list[str]:
@@ -56,7 +77,7 @@ def _layout() -> dict[str, set[str]]:
         m = re.match(r"(src/vaekit/(?:\w+/)?)\s", line)
         if m:
             current = m.group(1)
-            line = line[len(current):]
+            line = line[len(current) :]
         elif not line.startswith(" ") or current is None:
             current = None
             continue
@@ -91,7 +112,7 @@ def test_no_two_module_names_differ_only_in_a_suffix():
     names = sorted({m.split(".")[-1] for m in _modules()} - {"__init__", "__main__"})
     clashes = []
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             n = len(next((p for p in (a[:k] for k in range(min(len(a), len(b)), 0, -1)) if b.startswith(p)), ""))
             if n >= 4 and len(a) - n <= 5 and len(b) - n <= 5:
                 clashes.append((a, b))
@@ -100,8 +121,12 @@ def test_no_two_module_names_differ_only_in_a_suffix():
 
 def test_the_rule_catches_the_old_look_alikes():
     """The check above, shown to fail on the pairs the flat layout had."""
-    for a, b in [("training", "trainer"), ("runlog", "runlock"), ("disentangling", "disentanglement"),
-                 ("likelihood", "likelihoods")]:
+    for a, b in [
+        ("training", "trainer"),
+        ("runlog", "runlock"),
+        ("disentangling", "disentanglement"),
+        ("likelihood", "likelihoods"),
+    ]:
         n = len(next((p for p in (a[:k] for k in range(min(len(a), len(b)), 0, -1)) if b.startswith(p)), ""))
         assert n >= 4 and len(a) - n <= 5 and len(b) - n <= 5, (a, b)
 
@@ -116,8 +141,9 @@ for old, new in MOVED.items():
     said = [str(w.message) for w in said if w.category is DeprecationWarning]
     print(old, m is importlib.import_module("vaekit." + new), said)
 """
-    out = subprocess.run([sys.executable, "-c", f"MOVED = {MOVED!r}" + code], capture_output=True, text=True,
-                         check=True).stdout  # a fresh process: each old path imported for the first time
+    out = subprocess.run(
+        [sys.executable, "-c", f"MOVED = {MOVED!r}" + code], capture_output=True, text=True, check=True
+    ).stdout  # a fresh process: each old path imported for the first time
     assert out.splitlines() == [f"{old} True ['vaekit.{old} moved to vaekit.{new}']" for old, new in MOVED.items()]
 
 
@@ -141,6 +167,16 @@ def test_public_names_survive_every_module_being_imported():
         for mod in _modules():
             if mod not in ("__init__", "__main__"):
                 importlib.import_module("vaekit." + mod.removesuffix(".__init__"))
-    for name in ("train", "load", "fit", "evaluate", "tour", "explore", "prepare", "save_pretrained",
-                 "load_config", "build_model"):
+    for name in (
+        "train",
+        "load",
+        "fit",
+        "evaluate",
+        "tour",
+        "explore",
+        "prepare",
+        "save_pretrained",
+        "load_config",
+        "build_model",
+    ):
         assert callable(getattr(vaekit, name)) and not isinstance(getattr(vaekit, name), type(vaekit)), name

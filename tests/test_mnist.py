@@ -16,15 +16,19 @@ def idx_bytes(a: np.ndarray) -> bytes:
 
 def fake_mnist(n_train=50, n_test=20, seed=0):
     rng = np.random.default_rng(seed)
-    return {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-            "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
-            "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-            "y_test": rng.integers(0, 10, n_test).astype(np.uint8)}
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test).astype(np.uint8),
+    }
 
 
 def hashes(arrays):
-    return {k: hashlib.sha256(np.ascontiguousarray(a.reshape(len(a), -1) if k[0] == "x" else a).tobytes()).hexdigest()
-            for k, a in arrays.items()}
+    return {
+        k: hashlib.sha256(np.ascontiguousarray(a.reshape(len(a), -1) if k[0] == "x" else a).tobytes()).hexdigest()
+        for k, a in arrays.items()
+    }
 
 
 @pytest.fixture
@@ -43,12 +47,15 @@ def test_read_idx(tmp_path, gz):
     np.testing.assert_array_equal(mnist.read_idx(p), a)
 
 
-@pytest.mark.parametrize("mutate, fragment", [
-    (lambda b: b"\x01" + b[1:], "bad magic"),
-    (lambda b: b[:2] + b"\x0d" + b[3:], "not unsigned byte"),
-    (lambda b: b[:-5], "header says"),
-    (lambda b: b[:6], "truncated header"),
-])
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda b: b"\x01" + b[1:], "bad magic"),
+        (lambda b: b[:2] + b"\x0d" + b[3:], "not unsigned byte"),
+        (lambda b: b[:-5], "header says"),
+        (lambda b: b[:6], "truncated header"),
+    ],
+)
 def test_read_idx_rejects_broken(tmp_path, mutate, fragment):
     p = tmp_path / "bad"
     p.write_bytes(mutate(idx_bytes(np.zeros((3, 2, 2), np.uint8))))
@@ -103,10 +110,12 @@ def test_empty_data_dir(tmp_path):
 
 def test_classic_split_rebuild(fake):
     # The classic pickle holds float32 = uint8/256 in a 50k/10k/10k split; train+valid in order = train.
-    f = lambda a: (a.reshape(len(a), -1) / 256.0).astype(np.float32)  # noqa: E731
-    parts = ((f(fake["x_train"][:30]), fake["y_train"][:30].astype(np.int64)),
-             (f(fake["x_train"][30:]), fake["y_train"][30:].astype(np.int64)),
-             (f(fake["x_test"]), fake["y_test"].astype(np.int64)))
+    f = lambda a: (a.reshape(len(a), -1) / 256.0).astype(np.float32)
+    parts = (
+        (f(fake["x_train"][:30]), fake["y_train"][:30].astype(np.int64)),
+        (f(fake["x_train"][30:]), fake["y_train"][30:].astype(np.int64)),
+        (f(fake["x_test"]), fake["y_test"].astype(np.int64)),
+    )
     blob = pickle.dumps(parts, protocol=4)
     got = mnist.verify(mnist.split_from_classic(mnist.load_arrays_pickle(blob)), "test")
     for k in fake:
@@ -139,10 +148,12 @@ def test_wheel_checksum_refused(tmp_path):
 
 
 def _classic_pickle_gz(arrays) -> bytes:
-    f = lambda a: (a.reshape(len(a), -1) / 256.0).astype(np.float32)  # noqa: E731
-    parts = ((f(arrays["x_train"][:30]), arrays["y_train"][:30].astype(np.int64)),
-             (f(arrays["x_train"][30:]), arrays["y_train"][30:].astype(np.int64)),
-             (f(arrays["x_test"]), arrays["y_test"].astype(np.int64)))
+    f = lambda a: (a.reshape(len(a), -1) / 256.0).astype(np.float32)
+    parts = (
+        (f(arrays["x_train"][:30]), arrays["y_train"][:30].astype(np.int64)),
+        (f(arrays["x_train"][30:]), arrays["y_train"][30:].astype(np.int64)),
+        (f(arrays["x_test"]), arrays["y_test"].astype(np.int64)),
+    )
     return gzip.compress(pickle.dumps(parts, protocol=4))
 
 

@@ -5,9 +5,10 @@ from torch import nn
 from conftest import low_rank
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data.prepared import Data
-from vaekit.models import VAE, Autoencoder, PCA, build_model
+from vaekit.models import PCA, VAE, Autoencoder, build_model
 from vaekit.training.loop import fit
 from vaekit.tutorial.experiment import principal_angles_deg
+
 
 def test_vae_reparameterised_sample_has_gradients():
     m = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (4,))

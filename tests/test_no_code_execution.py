@@ -36,9 +36,9 @@ def marker(tmp_path):
 
 
 def _model_dir(tmp_path):
-    from vaekit.training.checkpoints import save_pretrained
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
+    from vaekit.training.checkpoints import save_pretrained
 
     d = tmp_path / "model"
     save_pretrained(build_model(ModelConfig(name="vae", latent_dim=2, hidden=[16]), (1, 8, 8)), d)
@@ -67,8 +67,23 @@ def test_crafted_weights_in_a_model_directory(tmp_path, marker, capsys, fmt):
 
 def test_crafted_training_checkpoint(tmp_path, images_npz, marker, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=1", "--set", "train.eval_k=5",
-                 "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                f"data.name={images_npz}",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.eval_k=5",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     (ck,) = (run / "checkpoints").iterdir()
     (ck / "state.safetensors").write_bytes(_torch_save_bytes({"optimizer": Payload(marker)}))
@@ -124,11 +139,26 @@ def _unsafe_calls(tree):
         if not isinstance(node, ast.Call):
             continue
         f = node.func
-        name = f.id if isinstance(f, ast.Name) else (f"{getattr(f.value, 'id', '?')}.{f.attr}" if isinstance(f, ast.Attribute) else "")
+        name = (
+            f.id
+            if isinstance(f, ast.Name)
+            else (f"{getattr(f.value, 'id', '?')}.{f.attr}" if isinstance(f, ast.Attribute) else "")
+        )
         kw = {k.arg: k.value for k in node.keywords}
-        if name in ("eval", "exec", "__import__", "pickle.load", "pickle.loads", "marshal.loads", "dill.load", "joblib.load"):
+        if name in (
+            "eval",
+            "exec",
+            "__import__",
+            "pickle.load",
+            "pickle.loads",
+            "marshal.loads",
+            "dill.load",
+            "joblib.load",
+        ):
             yield name
-        if name == "torch.load" and not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
+        if name == "torch.load" and not (
+            isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
+        ):
             yield "torch.load without weights_only=True"
         if isinstance(kw.get("allow_pickle"), ast.Constant) and kw["allow_pickle"].value is True:
             yield f"{name}(allow_pickle=True)"
@@ -142,16 +172,34 @@ def test_no_unsafe_loader_in_the_source():
     offenders = [f"{f.name}: {c}" for f in sorted(src.rglob("*.py")) for c in _unsafe_calls(ast.parse(f.read_text()))]
     assert offenders == []
     # The detector itself works:
-    assert list(_unsafe_calls(ast.parse("torch.load(p)\ntorch.load(p, weights_only=True)\npickle.loads(b)\nnp.load(p, allow_pickle=True)")))\
-        == ["torch.load without weights_only=True", "pickle.loads", "np.load(allow_pickle=True)"]
+    assert list(
+        _unsafe_calls(
+            ast.parse("torch.load(p)\ntorch.load(p, weights_only=True)\npickle.loads(b)\nnp.load(p, allow_pickle=True)")
+        )
+    ) == ["torch.load without weights_only=True", "pickle.loads", "np.load(allow_pickle=True)"]
     shared = (src / "data" / "downloads.py").read_text()
     assert "class ArraysOnlyUnpickler(pickle.Unpickler)" in shared and "def find_class" in shared
 
 
 def test_run_config_paths_cannot_escape_the_run_directory(tmp_path, images_npz, capsys):
     run = tmp_path / "shared" / "run"
-    assert main(["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=1", "--set", "train.eval_k=5",
-                 "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                f"data.name={images_npz}",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.eval_k=5",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     recorded = json.loads((run / "config.json").read_text())
     assert recorded["data"]["name"] == str(images_npz.resolve())  # vaekit records absolute paths
@@ -159,7 +207,10 @@ def test_run_config_paths_cannot_escape_the_run_directory(tmp_path, images_npz, 
         cfg = json.loads((run / "config.json").read_text())
         cfg["data"][key] = value
         (run / "config.json").write_text(json.dumps(cfg))
-        for argv in (["evaluate", str(run), "--k", "5"], ["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]):
+        for argv in (
+            ["evaluate", str(run), "--k", "5"],
+            ["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"],
+        ):
             assert main(argv) == 2
             err = capsys.readouterr().err
             assert f"data.{key} = '{value}' points outside the run directory" in err

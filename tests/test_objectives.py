@@ -2,9 +2,9 @@ import math
 
 import torch
 
+from vaekit.models.autoencoder import ModelOutput
 from vaekit.models.likelihoods import diagonal_normal, make_likelihood
 from vaekit.objectives.elbo import binary_cross_entropy, elbo_terms, kl_per_dimension, kl_standard_normal, squared_error
-from vaekit.models.autoencoder import ModelOutput
 
 
 def test_kl_closed_form_is_the_tutorial_formula():
@@ -74,8 +74,8 @@ def test_squared_error_per_example():
 def test_monte_carlo_kl_to_a_mixture_prior_agrees_with_closed_form():
     """A one-component mixture at N(0, I) is the standard prior: the Monte-Carlo KL must average to
     the closed form (and be unbiased for any q)."""
-    from vaekit.objectives.elbo import kl_monte_carlo
     from vaekit.models.priors import MixturePrior
+    from vaekit.objectives.elbo import kl_monte_carlo
 
     prior_mod = MixturePrior(3, 1)
     with torch.no_grad():

@@ -22,8 +22,13 @@ def test_bernoulli_sums_to_one_over_all_binary_images():
 def test_continuous_bernoulli_integrates_to_one(logit):
     grid = torch.linspace(0, 1, 400001, dtype=torch.float64)
     if abs(logit) > 10:  # the mass piles up at one end: integrate on a grid that resolves it
-        grid = torch.cat([torch.linspace(0, 1e-2, 200001, dtype=torch.float64), torch.linspace(1e-2, 1 - 1e-2, 200001, dtype=torch.float64)[1:],
-                          torch.linspace(1 - 1e-2, 1, 200001, dtype=torch.float64)[1:]])
+        grid = torch.cat(
+            [
+                torch.linspace(0, 1e-2, 200001, dtype=torch.float64),
+                torch.linspace(1e-2, 1 - 1e-2, 200001, dtype=torch.float64)[1:],
+                torch.linspace(1 - 1e-2, 1, 200001, dtype=torch.float64)[1:],
+            ]
+        )
     p = ContinuousBernoulli(torch.full_like(grid, logit)).log_prob(grid).exp()
     assert math.isclose(float(torch.trapezoid(p, grid)), 1.0, abs_tol=1e-6)
 
@@ -50,7 +55,9 @@ def test_continuous_bernoulli_normaliser_is_stable_near_one_half():
     # lambda = 1/2 +- tiny is logit +- 4 tiny: log C must be log 2 + l^2 / 12, smooth, with a finite gradient.
     l = torch.tensor([-1e-2, -1e-3, -1e-7, 0.0, 1e-7, 1e-3, 1e-2, 1.1e-2], dtype=torch.float64, requires_grad=True)
     logc = ContinuousBernoulli(l).log_normalizer()
-    exact = torch.log(torch.tensor([1.1e-2], dtype=torch.float64) / torch.tanh(torch.tensor([5.5e-3], dtype=torch.float64)))
+    exact = torch.log(
+        torch.tensor([1.1e-2], dtype=torch.float64) / torch.tanh(torch.tensor([5.5e-3], dtype=torch.float64))
+    )
     assert torch.allclose(logc[:-1], math.log(2) + l[:-1].detach() ** 2 / 12, atol=1e-9)
     assert torch.allclose(logc[-1:], exact, atol=1e-12)  # the exact branch just past the switch
     logc.sum().backward()
@@ -85,13 +92,18 @@ def test_gaussians_integrate_to_one_with_their_scale(name):
         assert math.isclose(float(torch.trapezoid(marg.detach(), grid)), 1.0, abs_tol=1e-8)
     sigma = 0.3 if name == "gaussian" else 0.7
     x = torch.tensor([[0.5, -1.0]], dtype=torch.float64)  # at the mean: log p = -2 * 0.5 log(2 pi sigma^2)
-    assert math.isclose(float(px.log_prob(x).detach()), -math.log(2 * math.pi * sigma ** 2), rel_tol=1e-12)
+    assert math.isclose(float(px.log_prob(x).detach()), -math.log(2 * math.pi * sigma**2), rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("loc,log_scale", [(0.5, -2.0), (0.0, -7.0), (1.0, -5.0), (-3.0, 0.0), (0.37, -6.5), (2.0, 1.0)])
+@pytest.mark.parametrize(
+    "loc,log_scale", [(0.5, -2.0), (0.0, -7.0), (1.0, -5.0), (-3.0, 0.0), (0.37, -6.5), (2.0, 1.0)]
+)
 def test_discretized_logistic_sums_to_one_over_256_levels(loc, log_scale):
-    d = DiscretizedLogistic(torch.zeros(1, 256, dtype=torch.float64), torch.full((1, 256), loc, dtype=torch.float64),
-                            torch.full((1, 256), log_scale, dtype=torch.float64))
+    d = DiscretizedLogistic(
+        torch.zeros(1, 256, dtype=torch.float64),
+        torch.full((1, 256), loc, dtype=torch.float64),
+        torch.full((1, 256), log_scale, dtype=torch.float64),
+    )
     assert math.isclose(float(d.log_prob(LEVELS).exp().sum()), 1.0, abs_tol=1e-9)
 
 
@@ -106,8 +118,14 @@ def test_discretized_logistic_mixture_is_normalised_and_matches_its_cdf():
     # an interior level: the mixture of logistic CDF differences, computed directly
     w, loc, ls = torch.softmax(params[0, :3, 0, 0], 0), params[0, 3:6, 0, 0], params[0, 6:, 0, 0]
     k = 100
-    cdf = lambda t: torch.sigmoid((t - loc) / ls.clamp_min(-7).exp())  # noqa: E731
-    direct = (w * (cdf(torch.tensor((k + 0.5) / 255, dtype=torch.float64)) - cdf(torch.tensor((k - 0.5) / 255, dtype=torch.float64)))).sum()
+    cdf = lambda t: torch.sigmoid((t - loc) / ls.clamp_min(-7).exp())
+    direct = (
+        w
+        * (
+            cdf(torch.tensor((k + 0.5) / 255, dtype=torch.float64))
+            - cdf(torch.tensor((k - 0.5) / 255, dtype=torch.float64))
+        )
+    ).sum()
     assert math.isclose(float(probs[k]), float(direct), rel_tol=1e-9)
     assert math.isclose(float(px.mean), float((probs.flatten() * LEVELS).sum()), rel_tol=1e-9)
 

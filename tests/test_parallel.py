@@ -28,9 +28,11 @@ def data(images_npz):
 
 def _jobs():
     t = TrainConfig(epochs=2, batch_size=32, progress=False, eval_k=0)
-    return [Job("vae", ModelConfig(name="vae", latent_dim=3, hidden=[24]), t),
-            Job("ae", ModelConfig(name="ae", latent_dim=2, hidden=[16]), dataclasses.replace(t, lr=3e-3)),
-            Job("cvae", ModelConfig(name="vae", latent_dim=2, hidden=[16], conditional=True, num_classes=8), t)]
+    return [
+        Job("vae", ModelConfig(name="vae", latent_dim=3, hidden=[24]), t),
+        Job("ae", ModelConfig(name="ae", latent_dim=2, hidden=[16]), dataclasses.replace(t, lr=3e-3)),
+        Job("cvae", ModelConfig(name="vae", latent_dim=2, hidden=[16], conditional=True, num_classes=8), t),
+    ]
 
 
 def test_workers_train_exactly_what_this_process_trains(data):
@@ -46,8 +48,10 @@ def test_workers_train_exactly_what_this_process_trains(data):
     for name, trained in side.items():
         a, b = trained.model.state_dict(), here[name].model.state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
         def timeless(history):
             return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
         assert timeless(trained.history) == timeless(here[name].history) and trained.seconds > 0
 
 
@@ -58,8 +62,11 @@ def test_one_lane_trains_here_in_order(data):
 
 
 def test_a_failing_job_stops_the_run_with_its_error(data):
-    bad = Job("bad", ModelConfig(name="vae", latent_dim=2, hidden=[8], conditional=True, num_classes=3),
-              TrainConfig(epochs=1, batch_size=32, progress=False, eval_k=0))  # labels reach 7
+    bad = Job(
+        "bad",
+        ModelConfig(name="vae", latent_dim=2, hidden=[8], conditional=True, num_classes=3),
+        TrainConfig(epochs=1, batch_size=32, progress=False, eval_k=0),
+    )  # labels reach 7
     with pytest.raises(RuntimeError, match="training bad failed in a worker: .*num_classes"):
         train_side_by_side([_jobs()[1], bad], data, lanes=2)
 

@@ -5,12 +5,12 @@ training whose checkpoints load into a plain model."""
 import pytest
 import torch
 
-from vaekit.training.checkpoints import checkpoint_dirs, load_checkpoint
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data.prepared import prepare
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
 from vaekit.objectives.elbo import elbo_terms
+from vaekit.training.checkpoints import checkpoint_dirs, load_checkpoint
 from vaekit.training.loop import fit
 
 
@@ -67,8 +67,11 @@ def test_mixed_precision_trains_and_resumes_exactly(data, tmp_path, precision):
 def test_fp16_overflow_that_does_not_recover_is_reported(data):
     model = _vae()
     model.decoder.net[-1].weight.register_hook(lambda g: torch.full_like(g, float("inf")))
-    with pytest.raises(VaekitError, match=r"step 30: the loss is finite but the gradient norm is inf.*"
-                                          r"fp16: the gradients overflowed 30 steps in a row .*try --set train.precision=bf16"):
+    with pytest.raises(
+        VaekitError,
+        match=r"step 30: the loss is finite but the gradient norm is inf.*"
+        r"fp16: the gradients overflowed 30 steps in a row .*try --set train.precision=bf16",
+    ):
         fit(model, data, TrainConfig(**{**CFG, "epochs": 10}, precision="fp16"))
 
 

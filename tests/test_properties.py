@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaekit.config import DataConfig, RunConfig, from_dict
-from vaekit.registry import MODELS
+from vaekit.data.downloads import read_idx
 from vaekit.data.prepared import _read_csv, _read_image_folder, _read_npz_or_npy, prepare
 from vaekit.errors import VaekitError
-from vaekit.data.downloads import read_idx
+from vaekit.registry import MODELS
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -32,7 +32,7 @@ def mutated(draw, good: bytes):
     for _ in range(draw(st.integers(0, 4))):
         op = draw(st.sampled_from(["cut", "flip", "insert", "append"]))
         if op == "cut" and b:
-            del b[draw(st.integers(0, len(b) - 1)):]
+            del b[draw(st.integers(0, len(b) - 1)) :]
         elif op == "flip" and b:
             b[draw(st.integers(0, len(b) - 1))] = draw(st.integers(0, 255))
         elif op == "insert":
@@ -61,9 +61,9 @@ def test_idx_reader_returns_the_declared_shape_or_refuses(tmp_path, shape, data)
         return
     # Accepted: the header is intact and the payload is exactly the declared size.
     dims = raw[3]
-    declared = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    declared = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     assert raw[:3] == b"\x00\x00\x08" and a.shape == declared and a.dtype == np.uint8
-    assert a.tobytes() == raw[4 + 4 * dims:]
+    assert a.tobytes() == raw[4 + 4 * dims :]
 
 
 def _npz(**arrays):
@@ -97,11 +97,16 @@ def test_array_files_read_or_refused(tmp_path, data, kind):
 
 
 @SETTINGS
-@given(text=st.one_of(
-    st.text(alphabet=st.sampled_from(list("0123456789.,-e\n naif")), max_size=120),
-    st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=5), min_size=1, max_size=6)
-      .map(lambda rows: "\n".join(",".join(repr(v) for v in r) for r in rows)),
-))
+@given(
+    text=st.one_of(
+        st.text(alphabet=st.sampled_from(list("0123456789.,-e\n naif")), max_size=120),
+        st.lists(
+            st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=5),
+            min_size=1,
+            max_size=6,
+        ).map(lambda rows: "\n".join(",".join(repr(v) for v in r) for r in rows)),
+    )
+)
 def test_csv_reader_returns_a_rectangular_float_table_or_refuses(tmp_path, text):
     p = _write(tmp_path, "t.csv", text.encode())
     try:
@@ -140,7 +145,10 @@ def test_image_folders_read_or_refused(tmp_path_factory, data, n):
 
 
 @SETTINGS
-@given(n=st.integers(2, 40), bad=st.lists(st.tuples(st.integers(0, 39), st.sampled_from([np.nan, np.inf, -np.inf])), max_size=4))
+@given(
+    n=st.integers(2, 40),
+    bad=st.lists(st.tuples(st.integers(0, 39), st.sampled_from([np.nan, np.inf, -np.inf])), max_size=4),
+)
 def test_nan_rejected_with_the_index_of_the_first_bad_sample(n, bad):
     x = np.random.default_rng(0).random((n, 3)).astype(np.float32)
     bad = [(i, v) for i, v in bad if i < n]
@@ -156,11 +164,22 @@ def test_nan_rejected_with_the_index_of_the_first_bad_sample(n, bad):
 
 # --- config ----------------------------------------------------------------------------------
 
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 2000), st.floats(allow_nan=True), st.text(max_size=8),
-                    st.lists(st.integers(-2, 64), max_size=3))
-KEYS = {s: [f.name for f in __import__("dataclasses").fields(c)] for s, c in
-        (("data", DataConfig), ("model", __import__("vaekit.config", fromlist=["ModelConfig"]).ModelConfig),
-         ("train", __import__("vaekit.config", fromlist=["TrainConfig"]).TrainConfig))}
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 2000),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.integers(-2, 64), max_size=3),
+)
+KEYS = {
+    s: [f.name for f in __import__("dataclasses").fields(c)]
+    for s, c in (
+        ("data", DataConfig),
+        ("model", __import__("vaekit.config", fromlist=["ModelConfig"]).ModelConfig),
+        ("train", __import__("vaekit.config", fromlist=["TrainConfig"]).TrainConfig),
+    )
+}
 
 
 @st.composite
@@ -195,15 +214,21 @@ def test_config_parser_accepts_valid_values_or_names_the_key(raw):
 
 
 @SETTINGS
-@given(edits=st.dictionaries(st.sampled_from(["model", "shape", "config", "format", "format_version", "latent_dim", "extra"]),
-                             st.one_of(SCALARS, st.dictionaries(st.sampled_from(["latent_dim", "hidden", "name", "bogus"]), SCALARS, max_size=3)),
-                             max_size=3))
+@given(
+    edits=st.dictionaries(
+        st.sampled_from(["model", "shape", "config", "format", "format_version", "latent_dim", "extra"]),
+        st.one_of(
+            SCALARS, st.dictionaries(st.sampled_from(["latent_dim", "hidden", "name", "bogus"]), SCALARS, max_size=3)
+        ),
+        max_size=3,
+    )
+)
 def test_model_directory_reader_refuses_what_does_not_hold_together(tmp_path_factory, edits):
     import torch
 
-    from vaekit.training.checkpoints import load, save_pretrained
     from vaekit.config import ModelConfig
     from vaekit.models import build_model
+    from vaekit.training.checkpoints import load, save_pretrained
 
     d = tmp_path_factory.mktemp("m") / "model"
     torch.manual_seed(0)

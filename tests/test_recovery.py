@@ -11,16 +11,14 @@ import signal
 import pytest
 import torch
 
-from vaekit.training import checkpoints as C
-from vaekit.training.checkpoints import checkpoint_dirs, load, load_checkpoint
+from test_reliability import _same_weights, _vae  # the same small VAE and weight comparison
 from vaekit.cli import main
 from vaekit.config import DataConfig, TrainConfig
 from vaekit.data.prepared import prepare
 from vaekit.errors import TrainingInterrupted, VaekitError
+from vaekit.training import checkpoints as C
+from vaekit.training.checkpoints import checkpoint_dirs, load, load_checkpoint
 from vaekit.training.loop import fit
-
-
-from test_reliability import _same_weights, _vae  # the same small VAE and weight comparison
 
 
 @pytest.fixture
@@ -32,8 +30,23 @@ CFG = dict(epochs=3, batch_size=32, lr=3e-3, schedule="cosine", ema=0.9, progres
 
 
 def _cli_train(images_npz, *extra):
-    return ["train", "--set", f"data.name={images_npz}", "--set", "data.val_size=40", "--set", "model.hidden=[32]",
-            "--set", "model.latent_dim=3", "--set", "train.batch_size=32", "--set", "train.eval_k=5", "--quiet", *extra]
+    return [
+        "train",
+        "--set",
+        f"data.name={images_npz}",
+        "--set",
+        "data.val_size=40",
+        "--set",
+        "model.hidden=[32]",
+        "--set",
+        "model.latent_dim=3",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.eval_k=5",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_a_refused_resume_override_writes_nothing(images_npz, tmp_path, capsys):
@@ -132,7 +145,9 @@ def test_pruning_is_atomic(data, tmp_path, monkeypatch):
     for ck in checkpoint_dirs(run):  # every listed checkpoint is whole
         load_checkpoint(ck, _vae())
     assert list((run / "checkpoints").glob(".*.del"))  # the half-deleted one is out of the way ...
-    fit(_vae(), data, TrainConfig(epochs=3, batch_size=32, keep_checkpoints=1, progress=False), run_dir=run, resume=True)
+    fit(
+        _vae(), data, TrainConfig(epochs=3, batch_size=32, keep_checkpoints=1, progress=False), run_dir=run, resume=True
+    )
     assert not list((run / "checkpoints").glob(".*.del"))  # ... and cleared by the next resume
 
 
@@ -204,6 +219,10 @@ def test_the_digest_covers_names_dtypes_shapes_and_bytes():
     t = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(2, dtype=torch.bfloat16)}
     d = C.tensor_digest(t)
     assert d == C.tensor_digest({k: v.clone() for k, v in t.items()})
-    for other in ({**t, "a": t["a"].reshape(3, 2)}, {**t, "b": t["b"].float()}, {"c": t["a"], "b": t["b"]},
-                  {**t, "a": t["a"] + 1e-6}):
+    for other in (
+        {**t, "a": t["a"].reshape(3, 2)},
+        {**t, "b": t["b"].float()},
+        {"c": t["a"], "b": t["b"]},
+        {**t, "a": t["a"] + 1e-6},
+    ):
         assert C.tensor_digest(other) != d

@@ -12,11 +12,11 @@ import textwrap
 import pytest
 import torch
 
-from vaekit.training.checkpoints import checkpoint_dirs, load, load_checkpoint, save_pretrained
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data.prepared import prepare
 from vaekit.errors import TrainingInterrupted, VaekitError
 from vaekit.models import build_model
+from vaekit.training.checkpoints import checkpoint_dirs, load, load_checkpoint, save_pretrained
 from vaekit.training.lock import RunLock
 from vaekit.training.loop import fit
 
@@ -81,7 +81,9 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(data, tmp_path, mon
     torch.manual_seed(999)  # the resume must not depend on the caller's RNG
     resumed = fit(_vae(), data, cfg, run_dir=run, resume=True)
     _same_weights(straight.model, resumed.model)
-    assert _metrics(run) == [{**r, "seconds": _metrics(run)[i]["seconds"]} for i, r in enumerate(_metrics(tmp_path / "a"))]
+    assert _metrics(run) == [
+        {**r, "seconds": _metrics(run)[i]["seconds"]} for i, r in enumerate(_metrics(tmp_path / "a"))
+    ]
     assert [r["epoch"] for r in _metrics(run)] == [1, 2, 3]
 
 
@@ -168,7 +170,9 @@ def test_nan_is_caught_at_once_and_diagnosed(data, tmp_path):
 def test_nan_in_the_gradient_only(data):
     model = _vae()
     model.decoder.net[-1].weight.register_hook(lambda g: torch.full_like(g, float("nan")))
-    with pytest.raises(VaekitError, match=r"step 1: the loss is finite but the gradient norm is nan.*a gradient overflowed"):
+    with pytest.raises(
+        VaekitError, match=r"step 1: the loss is finite but the gradient norm is nan.*a gradient overflowed"
+    ):
         fit(model, data, TrainConfig(**CFG))
 
 
@@ -199,7 +203,9 @@ def test_torn_directory_swap_is_recovered(tmp_path):
     os.replace(tmp_path / "m", tmp_path / ".m.old")  # killed between the two renames of a replacement
     _same_weights(load(tmp_path / "m"), model)  # a reader reads the previous version and renames nothing
     assert not (tmp_path / "m").exists()
-    save_pretrained(build_model(ModelConfig(name="vae", latent_dim=4, hidden=[32]), (1, 8, 8)), tmp_path / "m")  # the next writer completes the swap first, then replaces
+    save_pretrained(
+        build_model(ModelConfig(name="vae", latent_dim=4, hidden=[32]), (1, 8, 8)), tmp_path / "m"
+    )  # the next writer completes the swap first, then replaces
     assert load(tmp_path / "m").latent_dim == 4 and not (tmp_path / ".m.old").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
@@ -227,16 +233,26 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, images_npz, capsys
 
     run = tmp_path / "r"
     run.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from vaekit.training.lock import RunLock
         RunLock({str(run)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        code = main(["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=1", "--out", str(run), "--quiet"])
+        code = main(
+            ["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=1", "--out", str(run), "--quiet"]
+        )
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.count("\n") == 0
         assert f"run directory '{run}' is in use by process {holder.pid} on " in err
@@ -253,8 +269,15 @@ def test_lock_is_reentrant_and_released(tmp_path):
     a = RunLock(tmp_path).acquire()
     RunLock(tmp_path).acquire().release()  # the same process may nest
     a.release()
-    out = subprocess.run([sys.executable, "-c", f"from vaekit.training.lock import RunLock; RunLock({str(tmp_path)!r}).acquire(); print('ok')"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from vaekit.training.lock import RunLock; RunLock({str(tmp_path)!r}).acquire(); print('ok')",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.stdout.strip() == "ok", out.stderr
 
 
@@ -273,15 +296,35 @@ def test_a_run_without_a_model_yet_says_to_resume(data, tmp_path, monkeypatch, c
             fit(_vae(), data, TrainConfig(**CFG, checkpoint_every=2), run_dir=run)
     (run / "config.json").write_text("{}")
     assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 2
-    assert f"has no model yet (no epoch has finished); continue it with 'vaekit train --resume {run}'" in capsys.readouterr().err
+    assert (
+        f"has no model yet (no epoch has finished); continue it with 'vaekit train --resume {run}'"
+        in capsys.readouterr().err
+    )
 
 
 def test_on_nan_flag_reaches_the_config(tmp_path, images_npz, capsys):
     from vaekit.cli import main
 
     run = tmp_path / "r"
-    assert main(["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=1", "--set", "train.eval_k=5",
-                 "--on-nan", "rollback", "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                f"data.name={images_npz}",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.eval_k=5",
+                "--on-nan",
+                "rollback",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "config.json").read_text())["train"]["on_nan"] == "rollback"
     assert main(["train", "--on-nan", "ignore", "--out", str(tmp_path / "x")]) == 2
     assert "argument --on-nan: invalid choice: 'ignore'" in capsys.readouterr().err

@@ -13,12 +13,23 @@ import pytest
 from PIL import Image
 
 from conftest import digit_like
-from vaekit.data import prepared as D
 from vaekit.cli import main
+from vaekit.data import prepared as D
 from vaekit.errors import VaekitError
 
-SMALL = ["--set", "train.epochs=1", "--set", "train.eval_k=5", "--set", "model.hidden=[16]", "--set", "model.latent_dim=2",
-         "--set", "data.val_size=0", "--quiet"]
+SMALL = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.eval_k=5",
+    "--set",
+    "model.hidden=[16]",
+    "--set",
+    "model.latent_dim=2",
+    "--set",
+    "data.val_size=0",
+    "--quiet",
+]
 
 
 def _one_line(code, err, fragment):
@@ -51,16 +62,22 @@ def test_a_run_records_the_fingerprint_of_its_data(run, images_npz):
     import hashlib
 
     record = json.loads((run / "data.json").read_text())
-    assert record == {"path": str(images_npz.resolve()), "kind": "file", "bytes": images_npz.stat().st_size,
-                      "sha256": hashlib.sha256(images_npz.read_bytes()).hexdigest()}
+    assert record == {
+        "path": str(images_npz.resolve()),
+        "kind": "file",
+        "bytes": images_npz.stat().st_size,
+        "sha256": hashlib.sha256(images_npz.read_bytes()).hexdigest(),
+    }
 
 
-VERBS = {"evaluate": lambda run, out: ["evaluate", str(run)],
-         "reconstruct": lambda run, out: ["reconstruct", str(run), "--out", str(out)],
-         "interpolate": lambda run, out: ["interpolate", str(run), "--out", str(out)],
-         "traverse": lambda run, out: ["traverse", str(run), "--out", str(out)],
-         "explore": lambda run, out: ["explore", str(run), "--out", str(out)],
-         "resume": lambda run, out: ["train", "--resume", str(run), "--set", "train.epochs=2"]}
+VERBS = {
+    "evaluate": lambda run, out: ["evaluate", str(run)],
+    "reconstruct": lambda run, out: ["reconstruct", str(run), "--out", str(out)],
+    "interpolate": lambda run, out: ["interpolate", str(run), "--out", str(out)],
+    "traverse": lambda run, out: ["traverse", str(run), "--out", str(out)],
+    "explore": lambda run, out: ["explore", str(run), "--out", str(out)],
+    "resume": lambda run, out: ["train", "--resume", str(run), "--set", "train.epochs=2"],
+}
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -82,8 +99,13 @@ def test_data_changed_since_training_is_not_evaluated_as_the_same(run, images_np
     _one_line(main(["evaluate", str(run)]), capsys.readouterr().err, f"to read it anyway, pass --data {images_npz}")
     assert main(["evaluate", str(run), "--data", str(images_npz), "--k", "5"]) == 0  # named by the user: read
     capsys.readouterr()
-    _one_line(main(["train", "--resume", str(run), "--set", "train.epochs=2"]), capsys.readouterr().err, "--set data.name=")
-    assert main(["train", "--resume", str(run), "--set", "train.epochs=2", "--set", f"data.name={images_npz}", "--quiet"]) == 0
+    _one_line(
+        main(["train", "--resume", str(run), "--set", "train.epochs=2"]), capsys.readouterr().err, "--set data.name="
+    )
+    assert (
+        main(["train", "--resume", str(run), "--set", "train.epochs=2", "--set", f"data.name={images_npz}", "--quiet"])
+        == 0
+    )
     assert main(["evaluate", str(run), "--k", "5"]) == 0  # the resumed run recorded the data it now read
 
 
@@ -109,8 +131,9 @@ def test_a_missing_or_forged_record_is_refused(run, images_npz, tmp_path, capsys
     else:  # a record that claims a folder of a few entries: listing stops there
         tree = _image_tree(tmp_path / "big")
         _point_at(run, tree)
-        record.write_text(json.dumps({"path": str(tree), "kind": "folder", "images": 1, "bytes": 1, "entries": 3,
-                                      "sha256": "0" * 64}))
+        record.write_text(
+            json.dumps({"path": str(tree), "kind": "folder", "images": 1, "bytes": 1, "entries": 3, "sha256": "0" * 64})
+        )
         fragment = "is not the data run"
     capsys.readouterr()
     _one_line(main(["evaluate", str(run)]), capsys.readouterr().err, fragment)
@@ -146,8 +169,11 @@ def test_a_folder_left_by_a_kill_between_the_record_and_the_config_says_how_to_r
     out.mkdir()
     (out / "data.json").write_text("{}")
     (out / ".lock").write_text("")
-    _one_line(main(["train", "--set", f"data.name={images_npz}", *SMALL, "--out", str(out)]), capsys.readouterr().err,
-              "delete the folder to start again")
+    _one_line(
+        main(["train", "--set", f"data.name={images_npz}", *SMALL, "--out", str(out)]),
+        capsys.readouterr().err,
+        "delete the folder to start again",
+    )
     assert sorted(p.name for p in out.iterdir()) == [".lock", "data.json"]  # nothing of the user's overwritten
 
 
@@ -162,7 +188,7 @@ def test_named_datasets_and_data_inside_the_run_need_no_record(run, images_npz, 
 
 def test_resume_reads_the_data_file_through_once_for_its_fingerprint(run, images_npz, monkeypatch):
     """The check on resume hashes the data; the record it checked is kept, not hashed again."""
-    import vaekit.runs  # noqa: F401 - _record_config imports fingerprint from vaekit.data.prepared at call time
+    import vaekit.runs  # noqa: F401 -- _record_config imports fingerprint from vaekit.data.prepared at call time
 
     record = (run / D.DATA_RECORD).read_text()
     calls = []
@@ -171,5 +197,8 @@ def test_resume_reads_the_data_file_through_once_for_its_fingerprint(run, images
     assert main(["train", "--resume", str(run), "--set", "train.epochs=2", "--quiet"]) == 0
     assert len(calls) == 1 and (run / D.DATA_RECORD).read_text() == record
     calls.clear()  # data the user names is recorded afresh
-    assert main(["train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.name={images_npz}", "--quiet"]) == 0
+    assert (
+        main(["train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.name={images_npz}", "--quiet"])
+        == 0
+    )
     assert len(calls) == 1

@@ -11,8 +11,23 @@ from vaekit.cli import main
 
 
 def _train(images_npz, *extra):
-    return ["train", "--set", f"data.name={images_npz}", "--set", "data.val_size=40", "--set", "model.hidden=[16]",
-            "--set", "model.latent_dim=2", "--set", "train.batch_size=64", "--set", "train.eval_k=5", "--quiet", *extra]
+    return [
+        "train",
+        "--set",
+        f"data.name={images_npz}",
+        "--set",
+        "data.val_size=40",
+        "--set",
+        "model.hidden=[16]",
+        "--set",
+        "model.latent_dim=2",
+        "--set",
+        "train.batch_size=64",
+        "--set",
+        "train.eval_k=5",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.fixture

@@ -39,7 +39,10 @@ def test_the_gaussian_has_the_codes_mean_and_covariance():
     draws = s.draw(200_000, None, torch.Generator().manual_seed(1), torch.zeros(()))
     assert torch.allclose(draws.mean(0).double(), zd.mean(0), atol=0.03)
     assert torch.allclose(torch.cov(draws.double().T), torch.cov(zd.T), rtol=0.03, atol=0.03)
-    assert torch.allclose(s().log_prob(z[:5]), torch.distributions.MultivariateNormal(s.loc[0], scale_tril=s.scale_tril[0]).log_prob(z[:5]))
+    assert torch.allclose(
+        s().log_prob(z[:5]),
+        torch.distributions.MultivariateNormal(s.loc[0], scale_tril=s.scale_tril[0]).log_prob(z[:5]),
+    )
 
 
 def test_the_mixture_recovers_separated_clusters():
@@ -91,9 +94,29 @@ def test_an_autoencoder_generates_through_the_cli(tmp_path, capsys):
     x, y = digit_like(300, size=28)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     run = tmp_path / "ae"
-    assert main(["train", "--set", f"data.name={tmp_path / 'd.npz'}", "--set", "model.name=ae", "--set", "train.epochs=1",
-                 "--set", "model.hidden=[32]", "--set", "model.latent_dim=3", "--set", "data.val_size=50", "--quiet",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                f"data.name={tmp_path / 'd.npz'}",
+                "--set",
+                "model.name=ae",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "model.hidden=[32]",
+                "--set",
+                "model.latent_dim=3",
+                "--set",
+                "data.val_size=50",
+                "--quiet",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 2
     assert "use --sampler gaussian, gmm:K or two-stage" in capsys.readouterr().err
@@ -105,7 +128,11 @@ def test_an_autoencoder_generates_through_the_cli(tmp_path, capsys):
     assert isinstance(sampler_for(__import__("vaekit").load(run / "model"), "gmm:2", lambda: None, run), FittedMixture)
     assert main(["evaluate", str(run), "--generation", "--sampler", "gaussian", "--n", "30", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["sampler"] == "gaussian" and res["n"] == 30 and "30 real, 30 generated" in res["model"]["recall"]["reduction"]
+    assert (
+        res["sampler"] == "gaussian"
+        and res["n"] == 30
+        and "30 real, 30 generated" in res["model"]["recall"]["reduction"]
+    )
 
 
 def test_the_two_stage_sampler_learns_the_codes_and_is_saved_as_a_model_directory(tmp_path):

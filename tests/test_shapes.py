@@ -11,8 +11,8 @@ import torch
 
 from vaekit.config import build_section
 from vaekit.data.prepared import RenderedData, prepare
-from vaekit.errors import VaekitError
 from vaekit.data.shapes import FULL_GRID, HALF_SIZE, POS_RANGE, RenderedImages, ShapesGrid, shapes_splits
+from vaekit.errors import VaekitError
 
 GRID = ShapesGrid()
 
@@ -35,8 +35,15 @@ def test_the_full_grid_is_dsprites_sized_and_numbered_row_major():
     assert len(GRID) == 737_280 and GRID.sizes == FULL_GRID == (3, 6, 40, 32, 32) and GRID.shape == (1, 64, 64)
     idx = np.array([0, 1, 32, 1024, 40 * 1024, 6 * 40 * 1024, len(GRID) - 1])
     codes = GRID.codes(idx)
-    assert codes.tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 1, 0], [0, 0, 1, 0, 0],
-                              [0, 1, 0, 0, 0], [1, 0, 0, 0, 0], [2, 5, 39, 31, 31]]
+    assert codes.tolist() == [
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 1, 0],
+        [0, 0, 1, 0, 0],
+        [0, 1, 0, 0, 0],
+        [1, 0, 0, 0, 0],
+        [2, 5, 39, 31, 31],
+    ]
     assert np.array_equal(GRID.index(codes), idx)
     some = np.random.default_rng(0).integers(0, len(GRID), 5000)
     assert np.array_equal(GRID.index(GRID.codes(some)), some)
@@ -152,7 +159,9 @@ def test_small_grids_and_resolutions():
 
 
 def test_prepared_shapes_render_training_batches_on_demand():
-    cfg = build_section("data", {"name": "shapes", "shapes_grid": [3, 2, 4, 8, 8], "image_size": [32, 32], "val_size": 100})
+    cfg = build_section(
+        "data", {"name": "shapes", "shapes_grid": [3, 2, 4, 8, 8], "image_size": [32, 32], "val_size": 100}
+    )
     d = prepare(cfg)
     grid = d.ground_truth
     assert isinstance(d, RenderedData) and isinstance(d.x_train, RenderedImages) and d.streamed and d.levels == 2
@@ -160,7 +169,9 @@ def test_prepared_shapes_render_training_batches_on_demand():
     test, val, train = d.x_test, d.x_val, d.x_train
     assert len(test) == n // 10 and len(val) == 100 and len(train) == n - n // 10 - 100
     t_idx, v_idx, tr_idx = shapes_splits(n, 0, None, 100, None)
-    assert np.array_equal(train.index, tr_idx) and len(np.unique(np.concatenate([t_idx, v_idx, tr_idx]))) == n  # disjoint
+    assert (
+        np.array_equal(train.index, tr_idx) and len(np.unique(np.concatenate([t_idx, v_idx, tr_idx]))) == n
+    )  # disjoint
     assert torch.equal(test, grid.images(t_idx).float()) and torch.equal(val, grid.images(v_idx).float())
     batch = torch.tensor([0, 5, 17])
     assert torch.equal(train[batch], grid.images(train.index[[0, 5, 17]]).float())
@@ -168,8 +179,12 @@ def test_prepared_shapes_render_training_batches_on_demand():
     assert torch.equal(d.train_batch(batch), train[batch])  # binary already: no resampling
     again = prepare(cfg)
     assert torch.equal(again.x_test, d.x_test) and np.array_equal(again.x_train.index, train.index)
-    limited = prepare(build_section("data", {"name": "shapes", "shapes_grid": [3, 2, 4, 8, 8], "limit": 200, "val_size": 50}))
-    assert len(limited.x_train) == 150 and len(np.unique(grid.codes(limited.x_train.index)[:, 0])) == 3  # a random subset
+    limited = prepare(
+        build_section("data", {"name": "shapes", "shapes_grid": [3, 2, 4, 8, 8], "limit": 200, "val_size": 50})
+    )
+    assert (
+        len(limited.x_train) == 150 and len(np.unique(grid.codes(limited.x_train.index)[:, 0])) == 3
+    )  # a random subset
 
 
 def test_shapes_configs_are_checked():
@@ -179,7 +194,9 @@ def test_shapes_configs_are_checked():
     for bad in ({"dequantize": "uniform"}, {"binarize": "fixed"}):
         with pytest.raises(VaekitError, match="need the data in memory"):
             prepare(build_section("data", {"name": "shapes", "shapes_grid": [1, 1, 2, 2, 2], **bad}))
-    tiny = prepare(build_section("data", {"name": "shapes", "shapes_grid": [1, 1, 2, 2, 2], "val_size": 5, "test_size": 100}))
+    tiny = prepare(
+        build_section("data", {"name": "shapes", "shapes_grid": [1, 1, 2, 2, 2], "val_size": 5, "test_size": 100})
+    )
     assert (len(tiny.x_test), len(tiny.x_val), len(tiny.x_train)) == (7, 0, 1)  # always one left to train on
 
 
@@ -188,7 +205,9 @@ def _dsprites_like(path, grid=ShapesGrid((3, 2, 4, 3, 3), (16, 16))):
     latents_values, rows in row-major order of the factors."""
     idx = np.arange(len(grid))
     classes = np.c_[np.zeros(len(grid), dtype=np.int64), grid.codes(idx)]
-    np.savez_compressed(path, imgs=grid.images(idx)[:, 0].numpy(), latents_classes=classes, latents_values=classes.astype(float))
+    np.savez_compressed(
+        path, imgs=grid.images(idx)[:, 0].numpy(), latents_classes=classes, latents_values=classes.astype(float)
+    )
     return grid
 
 
@@ -196,13 +215,25 @@ def test_a_dsprites_file_is_read_with_its_factors(tmp_path):
     grid = _dsprites_like(tmp_path / "dsprites.npz")
     d = prepare(build_section("data", {"name": str(tmp_path / "dsprites.npz"), "val_size": 20}))
     truth = d.ground_truth
-    assert isinstance(d, RenderedData) and truth.sizes == grid.sizes and truth.names == ("shape", "scale", "orientation", "pos_x", "pos_y")
+    assert (
+        isinstance(d, RenderedData)
+        and truth.sizes == grid.sizes
+        and truth.names == ("shape", "scale", "orientation", "pos_x", "pos_y")
+    )
     rows = np.array([0, 5, 71, len(grid) - 1])
-    assert np.array_equal(truth.codes(rows), grid.codes(rows)) and torch.equal(truth.images(rows), grid.images(rows).float())
-    assert d.levels == 2 and not d.dynamic_binarize and torch.equal(d.x_train[torch.tensor([0, 1])], truth.images(d.x_train.index[:2]))
+    assert np.array_equal(truth.codes(rows), grid.codes(rows)) and torch.equal(
+        truth.images(rows), grid.images(rows).float()
+    )
+    assert (
+        d.levels == 2
+        and not d.dynamic_binarize
+        and torch.equal(d.x_train[torch.tensor([0, 1])], truth.images(d.x_train.index[:2]))
+    )
     rng = np.random.default_rng(0)
     fixed = truth.draw_fixed(2, 50, rng)
-    assert len(set(truth.codes(fixed)[:, 2])) == 1 and len(set(truth.codes(fixed)[:, 3])) > 1  # one factor held, the rest vary
+    assert (
+        len(set(truth.codes(fixed)[:, 2])) == 1 and len(set(truth.codes(fixed)[:, 3])) > 1
+    )  # one factor held, the rest vary
 
 
 def test_an_npz_of_images_and_factors_of_any_values(tmp_path):
@@ -212,9 +243,16 @@ def test_an_npz_of_images_and_factors_of_any_values(tmp_path):
     np.savez(tmp_path / "own.npz", x=x, factors=factors)
     d = prepare(build_section("data", {"name": str(tmp_path / "own.npz"), "val_size": 30, "binarize": "dynamic"}))
     truth = d.ground_truth
-    assert truth.sizes == (3, 3) and d.shape == (3, 6, 6) and truth.codes(np.array([0]))[0, 0] == [-1.5, 0.25, 7.0].index(factors[0, 0])
+    assert (
+        truth.sizes == (3, 3)
+        and d.shape == (3, 6, 6)
+        and truth.codes(np.array([0]))[0, 0] == [-1.5, 0.25, 7.0].index(factors[0, 0])
+    )
     assert torch.allclose(truth.images(np.array([4])), torch.from_numpy(x[4].transpose(2, 0, 1)).float()[None] / 255)
-    assert d.dynamic_binarize and set(d.x_test.unique().tolist()) <= {0.0, 1.0}  # 8-bit images binarised like any others
+    assert d.dynamic_binarize and set(d.x_test.unique().tolist()) <= {
+        0.0,
+        1.0,
+    }  # 8-bit images binarised like any others
     groups = truth.draw_fixed(1, 40, rng)
     assert len(set(truth.codes(groups)[:, 1])) == 1
     np.savez(tmp_path / "bad.npz", x=x, factors=factors[:10])

@@ -62,7 +62,9 @@ def test_training_on_a_stream_equals_training_in_memory(folder, tmp_path):
     for p in checkpoint_dirs(tmp_path / "r")[:-1]:
         shutil.rmtree(p)
     assert last.name == "step-000000016"
-    resumed = fit(_model(), prepare(_cfg(folder, dequantize="uniform", stream=True)), cfg3, run_dir=tmp_path / "r", resume=True)
+    resumed = fit(
+        _model(), prepare(_cfg(folder, dequantize="uniform", stream=True)), cfg3, run_dir=tmp_path / "r", resume=True
+    )
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -71,19 +73,51 @@ def test_corrupt_file_found_by_a_worker_is_one_line(folder, tmp_path, capsys):
     bad = sorted((folder / "cats").iterdir())[40]
     bad.write_bytes(bad.read_bytes()[:60])
     out = tmp_path / "run"
-    code = main(["train", "--set", f"data.name={folder}", "--set", "data.stream=true", "--set", "data.val_size=5",
-                 "--set", "model.likelihood=gaussian_shared", "--set", "data.dequantize=uniform", "--set", "train.epochs=1",
-                 "--set", "train.batch_size=8", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--set",
+            f"data.name={folder}",
+            "--set",
+            "data.stream=true",
+            "--set",
+            "data.val_size=5",
+            "--set",
+            "model.likelihood=gaussian_shared",
+            "--set",
+            "data.dequantize=uniform",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=8",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"vaekit: error: cannot read image '{bad}'"), err
     assert not out.exists()
 
 
 def test_stream_refusals(folder, tmp_path, capsys):
-    for i, (sets, fragment) in enumerate(((["data.binarize=fixed"], "needs the data in memory"),
-                                          (["model.name=pca"], "set data.stream = false"),
-                                          (["data.crop=[11, 11]"], "smaller than data.crop = [11, 11]"))):
-        argv = ["train", "--set", f"data.name={folder}", "--set", "data.stream=true", "--out", str(tmp_path / f"r{i}"), "--quiet"]
+    for i, (sets, fragment) in enumerate(
+        (
+            (["data.binarize=fixed"], "needs the data in memory"),
+            (["model.name=pca"], "set data.stream = false"),
+            (["data.crop=[11, 11]"], "smaller than data.crop = [11, 11]"),
+        )
+    ):
+        argv = [
+            "train",
+            "--set",
+            f"data.name={folder}",
+            "--set",
+            "data.stream=true",
+            "--out",
+            str(tmp_path / f"r{i}"),
+            "--quiet",
+        ]
         for s in sets:
             argv += ["--set", s]
         assert main(argv) == 2
@@ -105,8 +139,10 @@ def test_conv_and_resnet_vaes_train_on_64x64_rgb(tmp_path, arch):
     data = prepare(DataConfig(name=str(d), crop=[64, 64], stream=True, workers=1, val_size=8))
     assert data.shape == (3, 64, 64)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="vae", arch=arch, channels=[8, 16], depth=1, latent_dim=8,
-                                    likelihood="discretized_logistic"), data.shape)
+    model = build_model(
+        ModelConfig(name="vae", arch=arch, channels=[8, 16], depth=1, latent_dim=8, likelihood="discretized_logistic"),
+        data.shape,
+    )
     res = fit(model, data, TrainConfig(epochs=4, batch_size=8, lr=2e-3, progress=False))
     losses = [r["val_loss"] for r in res.history]
     assert losses[-1] < losses[0]

@@ -9,15 +9,31 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.data import mnist
-from vaekit.tutorial import experiment as tutorial
 from vaekit.cli import main
+from vaekit.data import mnist
 from vaekit.metrics.features import save_feature_network, train_feature_network
+from vaekit.tutorial import experiment as tutorial
 
 # Small nets and more passes: the generated set has 2,000 images, not 60,000.
-TINY = {"limit": None, "hidden": [128], "map_hidden": [64], "batch_size": 128, "linear_epochs": 30, "deep_epochs": 15,
-        "vae_epochs": 15, "cvae_epochs": 60, "map_epochs": 5, "lr": 1e-3, "warmup_epochs": 0.0, "n": 200, "kid_subsets": 20, "k": 20,
-        "pairs_shown": 4, "lanes": 2, "expected": {"data": 1, "train": 20, "measure": 1, "generation": 3, "pictures": 2}}
+TINY = {
+    "limit": None,
+    "hidden": [128],
+    "map_hidden": [64],
+    "batch_size": 128,
+    "linear_epochs": 30,
+    "deep_epochs": 15,
+    "vae_epochs": 15,
+    "cvae_epochs": 60,
+    "map_epochs": 5,
+    "lr": 1e-3,
+    "warmup_epochs": 0.0,
+    "n": 200,
+    "kid_subsets": 20,
+    "k": 20,
+    "pairs_shown": 4,
+    "lanes": 2,
+    "expected": {"data": 1, "train": 20, "measure": 1, "generation": 3, "pictures": 2},
+}
 
 
 def fake_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,19 +57,34 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
     xtr, ytr = fake_digits(2000, 0)
     xte, yte = fake_digits(400, 1)
     arrays = {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
-    monkeypatch.setattr(mnist, "ARRAY_SHA256", {k: hashlib.sha256(np.ascontiguousarray(v.reshape(len(v), -1) if k[0] == "x" else v).tobytes()).hexdigest()
-                                                for k, v in arrays.items()})
+    monkeypatch.setattr(
+        mnist,
+        "ARRAY_SHA256",
+        {
+            k: hashlib.sha256(np.ascontiguousarray(v.reshape(len(v), -1) if k[0] == "x" else v).tobytes()).hexdigest()
+            for k, v in arrays.items()
+        },
+    )
     mnist.save_cache(arrays, mnist.cache_dir() / "mnist.npz")
     # The shipped network knows real digits, not these strokes: score them with one trained on them.
     x_feat = torch.from_numpy(xtr).float()[:, None] / 255
-    save_feature_network(train_feature_network(x_feat, torch.from_numpy(ytr).long(), epochs=3, lr=3e-3), tmp_path / "feat")
+    save_feature_network(
+        train_feature_network(x_feat, torch.from_numpy(ytr).long(), epochs=3, lr=3e-3), tmp_path / "feat"
+    )
     out = tmp_path / "tour"
     assert main(["tour", "--quick", "--quiet", "--out", str(out), "--features", str(tmp_path / "feat")]) == 0
     res = json.loads((out / "results.json").read_text())
     printed = capsys.readouterr().out
     assert all(f"step {k} of 5:" in printed for k in range(1, 6)) and "s to go]" in printed
     assert list(res["seconds_by_step"]) == ["data", "train", "measure", "generation", "pictures"]
-    assert set(res["training_seconds"]) == {"linear AE", "deep AE", "VAE", "conditional VAE", "deep AE (2-D)", "VAE (2-D)"}
+    assert set(res["training_seconds"]) == {
+        "linear AE",
+        "deep AE",
+        "VAE",
+        "conditional VAE",
+        "deep AE (2-D)",
+        "VAE (2-D)",
+    }
 
     # Every picture the page shows is beside it, so it opens offline.
     page = (out / "index.html").read_text()
@@ -78,8 +109,14 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
         assert res["squared_error_30"][name] < 0.7 * mean_only, name
     assert res["feature_network"]["test_accuracy"] > 0.9 and res["feature_network"]["name"] == "features 'feat'"
     assert 0.9 < res["linear_ae_variance_captured"] <= 1.0 + 1e-9  # PCA's subspace captures the most variance
-    assert set(res["digit_scores"]) == {"real test digits", "AE interpolation midpoints", "VAE interpolation midpoints",
-                                        "AE on N(0, I)", "AE on fitted Gaussian", "VAE on N(0, I)"}
+    assert set(res["digit_scores"]) == {
+        "real test digits",
+        "AE interpolation midpoints",
+        "VAE interpolation midpoints",
+        "AE on N(0, I)",
+        "AE on fitted Gaussian",
+        "VAE on N(0, I)",
+    }
     assert all(0.0 < v <= 1.0 for v in res["digit_scores"].values())
     vae = res["test"]["VAE"]
     assert vae["log_px"]["value"] >= vae["elbo"]["value"] - 1.0  # IS bound is tighter than the ELBO (noise allowed)

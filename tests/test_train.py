@@ -20,7 +20,9 @@ FRONTIER = {  # the models of the frontier issue, each as small as it gets
     "iaf": dict(name="vae", latent_dim=3, hidden=[32], posterior="iaf", flow_hidden=[16]),
     "nsf": dict(name="vae", latent_dim=3, hidden=[32], posterior="nsf", flow_hidden=[16]),
     "hvae": dict(name="hvae", latent_dims=[3, 2], hidden=[32, 16]),
-    "vqvae": dict(name="vqvae", channels=[8, 16], depth=1, codebook_size=16, codebook_dim=4, prior_width=16, prior_layers=1),
+    "vqvae": dict(
+        name="vqvae", channels=[8, 16], depth=1, codebook_size=16, codebook_dim=4, prior_width=16, prior_layers=1
+    ),
     "factorvae": dict(name="factorvae", latent_dim=3, hidden=[32], discriminator_hidden=[16, 16]),
 }
 

@@ -11,8 +11,8 @@ from conftest import digit_like, train_small_run
 from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
-from vaekit.models import PCA, build_model
 from vaekit.explorer.traversal import dimension_stats, traversal
+from vaekit.models import PCA, build_model
 
 
 def _x(n=300, size=8):
@@ -67,8 +67,15 @@ def test_vae_rows_are_the_active_dimensions_most_kl_first():
     assert picked.dims == [5, 0] and picked.images.shape == (2, 3, 1, 8, 8)
 
 
-@pytest.mark.parametrize("kw, message", [({"index": 300}, "examples 0..299"), ({"dims": [6]}, "dimensions 0..5"),
-                                         ({"steps": 1}, "must be 2..101"), ({"span": 0.0}, "must be in \\(0, 10\\]")])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"index": 300}, "examples 0..299"),
+        ({"dims": [6]}, "dimensions 0..5"),
+        ({"steps": 1}, "must be 2..101"),
+        ({"span": 0.0}, "must be in \\(0, 10\\]"),
+    ],
+)
 def test_bad_requests_are_refused(kw, message):
     x, _ = _x(300)
     with pytest.raises(VaekitError, match=message):
@@ -80,10 +87,17 @@ def test_traverse_through_the_cli(tmp_path, capsys):
     np.savez(tmp_path / "d.npz", x=x, y=y)
     train_small_run(tmp_path / "d.npz", tmp_path / "vae", latent_dim=4, epochs=2)
     capsys.readouterr()
-    assert main(["traverse", str(tmp_path / "vae"), "--out", str(tmp_path / "t.png"), "--dims", "3,1", "--steps", "5"]) == 0
+    assert (
+        main(["traverse", str(tmp_path / "vae"), "--out", str(tmp_path / "t.png"), "--dims", "3,1", "--steps", "5"])
+        == 0
+    )
     assert (tmp_path / "t.png").stat().st_size > 0 and "dimensions 3, 1, 5 codes each" in capsys.readouterr().out
-    for args, message in ((["--dims", "a,b"], "comma-separated integers"), (["--dims", "9"], "dimensions 0..3"),
-                          (["--image", "-1"], "--image -1"), (["--span", "nan"], "--span nan")):
+    for args, message in (
+        (["--dims", "a,b"], "comma-separated integers"),
+        (["--dims", "9"], "dimensions 0..3"),
+        (["--image", "-1"], "--image -1"),
+        (["--span", "nan"], "--span nan"),
+    ):
         assert main(["traverse", str(tmp_path / "vae"), "--out", str(tmp_path / "u.png"), *args]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and not (tmp_path / "u.png").exists()

@@ -19,8 +19,15 @@ import pytest
 from vaekit.cli import COMMANDS, main
 from vaekit.registry import MODELS, POSTERIORS, PRIORS
 
-SMALL = {"train.epochs": 1, "train.eval_k": 0, "train.batch_size": 64, "data.val_size": 24, "model.latent_dim": 2,
-         "model.hidden": "[16]", "data.binarize": "dynamic"}
+SMALL = {
+    "train.epochs": 1,
+    "train.eval_k": 0,
+    "train.batch_size": 64,
+    "data.val_size": 24,
+    "model.latent_dim": 2,
+    "model.hidden": "[16]",
+    "data.binarize": "dynamic",
+}
 CONV = {"model.arch": "conv", "model.channels": "[4, 8]"}
 
 # kind -> (data: "images" or "vectors", --set overrides). Every registered model, prior and posterior appears.
@@ -34,10 +41,23 @@ KINDS = {
     "vae_conv": ("images", {"model.name": "vae", **CONV}),
     "ae_resnet": ("images", {"model.name": "ae", "model.arch": "resnet", "model.channels": "[4, 4]", "model.depth": 1}),
     "hvae": ("images", {"model.name": "hvae", "model.latent_dims": "[2, 1]", "model.hidden": "[16, 8]"}),
-    **{f"vae_{p}": ("images", {"model.name": "vae", "model.posterior": p, "model.flow_hidden": "[8]"})
-       for p in POSTERIORS if p != "diagonal"},
-    "vqvae": ("images", {"model.name": "vqvae", **CONV, "model.depth": 1, "model.codebook_size": 8,
-                         "model.codebook_dim": 3, "model.prior_width": 8, "model.prior_layers": 1}),
+    **{
+        f"vae_{p}": ("images", {"model.name": "vae", "model.posterior": p, "model.flow_hidden": "[8]"})
+        for p in POSTERIORS
+        if p != "diagonal"
+    },
+    "vqvae": (
+        "images",
+        {
+            "model.name": "vqvae",
+            **CONV,
+            "model.depth": 1,
+            "model.codebook_size": 8,
+            "model.codebook_dim": 3,
+            "model.prior_width": 8,
+            "model.prior_layers": 1,
+        },
+    ),
     "factorvae": ("images", {"model.name": "factorvae", "model.discriminator_hidden": "[8]"}),
     "vae_vectors": ("vectors", {"model.name": "vae", "model.likelihood": "gaussian", "data.binarize": "none"}),
 }
@@ -67,8 +87,22 @@ def world(tmp_path_factory):
     np.savez(root / "labelled.npz", x=x, y=f[:, 0])
     rng = np.random.default_rng(1)
     np.save(root / "vectors.npy", (rng.normal(size=(240, 2)) @ rng.normal(size=(2, 6))).astype(np.float32))
-    assert main(["features", "train", str(root / "labelled.npz"), "--out", str(root / "features"), "--epochs", "1",
-                 "--width", "16"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "train",
+                str(root / "labelled.npz"),
+                "--out",
+                str(root / "features"),
+                "--epochs",
+                "1",
+                "--width",
+                "16",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -104,21 +138,49 @@ def _argv(verb: str, run: Path, out: Path, sampler: str | None, world: Path, sam
     suffix = ".npy" if "vectors" in run.name else ".png"
     return {
         "evaluate": ["evaluate", r, "--k", "3"],
-        "generation": ["evaluate", r, "--generation", "--n", "20", "--sampler", sampler or "prior",
-                       "--features", str(world / "features")],
+        "generation": [
+            "evaluate",
+            r,
+            "--generation",
+            "--n",
+            "20",
+            "--sampler",
+            sampler or "prior",
+            "--features",
+            str(world / "features"),
+        ],
         "disentanglement": ["evaluate", r, "--disentanglement", "--fraction", "0.001"],
         "sample": ["sample", r, "--n", "4", "--sampler", sampler or "prior", "--out", str(out) + suffix],
         "reconstruct": ["reconstruct", r, "--n", "3", "--out", str(out) + suffix],
-        "interpolate": ["interpolate", r, "--a", str(same_label[0]), "--b", str(same_label[1]), "--steps", "3",
-                        "--out", str(out) + suffix],
+        "interpolate": [
+            "interpolate",
+            r,
+            "--a",
+            str(same_label[0]),
+            "--b",
+            str(same_label[1]),
+            "--steps",
+            "3",
+            "--out",
+            str(out) + suffix,
+        ],
         "traverse": ["traverse", r, "--steps", "3", "--out", str(out) + suffix],
         "explore": ["explore", r, "--points", "50", "--out", str(out)],
         "export": ["export", r, "--out", str(out)],
     }[verb]
 
 
-VERBS = ("evaluate", "generation", "disentanglement", "sample", "reconstruct", "interpolate", "traverse", "explore",
-         "export")
+VERBS = (
+    "evaluate",
+    "generation",
+    "disentanglement",
+    "sample",
+    "reconstruct",
+    "interpolate",
+    "traverse",
+    "explore",
+    "export",
+)
 SAMPLED = {"generation", "sample"}  # verbs that run once per sampler
 
 
@@ -164,7 +226,7 @@ def _check_cells(kind: str, verbs: tuple[str, ...], world: Path, root: Path, cap
     suffix = ".npy" if data == "vectors" else ".png"
     wrong = []
     for verb in verbs:
-        for sampler in (SAMPLERS if verb in SAMPLED else (None,)):
+        for sampler in SAMPLERS if verb in SAMPLED else (None,):
             out = root / f"{verb}-{(sampler or '').replace(':', '-')}"
             cell = f"{verb}{' ' + sampler if sampler else ''}"
             code, err = _cell(capsys, _argv(verb, run, out, sampler, world, same))
@@ -172,8 +234,9 @@ def _check_cells(kind: str, verbs: tuple[str, ...], world: Path, root: Path, cap
             expect = _expected(verb, sampler, m, data == "vectors")
             if expect is None and code != 0:
                 wrong.append(f"{cell}: should work, got exit {code}: {err.strip()[:300]}")
-            elif expect is not None and not (code == 2 and len(lines) == 1 and lines[0].startswith("vaekit: error:")
-                                             and expect in lines[0]):
+            elif expect is not None and not (
+                code == 2 and len(lines) == 1 and lines[0].startswith("vaekit: error:") and expect in lines[0]
+            ):
                 wrong.append(f"{cell}: should refuse with '{expect}' in one line, got exit {code}: {err.strip()[:300]}")
             elif expect is None and verb in ("sample", "reconstruct", "interpolate", "traverse"):
                 assert Path(str(out) + suffix).is_file(), cell

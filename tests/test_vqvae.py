@@ -78,12 +78,14 @@ def test_the_codebook_moving_averages_and_restarts():
     assert torch.allclose(book.vectors, book.ema_sum / smoothed[:, None])
     # a code nobody picks decays below 3% of a uniform share (0.03 * 3 / 4) and restarts at one of the batch's vectors
     used = {tuple(v.tolist()) for v in flat}
-    for step in range(100):
+    for step in range(100):  # noqa: B007 -- read after the loop, where it broke
         book.update(flat, idx)
         if tuple(book.vectors[1].tolist()) in used:
             break
     assert tuple(book.vectors[1].tolist()) in used and float(book.ema_count[1]) == 1.0  # code 1 was never chosen
-    assert 0.9 ** (step + 2) < 0.03 * 3 / 4 < 0.9 ** (step + 1)  # restarted at the first update (of step + 2) its count fell below the share
+    assert (
+        0.9 ** (step + 2) < 0.03 * 3 / 4 < 0.9 ** (step + 1)
+    )  # restarted at the first update (of step + 2) its count fell below the share
 
 
 def test_nearest_is_the_closest_vector():
@@ -101,6 +103,7 @@ def test_the_gradient_goes_straight_through_the_quantiser():
     x = _x(4)
     m.train()
     captured = {}
+
     def keep(module, inputs, output):
         output.retain_grad()
         captured["z_e"] = output
@@ -167,13 +170,16 @@ def test_encoding_does_not_move_the_codebook():
     assert not torch.equal(m.codebook.vectors, before)
 
 
-@pytest.mark.parametrize("raw,message", [
-    ({"codebook_decay": 1.0}, "'model.codebook_decay': got 1.0, expected a decay in"),
-    ({"prior_layers": 65}, "'model.prior_layers': got 65, expected at most 64"),
-    ({"codebook_size": 0}, "'model.codebook_size': got 0, must be > 0"),
-    ({"prior_width": 30}, "'model.prior_width': got 30"),
-    ({"commitment": -1.0}, "'model.commitment': got -1.0, must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"codebook_decay": 1.0}, "'model.codebook_decay': got 1.0, expected a decay in"),
+        ({"prior_layers": 65}, "'model.prior_layers': got 65, expected at most 64"),
+        ({"codebook_size": 0}, "'model.codebook_size': got 0, must be > 0"),
+        ({"prior_width": 30}, "'model.prior_width': got 30"),
+        ({"commitment": -1.0}, "'model.commitment': got -1.0, must be >= 0"),
+    ],
+)
 def test_bad_vq_configs_name_the_key(raw, message):
     with pytest.raises(VaekitError, match=message):
         build_section("model", {"name": "vqvae", **raw})

@@ -43,51 +43,95 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train a model from a TOML config",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="several processes or machines: put torchrun in front, e.g.\n"
-                              "  torchrun --standalone --nproc_per_node=4 -m vaekit train CONFIG --out RUN\n"
-                              "(train.batch_size stays the global batch; see the README's Scaling section)")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a TOML config",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="several processes or machines: put torchrun in front, e.g.\n"
+        "  torchrun --standalone --nproc_per_node=4 -m vaekit train CONFIG --out RUN\n"
+        "(train.batch_size stays the global batch; see the README's Scaling section)",
+    )
     p.add_argument("config", nargs="?", help="TOML (or JSON) config file; defaults apply where omitted")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
-    p.add_argument("--on-nan", choices=["stop", "rollback"], help="on a non-finite loss: stop with a diagnosis (default) "
-                   "or restore the last good checkpoint, halve the learning rate and go on (train.max_rollbacks times)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="train the nets in mixed precision "
-                   "(losses and log-densities stay fp32; fp16 adds loss scaling); default fp32")
+    p.add_argument(
+        "--on-nan",
+        choices=["stop", "rollback"],
+        help="on a non-finite loss: stop with a diagnosis (default) "
+        "or restore the last good checkpoint, halve the learning rate and go on (train.max_rollbacks times)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="train the nets in mixed precision "
+        "(losses and log-densities stay fp32; fp16 adds loss scaling); default fp32",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_arg(p)
 
-    p = sub.add_parser("evaluate", help="metrics of a trained run on its test set",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="sharded over processes, with exactly the metrics of one:\n"
-                              "  torchrun --standalone --nproc_per_node=4 -m vaekit evaluate RUN")
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of a trained run on its test set",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="sharded over processes, with exactly the metrics of one:\n"
+        "  torchrun --standalone --nproc_per_node=4 -m vaekit evaluate RUN",
+    )
     p.add_argument("run", help="run directory (or a model directory with --data)")
     p.add_argument("--k", type=int, default=1000, help="importance samples for log p(x) (default 1000, at most 5000)")
     p.add_argument("--data", help="dataset name or path (default: the run's)")
     p.add_argument("--split", choices=["test", "val"], default="test")
     p.add_argument("--limit", type=int, help="evaluate only the first N examples")
-    p.add_argument("--batch-size", type=int, default=500, help="examples per batch (default 500); each batch has its own noise stream, so K-sample figures move with it (within their noise), never with the number of processes")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        help="examples per batch (default 500); each batch has its own noise stream, so K-sample figures move with it "
+        "(within their noise), never with the number of processes",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--generation", action="store_true", help="sample quality instead: Fréchet distance, KID, precision, "
-                   "recall, density and coverage of samples from the prior against test images, beside the floor "
-                   "(test images against as many validation or training images), in the shipped MNIST feature network's space")
+    p.add_argument(
+        "--generation",
+        action="store_true",
+        help="sample quality instead: Fréchet distance, KID, precision, "
+        "recall, density and coverage of samples from the prior against test images, beside the floor "
+        "(test images against as many validation or training images), in the shipped MNIST feature network's space",
+    )
     p.add_argument("--n", type=int, default=10000, help="with --generation: images on each side (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="with --generation: seed of the samples and KID's subsets")
-    p.add_argument("--sampler", default="prior", help="with --generation: prior, gaussian, gmm:K or two-stage (see vaekit sample --help)")
-    p.add_argument("--features", help="with --generation: the feature network: a directory from 'vaekit features train', "
-                   "or 'inception' (needs torch-fidelity and its weights already on this machine); default: the shipped MNIST network")
-    p.add_argument("--disentanglement", action="store_true", help="disentanglement instead, on data with known factors "
-                   "(data.name = 'shapes'): MIG, DCI, the FactorVAE score and SAP of the point codes, with "
-                   "disentanglement_lib's sample counts; --seed seeds the factor samples")
-    p.add_argument("--fraction", type=float, default=1.0, help="with --disentanglement: this fraction of every sample count (quick looks; default 1)")
+    p.add_argument(
+        "--sampler",
+        default="prior",
+        help="with --generation: prior, gaussian, gmm:K or two-stage (see vaekit sample --help)",
+    )
+    p.add_argument(
+        "--features",
+        help="with --generation: the feature network: a directory from 'vaekit features train', "
+        "or 'inception' (needs torch-fidelity and its weights already on this machine); default: the shipped MNIST "
+        "network",
+    )
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="disentanglement instead, on data with known factors "
+        "(data.name = 'shapes'): MIG, DCI, the FactorVAE score and SAP of the point codes, with "
+        "disentanglement_lib's sample counts; --seed seeds the factor samples",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=1.0,
+        help="with --disentanglement: this fraction of every sample count (quick looks; default 1)",
+    )
     _device_arg(p)
 
-    for name, helptext in (("sample", "decode codes drawn from the prior"), ("reconstruct", "inputs and their reconstructions"),
-                           ("interpolate", "decode codes between two inputs"),
-                           ("traverse", "one row per latent dimension, swept around a test example's code")):
+    for name, helptext in (
+        ("sample", "decode codes drawn from the prior"),
+        ("reconstruct", "inputs and their reconstructions"),
+        ("interpolate", "decode codes between two inputs"),
+        ("traverse", "one row per latent dimension, swept around a test example's code"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("run", help="run directory")
         p.add_argument("--out", required=True, help="output file (.png; .npy or .csv for vectors)")
@@ -96,20 +140,36 @@ def build_parser() -> argparse.ArgumentParser:
         _device_arg(p)
         if name == "sample":
             p.add_argument("--n", type=int, default=64)
-            p.add_argument("--label", type=int, help="conditional models: the class to generate (default: every class in turn)")
-            p.add_argument("--sampler", default="prior", help="where the codes come from: prior (the model's own), gaussian, "
-                           "gmm:K (a full-covariance Gaussian or K-component mixture fitted to the training codes) or "
-                           "two-stage (a second VAE trained on them); fitted ones are saved in RUN/samplers/ and reused: "
-                           "any autoencoder can generate")
+            p.add_argument(
+                "--label", type=int, help="conditional models: the class to generate (default: every class in turn)"
+            )
+            p.add_argument(
+                "--sampler",
+                default="prior",
+                help="where the codes come from: prior (the model's own), gaussian, "
+                "gmm:K (a full-covariance Gaussian or K-component mixture fitted to the training codes) or "
+                "two-stage (a second VAE trained on them); fitted ones are saved in RUN/samplers/ and reused: "
+                "any autoencoder can generate",
+            )
         if name == "reconstruct":
             p.add_argument("--n", type=int, default=16)
         if name == "traverse":
-            p.add_argument("--image", type=int, default=0, help="index of the test example whose code is swept (default 0)")
-            p.add_argument("--dims", help="comma-separated latent dimensions, in row order (default: the active ones, "
-                           "most KL first, at most 10)")
+            p.add_argument(
+                "--image", type=int, default=0, help="index of the test example whose code is swept (default 0)"
+            )
+            p.add_argument(
+                "--dims",
+                help="comma-separated latent dimensions, in row order (default: the active ones, "
+                "most KL first, at most 10)",
+            )
             p.add_argument("--steps", type=int, default=11, help="codes per row (default 11)")
-            p.add_argument("--span", type=float, default=3.0, help="sweep from -span to +span standard deviations of p(z_d) "
-                           "(of the codes, for a model without a prior; default 3)")
+            p.add_argument(
+                "--span",
+                type=float,
+                default=3.0,
+                help="sweep from -span to +span standard deviations of p(z_d) "
+                "(of the codes, for a model without a prior; default 3)",
+            )
         if name == "interpolate":
             p.add_argument("--a", type=int, default=0, help="index of the first test example")
             p.add_argument("--b", type=int, default=1, help="index of the second test example")
@@ -128,11 +188,18 @@ def _add_export_explore(sub) -> None:
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--part", choices=["decoder", "encoder", "both"], default="both")
     p.add_argument("--out", help="folder to write decoder.onnx / encoder.onnx into (default: RUN/onnx)")
-    p = sub.add_parser("explore", help="write an offline page in which the model's decoder and encoder run in the browser")
+    p = sub.add_parser(
+        "explore", help="write an offline page in which the model's decoder and encoder run in the browser"
+    )
     p.add_argument("run", help="run directory")
     p.add_argument("--out", help="folder to write index.html into (default: RUN/explorer)")
-    p.add_argument("--sampler", default="auto", help="what the page's sample button draws from: prior, gaussian, gmm:K or "
-                   "two-stage (see vaekit sample --help); default: the prior, or a Gaussian fitted to the codes of a model without one")
+    p.add_argument(
+        "--sampler",
+        default="auto",
+        help="what the page's sample button draws from: prior, gaussian, gmm:K or "
+        "two-stage (see vaekit sample --help); default: the prior, or a Gaussian fitted to the codes of a model "
+        "without one",
+    )
     p.add_argument("--points", type=int, default=5000, help="test examples on the map (default 5000)")
     p.add_argument("--data", help="dataset name or path (default: the run's)")
     _device_arg(p)
@@ -144,8 +211,11 @@ def _add_data_features_tour(sub) -> None:
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     q = dsub.add_parser("fetch", help="download and cache a dataset")
     q.add_argument("name", choices=["mnist", "fashion-mnist", "cifar10", "celeba"])
-    q.add_argument("--data-dir", help="folder with files you already have (IDX files, mnist.npz, torchvision's or Keras' layout, "
-                   "cifar-10-python.tar.gz)")
+    q.add_argument(
+        "--data-dir",
+        help="folder with files you already have (IDX files, mnist.npz, torchvision's or Keras' layout, "
+        "cifar-10-python.tar.gz)",
+    )
     q = dsub.add_parser("info", help="shape, count, value range and labels")
     q.add_argument("name", help="dataset name or path")
 
@@ -156,7 +226,9 @@ def _add_data_features_tour(sub) -> None:
     q.add_argument("--out", required=True, help="directory to write (config.json + model.safetensors)")
     q.add_argument("--epochs", type=int, default=5)
     q.add_argument("--width", type=int, default=128, help="number of features (default 128)")
-    q.add_argument("--lr", type=float, default=1e-3, help="base learning rate of Adam with a one-cycle schedule (default 0.001)")
+    q.add_argument(
+        "--lr", type=float, default=1e-3, help="base learning rate of Adam with a one-cycle schedule (default 0.001)"
+    )
     q.add_argument("--seed", type=_seed, default=0)
     q.add_argument("--data-dir", help="folder with dataset files you already have")
     _device_arg(q)
@@ -164,8 +236,11 @@ def _add_data_features_tour(sub) -> None:
     p = sub.add_parser("tour", help="the tutorial's story on MNIST: PCA, linear AE, deep AE, VAE")
     p.add_argument("--out", default="tour", help="output folder (default: tour)")
     p.add_argument("--quick", action="store_true", help="small and fast (under a minute)")
-    p.add_argument("--features", help="feature network for the scores: a directory from 'vaekit features train' "
-                   "(default: the shipped MNIST network)")
+    p.add_argument(
+        "--features",
+        help="feature network for the scores: a directory from 'vaekit features train' "
+        "(default: the shipped MNIST network)",
+    )
     p.add_argument("--data-dir", help="folder with MNIST files you already have")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_arg(p)
@@ -242,9 +317,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from vaekit.training import distributed
-    from vaekit.runs import load_run
     from vaekit.metrics.evaluation import evaluate
+    from vaekit.runs import load_run
+    from vaekit.training import distributed
 
     _positive("k", args.k, 5000)
     if args.generation and args.disentanglement:
@@ -266,17 +341,30 @@ def cmd_evaluate(args) -> int:
         if y is not None and args.limit:
             y = y[: args.limit]
         _positive("batch-size", args.batch_size)
-        res = evaluate(model, x, k=k, batch_size=args.batch_size, progress=sys.stderr.isatty(), y=y,
-                       dequantized=data.dequantized, ctx=ctx)
+        res = evaluate(
+            model,
+            x,
+            k=k,
+            batch_size=args.batch_size,
+            progress=sys.stderr.isatty(),
+            y=y,
+            dequantized=data.dequantized,
+            ctx=ctx,
+        )
     finally:
         distributed.teardown(started)
     if not ctx.is_main:
         return 0
-    nan = [name for name, m in res.items() if any(v != v for v in (m["value"] if isinstance(m["value"], list) else [m["value"]])
-                                                   if isinstance(v, float))]
+    nan = [
+        name
+        for name, m in res.items()
+        if any(v != v for v in (m["value"] if isinstance(m["value"], list) else [m["value"]]) if isinstance(v, float))
+    ]
     if nan:  # never a number worth printing: the model's outputs overflowed (Inf, e.g. of a term, is printed)
-        raise VaekitError(f"evaluating '{args.run}' gave NaN for {', '.join(nan)}: the model's outputs are not numbers "
-                          "on this data (weights too large for float32?)")
+        raise VaekitError(
+            f"evaluating '{args.run}' gave NaN for {', '.join(nan)}: the model's outputs are not numbers "
+            "on this data (weights too large for float32?)"
+        )
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -300,8 +388,8 @@ def _check_finite(x, what: str) -> None:
 
 def _evaluate_generation(args) -> int:
     """`vaekit evaluate RUN --generation`: the model's samples and the floor, one table."""
-    from vaekit.runs import load_run
     from vaekit.metrics.generation import evaluate_generation
+    from vaekit.runs import load_run
 
     _positive("n", args.n, 50000)
     if not 0 <= args.seed < 2**63:
@@ -315,19 +403,32 @@ def _evaluate_generation(args) -> int:
     network = check_features_fit(args.features, model.shape)  # before a sampler is fitted and saved for nothing
     sampler = _sampler(args, model, cfg, device)
     data = _run_data(args, cfg, device, model)
-    reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n:]
-    res = evaluate_generation(model, data.x_test, reference, n=args.n, seed=args.seed, features=args.features,
-                              y=data.y_test if model.conditional else None, sampler=sampler,
-                              network=network)
+    reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n :]
+    res = evaluate_generation(
+        model,
+        data.x_test,
+        reference,
+        n=args.n,
+        seed=args.seed,
+        features=args.features,
+        y=data.y_test if model.conditional else None,
+        sampler=sampler,
+        network=network,
+    )
     res["sampler"] = args.sampler
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"feature network: {res['network_name']} sha256:{res['network']}; {res['n']} images on each side; sampler {args.sampler}")
+    print(
+        f"feature network: {res['network_name']} sha256:{res['network']}; {res['n']} images on each side; sampler "
+        f"{args.sampler}"
+    )
     print(f"{'':18s} {'samples':>10s} {'floor':>10s}")
     for name in res["model"]:
-        print(f"{name:18s} {res['model'][name]['value']:10.4f} {res['floor'][name]['value']:10.4f}  "
-              f"[{res['model'][name]['unit']}]")
+        print(
+            f"{name:18s} {res['model'][name]['value']:10.4f} {res['floor'][name]['value']:10.4f}  "
+            f"[{res['model'][name]['unit']}]"
+        )
     return 0
 
 
@@ -335,8 +436,8 @@ def _evaluate_disentanglement(args) -> int:
     """`vaekit evaluate RUN --disentanglement`: MIG, DCI, FactorVAE score and SAP on the run's factors."""
     import dataclasses
 
-    from vaekit.runs import load_run
     from vaekit.metrics.disentanglement import Samples, evaluate_disentanglement
+    from vaekit.runs import load_run
 
     if not 0 < args.fraction <= 1:
         raise VaekitError(f"--fraction {args.fraction}: must be in (0, 1]")
@@ -345,24 +446,40 @@ def _evaluate_disentanglement(args) -> int:
     device = _device(args)
     model, cfg = load_run(args.run, device)
     if model.discrete_code:
-        raise VaekitError(f"'{args.run}' holds a VQ-VAE: its code is a grid of codebook indices, not coordinates to "
-                          "score for disentanglement")
+        raise VaekitError(
+            f"'{args.run}' holds a VQ-VAE: its code is a grid of codebook indices, not coordinates to "
+            "score for disentanglement"
+        )
     data = _run_data(args, cfg, device, model)
     if data.ground_truth is None:
-        raise VaekitError(f"data '{data.name}' has no known generative factors; --disentanglement needs data.name = 'shapes'")
+        raise VaekitError(
+            f"data '{data.name}' has no known generative factors; --disentanglement needs data.name = 'shapes'"
+        )
     full = Samples()
-    counts = {f.name: max(10, round(getattr(full, f.name) * args.fraction)) for f in dataclasses.fields(Samples)
-              if isinstance(getattr(full, f.name), int) and f.name not in ("bins", "factor_vae_batch")}
+    counts = {
+        f.name: max(10, round(getattr(full, f.name) * args.fraction))
+        for f in dataclasses.fields(Samples)
+        if isinstance(getattr(full, f.name), int) and f.name not in ("bins", "factor_vae_batch")
+    }
     res = evaluate_disentanglement(model, data.ground_truth, seed=args.seed, s=dataclasses.replace(full, **counts))
     res["samples"] = dataclasses.asdict(dataclasses.replace(full, **counts))
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    for name in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness_test", "factor_vae_eval", "sap"):
+    for name in (
+        "mig",
+        "dci_disentanglement",
+        "dci_completeness",
+        "dci_informativeness_test",
+        "factor_vae_eval",
+        "sap",
+    ):
         print(f"{name:26s} {res[name]:.4f}")
     print(f"{'factor_vae_active_dims':26s} {res['factor_vae_active_dims']}")
-    print(f"MIG per factor: {' '.join(f'{v:.3f}' for v in res['mig_per_factor'])}"
-          + ("" if args.fraction == 1 else f"  (sample counts x {args.fraction:g})"))
+    print(
+        f"MIG per factor: {' '.join(f'{v:.3f}' for v in res['mig_per_factor'])}"
+        + ("" if args.fraction == 1 else f"  (sample counts x {args.fraction:g})")
+    )
     return 0
 
 
@@ -402,8 +519,8 @@ def _write_images_or_vectors(x, out: str) -> None:
 def cmd_sample(args) -> int:
     import torch
 
-    from vaekit.runs import load_run
     from vaekit.models.samplers import draw_images
+    from vaekit.runs import load_run
 
     _positive("n", args.n, 10000)
     device = _device(args)
@@ -414,9 +531,15 @@ def cmd_sample(args) -> int:
         n_cls = model.num_classes
         if args.label is not None and not 0 <= args.label < n_cls:
             raise VaekitError(f"--label {args.label}: this model knows labels 0..{n_cls - 1}")
-        labels = torch.full((args.n,), args.label, device=device) if args.label is not None else torch.arange(args.n, device=device) % n_cls
+        labels = (
+            torch.full((args.n,), args.label, device=device)
+            if args.label is not None
+            else torch.arange(args.n, device=device) % n_cls
+        )
     elif args.label is not None:
-        raise VaekitError(f"--label: '{args.run}' holds a model that is not conditional (train with model.conditional = true)")
+        raise VaekitError(
+            f"--label: '{args.run}' holds a model that is not conditional (train with model.conditional = true)"
+        )
     g = torch.Generator(device=device).manual_seed(args.seed)
     _write_images_or_vectors(draw_images(model, sampler, args.n, generator=g, y=labels), args.out)
     return 0
@@ -428,14 +551,20 @@ def _sampler(args, model, cfg, device):
     from vaekit.models.samplers import sampler_for
 
     run = Path(args.run) if cfg is not None else None  # a bare model directory gets its sampler fitted, not saved
-    return sampler_for(model, args.sampler, lambda: _run_data(args, cfg, device, model).x_train, run, seed=0,
-                       log=lambda m: print(f"vaekit: {m}", file=sys.stderr))
+    return sampler_for(
+        model,
+        args.sampler,
+        lambda: _run_data(args, cfg, device, model).x_train,
+        run,
+        seed=0,
+        log=lambda m: print(f"vaekit: {m}", file=sys.stderr),
+    )
 
 
 def cmd_traverse(args) -> int:
     from vaekit.explorer import pictures as viz
-    from vaekit.runs import load_run
     from vaekit.explorer.traversal import traversal
+    from vaekit.runs import load_run
 
     device = _device(args)
     model, cfg = load_run(args.run, device)
@@ -447,33 +576,39 @@ def cmd_traverse(args) -> int:
             dims = [int(d) for d in args.dims.split(",")]
         except ValueError:
             raise VaekitError(f"--dims '{args.dims}': give comma-separated integers, e.g. 0,3,5") from None
-    t = traversal(model, data.x_test, args.image, dims, args.steps, args.span, y=data.y_test if model.conditional else None)
+    t = traversal(
+        model, data.x_test, args.image, dims, args.steps, args.span, y=data.y_test if model.conditional else None
+    )
     _check_finite(t.images, "outputs")
     if t.images.dim() != 5:  # vectors: one row of the file per code, row-major over (dimension, step)
         _write_images_or_vectors(t.images.flatten(0, 1), args.out)
         return 0
-    labels = [f"z{d}" + (f" KL {float(k):.2f}" if t.kl is not None else f" var {float(a):.2g}")
-              for d, k, a in zip(t.dims, t.kl if t.kl is not None else t.activity, t.activity)]
+    labels = [
+        f"z{d}" + (f" KL {float(k):.2f}" if t.kl is not None else f" var {float(a):.2g}")
+        for d, k, a in zip(t.dims, t.kl if t.kl is not None else t.activity, t.activity)
+    ]
     viz.labelled_rows(dict(zip(labels, t.images.clamp(0, 1))), args.out)
-    print(f"wrote {args.out}: dimensions {', '.join(map(str, t.dims))}, {args.steps} codes each from "
-          f"-{args.span:g} to +{args.span:g} standard deviations around test example {args.image}")
+    print(
+        f"wrote {args.out}: dimensions {', '.join(map(str, t.dims))}, {args.steps} codes each from "
+        f"-{args.span:g} to +{args.span:g} standard deviations around test example {args.image}"
+    )
     return 0
 
 
 def cmd_export(args) -> int:
-    from vaekit.runs import load_run
     from vaekit.explorer.onnx_export import PARTS, export_onnx
+    from vaekit.runs import load_run
 
     model, _ = load_run(args.run, "cpu")
     written = export_onnx(model, args.out or Path(args.run) / "onnx", PARTS if args.part == "both" else (args.part,))
-    for part, path in written.items():
+    for path in written.values():
         print(f"wrote {path}")
     return 0
 
 
 def cmd_explore(args) -> int:
-    from vaekit.runs import load_run
     from vaekit.explorer.page import check_out, explore
+    from vaekit.runs import load_run
 
     _positive("points", args.points, 100000)
     device = _device(args)
@@ -483,7 +618,9 @@ def cmd_explore(args) -> int:
         args.sampler = "prior" if model.can_sample else "gaussian"
     sampler = _sampler(args, model, cfg, device)  # refuses a bad spec before the data is read
     data = _run_data(args, cfg, device, model)
-    page = explore(model, data.x_test, out, y=data.y_test, sampler=sampler, sampler_name=args.sampler, points=args.points)
+    page = explore(
+        model, data.x_test, out, y=data.y_test, sampler=sampler, sampler_name=args.sampler, points=args.points
+    )
     print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB): open it in a browser; it needs no server and no network")
     return 0
 
@@ -520,8 +657,10 @@ def cmd_interpolate(args) -> int:
     device = _device(args)
     model, cfg = load_run(args.run, device)
     if model.discrete_code:
-        raise VaekitError(f"'{args.run}' holds a {type(model).__name__}, whose code is a grid of codebook indices: "
-                          "there is nothing between two codes to decode; use vaekit sample or reconstruct")
+        raise VaekitError(
+            f"'{args.run}' holds a {type(model).__name__}, whose code is a grid of codebook indices: "
+            "there is nothing between two codes to decode; use vaekit sample or reconstruct"
+        )
     data = _run_data(args, cfg, device, model)
     x = data.x_test
     for name in ("a", "b"):
@@ -529,7 +668,9 @@ def cmd_interpolate(args) -> int:
         if not 0 <= i < len(x):
             raise VaekitError(f"--{name} {i}: index out of range 0..{len(x) - 1}")
     if model.conditional and int(data.y_test[args.a]) != int(data.y_test[args.b]):
-        raise VaekitError(f"--a {args.a} and --b {args.b} have different labels; a conditional model interpolates within one class")
+        raise VaekitError(
+            f"--a {args.a} and --b {args.b} have different labels; a conditional model interpolates within one class"
+        )
     with torch.no_grad():
         y = data.y_test[[args.a, args.b]] if model.conditional else None
         za, zb = model.embed(x[[args.a, args.b]], y)
@@ -543,18 +684,22 @@ def cmd_data(args) -> int:
     from vaekit.config import DataConfig
 
     if args.data_command == "fetch":
-        from vaekit.data.named import celeba_files, load_dataset
         from vaekit.data.downloads import cache_dir
         from vaekit.data.mnist import load_mnist
+        from vaekit.data.named import celeba_files, load_dataset
 
         if args.name == "celeba":
             files, split = celeba_files(args.data_dir)
-            print(f"celeba: {int((split == 0).sum())} train, {int((split == 1).sum())} validation, "
-                  f"{int((split == 2).sum())} test images in {files[0].parent} (streamed when training)")
+            print(
+                f"celeba: {int((split == 0).sum())} train, {int((split == 1).sum())} validation, "
+                f"{int((split == 2).sum())} test images in {files[0].parent} (streamed when training)"
+            )
             return 0
         arrays = load_mnist(args.data_dir) if args.name == "mnist" else load_dataset(args.name, args.data_dir)
-        print(f"{args.name}: {len(arrays['x_train'])} train, {len(arrays['x_test'])} test images "
-              f"{tuple(arrays['x_train'].shape[1:])}, cached in {cache_dir()}")
+        print(
+            f"{args.name}: {len(arrays['x_train'])} train, {len(arrays['x_test'])} test images "
+            f"{tuple(arrays['x_train'].shape[1:])}, cached in {cache_dir()}"
+        )
         return 0
     from vaekit.data.prepared import describe
 
@@ -571,11 +716,21 @@ def cmd_features(args) -> int:
     _positive("width", args.width, 4096)
     if not 0 < args.lr <= 1:
         raise VaekitError(f"--lr {args.lr}: must be in (0, 1]")
-    res = train_features(args.data, args.out, epochs=args.epochs, width=args.width, seed=args.seed, lr=args.lr,
-                         device=_device(args), data_dir=args.data_dir)
+    res = train_features(
+        args.data,
+        args.out,
+        epochs=args.epochs,
+        width=args.width,
+        seed=args.seed,
+        lr=args.lr,
+        device=_device(args),
+        data_dir=args.data_dir,
+    )
     acc = "n/a (no test split)" if res["test_accuracy"] is None else f"{res['test_accuracy']:.4f}"
-    print(f"feature network written to {args.out}: {res['train_size']} training examples, {args.epochs} epochs in "
-          f"{res['seconds']:.0f} s, test accuracy {acc}, sha256:{res['sha256']}")
+    print(
+        f"feature network written to {args.out}: {res['train_size']} training examples, {args.epochs} epochs in "
+        f"{res['seconds']:.0f} s, test accuracy {acc}, sha256:{res['sha256']}"
+    )
     print(f"use it: vaekit evaluate RUN --generation --features {args.out}")
     return 0
 
@@ -583,14 +738,31 @@ def cmd_features(args) -> int:
 def cmd_tour(args) -> int:
     from vaekit.tutorial.experiment import tour
 
-    res = tour(out=args.out, quick=args.quick, device=args.device or "auto", data_dir=args.data_dir,
-               progress=not args.quiet, features=args.features)
+    res = tour(
+        out=args.out,
+        quick=args.quick,
+        device=args.device or "auto",
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+        features=args.features,
+    )
     print(f"tour written to {Path(args.out) / 'index.html'} in {res['seconds']:.0f} s")
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "interpolate": cmd_interpolate, "traverse": cmd_traverse, "export": cmd_export, "explore": cmd_explore, "data": cmd_data, "features": cmd_features, "tour": cmd_tour}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "reconstruct": cmd_reconstruct,
+    "interpolate": cmd_interpolate,
+    "traverse": cmd_traverse,
+    "export": cmd_export,
+    "explore": cmd_explore,
+    "data": cmd_data,
+    "features": cmd_features,
+    "tour": cmd_tour,
+}
 
 
 def _warnings_after(command, args, debug: bool) -> int:
@@ -610,12 +782,13 @@ def _warnings_after(command, args, debug: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from vaekit.errors import TrainingInterrupted
-
     from vaekit.training import runlog
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    runlog.BARS_ON_A_TERMINAL_ONLY = True  # a command's bars on a terminal only: in a log they would sit beside its error
+    runlog.BARS_ON_A_TERMINAL_ONLY = (
+        True  # a command's bars on a terminal only: in a log they would sit beside its error
+    )
     restore = _terminate_like_interrupt()
     try:
         args = build_parser().parse_args([a for a in argv if a != "--debug"])  # --debug goes anywhere
@@ -638,15 +811,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.ENAMETOOLONG):
             where = f" writing '{e.filename}'" if e.filename else ""
-            hint = "; earlier checkpoints are intact: free space, then 'vaekit train --resume RUN'" if "train" in argv else ""
+            hint = (
+                "; earlier checkpoints are intact: free space, then 'vaekit train --resume RUN'"
+                if "train" in argv
+                else ""
+            )
             print(f"vaekit: error: {e.strerror or e}{where}{hint}", file=sys.stderr)
             return 2
         raise
     except MemoryError:  # an allocation that no size check foresaw (the data's, after it was read)
         if debug:
             raise
-        print(f"vaekit: error: out of memory in 'vaekit {' '.join(argv[:1])}': the data or the model is larger than "
-              "this process may hold; use a smaller data.limit, batch or model", file=sys.stderr)
+        print(
+            f"vaekit: error: out of memory in 'vaekit {' '.join(argv[:1])}': the data or the model is larger than "
+            "this process may hold; use a smaller data.limit, batch or model",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

@@ -36,13 +36,23 @@ class DataConfig:
 
     name: str = "mnist"  # mnist, fashion-mnist, cifar10, celeba, or a path: image folder, .npy/.npz, .csv, IDX file
     data_dir: str | None = None  # files the user already has (IDX, mnist.npz, MNIST/raw)
-    binarize: Literal["none", "dynamic", "fixed"] = "none"  # dynamic: resampled every training batch (val/test fixed); fixed: once, seeded
+    binarize: Literal["none", "dynamic", "fixed"] = (
+        "none"  # dynamic: resampled every training batch (val/test fixed); fixed: once, seeded
+    )
     val_size: int = 5000  # examples carved from the training set for validation (0: none)
     limit: int | None = None  # use only the first N training examples (quick runs)
-    test_size: int | None = None  # data without a test split: examples carved for testing (None: 10%; streamed: at most 10,000)
-    image_size: list[int] | None = None  # [H, W] to resize an image folder to (None: all must match); shapes: the resolution (None: 64 x 64)
-    shapes_grid: list[int] | None = None  # shapes: values of each factor [shape (1-3), scale, orientation, pos_x, pos_y]; None: [3, 6, 40, 32, 32]
-    crop: list[int] | None = None  # image folders: [H, W] centre crop, before the resize (e.g. CelebA: [148, 148] then 64 x 64)
+    test_size: int | None = (
+        None  # data without a test split: examples carved for testing (None: 10%; streamed: at most 10,000)
+    )
+    image_size: list[int] | None = (
+        None  # [H, W] to resize an image folder to (None: all must match); shapes: the resolution (None: 64 x 64)
+    )
+    shapes_grid: list[int] | None = (
+        None  # shapes: values of each factor [shape (1-3), scale, orientation, pos_x, pos_y]; None: [3, 6, 40, 32, 32]
+    )
+    crop: list[int] | None = (
+        None  # image folders: [H, W] centre crop, before the resize (e.g. CelebA: [148, 148] then 64 x 64)
+    )
     stream: bool = False  # image folders: read training images from disk as batches are needed (DataLoader workers)
     workers: int = 2  # stream: DataLoader worker processes (0: read in the training process)
     grayscale: bool | None = None  # image folders: force grey (True) or RGB (False); None: as found
@@ -57,7 +67,9 @@ class ModelConfig:
 
     name: str = field(default="vae", metadata={"choices": MODELS})  # the model (registry.MODELS)
     latent_dim: int | None = None  # None: the model's default (registry.MODELS)
-    latent_dims: list[int] | None = None  # hvae: each stochastic layer's code size, bottom (next to x) to top; None: two layers of latent_dim
+    latent_dims: list[int] | None = (
+        None  # hvae: each stochastic layer's code size, bottom (next to x) to top; None: two layers of latent_dim
+    )
     arch: str = field(default="mlp", metadata={"choices": NETS})  # encoder/decoder bodies (registry.NETS)
     hidden: list[int] | None = None  # mlp: hidden widths; None: the model's default (registry.MODELS)
     block: Literal["plain", "residual", "gated"] = "plain"  # mlp hidden layers
@@ -65,23 +77,31 @@ class ModelConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv/resnet: width of each stride-2 stage
     depth: int = 2  # resnet: residual blocks per stage
     activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"  # hidden-layer nonlinearity
-    likelihood: str | None = field(default=None, metadata={"choices": LIKELIHOODS})  # p(x|z) (registry.LIKELIHOODS); None: the model's default
+    likelihood: str | None = field(
+        default=None, metadata={"choices": LIKELIHOODS}
+    )  # p(x|z) (registry.LIKELIHOODS); None: the model's default
     likelihood_check: bool = True  # refuse a likelihood that does not fit the data (false: train anyway)
     sigma: float = 1.0  # std of the fixed Gaussian; the starting std of the learned ones
     mixture_components: int = 5  # discretized_logistic_mixture
     prior: str = field(default="standard_normal", metadata={"choices": PRIORS})  # vae: p(z) (registry.PRIORS)
     prior_components: int | None = None  # mog (default 10) or vamp pseudo-inputs (default 500)
-    posterior: str = field(default="diagonal", metadata={"choices": POSTERIORS})  # vae: q(z|x) (registry.POSTERIORS): diagonal Gaussian, or a flow on it (iaf, nsf)
+    posterior: str = field(
+        default="diagonal", metadata={"choices": POSTERIORS}
+    )  # vae: q(z|x) (registry.POSTERIORS): diagonal Gaussian, or a flow on it (iaf, nsf)
     flow_steps: int = 2  # iaf/nsf: autoregressive steps
-    flow_hidden: list[int] = field(default_factory=lambda: [256, 256])  # iaf/nsf: hidden widths of each step's autoregressive net
+    flow_hidden: list[int] = field(
+        default_factory=lambda: [256, 256]
+    )  # iaf/nsf: hidden widths of each step's autoregressive net
     codebook_size: int = 512  # vqvae: K, the number of codebook vectors
     codebook_dim: int = 64  # vqvae: the size of each codebook vector (the encoder's output channels)
     commitment: float = 0.25  # vqvae: weight of the commitment penalty ||z_e - sg(z_q)||^2
     codebook_decay: float = 0.99  # vqvae: decay of the codebook's moving averages
     prior_width: int = 128  # vqvae: width of the prior's causal transformer over the code grid
     prior_layers: int = 2  # vqvae: blocks of that transformer
-    tc_gamma: float = 35.0  # factorvae: weight of the discriminator's total-correlation estimate (Kim & Mnih 2018's gamma; 35 for dSprites)
-    discriminator_hidden: list[int] = field(default_factory=lambda: [1000] * 6)  # factorvae: the discriminator's hidden widths
+    tc_gamma: float = 35.0  # factorvae: weight of the discriminator's total-correlation estimate (Kim & Mnih's gamma)
+    discriminator_hidden: list[int] = field(
+        default_factory=lambda: [1000] * 6
+    )  # factorvae: the discriminator's hidden widths
     conditional: bool = False  # condition encoder and decoder on the label (CVAE)
     num_classes: int | None = None  # conditional: filled in from the data's labels
     tied: bool = False  # linear_ae: decoder is the transpose of the encoder
@@ -105,11 +125,15 @@ class TrainConfig:
     beta: float = 1.0  # weight of the KL term (beta-VAE); 1.0 is the ELBO
     free_bits: float = 0.0  # nats per latent dimension below which the KL is not pushed down (Kingma et al. 2016)
     tc_beta: float = 6.0  # btcvae: weight of the total correlation (Chen et al. 2018's beta)
-    tc_estimator: Literal["mss", "mws"] = "mss"  # btcvae: log q(z) from the minibatch by stratified (mss) or weighted (mws) sampling
+    tc_estimator: Literal["mss", "mws"] = (
+        "mss"  # btcvae: log q(z) from the minibatch by stratified (mss) or weighted (mws) sampling
+    )
     mmd_weight: float = 10.0  # infovae: weight of MMD^2(q(z), p(z)) (InfoVAE's alpha + lambda - 1; WAE's lambda)
     capacity: float = 25.0  # capacity: the KL's target C in nats at the end of its ramp (Burgess et al. 2018)
     capacity_epochs: float = 10.0  # capacity: epochs over which C rises linearly from 0
-    kl_schedule: Literal["linear", "cyclic"] = "linear"  # KL warm-up: once (linear) or restarted every kl_cycle_epochs (cyclic)
+    kl_schedule: Literal["linear", "cyclic"] = (
+        "linear"  # KL warm-up: once (linear) or restarted every kl_cycle_epochs (cyclic)
+    )
     kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
     kl_cycle_epochs: float = 0.0  # cyclic: period of the ramp (Fu et al. 2019); the ramp takes kl_warmup_epochs
     ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation
@@ -122,7 +146,9 @@ class TrainConfig:
     max_rollbacks: int = 3  # rollback: restore the last good checkpoint and halve the lr at most this often
     seed: int = 0  # initial weights, batch order and noise
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: the nets under autocast, losses and log-densities in fp32
+    precision: Literal["fp32", "bf16", "fp16"] = (
+        "fp32"  # bf16/fp16: the nets under autocast, losses and log-densities in fp32
+    )
     compile: bool = False  # torch.compile the model for training (checkpoints stay free of its prefixes)
     eval_k: int = 1000  # importance samples for log p(x) at the end of training (0: skip)
     progress: bool = True  # progress bars
@@ -135,20 +161,36 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if self.model.latent_dim is None or self.model.hidden is None or self.model.likelihood is None:  # built directly
-            object.__setattr__(self, "model", build_section("model", {k: v for k, v in dataclasses.asdict(self.model).items() if v is not None}))
+        if (
+            self.model.latent_dim is None or self.model.hidden is None or self.model.likelihood is None
+        ):  # built directly
+            object.__setattr__(
+                self,
+                "model",
+                build_section("model", {k: v for k, v in dataclasses.asdict(self.model).items() if v is not None}),
+            )
         if self.train.free_bits > 0 and self.model.posterior != "diagonal":
-            raise VaekitError(f"config key 'train.free_bits': needs model.posterior = 'diagonal' (a per-dimension KL); "
-                              f"the KL of a '{self.model.posterior}' posterior does not split by dimension")
+            raise VaekitError(
+                f"config key 'train.free_bits': needs model.posterior = 'diagonal' (a per-dimension KL); "
+                f"the KL of a '{self.model.posterior}' posterior does not split by dimension"
+            )
         if self.train.free_bits > 0 and self.model.prior != "standard_normal":
-            raise VaekitError(f"config key 'train.free_bits': needs model.prior = 'standard_normal' (a per-dimension KL); "
-                              f"the KL to a '{self.model.prior}' prior does not split by dimension")
-        if self.train.objective == "btcvae" and (self.model.posterior != "diagonal" or self.model.prior != "standard_normal"):
-            raise VaekitError("config key 'train.objective': 'btcvae' needs model.posterior = 'diagonal' and model.prior = "
-                              f"'standard_normal' (got {self.model.posterior!r}, {self.model.prior!r}): its dimension-wise KL "
-                              "needs both to factorise over dimensions")
+            raise VaekitError(
+                f"config key 'train.free_bits': needs model.prior = 'standard_normal' (a per-dimension KL); "
+                f"the KL to a '{self.model.prior}' prior does not split by dimension"
+            )
+        if self.train.objective == "btcvae" and (
+            self.model.posterior != "diagonal" or self.model.prior != "standard_normal"
+        ):
+            raise VaekitError(
+                "config key 'train.objective': 'btcvae' needs model.posterior = 'diagonal' and model.prior = "
+                f"'standard_normal' (got {self.model.posterior!r}, {self.model.prior!r}): its dimension-wise KL "
+                "needs both to factorise over dimensions"
+            )
         if self.train.objective in ("btcvae", "infovae", "capacity") and self.train.free_bits > 0:
-            raise VaekitError(f"config key 'train.free_bits': does not apply to train.objective = '{self.train.objective}'")
+            raise VaekitError(
+                f"config key 'train.free_bits': does not apply to train.objective = '{self.train.objective}'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,8 +257,15 @@ MAX_INT = 2**31 - 1  # sizes, counts and seeds: larger ones are typos or attacks
 # Layers: the deepest published VAEs (NVAE, VDVAE) stack tens of cells per stage; thousands are a typo,
 # and building them (even on the meta device, to estimate memory) takes minutes.
 MAX_LAYERS = 128
-LAYER_KEYS = {"hidden": "layers", "channels": "stages", "flow_hidden": "layers", "discriminator_hidden": "layers",
-              "latent_dims": "stochastic layers", "depth": "blocks per stage", "flow_steps": "flow steps"}
+LAYER_KEYS = {
+    "hidden": "layers",
+    "channels": "stages",
+    "flow_hidden": "layers",
+    "discriminator_hidden": "layers",
+    "latent_dims": "stochastic layers",
+    "depth": "blocks per stage",
+    "flow_steps": "flow steps",
+}
 
 
 def _short(n: int) -> str:
@@ -224,82 +273,176 @@ def _short(n: int) -> str:
     return text
 
 
+POSITIVE = {
+    "latent_dim",
+    "epochs",
+    "batch_size",
+    "sigma",
+    "lr",
+    "samples",
+    "mixture_components",
+    "depth",
+    "keep_checkpoints",
+    "flow_steps",
+    "codebook_size",
+    "codebook_dim",
+    "prior_width",
+    "prior_layers",
+}
+NON_NEGATIVE = {
+    "commitment",
+    "val_size",
+    "weight_decay",
+    "warmup_epochs",
+    "beta",
+    "kl_warmup_epochs",
+    "eval_k",
+    "gamma",
+    "tc_beta",
+    "mmd_weight",
+    "capacity",
+    "capacity_epochs",
+    "tc_gamma",
+    "free_bits",
+    "kl_cycle_epochs",
+    "max_rollbacks",
+    "seed",
+}
+
+
 def _check_ranges(section: str, obj: Any) -> None:
     """Values that type-check but make no sense: sizes must be positive, rates non-negative."""
-    positive = {"latent_dim", "epochs", "batch_size", "sigma", "lr", "samples", "mixture_components", "depth",
-                "keep_checkpoints", "flow_steps", "codebook_size", "codebook_dim", "prior_width", "prior_layers"}
-    non_negative = {"commitment", "val_size", "weight_decay", "warmup_epochs", "beta", "kl_warmup_epochs", "eval_k", "gamma",
-                    "tc_beta", "mmd_weight", "capacity", "capacity_epochs", "tc_gamma",
-                    "free_bits", "kl_cycle_epochs", "max_rollbacks", "seed"}
     for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        key = f"{section}.{f.name}"
-        if "choices" in f.metadata and v is not None:
-            f.metadata["choices"].check(v, key)
-        if isinstance(v, float) and not math.isfinite(v):
-            raise VaekitError(f"config key '{key}': got {v!r}, must be a finite number")
-        for n in (v if isinstance(v, list) else [v]):
-            if isinstance(n, int) and not isinstance(n, bool) and abs(n) > MAX_INT:
-                raise VaekitError(f"config key '{key}': got {_short(n)}, must be at most {MAX_INT}")
-        if section == "model" and f.name in LAYER_KEYS and v is not None:
-            count = len(v) if isinstance(v, list) else v
-            if count > MAX_LAYERS:
-                raise VaekitError(f"config key '{key}': {count} {LAYER_KEYS[f.name]}; at most {MAX_LAYERS} are allowed")
-        if f.name in positive and v <= 0:
-            raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
-        if f.name in non_negative and v < 0:
-            raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
-        if f.name in {"hidden", "channels", "image_size", "crop", "flow_hidden", "latent_dims", "shapes_grid",
-                      "discriminator_hidden"} and v is not None and any(h <= 0 for h in v):
-            raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
-        if f.name in {"limit", "test_size", "patience", "grad_clip", "prior_components", "num_classes", "max_minutes",
-                      "checkpoint_every"} and v is not None and v <= 0:
-            raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
-    if section == "data":
-        for key in ("image_size", "crop"):
-            if getattr(obj, key) is not None and len(getattr(obj, key)) != 2:
-                raise VaekitError(f"config key 'data.{key}': got {getattr(obj, key)!r}, expected [height, width]")
-        if obj.workers < 0:
-            raise VaekitError(f"config key 'data.workers': got {obj.workers!r}, must be >= 0")
-        grid = obj.shapes_grid
-        if grid is not None and (len(grid) != 5 or grid[0] > 3 or math.prod(grid) > 2 ** 24):
-            raise VaekitError(f"config key 'data.shapes_grid': got {grid!r}, expected 5 sizes [shapes (1-3), scales, "
-                              "orientations, x positions, y positions] of at most 16,777,216 images in all")
-    if section == "train":
-        if obj.epochs > MAX_EPOCHS:  # the longest published MNIST schedules run a few thousand epochs
-            raise VaekitError(f"config key 'train.epochs': got {obj.epochs!r}, must be at most {MAX_EPOCHS:,} "
-                              "(to train until a time limit, set train.max_minutes)")
-        if obj.eval_k > 5000:  # the paper protocol's K; more runs for hours without changing the estimate's meaning
-            raise VaekitError(f"config key 'train.eval_k': got {obj.eval_k!r}, must be at most 5000 (as vaekit evaluate --k)")
-        if obj.ema is not None and not 0 < obj.ema < 1:
-            raise VaekitError(f"config key 'train.ema': got {obj.ema!r}, must be in (0, 1) (e.g. 0.999) or unset")
-        if obj.kl_schedule == "cyclic" and obj.kl_cycle_epochs < obj.kl_warmup_epochs:
-            raise VaekitError(f"config key 'train.kl_cycle_epochs': got {obj.kl_cycle_epochs!r}; a cyclic KL schedule "
-                              f"needs a period >= train.kl_warmup_epochs ({obj.kl_warmup_epochs!r}) and > 0")
-        if obj.kl_schedule == "cyclic" and obj.kl_cycle_epochs <= 0:
-            raise VaekitError("config key 'train.kl_cycle_epochs': must be > 0 when train.kl_schedule = 'cyclic'")
-        if obj.objective == "iwae" and obj.free_bits > 0:
-            raise VaekitError("config key 'train.free_bits': free bits act on a per-dimension KL, which the IWAE bound does not have; use objective 'elbo'")
-    if section == "model":
-        if not 0 <= obj.dropout < 1:
-            raise VaekitError(f"config key 'model.dropout': got {obj.dropout!r}, must be in [0, 1)")
-        if obj.prior == "vamp" and obj.conditional:
-            raise VaekitError("config key 'model.prior': 'vamp' is not available for a conditional VAE; use 'standard_normal' or 'mog'")
-        vq = [("codebook_decay", obj.codebook_decay, 0 < obj.codebook_decay < 1, "a decay in (0, 1)"),
-              ("codebook_size", obj.codebook_size, obj.codebook_size <= 65536, "at most 65,536 codes"),
-              ("prior_width", obj.prior_width, obj.prior_width % 4 == 0, "a width divisible by the prior's 4 attention heads"),
-              ("prior_layers", obj.prior_layers, obj.prior_layers <= 64, "at most 64 blocks")]
-        for key, v, ok, allowed in vq:
-            if not ok:
-                raise VaekitError(f"config key 'model.{key}': got {v!r}, expected {allowed}")
-        if obj.latent_dims is not None and not 1 <= len(obj.latent_dims) <= 16:
-            raise VaekitError(f"config key 'model.latent_dims': got {obj.latent_dims!r}, expected 1 to 16 layer sizes")
-        if obj.flow_steps > 32 or not obj.flow_hidden:
-            raise VaekitError(f"config key 'model.flow_{'steps' if obj.flow_steps > 32 else 'hidden'}': "
-                              f"got {obj.flow_steps if obj.flow_steps > 32 else obj.flow_hidden!r}, "
-                              "expected 1..32 steps and at least one hidden width")
-        if obj.name in ("pca", "linear_ae") and obj.likelihood not in (None, "gaussian"):
-            raise VaekitError(f"config key 'model.likelihood': {obj.name} is fitted by squared error (a fixed Gaussian); got {obj.likelihood!r}")
+        _check_field(section, f, getattr(obj, f.name))
+    {"data": _check_data, "train": _check_train, "model": _check_model}[section](obj)
+
+
+def _check_field(section: str, f: dataclasses.Field, v: Any) -> None:
+    """The rules of one value on its own."""
+    key = f"{section}.{f.name}"
+    if "choices" in f.metadata and v is not None:
+        f.metadata["choices"].check(v, key)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise VaekitError(f"config key '{key}': got {v!r}, must be a finite number")
+    for n in v if isinstance(v, list) else [v]:
+        if isinstance(n, int) and not isinstance(n, bool) and abs(n) > MAX_INT:
+            raise VaekitError(f"config key '{key}': got {_short(n)}, must be at most {MAX_INT}")
+    if section == "model" and f.name in LAYER_KEYS and v is not None:
+        count = len(v) if isinstance(v, list) else v
+        if count > MAX_LAYERS:
+            raise VaekitError(f"config key '{key}': {count} {LAYER_KEYS[f.name]}; at most {MAX_LAYERS} are allowed")
+    if f.name in POSITIVE and v <= 0:
+        raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
+    if f.name in NON_NEGATIVE and v < 0:
+        raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
+    if (
+        f.name
+        in {
+            "hidden",
+            "channels",
+            "image_size",
+            "crop",
+            "flow_hidden",
+            "latent_dims",
+            "shapes_grid",
+            "discriminator_hidden",
+        }
+        and v is not None
+        and any(h <= 0 for h in v)
+    ):
+        raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
+    if (
+        f.name
+        in {
+            "limit",
+            "test_size",
+            "patience",
+            "grad_clip",
+            "prior_components",
+            "num_classes",
+            "max_minutes",
+            "checkpoint_every",
+        }
+        and v is not None
+        and v <= 0
+    ):
+        raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
+
+
+def _check_data(obj: Any) -> None:
+    for key in ("image_size", "crop"):
+        if getattr(obj, key) is not None and len(getattr(obj, key)) != 2:
+            raise VaekitError(f"config key 'data.{key}': got {getattr(obj, key)!r}, expected [height, width]")
+    if obj.workers < 0:
+        raise VaekitError(f"config key 'data.workers': got {obj.workers!r}, must be >= 0")
+    grid = obj.shapes_grid
+    if grid is not None and (len(grid) != 5 or grid[0] > 3 or math.prod(grid) > 2**24):
+        raise VaekitError(
+            f"config key 'data.shapes_grid': got {grid!r}, expected 5 sizes [shapes (1-3), scales, "
+            "orientations, x positions, y positions] of at most 16,777,216 images in all"
+        )
+
+
+def _check_train(obj: Any) -> None:
+    if obj.epochs > MAX_EPOCHS:  # the longest published MNIST schedules run a few thousand epochs
+        raise VaekitError(
+            f"config key 'train.epochs': got {obj.epochs!r}, must be at most {MAX_EPOCHS:,} "
+            "(to train until a time limit, set train.max_minutes)"
+        )
+    if obj.eval_k > 5000:  # the paper protocol's K; more runs for hours without changing the estimate's meaning
+        raise VaekitError(
+            f"config key 'train.eval_k': got {obj.eval_k!r}, must be at most 5000 (as vaekit evaluate --k)"
+        )
+    if obj.ema is not None and not 0 < obj.ema < 1:
+        raise VaekitError(f"config key 'train.ema': got {obj.ema!r}, must be in (0, 1) (e.g. 0.999) or unset")
+    if obj.kl_schedule == "cyclic" and obj.kl_cycle_epochs < obj.kl_warmup_epochs:
+        raise VaekitError(
+            f"config key 'train.kl_cycle_epochs': got {obj.kl_cycle_epochs!r}; a cyclic KL schedule "
+            f"needs a period >= train.kl_warmup_epochs ({obj.kl_warmup_epochs!r}) and > 0"
+        )
+    if obj.kl_schedule == "cyclic" and obj.kl_cycle_epochs <= 0:
+        raise VaekitError("config key 'train.kl_cycle_epochs': must be > 0 when train.kl_schedule = 'cyclic'")
+    if obj.objective == "iwae" and obj.free_bits > 0:
+        raise VaekitError(
+            "config key 'train.free_bits': free bits act on a per-dimension KL, which the IWAE bound does not "
+            "have; use objective 'elbo'"
+        )
+
+
+def _check_model(obj: Any) -> None:
+    if not 0 <= obj.dropout < 1:
+        raise VaekitError(f"config key 'model.dropout': got {obj.dropout!r}, must be in [0, 1)")
+    if obj.prior == "vamp" and obj.conditional:
+        raise VaekitError(
+            "config key 'model.prior': 'vamp' is not available for a conditional VAE; use 'standard_normal' or 'mog'"
+        )
+    vq = [
+        ("codebook_decay", obj.codebook_decay, 0 < obj.codebook_decay < 1, "a decay in (0, 1)"),
+        ("codebook_size", obj.codebook_size, obj.codebook_size <= 65536, "at most 65,536 codes"),
+        (
+            "prior_width",
+            obj.prior_width,
+            obj.prior_width % 4 == 0,
+            "a width divisible by the prior's 4 attention heads",
+        ),
+        ("prior_layers", obj.prior_layers, obj.prior_layers <= 64, "at most 64 blocks"),
+    ]
+    for key, v, ok, allowed in vq:
+        if not ok:
+            raise VaekitError(f"config key 'model.{key}': got {v!r}, expected {allowed}")
+    if obj.latent_dims is not None and not 1 <= len(obj.latent_dims) <= 16:
+        raise VaekitError(f"config key 'model.latent_dims': got {obj.latent_dims!r}, expected 1 to 16 layer sizes")
+    if obj.flow_steps > 32 or not obj.flow_hidden:
+        raise VaekitError(
+            f"config key 'model.flow_{'steps' if obj.flow_steps > 32 else 'hidden'}': "
+            f"got {obj.flow_steps if obj.flow_steps > 32 else obj.flow_hidden!r}, "
+            "expected 1..32 steps and at least one hidden width"
+        )
+    if obj.name in ("pca", "linear_ae") and obj.likelihood not in (None, "gaussian"):
+        raise VaekitError(
+            f"config key 'model.likelihood': {obj.name} is fitted by squared error (a fixed Gaussian); got "
+            f"{obj.likelihood!r}"
+        )
 
 
 def build_section(section: str, values: dict[str, Any]) -> Any:
@@ -309,9 +452,7 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            raise VaekitError(
-                f"unknown config key '{section}.{key}'; allowed: {', '.join(sorted(names))}"
-            )
+            raise VaekitError(f"unknown config key '{section}.{key}'; allowed: {', '.join(sorted(names))}")
         kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
     obj = cls(**kwargs)
     if section == "model":  # the model's own defaults where the config leaves them unset
@@ -356,9 +497,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) != 2 or parts[0] not in SECTIONS:
-            raise VaekitError(
-                f"--set '{item}': key must be section.key with section one of {', '.join(SECTIONS)}"
-            )
+            raise VaekitError(f"--set '{item}': key must be section.key with section one of {', '.join(SECTIONS)}")
         out.setdefault(parts[0], {})[parts[1]] = parse_value(text.strip())
     return out
 

@@ -65,7 +65,9 @@ class Registry:
         """`name` if it is registered, else a `VaekitError` naming the config key and the known names."""
         if name not in self._entries:
             if key:
-                raise VaekitError(f"config key '{key}': got {name!r}, expected one of {', '.join(map(repr, self._entries))}")
+                raise VaekitError(
+                    f"config key '{key}': got {name!r}, expected one of {', '.join(map(repr, self._entries))}"
+                )
             raise VaekitError(f"unknown {self.kind} '{name}'; allowed: {', '.join(self._entries)}")
         return name
 
@@ -96,48 +98,82 @@ class Registry:
 
 
 # The built-in parts. One line each: a new model, net, likelihood, prior or objective adds a line here.
-MODELS = Registry("model", {
-    "pca": ("vaekit.models.pca:build", {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"}),
-    "linear_ae": ("vaekit.models.autoencoder:build_linear_ae", {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"}),
-    # Hinton & Salakhutdinov's (2006) deep autoencoder, trained on cross-entropy as in the paper.
-    "ae": ("vaekit.models.autoencoder:build_ae", {"latent_dim": 30, "hidden": [1000, 500, 250], "likelihood": "bernoulli"}),
-    # PyTorch's examples/vae, with the continuous Bernoulli: a normalised density for grey values in [0, 1].
-    "vae": ("vaekit.models.autoencoder:build_vae", {"latent_dim": 20, "hidden": [400], "likelihood": "continuous_bernoulli"}),
-    # A top-down hierarchical VAE (Ladder VAE / NVAE / VDVAE family): L stochastic layers of model.latent_dims.
-    "hvae": ("vaekit.models.hierarchical:build_hvae", {"latent_dim": 32, "hidden": [512, 256], "likelihood": "bernoulli"}),
-    # van den Oord et al.'s (2017) VQ-VAE with an autoregressive prior over its code grid (latent_dim, hidden: unused).
-    "vqvae": ("vaekit.models.vqvae:build_vqvae", {"latent_dim": 1, "hidden": [], "likelihood": "bernoulli"}),
-    # Kim & Mnih's (2018) FactorVAE: a VAE with a discriminator estimating the codes' total correlation.
-    "factorvae": ("vaekit.models.factorvae:build_factorvae", {"latent_dim": 10, "hidden": [400], "likelihood": "bernoulli"}),
-})
-NETS = Registry("architecture", {
-    "mlp": "vaekit.models.nets:build_mlp",
-    "conv": "vaekit.models.nets:build_conv",
-    "resnet": "vaekit.models.nets:build_resnet",
-})
-LIKELIHOODS = Registry("likelihood", {
-    "bernoulli": "vaekit.models.likelihoods:BERNOULLI",
-    "continuous_bernoulli": "vaekit.models.likelihoods:CONTINUOUS_BERNOULLI",
-    "gaussian": "vaekit.models.likelihoods:GAUSSIAN",
-    "gaussian_shared": "vaekit.models.likelihoods:GAUSSIAN_SHARED",
-    "gaussian_pixel": "vaekit.models.likelihoods:GAUSSIAN_PIXEL",
-    "discretized_logistic": "vaekit.models.likelihoods:DISCRETIZED_LOGISTIC",
-    "discretized_logistic_mixture": "vaekit.models.likelihoods:DISCRETIZED_LOGISTIC_MIXTURE",
-})
-PRIORS = Registry("prior", {
-    "standard_normal": "vaekit.models.priors:StandardNormalPrior",
-    "mog": "vaekit.models.priors:MixturePrior",
-    "vamp": "vaekit.models.priors:VampPrior",
-})
-POSTERIORS = Registry("posterior", {
-    "diagonal": "vaekit.models.posteriors:DiagonalPosterior",
-    "iaf": "vaekit.models.posteriors:IAF",
-    "nsf": "vaekit.models.posteriors:SplineIAF",
-})
-OBJECTIVES = Registry("objective", {
-    "elbo": "vaekit.objectives.elbo:elbo_terms",
-    "iwae": "vaekit.objectives.elbo:iwae_terms",
-    "btcvae": "vaekit.objectives.aggregate_posterior:btcvae_terms",
-    "infovae": "vaekit.objectives.aggregate_posterior:infovae_terms",
-    "capacity": "vaekit.objectives.aggregate_posterior:capacity_terms",
-})
+MODELS = Registry(
+    "model",
+    {
+        "pca": ("vaekit.models.pca:build", {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"}),
+        "linear_ae": (
+            "vaekit.models.autoencoder:build_linear_ae",
+            {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"},
+        ),
+        # Hinton & Salakhutdinov's (2006) deep autoencoder, trained on cross-entropy as in the paper.
+        "ae": (
+            "vaekit.models.autoencoder:build_ae",
+            {"latent_dim": 30, "hidden": [1000, 500, 250], "likelihood": "bernoulli"},
+        ),
+        # PyTorch's examples/vae, with the continuous Bernoulli: a normalised density for grey values in [0, 1].
+        "vae": (
+            "vaekit.models.autoencoder:build_vae",
+            {"latent_dim": 20, "hidden": [400], "likelihood": "continuous_bernoulli"},
+        ),
+        # A top-down hierarchical VAE (Ladder VAE / NVAE / VDVAE family): L stochastic layers of model.latent_dims.
+        "hvae": (
+            "vaekit.models.hierarchical:build_hvae",
+            {"latent_dim": 32, "hidden": [512, 256], "likelihood": "bernoulli"},
+        ),
+        # van den Oord et al.'s (2017) VQ-VAE with an autoregressive prior over its code grid
+        # (latent_dim, hidden: unused).
+        "vqvae": ("vaekit.models.vqvae:build_vqvae", {"latent_dim": 1, "hidden": [], "likelihood": "bernoulli"}),
+        # Kim & Mnih's (2018) FactorVAE: a VAE with a discriminator estimating the codes' total correlation.
+        "factorvae": (
+            "vaekit.models.factorvae:build_factorvae",
+            {"latent_dim": 10, "hidden": [400], "likelihood": "bernoulli"},
+        ),
+    },
+)
+NETS = Registry(
+    "architecture",
+    {
+        "mlp": "vaekit.models.nets:build_mlp",
+        "conv": "vaekit.models.nets:build_conv",
+        "resnet": "vaekit.models.nets:build_resnet",
+    },
+)
+LIKELIHOODS = Registry(
+    "likelihood",
+    {
+        "bernoulli": "vaekit.models.likelihoods:BERNOULLI",
+        "continuous_bernoulli": "vaekit.models.likelihoods:CONTINUOUS_BERNOULLI",
+        "gaussian": "vaekit.models.likelihoods:GAUSSIAN",
+        "gaussian_shared": "vaekit.models.likelihoods:GAUSSIAN_SHARED",
+        "gaussian_pixel": "vaekit.models.likelihoods:GAUSSIAN_PIXEL",
+        "discretized_logistic": "vaekit.models.likelihoods:DISCRETIZED_LOGISTIC",
+        "discretized_logistic_mixture": "vaekit.models.likelihoods:DISCRETIZED_LOGISTIC_MIXTURE",
+    },
+)
+PRIORS = Registry(
+    "prior",
+    {
+        "standard_normal": "vaekit.models.priors:StandardNormalPrior",
+        "mog": "vaekit.models.priors:MixturePrior",
+        "vamp": "vaekit.models.priors:VampPrior",
+    },
+)
+POSTERIORS = Registry(
+    "posterior",
+    {
+        "diagonal": "vaekit.models.posteriors:DiagonalPosterior",
+        "iaf": "vaekit.models.posteriors:IAF",
+        "nsf": "vaekit.models.posteriors:SplineIAF",
+    },
+)
+OBJECTIVES = Registry(
+    "objective",
+    {
+        "elbo": "vaekit.objectives.elbo:elbo_terms",
+        "iwae": "vaekit.objectives.elbo:iwae_terms",
+        "btcvae": "vaekit.objectives.aggregate_posterior:btcvae_terms",
+        "infovae": "vaekit.objectives.aggregate_posterior:infovae_terms",
+        "capacity": "vaekit.objectives.aggregate_posterior:capacity_terms",
+    },
+)

@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from vaekit.training.checkpoints import load as load_model
-from vaekit.training.checkpoints import save_pretrained
 from vaekit.config import RunConfig, apply_overrides, from_dict, load_config, read_file
 from vaekit.data.prepared import Data, prepare
 from vaekit.errors import VaekitError
+from vaekit.training.checkpoints import load as load_model
+from vaekit.training.checkpoints import save_pretrained
 
 
 def resolve_config(config: RunConfig | dict | str | Path | None, overrides: list[str] | None = None) -> RunConfig:
@@ -46,7 +46,9 @@ def _check_writable(run_dir: Path) -> None:
     try:
         tempfile.TemporaryDirectory(dir=probe, prefix=".vaekit-probe-").cleanup()
     except OSError as e:
-        raise VaekitError(f"output directory '{run_dir}' cannot be created: '{probe}' is not writable ({e.strerror})") from None
+        raise VaekitError(
+            f"output directory '{run_dir}' cannot be created: '{probe}' is not writable ({e.strerror})"
+        ) from None
 
 
 def _recorded_paths(cfg: RunConfig) -> RunConfig:
@@ -79,15 +81,22 @@ def read_run_config(run: Path, overrides: list[str] | None = None) -> RunConfig:
             continue
         target = (root / value).resolve()
         if target != root and root not in target.parents:
-            raise VaekitError(f"'{run / 'config.json'}': data.{key} = {value!r} points outside the run directory; "
-                              "pass the data yourself (--data) or fix the config")
+            raise VaekitError(
+                f"'{run / 'config.json'}': data.{key} = {value!r} points outside the run directory; "
+                "pass the data yourself (--data) or fix the config"
+            )
         data[key] = str(target)
     return from_dict(raw)
 
 
-def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Path | None = None,
-          overrides: list[str] | None = None, resume: bool = False, data: Data | None = None,
-          pictures: bool = True) -> dict[str, Any]:
+def train(
+    config: RunConfig | dict | str | Path | None = None,
+    run_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    data: Data | None = None,
+    pictures: bool = True,
+) -> dict[str, Any]:
     """Train (or fit) the model a config describes; return {"model", "history", "eval", "run_dir"}.
 
     With `resume`, the run's saved config is used (overrides still apply, e.g. more epochs).
@@ -112,11 +121,18 @@ def train(config: RunConfig | dict | str | Path | None = None, run_dir: str | Pa
         distributed.teardown(bool(group and group[0]))
 
 
-def _train(config, run: Path | None, overrides, resume: bool, data: Data | None, pictures: bool, locks: list,
-           group: list) -> dict[str, Any]:
-    from vaekit.training import distributed
-    from vaekit.training.checkpoints import CHECKPOINTS, checkpoint_dirs, clean_partial_writes, newest_intact, write_text_durable
+def _train(
+    config, run: Path | None, overrides, resume: bool, data: Data | None, pictures: bool, locks: list, group: list
+) -> dict[str, Any]:
     from vaekit.models import build_model, check_fits_in_memory
+    from vaekit.training import distributed
+    from vaekit.training.checkpoints import (
+        CHECKPOINTS,
+        checkpoint_dirs,
+        clean_partial_writes,
+        newest_intact,
+        write_text_durable,
+    )
     from vaekit.training.lock import LOCK_NAME, RunLock
     from vaekit.training.loop import fit
 
@@ -176,8 +192,9 @@ def _train(config, run: Path | None, overrides, resume: bool, data: Data | None,
     from vaekit.metrics.evaluation import evaluate
 
     k = cfg.train.eval_k if model.variational else 0
-    results = evaluate(model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test,
-                       dequantized=data.dequantized, ctx=ctx)  # sharded over the ranks, the same on each
+    results = evaluate(
+        model, data.x_test, k=k, progress=cfg.train.progress, y=data.y_test, dequantized=data.dequantized, ctx=ctx
+    )  # sharded over the ranks, the same on each
     # The process group ends here, on every rank together (teardown waits for all of them: a rank
     # leaving while another still talks to it can abort the job); the files and pictures are rank 0's alone.
     distributed.teardown(started)
@@ -197,11 +214,15 @@ def _refuse_existing(run: Path) -> None:
     from vaekit.training.lock import LOCK_NAME
 
     if not (run / "config.json").is_file() and {p.name for p in run.iterdir()} <= {LOCK_NAME, DATA_RECORD}:
-        raise VaekitError(f"run directory '{run}' holds only what a run killed as it started leaves ({DATA_RECORD}); "
-                          f"delete the folder to start again, or choose another --out")
+        raise VaekitError(
+            f"run directory '{run}' holds only what a run killed as it started leaves ({DATA_RECORD}); "
+            f"delete the folder to start again, or choose another --out"
+        )
     what = "holds a run" if (run / "config.json").is_file() else "is not empty"
-    raise VaekitError(f"run directory '{run}' already exists and {what}; continue it with "
-                      f"'vaekit train --resume {run}', or choose another --out")
+    raise VaekitError(
+        f"run directory '{run}' already exists and {what}; continue it with "
+        f"'vaekit train --resume {run}', or choose another --out"
+    )
 
 
 def _resume_config(run: Path | None, overrides: list[str] | None, check_data: bool) -> tuple[RunConfig, bool]:
@@ -223,8 +244,8 @@ def _resume_config(run: Path | None, overrides: list[str] | None, check_data: bo
 def _record_config(run: Path, cfg: RunConfig, own_data: bool) -> None:
     """Write RUN/config.json (data paths made absolute) and, for data read from a path, RUN/data.json,
     the fingerprint that lets the run be read again without pointing vaekit at other files."""
-    from vaekit.training.checkpoints import write_text_durable
     from vaekit.data.prepared import DATA_RECORD, fingerprint
+    from vaekit.training.checkpoints import write_text_durable
 
     recorded = _recorded_paths(cfg)
     record = fingerprint(recorded.data) if own_data else None
@@ -245,11 +266,15 @@ def check_fit(model: Any, cfg: RunConfig, data: Data) -> None:
 
         need, have = 4 * len(data.x_train) * math.prod(data.shape), available_bytes()
         if not isinstance(data, RenderedData):
-            raise VaekitError(f"model.name = '{cfg.model.name}' is fitted on all the data at once; set data.stream = false")
+            raise VaekitError(
+                f"model.name = '{cfg.model.name}' is fitted on all the data at once; set data.stream = false"
+            )
         if have is not None and 4 * need > have:  # the images, their float64 moments and a margin
-            raise VaekitError(f"model.name = '{cfg.model.name}' is fitted on all the data at once: the {len(data.x_train)} "
-                              f"drawn training images need {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB are available; "
-                              "set data.limit")
+            raise VaekitError(
+                f"model.name = '{cfg.model.name}' is fitted on all the data at once: the {len(data.x_train)} "
+                f"drawn training images need {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB are available; "
+                "set data.limit"
+            )
     problem = fit_problem(model.likelihood, data.x_check, data.levels, data.dequantized)
     # Soft problems matter where numbers are read as likelihoods: the VAE's.
     if problem is not None and (not problem[1] or (model.variational and cfg.model.likelihood_check)):
@@ -264,12 +289,20 @@ def with_labels(cfg: RunConfig, data: Data) -> RunConfig:
     m = cfg.model
     if m.conditional:
         if data.y_test is None and data.y_train is not None:
-            raise VaekitError(f"model.conditional = true needs labels for the test split too; data '{data.name}' has them for training only")
+            raise VaekitError(
+                f"model.conditional = true needs labels for the test split too; data '{data.name}' has them for "
+                f"training only"
+            )
         if data.y_train is None:
-            raise VaekitError(f"model.conditional = true needs labels; data '{data.name}' has none (image folders get them from class sub-folders)")
+            raise VaekitError(
+                f"model.conditional = true needs labels; data '{data.name}' has none (image folders get them from "
+                f"class sub-folders)"
+            )
         n = int(data.y_train.max()) + 1
         if m.num_classes is not None and m.num_classes < n:
-            raise VaekitError(f"config key 'model.num_classes': got {m.num_classes}, but the data has labels up to {n - 1}")
+            raise VaekitError(
+                f"config key 'model.num_classes': got {m.num_classes}, but the data has labels up to {n - 1}"
+            )
         if m.num_classes is None:
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(m, num_classes=n))
         check_labels(data, cfg.model.num_classes, "config key 'model.num_classes'")
@@ -281,8 +314,10 @@ def check_labels(data: Data, num_classes: int, who: str) -> None:
     for split in ("train", "val", "test"):
         y = getattr(data, f"y_{split}")
         if y is not None and len(y) and not (0 <= int(y.min()) and int(y.max()) < num_classes):
-            raise VaekitError(f"data '{data.name}' ({split}) has labels {int(y.min())} to {int(y.max())}, but {who} "
-                              f"knows labels 0..{num_classes - 1}")
+            raise VaekitError(
+                f"data '{data.name}' ({split}) has labels {int(y.min())} to {int(y.max())}, but {who} "
+                f"knows labels 0..{num_classes - 1}"
+            )
 
 
 def check_data_fits(model: Any, data: Data, where: str) -> None:
@@ -309,17 +344,26 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
     y = data.y_test if cond else None
     if not model.discrete_code:  # codebook indices have no geometry to map
         with torch.no_grad():
-            z = torch.cat([model.embed(data.x_test[i: i + 1000], None if y is None else y[i: i + 1000])
-                           for i in range(0, len(data.x_test), 1000)])  # (N, D)
+            z = torch.cat(
+                [
+                    model.embed(data.x_test[i : i + 1000], None if y is None else y[i : i + 1000])
+                    for i in range(0, len(data.x_test), 1000)
+                ]
+            )  # (N, D)
         if z.shape[1] > 2:
             z = PCA(2).fit(z).transform(z)
         if z.shape[1] == 2:  # a 1-D code has no map
-            viz.latent_maps({"test codes" + (" (PCA projection)" if model.latent_dim > 2 else ""): (z, data.y_test)}, run / "latent.png")
+            viz.latent_maps(
+                {"test codes" + (" (PCA projection)" if model.latent_dim > 2 else ""): (z, data.y_test)},
+                run / "latent.png",
+            )
     if data.kind != "image":
         return
     n = min(8, len(data.x_test))
     x = data.x_test[:n]
-    viz.reconstruction_grid(x, {"model": model.reconstruct(x, None if y is None else y[:n])}, run / "reconstructions.png")
+    viz.reconstruction_grid(
+        x, {"model": model.reconstruct(x, None if y is None else y[:n])}, run / "reconstructions.png"
+    )
     if model.can_sample:
         g = torch.Generator(device=data.x_test.device).manual_seed(0)
         if cond:  # one row per class
@@ -335,11 +379,14 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, RunConfig | None]:
     """The model of a run directory (or a bare model directory) and the run's config if present."""
     from vaekit.training.checkpoints import CHECKPOINTS
+
     p = Path(run)
     if not p.exists():
         raise VaekitError(f"run '{p}' does not exist")
     model_dir = p / "model" if (p / "model" / "config.json").exists() or (p / ".model.old").is_dir() else p
     if model_dir == p and (p / "config.json").is_file() and (p / CHECKPOINTS).is_dir():  # a run, not a model directory
-        raise VaekitError(f"run '{p}' has no model yet (no epoch has finished); continue it with 'vaekit train --resume {p}'")
+        raise VaekitError(
+            f"run '{p}' has no model yet (no epoch has finished); continue it with 'vaekit train --resume {p}'"
+        )
     cfg = read_run_config(p) if (p / "config.json").exists() and model_dir != p else None
     return load_model(model_dir, device=device), cfg

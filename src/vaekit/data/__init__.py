@@ -8,14 +8,39 @@
 - `downloads`: mirrors, checksums, the cache and safe array reading.
 """
 
-
 from __future__ import annotations
 
 import importlib
 
 # The names of the old `vaekit.data` module, kept for one release (imported lazily).
-_OLD_MODULE = 'vaekit.data.prepared'
-_OLD_NAMES = ('IMAGE_SUFFIXES', 'Data', 'DiskImages', 'OnDemandData', 'StreamData', 'RenderedData', 'prepare_shapes', 'prepare_factors', 'prepare_stream', 'MAX_FOLDER_ENTRIES', 'list_images', 'read_image', 'StreamImages', 'read_raw', 'FLOAT32_MAX', 'MAX_ABS_VALUE', 'MAX_CLASSES', 'dequantize', 'prepare', 'split_indices', 'batches', 'describe', 'DATA_RECORD', 'fingerprint', 'check_recorded')
+_OLD_MODULE = "vaekit.data.prepared"
+_OLD_NAMES = (
+    "IMAGE_SUFFIXES",
+    "Data",
+    "DiskImages",
+    "OnDemandData",
+    "StreamData",
+    "RenderedData",
+    "prepare_shapes",
+    "prepare_factors",
+    "prepare_stream",
+    "MAX_FOLDER_ENTRIES",
+    "list_images",
+    "read_image",
+    "StreamImages",
+    "read_raw",
+    "FLOAT32_MAX",
+    "MAX_ABS_VALUE",
+    "MAX_CLASSES",
+    "dequantize",
+    "prepare",
+    "split_indices",
+    "batches",
+    "describe",
+    "DATA_RECORD",
+    "fingerprint",
+    "check_recorded",
+)
 
 
 def __getattr__(name: str):

@@ -20,9 +20,9 @@ import sys
 import tempfile
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -92,17 +92,20 @@ def read_idx(path: str | Path) -> np.ndarray:
             dims = f.read(4 * ndim)
             if len(dims) < 4 * ndim:
                 raise VaekitError(f"IDX file '{p}': truncated header")
-            shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
             expected = math.prod(shape)
             if expected > MAX_IDX_BYTES:
-                raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes; at most {MAX_IDX_BYTES} are read")
+                raise VaekitError(
+                    f"IDX file '{p}': header says {shape} = {expected} bytes; at most {MAX_IDX_BYTES} are read"
+                )
             data = _read_at_most(f, expected + 1)  # one more byte than declared tells a file that holds too much
             size = None if gz else os.fstat(raw_file.fileno()).st_size - 4 - 4 * ndim
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise VaekitError(f"cannot read IDX file '{p}': {e}") from None
     except MemoryError:
-        raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes, more than this process can hold "
-                          "in memory") from None
+        raise VaekitError(
+            f"IDX file '{p}': header says {shape} = {expected} bytes, more than this process can hold in memory"
+        ) from None
     if len(data) != expected:
         held = f"{len(data)}" if len(data) <= expected else (f"{size}" if size is not None else "more")
         raise VaekitError(f"IDX file '{p}': header says {shape} = {expected} bytes of data, file holds {held}")

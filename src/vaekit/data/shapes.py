@@ -64,11 +64,15 @@ class ShapesGrid:
 
     def __post_init__(self):
         if len(self.sizes) != 5 or not 1 <= self.sizes[0] <= 3 or min(self.sizes) < 1:
-            raise VaekitError(f"config key 'data.shapes_grid': got {list(self.sizes)!r}, expected 5 sizes "
-                              "[shapes (1-3), scales, orientations, x positions, y positions], each >= 1")
+            raise VaekitError(
+                f"config key 'data.shapes_grid': got {list(self.sizes)!r}, expected 5 sizes "
+                "[shapes (1-3), scales, orientations, x positions, y positions], each >= 1"
+            )
         if len(self.resolution) != 2 or not 8 <= min(self.resolution) <= max(self.resolution) <= MAX_SIDE:
-            raise VaekitError(f"config key 'data.image_size': got {list(self.resolution)!r}; shapes needs [H, W], each "
-                              f"from 8 to {MAX_SIDE} (the first 1,000 training images are drawn at once)")
+            raise VaekitError(
+                f"config key 'data.image_size': got {list(self.resolution)!r}; shapes needs [H, W], each "
+                f"from 8 to {MAX_SIDE} (the first 1,000 training images are drawn at once)"
+            )
 
     def __len__(self) -> int:
         return math.prod(self.sizes)
@@ -100,7 +104,7 @@ class ShapesGrid:
         codes = np.asarray(codes, dtype=np.int64).reshape(-1, 5)
         out = torch.empty((len(codes), 1, *self.resolution), dtype=torch.uint8)
         for s in range(0, len(codes), CHUNK):
-            out[s: s + CHUNK, 0] = self._draw(self.values(codes[s: s + CHUNK]))
+            out[s : s + CHUNK, 0] = self._draw(self.values(codes[s : s + CHUNK]))
         return out
 
     def images(self, index: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -149,13 +153,13 @@ def _square(u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _ellipse(u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return u ** 2 + (t / 0.5) ** 2 <= 1
+    return u**2 + (t / 0.5) ** 2 <= 1
 
 
 def _heart(u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(x^2 + y^2 - 1)^3 - x^2 y^3 <= 0; image rows grow downwards, so y = -t puts the lobes on top."""
     x, y = 1.1 * u, -1.1 * t + 0.15
-    return (x ** 2 + y ** 2 - 1) ** 3 - x ** 2 * y ** 3 <= 0
+    return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
 
 
 _INSIDE = (_square, _ellipse, _heart)
@@ -177,7 +181,7 @@ class RenderedImages:
         pos = self.index[idx if isinstance(idx, slice) else torch.as_tensor(idx).cpu().numpy()]
         return self.grid.images(pos).to(self.device).float()
 
-    def to(self, device: torch.device | str) -> "RenderedImages":
+    def to(self, device: torch.device | str) -> RenderedImages:
         return RenderedImages(self.grid, self.index, device)
 
 
@@ -198,8 +202,13 @@ class FactorArrays:
     draws). images: (N, C, H, W) uint8 (0/1, or 0-255) or float in [0, 1], kept as given and made
     float in [0, 1] when indexed; factors: (N, F) values of any kind, coded 0..size-1 in sorted order."""
 
-    def __init__(self, images: np.ndarray, factors: np.ndarray, names: tuple[str, ...] | None = None,
-                 where: str = "images with factors"):
+    def __init__(
+        self,
+        images: np.ndarray,
+        factors: np.ndarray,
+        names: tuple[str, ...] | None = None,
+        where: str = "images with factors",
+    ):
         factors = np.asarray(factors)
         if images.dtype.kind not in "buif":
             raise VaekitError(f"{where}: images of dtype {images.dtype} are not numeric")
@@ -208,10 +217,14 @@ class FactorArrays:
         if images.dtype.kind == "f" and not np.isfinite(images).all():
             raise VaekitError(f"{where}: images hold NaN or Inf")
         if factors.ndim != 2 or len(factors) != len(images):
-            raise VaekitError(f"{where}: factors: expected an (N, F) array for {len(images)} images, got shape {factors.shape}")
+            raise VaekitError(
+                f"{where}: factors: expected an (N, F) array for {len(images)} images, got shape {factors.shape}"
+            )
         if factors.shape[1] == 0 or factors.dtype.kind not in "buifUS":
-            raise VaekitError(f"{where}: factors of shape {factors.shape} and dtype {factors.dtype}; expected at least one "
-                              "column of numbers or strings")
+            raise VaekitError(
+                f"{where}: factors of shape {factors.shape} and dtype {factors.dtype}; expected at least one "
+                "column of numbers or strings"
+            )
         if factors.dtype.kind == "f" and not np.isfinite(factors).all():
             raise VaekitError(f"{where}: factors hold NaN or Inf; each factor takes a finite set of values")
         if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
@@ -227,8 +240,13 @@ class FactorArrays:
         self.sizes = tuple(len(u) for u, _ in cols)
         self.names = names or tuple(f"factor_{k}" for k in range(len(self.sizes)))
         # for each factor, the examples grouped by value: draw_fixed picks within one group
-        self._groups = [np.split(np.argsort(self._codes[:, k], kind="stable"),
-                                 np.cumsum(np.bincount(self._codes[:, k], minlength=n))[:-1]) for k, n in enumerate(self.sizes)]
+        self._groups = [
+            np.split(
+                np.argsort(self._codes[:, k], kind="stable"),
+                np.cumsum(np.bincount(self._codes[:, k], minlength=n))[:-1],
+            )
+            for k, n in enumerate(self.sizes)
+        ]
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -263,15 +281,21 @@ def read_factor_file(path, keys: set[str], load) -> FactorArrays | None:
         if imgs.ndim != 3:
             raise VaekitError(f"'{path}': dSprites' imgs must be (N, H, W) images; got shape {imgs.shape}")
         if latents.shape != (len(imgs), 6):
-            raise VaekitError(f"'{path}': dSprites' latents_classes must be ({len(imgs)}, 6) (colour, shape, scale, "
-                              f"orientation, posX, posY); got shape {latents.shape}")
+            raise VaekitError(
+                f"'{path}': dSprites' latents_classes must be ({len(imgs)}, 6) (colour, shape, scale, "
+                f"orientation, posX, posY); got shape {latents.shape}"
+            )
         return FactorArrays(imgs[:, None], latents[:, 1:], FACTORS, where=f"'{path}'")  # colour is always 0
     if "factors" in keys:
         name = "x" if "x" in keys else "images" if "images" in keys else None
         if name is None:
-            raise VaekitError(f"'{path}': no data array beside 'factors'; expected key 'x' or 'images', found {sorted(keys)}")
+            raise VaekitError(
+                f"'{path}': no data array beside 'factors'; expected key 'x' or 'images', found {sorted(keys)}"
+            )
         images = load(name)
         if images.ndim not in (3, 4):
-            raise VaekitError(f"'{path}': images of shape {images.shape}; expected (N, H, W), (N, C, H, W) or (N, H, W, C)")
+            raise VaekitError(
+                f"'{path}': images of shape {images.shape}; expected (N, H, W), (N, C, H, W) or (N, H, W, C)"
+            )
         return FactorArrays(images[:, None] if images.ndim == 3 else images, load("factors"), where=f"'{path}'")
     return None

@@ -7,14 +7,13 @@
 - `onnx_export`: encoders and decoders exported to ONNX.
 """
 
-
 from __future__ import annotations
 
 import importlib
 
 # The names of the old `vaekit.explorer` module, kept for one release (imported lazily).
-_OLD_MODULE = 'vaekit.explorer.page'
-_OLD_NAMES = ('panel_spec', 'page_html', 'write_page', 'check_out', 'explore')
+_OLD_MODULE = "vaekit.explorer.page"
+_OLD_NAMES = ("panel_spec", "page_html", "write_page", "check_out", "explore")
 
 
 def __getattr__(name: str):

@@ -24,16 +24,17 @@ from __future__ import annotations
 import base64
 import copy
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from vaekit.models import nets
 from vaekit.errors import VaekitError
-from vaekit.models.likelihoods import MIN_LOG_SCALE
+from vaekit.models import nets
 from vaekit.models.autoencoder import Autoencoder, TiedLinear, _Flatten
+from vaekit.models.likelihoods import MIN_LOG_SCALE
 from vaekit.models.pca import PCA
 
 ACTS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.ELU: "elu", nn.GELU: "gelu", nn.Sigmoid: "sigmoid"}
@@ -47,8 +48,9 @@ class Blob:
         self.size = 0
 
     def add(self, t: torch.Tensor | np.ndarray) -> list[int]:
-        a = np.ascontiguousarray(t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t,
-                                 dtype="<f4").reshape(-1)
+        a = np.ascontiguousarray(
+            t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t, dtype="<f4"
+        ).reshape(-1)
         self.parts.append(a)
         self.size += a.size
         return [self.size - a.size, int(a.size)]
@@ -76,8 +78,10 @@ class Tracer:
 
 
 def _unsupported(m: nn.Module) -> VaekitError:
-    return VaekitError(f"the explorer runs vaekit's own MLP, conv and ResNet nets in the browser; this model has a "
-                       f"{type(m).__name__}, which it cannot translate (use 'vaekit export --format onnx' for other runtimes)")
+    return VaekitError(
+        f"the explorer runs vaekit's own MLP, conv and ResNet nets in the browser; this model has a "
+        f"{type(m).__name__}, which it cannot translate (use 'vaekit export --format onnx' for other runtimes)"
+    )
 
 
 def translate(m: nn.Module, blob: Blob, tr: Tracer) -> list[dict]:
@@ -100,8 +104,20 @@ def _conv(m: nn.Conv2d | nn.ConvTranspose2d, blob: Blob, tr: Tracer) -> list[dic
         raise _unsupported(m)
     shape_in, shape_out = tr.shapes[id(m)]
     b = m.bias if m.bias is not None else torch.zeros(m.out_channels)
-    return [{"op": "deconv" if deconv else "conv", "w": blob.add(m.weight), "b": blob.add(b), "cin": m.in_channels,
-             "cout": m.out_channels, "k": k[0], "stride": s[0], "pad": p[0], "in": list(shape_in), "out": list(shape_out)}]
+    return [
+        {
+            "op": "deconv" if deconv else "conv",
+            "w": blob.add(m.weight),
+            "b": blob.add(b),
+            "cin": m.in_channels,
+            "cout": m.out_channels,
+            "k": k[0],
+            "stride": s[0],
+            "pad": p[0],
+            "in": list(shape_in),
+            "out": list(shape_out),
+        }
+    ]
 
 
 def _act(m: nn.Module, blob: Blob, tr: Tracer) -> list[dict]:
@@ -133,11 +149,15 @@ def _tied(m: TiedLinear, blob: Blob, tr: Tracer) -> list[dict]:
 
 
 TRANSLATORS: dict[type, Callable[[Any, Blob, Tracer], list[dict]]] = {
-    nn.Linear: _linear, nn.Conv2d: _conv, nn.ConvTranspose2d: _conv,
+    nn.Linear: _linear,
+    nn.Conv2d: _conv,
+    nn.ConvTranspose2d: _conv,
     **{cls: _act for cls in ACTS},
     nn.Dropout: lambda m, blob, tr: [],  # no weights, off in evaluation
     nn.Sequential: lambda m, blob, tr: _sequence(m, blob, tr),
-    nets.Dense: _dense, nets.ResBlock: _resblock, TiedLinear: _tied,
+    nets.Dense: _dense,
+    nets.ResBlock: _resblock,
+    TiedLinear: _tied,
     nets.MLPDecoder: lambda m, blob, tr: translate(m.net, blob, tr),
     nets.ConvDecoder: lambda m, blob, tr: _linear(m.head, blob, tr) + translate(m.deconv, blob, tr),
     nets.ResNetDecoder: lambda m, blob, tr: _linear(m.head, blob, tr) + translate(m.body, blob, tr),
@@ -159,8 +179,13 @@ def _encoder_ops(enc: nn.Module, conditional: bool, blob: Blob, tr: Tracer) -> l
 def _mean_op(model: Any) -> dict:
     """The mean of p(x|z) from the decoder's P parameter blocks of prod(shape) each."""
     obs = model.observation
-    return {"op": "mean", "likelihood": obs.name, "params": obs.params_per_dim, "components": obs.components,
-            "min_log_scale": MIN_LOG_SCALE}
+    return {
+        "op": "mean",
+        "likelihood": obs.name,
+        "params": obs.params_per_dim,
+        "components": obs.components,
+        "min_log_scale": MIN_LOG_SCALE,
+    }
 
 
 def cpu_copy(model: Any) -> Any:
@@ -179,16 +204,30 @@ def programs(model: Any, blob: Blob) -> tuple[dict, dict]:
         scale = model.explained_variance_.sqrt() if model.whiten else torch.ones(d, dtype=comps.dtype)
         f = comps.shape[1]
         dec = [{"op": "linear", "w": blob.add(comps.T * scale), "b": blob.add(mean), "in": d, "out": f}]
-        enc = [{"op": "linear", "w": blob.add(comps / scale[:, None]), "b": blob.add(-(comps @ mean) / scale), "in": f, "out": d}]
-        return ({"ops": dec + [{"op": "mean", "likelihood": "gaussian", "params": 1}], "out": f},
-                {"ops": enc, "out": d, "logvar": False})
+        enc = [
+            {
+                "op": "linear",
+                "w": blob.add(comps / scale[:, None]),
+                "b": blob.add(-(comps @ mean) / scale),
+                "in": f,
+                "out": d,
+            }
+        ]
+        return (
+            {"ops": dec + [{"op": "mean", "likelihood": "gaussian", "params": 1}], "out": f},
+            {"ops": enc, "out": d, "logvar": False},
+        )
     if model.discrete_code:
-        raise VaekitError(f"the explorer moves through a continuous code; a {type(model).__name__}'s is a grid of codebook "
-                          "indices: use `vaekit sample` and `vaekit reconstruct` for it")
+        raise VaekitError(
+            f"the explorer moves through a continuous code; a {type(model).__name__}'s is a grid of codebook "
+            "indices: use `vaekit sample` and `vaekit reconstruct` for it"
+        )
     if model.variational and not model.diagonal_posterior:  # the page draws q(z|x) as N(mean, diag(exp(logvar)))
-        raise VaekitError(f"the explorer runs models whose q(z|x) is a diagonal Gaussian; this {type(model).__name__}'s is "
-                          f"{'a flow' if isinstance(model, Autoencoder) else 'a top-down hierarchy'}: "
-                          "use `vaekit traverse` or `vaekit export` for it")
+        raise VaekitError(
+            f"the explorer runs models whose q(z|x) is a diagonal Gaussian; this {type(model).__name__}'s is "
+            f"{'a flow' if isinstance(model, Autoencoder) else 'a top-down hierarchy'}: "
+            "use `vaekit traverse` or `vaekit export` for it"
+        )
     if not isinstance(model, Autoencoder):
         raise VaekitError(f"the explorer runs vaekit's own models; this is a {type(model).__name__}")
     model = cpu_copy(model)

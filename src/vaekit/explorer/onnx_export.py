@@ -56,7 +56,9 @@ def _require() -> None:
     import importlib
 
     if tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 6):
-        raise VaekitError(f"ONNX export needs torch >= 2.6 (its torch.export-based exporter); this is torch {torch.__version__}")
+        raise VaekitError(
+            f"ONNX export needs torch >= 2.6 (its torch.export-based exporter); this is torch {torch.__version__}"
+        )
 
     for name in ("onnx", "onnxscript", "onnxruntime"):
         try:
@@ -77,8 +79,9 @@ def _example(model: Any, part: str) -> tuple[tuple[torch.Tensor, ...], list[str]
     if part == "decoder":
         outputs = ["x_mean"]
     else:
-        outputs = (["z_mean", "z_logvar"] if model.diagonal_posterior
-                   else ["z_point"] if model.variational else ["z_mean"])  # a flow's or a hierarchy's point code
+        outputs = (
+            ["z_mean", "z_logvar"] if model.diagonal_posterior else ["z_point"] if model.variational else ["z_mean"]
+        )  # a flow's or a hierarchy's point code
     return args, names, outputs
 
 
@@ -97,8 +100,15 @@ def export_onnx(model: Any, out: str | Path, parts: tuple[str, ...] = PARTS) -> 
         module = DecoderMean(model) if part == "decoder" else EncoderStats(model)
         batch = torch.export.Dim("batch", min=1, max=1 << 20)
         with atomic_file(out / f"{part}.onnx") as tmp, _quiet():
-            program = torch.onnx.export(module, args, input_names=names, output_names=outputs,
-                                        dynamic_shapes=tuple({0: batch} for _ in args), dynamo=True, optimize=True)
+            program = torch.onnx.export(
+                module,
+                args,
+                input_names=names,
+                output_names=outputs,
+                dynamic_shapes=tuple({0: batch} for _ in args),
+                dynamo=True,
+                optimize=True,
+            )
             program.save(str(tmp))
             import onnx
 

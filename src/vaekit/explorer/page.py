@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.explorer.traversal import ACTIVE, dimension_stats
 from vaekit.explorer.netprograms import Blob, cpu_copy, programs
+from vaekit.explorer.traversal import ACTIVE, dimension_stats
 
 
 def _rounded(t: torch.Tensor, digits: int = 5) -> list:
@@ -58,8 +58,12 @@ def _map(codes: torch.Tensor, labels: torch.Tensor | None) -> dict:
     lo, hi = torch.quantile(points.double(), 0.005, 0), torch.quantile(points.double(), 0.995, 0)
     pad = (hi - lo).clamp_min(1e-6) * 0.08
     extent = [float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])]
-    return {"points": _rounded(points, 4), "labels": None if labels is None else labels.tolist(),
-            "projection": projection, "extent": extent}
+    return {
+        "points": _rounded(points, 4),
+        "labels": None if labels is None else labels.tolist(),
+        "projection": projection,
+        "extent": extent,
+    }
 
 
 def _dims(model: Any, x: torch.Tensor, y: torch.Tensor | None, codes: torch.Tensor) -> dict:
@@ -75,9 +79,14 @@ def _dims(model: Any, x: torch.Tensor, y: torch.Tensor | None, codes: torch.Tens
         except NotImplementedError:
             pass
     pick = torch.tensor(order)
-    return {"order": order, "kl": None if kl is None else _rounded(kl[pick]), "activity": _rounded(activity[pick], 7),
-            "scale": _rounded(scale[pick], 7), "active": [bool(activity[d] > ACTIVE) for d in order],
-            "center": _rounded(center, 6)}
+    return {
+        "order": order,
+        "kl": None if kl is None else _rounded(kl[pick]),
+        "activity": _rounded(activity[pick], 7),
+        "scale": _rounded(scale[pick], 7),
+        "active": [bool(activity[d] > ACTIVE) for d in order],
+        "center": _rounded(center, 6),
+    }
 
 
 def _sampler(model: Any, sampler: Any, blob: Blob, name: str) -> dict | None:
@@ -86,8 +95,13 @@ def _sampler(model: Any, sampler: Any, blob: Blob, name: str) -> dict | None:
     from vaekit.models.samplers import FittedMixture, TwoStage
 
     if isinstance(sampler, FittedMixture):
-        return {"name": name, "kind": "mixture", "logits": blob.add(sampler.logits), "loc": blob.add(sampler.loc),
-                "scale_tril": blob.add(sampler.scale_tril)}
+        return {
+            "name": name,
+            "kind": "mixture",
+            "logits": blob.add(sampler.logits),
+            "loc": blob.add(sampler.loc),
+            "scale_tril": blob.add(sampler.scale_tril),
+        }
     if isinstance(sampler, TwoStage):
         dec, _ = programs(sampler.inner, blob)
         return {"name": name, "kind": "two-stage", "inner_dim": sampler.inner.latent_dim, "decoder": dec}
@@ -99,11 +113,21 @@ def _sampler(model: Any, sampler: Any, blob: Blob, name: str) -> dict | None:
         prior = model.prior()
     if model.prior_name == "standard_normal":
         d = model.latent_dim
-        return {"name": name, "kind": "mixture", "logits": blob.add(torch.zeros(1)), "loc": blob.add(torch.zeros(1, d)),
-                "scale": blob.add(torch.ones(1, d))}
+        return {
+            "name": name,
+            "kind": "mixture",
+            "logits": blob.add(torch.zeros(1)),
+            "loc": blob.add(torch.zeros(1, d)),
+            "scale": blob.add(torch.ones(1, d)),
+        }
     comp = prior.component_distribution.base_dist  # diagonal Gaussians: loc, scale (K, D)
-    return {"name": name, "kind": "mixture", "logits": blob.add(prior.mixture_distribution.logits),
-            "loc": blob.add(comp.loc), "scale": blob.add(comp.scale)}
+    return {
+        "name": name,
+        "kind": "mixture",
+        "logits": blob.add(prior.mixture_distribution.logits),
+        "loc": blob.add(comp.loc),
+        "scale": blob.add(comp.scale),
+    }
 
 
 def _gallery(x: torch.Tensor, y: torch.Tensor | None, blob: Blob, n: int) -> dict:
@@ -124,9 +148,18 @@ def _gallery(x: torch.Tensor, y: torch.Tensor | None, blob: Blob, n: int) -> dic
 
 
 @torch.no_grad()
-def panel_spec(model: Any, x: torch.Tensor, blob: Blob, y: torch.Tensor | None = None, title: str = "model",
-               note: str = "", sampler: Any = None, sampler_name: str = "prior", points: int = 5000,
-               gallery: int = 20) -> dict:
+def panel_spec(
+    model: Any,
+    x: torch.Tensor,
+    blob: Blob,
+    y: torch.Tensor | None = None,
+    title: str = "model",
+    note: str = "",
+    sampler: Any = None,
+    sampler_name: str = "prior",
+    points: int = 5000,
+    gallery: int = 20,
+) -> dict:
     """One model's part of the page. x (N, *shape) test examples (the first `points` make the map,
     and rank the dimensions); y (N,) their labels, or None."""
     if len(x) < 2:
@@ -139,17 +172,32 @@ def panel_spec(model: Any, x: torch.Tensor, blob: Blob, y: torch.Tensor | None =
     if model.conditional and y is None:
         raise VaekitError("this model is conditional: the explorer needs labelled test data")
     if cond_y is not None and len(cond_y) and not 0 <= int(cond_y.min()) <= int(cond_y.max()) < model.num_classes:
-        raise VaekitError(f"labels {int(cond_y.min())} to {int(cond_y.max())}: this conditional model knows labels "
-                          f"0..{model.num_classes - 1}")
+        raise VaekitError(
+            f"labels {int(cond_y.min())} to {int(cond_y.max())}: this conditional model knows labels "
+            f"0..{model.num_classes - 1}"
+        )
     decoder, encoder = programs(model, blob)
-    codes = torch.cat([model.embed(x[i: i + 1000], None if cond_y is None else cond_y[i: i + 1000]) for i in range(0, len(x), 1000)])
+    codes = torch.cat(
+        [model.embed(x[i : i + 1000], None if cond_y is None else cond_y[i : i + 1000]) for i in range(0, len(x), 1000)]
+    )
     lo, hi = float(x.min()), float(x.max())
     display = [0.0, 1.0] if lo >= 0 and hi <= 1 else [lo, hi]
-    return {"title": title, "note": note, "shape": list(model.shape), "latent_dim": model.latent_dim,
-            "num_classes": model.num_classes, "likelihood": model.likelihood, "variational": model.variational,
-            "decoder": decoder, "encoder": encoder, "map": _map(codes, y), "dims": _dims(model, x, cond_y, codes),
-            "sampler": _sampler(model, sampler, blob, sampler_name), "gallery": _gallery(x, y, blob, gallery),
-            "display": display}
+    return {
+        "title": title,
+        "note": note,
+        "shape": list(model.shape),
+        "latent_dim": model.latent_dim,
+        "num_classes": model.num_classes,
+        "likelihood": model.likelihood,
+        "variational": model.variational,
+        "decoder": decoder,
+        "encoder": encoder,
+        "map": _map(codes, y),
+        "dims": _dims(model, x, cond_y, codes),
+        "sampler": _sampler(model, sampler, blob, sampler_name),
+        "gallery": _gallery(x, y, blob, gallery),
+        "display": display,
+    }
 
 
 def _asset(name: str) -> str:
@@ -163,11 +211,19 @@ def page_html(panels: list[dict], blob: Blob, title: str, intro: str = "", linke
 
     # Every '<' of the JSON as \u003c: no string from the run (a title, a label, a path) can close
     # the script block or open a comment or a script inside it; JSON.parse reads the same text.
-    return _asset("page.html").format(title=html.escape(title), intro=html.escape(intro), spec=spec.replace("<", "\\u003c"),
-                                      weights=blob.base64(), nets_js=_asset("nets.js"), explorer_js=_asset("explorer.js"))
+    return _asset("page.html").format(
+        title=html.escape(title),
+        intro=html.escape(intro),
+        spec=spec.replace("<", "\\u003c"),
+        weights=blob.base64(),
+        nets_js=_asset("nets.js"),
+        explorer_js=_asset("explorer.js"),
+    )
 
 
-def write_page(path: str | Path, panels: list[dict], blob: Blob, title: str, intro: str = "", linked: bool = False) -> Path:
+def write_page(
+    path: str | Path, panels: list[dict], blob: Blob, title: str, intro: str = "", linked: bool = False
+) -> Path:
     """Write the page at `path`, whole or not at all."""
     from vaekit.training.checkpoints import atomic_file
 
@@ -184,8 +240,16 @@ def check_out(out: str | Path) -> Path:
     return check_out_folder(out)
 
 
-def explore(model: Any, x: torch.Tensor, out: str | Path, y: torch.Tensor | None = None, sampler: Any = None,
-            sampler_name: str = "prior", title: str | None = None, points: int = 5000) -> Path:
+def explore(
+    model: Any,
+    x: torch.Tensor,
+    out: str | Path,
+    y: torch.Tensor | None = None,
+    sampler: Any = None,
+    sampler_name: str = "prior",
+    title: str | None = None,
+    points: int = 5000,
+) -> Path:
     """Write `out`/index.html exploring `model` over test examples x (N, *shape) with labels y (N,);
     `sampler` a fitted sampler (`samplers.sampler_for`) for the sample button, None for the prior.
     Returns the page's path."""
@@ -193,8 +257,17 @@ def explore(model: Any, x: torch.Tensor, out: str | Path, y: torch.Tensor | None
     blob = Blob()
     kind = "VAE" if model.variational else type(model).__name__
     name = title or f"{kind}, {model.latent_dim}-D code"
-    panel = panel_spec(model, x, blob, y, title=name, sampler=sampler, sampler_name=sampler_name, points=points,
-                       note="Point at the map, drag a slider, pick two images or draw: the decoder answers in the page.")
+    panel = panel_spec(
+        model,
+        x,
+        blob,
+        y,
+        title=name,
+        sampler=sampler,
+        sampler_name=sampler_name,
+        points=points,
+        note="Point at the map, drag a slider, pick two images or draw: the decoder answers in the page.",
+    )
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:

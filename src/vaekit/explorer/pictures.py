@@ -7,8 +7,8 @@ Pillow; plots (scatter, curves) with matplotlib's Agg backend, imported only whe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ def grid_array(rows: Sequence[torch.Tensor], pad: int = 2) -> np.ndarray:
     for i, a in enumerate(arrays):
         for j, im in enumerate(a):
             y, x = pad + i * (h + pad), pad + j * (w + pad)
-            out[y: y + h, x: x + w] = im
+            out[y : y + h, x : x + w] = im
     return out
 
 
@@ -50,8 +50,13 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def save_png(array: np.ndarray, path: str | Path, scale: int = 2, labels: Sequence[str] | None = None,
-             row_height: float | None = None) -> Path:
+def save_png(
+    array: np.ndarray,
+    path: str | Path,
+    scale: int = 2,
+    labels: Sequence[str] | None = None,
+    row_height: float | None = None,
+) -> Path:
     """Write an (H, W, C) uint8 array as PNG, upscaled by `scale`, with optional row labels on the left."""
     from PIL import Image, ImageDraw
 
@@ -143,7 +148,9 @@ def manifold_grid(decode, path: str | Path, n: int = 15, scale: int = 2, device:
     return image_grid(images, path, nrow=n, scale=scale)
 
 
-def training_curves(histories: dict[str, list[dict]], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss")) -> Path:
+def training_curves(
+    histories: dict[str, list[dict]], path: str | Path, keys: Sequence[str] = ("train_loss", "val_loss")
+) -> Path:
     """Loss per epoch, one panel per named run (their objectives differ in scale and constants);
     training solid, validation dashed."""
     plt = _plt()

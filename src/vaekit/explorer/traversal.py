@@ -46,8 +46,9 @@ class Traversal:
 
 
 @torch.no_grad()
-def dimension_stats(model: Any, x: torch.Tensor, y: torch.Tensor | None = None,
-                    batch_size: int = 1000) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+def dimension_stats(
+    model: Any, x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 1000
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Over examples x (N, *shape): each latent dimension's mean KL (D,) (None for a model without
     a prior), its activity Cov_x(E[z_d|x]) (D,), and the standard deviation its sweep is measured
     in (D,)."""
@@ -55,13 +56,13 @@ def dimension_stats(model: Any, x: torch.Tensor, y: torch.Tensor | None = None,
 
     means, kls = [], []
     for i in range(0, len(x), batch_size):
-        yb = None if y is None else y[i: i + batch_size]
+        yb = None if y is None else y[i : i + batch_size]
         if model.diagonal_posterior:
-            q = model.encode(x[i: i + batch_size], yb)
+            q = model.encode(x[i : i + batch_size], yb)
             means.append(q.mean)
             kls.append(kl_per_dimension(q))
         else:  # an autoencoder's code, or a flow's or a hierarchy's point code
-            means.append(model.embed(x[i: i + batch_size], yb))
+            means.append(model.embed(x[i : i + batch_size], yb))
     means = torch.cat(means)  # (N, D)
     activity = means.var(0) if len(means) > 1 else torch.zeros(means.shape[1], device=means.device)
     if not model.variational:
@@ -77,13 +78,23 @@ def dimension_stats(model: Any, x: torch.Tensor, y: torch.Tensor | None = None,
 
 
 @torch.no_grad()
-def traversal(model: Any, x: torch.Tensor, index: int = 0, dims: list[int] | None = None, steps: int = 11,
-              span: float = 3.0, y: torch.Tensor | None = None, max_rows: int = 10) -> Traversal:
+def traversal(
+    model: Any,
+    x: torch.Tensor,
+    index: int = 0,
+    dims: list[int] | None = None,
+    steps: int = 11,
+    span: float = 3.0,
+    y: torch.Tensor | None = None,
+    max_rows: int = 10,
+) -> Traversal:
     """Traverse the code of x[index] (x: (N, *shape), the examples the dimensions are ranked on;
     y (N,) labels for a conditional model) along `dims` (default: the active dimensions, most
     informative first, at most `max_rows`), `steps` codes from -span to +span standard deviations."""
     if model.discrete_code:
-        raise VaekitError(f"a {type(model).__name__}'s code is a grid of codebook indices: a traversal needs a continuous code")
+        raise VaekitError(
+            f"a {type(model).__name__}'s code is a grid of codebook indices: a traversal needs a continuous code"
+        )
     if not 0 <= index < len(x):
         raise VaekitError(f"--image {index}: this data has examples 0..{len(x) - 1}")
     if steps < 2 or steps > 101:
@@ -94,11 +105,11 @@ def traversal(model: Any, x: torch.Tensor, index: int = 0, dims: list[int] | Non
     d = model.latent_dim
     if dims is None:
         order = torch.argsort(kl if kl is not None else activity, descending=True, stable=True).tolist()
-        dims = [i for i in order if activity[i] > ACTIVE][:max_rows] or order[:min(d, max_rows)]
+        dims = [i for i in order if activity[i] > ACTIVE][:max_rows] or order[: min(d, max_rows)]
     elif not dims or any(not 0 <= i < d for i in dims):
         raise VaekitError(f"--dims {','.join(map(str, dims))}: this model's codes have dimensions 0..{d - 1}")
-    yb = None if y is None else y[index: index + 1]
-    code = model.embed(x[index: index + 1], yb)[0]  # (D,)
+    yb = None if y is None else y[index : index + 1]
+    code = model.embed(x[index : index + 1], yb)[0]  # (D,)
     offsets = torch.linspace(-span, span, steps, device=code.device)
     rows = []
     for i in dims:
@@ -106,5 +117,6 @@ def traversal(model: Any, x: torch.Tensor, index: int = 0, dims: list[int] | Non
         z[:, i] = code[i] + offsets * scale[i]
         rows.append(model.decode(z, None if yb is None else yb.expand(steps)).mean)
     pick = torch.tensor(dims, device=code.device)
-    return Traversal(torch.stack(rows), list(dims), offsets, scale[pick], None if kl is None else kl[pick],
-                     activity[pick], code)
+    return Traversal(
+        torch.stack(rows), list(dims), offsets, scale[pick], None if kl is None else kl[pick], activity[pick], code
+    )

@@ -6,4 +6,3 @@
 - `digit_score`: the outlier-exposed MNIST classifier behind the tour's digit score;
 - `disentanglement`: MIG, DCI, the FactorVAE score and SAP against known factors.
 """
-

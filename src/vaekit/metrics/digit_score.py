@@ -23,8 +23,14 @@ from vaekit.data.prepared import batches
 
 def make_classifier(shape: tuple[int, ...], n_classes: int = 10, hidden: int = 512) -> nn.Module:
     """MLP (B, *shape) -> (B, n_classes) logits."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.ReLU(),
-                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(math.prod(shape), hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, n_classes),
+    )
 
 
 def outliers(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -39,9 +45,16 @@ def outliers(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return torch.where(pick, shuffled, noise).view_as(x)
 
 
-def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 4, batch_size: int = 128,
-                     lr: float = 1e-3, seed: int = 0, outlier_weight: float = 0.5,
-                     net: nn.Module | None = None) -> nn.Module:
+def train_classifier(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int = 4,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    outlier_weight: float = 0.5,
+    net: nn.Module | None = None,
+) -> nn.Module:
     """Cross-entropy on x (N, *shape), y (N,), plus outlier exposure towards uniform predictions.
     Trains `net` ((B, *shape) -> (B, classes) logits) if given, else a new `make_classifier` MLP."""
     torch.manual_seed(seed)
@@ -73,5 +86,7 @@ def accuracy(clf: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 @torch.no_grad()
 def digit_score(clf: nn.Module, images: torch.Tensor) -> float:
     """Mean over images of the classifier's top-class probability (1.0 = confidently a digit)."""
-    probs = torch.cat([clf(images[i]).softmax(1).amax(1) for i in batches(len(images), 2000, shuffle=False, device=images.device)])
+    probs = torch.cat(
+        [clf(images[i]).softmax(1).amax(1) for i in batches(len(images), 2000, shuffle=False, device=images.device)]
+    )
     return float(probs.mean())

@@ -25,8 +25,9 @@ their images. The representation is the model's point code (`embed`: q's mean).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -44,7 +45,9 @@ class GroundTruth(Protocol):
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray: ...  # (n,) example numbers, uniformly
 
-    def draw_fixed(self, factor: int, n: int, rng: np.random.Generator) -> np.ndarray: ...  # (n,) sharing one value of `factor`
+    def draw_fixed(
+        self, factor: int, n: int, rng: np.random.Generator
+    ) -> np.ndarray: ...  # (n,) sharing one value of `factor`
 
     def codes(self, rows: np.ndarray) -> np.ndarray: ...  # (n, F) factor codes, each in 0..size-1
 
@@ -77,8 +80,12 @@ def mutual_information(z_discrete: np.ndarray, factors: np.ndarray) -> np.ndarra
     """I(z_j; v_k) in nats of discrete codes (N, D) and factors (N, F): (D, F)."""
     from sklearn.metrics import mutual_info_score
 
-    return np.array([[mutual_info_score(factors[:, k], z_discrete[:, j]) for k in range(factors.shape[1])]
-                     for j in range(z_discrete.shape[1])])
+    return np.array(
+        [
+            [mutual_info_score(factors[:, k], z_discrete[:, j]) for k in range(factors.shape[1])]
+            for j in range(z_discrete.shape[1])
+        ]
+    )
 
 
 def mig(z: np.ndarray, factors: np.ndarray, bins: int = 20) -> dict[str, Any]:
@@ -105,11 +112,15 @@ def dci_scores(importance: np.ndarray) -> tuple[float, float]:
     weights = importance if importance.sum() > 0 else np.ones_like(importance)
     per_code = 1 - _entropy(r, f, axis=1) if f > 1 else np.ones(d)
     per_factor = 1 - _entropy(r, d, axis=0) if d > 1 else np.ones(f)
-    return (float((per_code * weights.sum(1) / weights.sum()).sum()),
-            float((per_factor * weights.sum(0) / weights.sum()).sum()))
+    return (
+        float((per_code * weights.sum(1) / weights.sum()).sum()),
+        float((per_factor * weights.sum(0) / weights.sum()).sum()),
+    )
 
 
-def dci(z_train: np.ndarray, f_train: np.ndarray, z_test: np.ndarray, f_test: np.ndarray, seed: int = 0) -> dict[str, Any]:
+def dci(
+    z_train: np.ndarray, f_train: np.ndarray, z_test: np.ndarray, f_test: np.ndarray, seed: int = 0
+) -> dict[str, Any]:
     """DCI from gradient-boosted classifiers (scikit-learn's defaults) of each factor on the codes."""
     from sklearn.ensemble import GradientBoostingClassifier
 
@@ -121,8 +132,13 @@ def dci(z_train: np.ndarray, f_train: np.ndarray, z_test: np.ndarray, f_test: np
         acc_train.append(np.mean(clf.predict(z_train) == f_train[:, k]))
         acc_test.append(np.mean(clf.predict(z_test) == f_test[:, k]))
     dis, comp = dci_scores(importance)
-    return {"dci_disentanglement": dis, "dci_completeness": comp, "dci_informativeness_train": float(np.mean(acc_train)),
-            "dci_informativeness_test": float(np.mean(acc_test)), "dci_importance": importance.tolist()}
+    return {
+        "dci_disentanglement": dis,
+        "dci_completeness": comp,
+        "dci_informativeness_train": float(np.mean(acc_train)),
+        "dci_informativeness_test": float(np.mean(acc_test)),
+        "dci_importance": importance.tolist(),
+    }
 
 
 def sap(z_train: np.ndarray, f_train: np.ndarray, z_test: np.ndarray, f_test: np.ndarray) -> dict[str, Any]:
@@ -134,15 +150,22 @@ def sap(z_train: np.ndarray, f_train: np.ndarray, z_test: np.ndarray, f_test: np
         for k in range(f_train.shape[1]):
             if len(np.unique(f_train[:, k])) < 2:
                 continue  # a factor with one value in the sample: no classifier to fit, score 0
-            clf = LinearSVC(C=0.01, class_weight="balanced").fit(z_train[:, j: j + 1], f_train[:, k])
-            score[j, k] = np.mean(clf.predict(z_test[:, j: j + 1]) == f_test[:, k])
+            clf = LinearSVC(C=0.01, class_weight="balanced").fit(z_train[:, j : j + 1], f_train[:, k])
+            score[j, k] = np.mean(clf.predict(z_test[:, j : j + 1]) == f_test[:, k])
     top = np.sort(score, axis=0)
     gap = top[-1] - (top[-2] if len(top) > 1 else 0.0)
     return {"sap": float(gap.mean()), "sap_matrix": score.tolist()}
 
 
-def factor_vae_votes(represent: Represent, truth: GroundTruth, n: int, batch: int, variances: np.ndarray,
-                     active: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def factor_vae_votes(
+    represent: Represent,
+    truth: GroundTruth,
+    n: int,
+    batch: int,
+    variances: np.ndarray,
+    active: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """(F', D) votes, F' the factors of more than one value: for each of n batches sharing the value
     of one random such factor, the active dimension of least variance relative to its global variance."""
     varying = [k for k, v in enumerate(truth.sizes) if v > 1]
@@ -155,7 +178,9 @@ def factor_vae_votes(represent: Represent, truth: GroundTruth, n: int, batch: in
     return votes
 
 
-def factor_vae_score(represent: Represent, truth: GroundTruth, rng: np.random.Generator, s: Samples = Samples()) -> dict[str, Any]:
+def factor_vae_score(
+    represent: Represent, truth: GroundTruth, rng: np.random.Generator, s: Samples = Samples()
+) -> dict[str, Any]:
     """The FactorVAE score: accuracy of the majority-vote classifier (train and eval)."""
     variances = np.var(represent(truth.draw(s.factor_vae_variance, rng)), axis=0, ddof=1)
     active = np.sqrt(variances) >= s.prune_std
@@ -165,9 +190,11 @@ def factor_vae_score(represent: Represent, truth: GroundTruth, rng: np.random.Ge
     classifier = np.argmax(train, axis=0)  # each dimension's factor
     cols = np.arange(train.shape[1])
     evals = factor_vae_votes(represent, truth, s.factor_vae_eval, s.factor_vae_batch, variances, active, rng)
-    return {"factor_vae_train": float(train[classifier, cols].sum() / train.sum()),
-            "factor_vae_eval": float(evals[classifier, cols].sum() / evals.sum()),
-            "factor_vae_active_dims": int(active.sum())}
+    return {
+        "factor_vae_train": float(train[classifier, cols].sum() / train.sum()),
+        "factor_vae_eval": float(evals[classifier, cols].sum() / evals.sum()),
+        "factor_vae_active_dims": int(active.sum()),
+    }
 
 
 def all_metrics(represent: Represent, truth: GroundTruth, seed: int = 0, s: Samples = Samples()) -> dict[str, Any]:
@@ -175,13 +202,17 @@ def all_metrics(represent: Represent, truth: GroundTruth, seed: int = 0, s: Samp
     fresh draws made with `seed`. Factors of one value carry nothing to recover and are left out of
     every score."""
     try:
-        import sklearn  # noqa: F401  (DCI's and SAP's classifiers, the mutual information)
+        import sklearn  # noqa: F401 -- DCI's and SAP's classifiers, the mutual information
     except ImportError:
-        raise VaekitError("the disentanglement metrics need the 'scikit-learn' package: pip install \"vaekit[metrics]\"") from None
+        raise VaekitError(
+            "the disentanglement metrics need the 'scikit-learn' package: pip install \"vaekit[metrics]\""
+        ) from None
     rng = np.random.default_rng(seed)
     varying = [k for k, v in enumerate(truth.sizes) if v > 1]
     if not varying:
-        raise VaekitError(f"no factor of the data takes more than one value (sizes {list(truth.sizes)}): nothing to disentangle")
+        raise VaekitError(
+            f"no factor of the data takes more than one value (sizes {list(truth.sizes)}): nothing to disentangle"
+        )
 
     def draw(n):
         rows = truth.draw(n, rng)
@@ -204,7 +235,7 @@ def model_representation(model: LatentModel, truth: GroundTruth, batch_size: int
     def represent(rows: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(rows), batch_size):
-            batch = rows[s: s + batch_size]
+            batch = rows[s : s + batch_size]
             x = truth.images(batch).to(device, dtype)
             y = torch.from_numpy(truth.codes(batch)[:, 0]).to(device) if model.conditional else None
             out.append(model.embed(x, y).flatten(1).double().cpu())
@@ -213,7 +244,9 @@ def model_representation(model: LatentModel, truth: GroundTruth, batch_size: int
     return represent
 
 
-def evaluate_disentanglement(model: LatentModel, truth: GroundTruth, seed: int = 0, s: Samples = Samples()) -> dict[str, Any]:
+def evaluate_disentanglement(
+    model: LatentModel, truth: GroundTruth, seed: int = 0, s: Samples = Samples()
+) -> dict[str, Any]:
     """`all_metrics` of a trained model's point codes on a ground truth (e.g. `data.ground_truth`)."""
     model.eval()
     return all_metrics(model_representation(model, truth), truth, seed, s)

@@ -21,8 +21,8 @@ import torch
 
 from vaekit.data.prepared import batches
 from vaekit.models.likelihoods import sample_with_log_prob
-from vaekit.registry import LIKELIHOODS
 from vaekit.objectives.elbo import binary_cross_entropy, elbo_terms, kl_per_dimension, squared_error
+from vaekit.registry import LIKELIHOODS
 
 PER_EXAMPLE = "per example (sum over dimensions, mean over examples)"
 
@@ -32,8 +32,9 @@ def metric(value: Any, unit: str, reduction: str = PER_EXAMPLE) -> dict[str, Any
 
 
 @torch.no_grad()
-def importance_log_px(model: Any, x: torch.Tensor, k: int, chunk_rows: int = 16384,
-                      y: torch.Tensor | None = None, decode_rows: int = 2048) -> torch.Tensor:
+def importance_log_px(
+    model: Any, x: torch.Tensor, k: int, chunk_rows: int = 16384, y: torch.Tensor | None = None, decode_rows: int = 2048
+) -> torch.Tensor:
     """Importance-sampled log p(x) (log p(x|y) for a conditional model) for each row of x (B, *shape)
     with K samples from q(z|x): (B,) nats.
 
@@ -57,15 +58,17 @@ def importance_log_px(model: Any, x: torch.Tensor, k: int, chunk_rows: int = 163
         kk = min(kc, k - done)
         z, log_q = sample_with_log_prob(qz, (kk,))  # (kk, B, D); log q (kk, B) when drawn with it (a flow)
         for i in range(0, kk, kd):
-            zi = z[i: i + kd]  # (kd, B, D)
-            lq = qz.log_prob(zi) if log_q is None else log_q[i: i + kd]  # (kd, B)
+            zi = z[i : i + kd]  # (kd, B, D)
+            lq = qz.log_prob(zi) if log_q is None else log_q[i : i + kd]  # (kd, B)
             log_w = model.decode(zi, y).log_prob(x) + prior.log_prob(zi) - lq  # (kd, B)
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), 0))
         done += kk
     return (total - math.log(k)).to(x.dtype)
 
 
-def _importance_by_forward(model: Any, x: torch.Tensor, k: int, y: torch.Tensor | None, decode_rows: int) -> torch.Tensor:
+def _importance_by_forward(
+    model: Any, x: torch.Tensor, k: int, y: torch.Tensor | None, decode_rows: int
+) -> torch.Tensor:
     """`importance_log_px` for a posterior that draws codes with their log-density: `decode_rows`
     rows at a time, one forward pass (the encoder again, then the codes, log q, log p and p(x|z))
     gives the chunk's log-weights. For a hierarchy one top-down pass instead of three (draw, prior,
@@ -83,8 +86,9 @@ def _importance_by_forward(model: Any, x: torch.Tensor, k: int, y: torch.Tensor 
 
 
 @torch.no_grad()
-def mutual_information(mean: torch.Tensor, logvar: torch.Tensor, chunk: int = 1024,
-                       generator: torch.Generator | None = None) -> float:
+def mutual_information(
+    mean: torch.Tensor, logvar: torch.Tensor, chunk: int = 1024, generator: torch.Generator | None = None
+) -> float:
     """I(x; z) under q, in nats, from the posteriors N(mean_n, diag(exp(logvar_n))) of N examples.
 
     I = E_x E_q(z|x)[log q(z|x) - log q(z)] with the aggregate posterior q(z) = 1/N sum_n q(z|x_n),
@@ -94,13 +98,13 @@ def mutual_information(mean: torch.Tensor, logvar: torch.Tensor, chunk: int = 10
     mean, logvar = mean.double(), logvar.double()
     n, d = mean.shape
     prec = torch.exp(-logvar)  # (N, D)
-    const = -0.5 * ((mean ** 2 * prec).sum(1) + logvar.sum(1) + d * math.log(2 * math.pi))  # (N,)
+    const = -0.5 * ((mean**2 * prec).sum(1) + logvar.sum(1) + d * math.log(2 * math.pi))  # (N,)
     eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     z = mean + torch.exp(0.5 * logvar) * eps  # (N, D): one code per example
     total = 0.0
     for i in range(0, n, chunk):
-        zi = z[i: i + chunk]  # (c, D)
-        log_q = -0.5 * (zi ** 2) @ prec.T + zi @ (mean * prec).T + const  # (c, N): log q(z_i | x_n)
+        zi = z[i : i + chunk]  # (c, D)
+        log_q = -0.5 * (zi**2) @ prec.T + zi @ (mean * prec).T + const  # (c, N): log q(z_i | x_n)
         own = log_q[torch.arange(len(zi)), torch.arange(i, i + len(zi))]  # log q(z_i | x_i)
         total += float((own - (torch.logsumexp(log_q, 1) - math.log(n))).sum())
     return total / n
@@ -113,9 +117,17 @@ def bits_per_dim(log_px: float, dims: int, dequantized: bool) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
-             seed: int = 0, progress: bool = False, y: torch.Tensor | None = None,
-             dequantized: bool = False, ctx: Any = None) -> dict[str, dict[str, Any]]:
+def evaluate(
+    model: Any,
+    x: torch.Tensor,
+    k: int = 1000,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+    y: torch.Tensor | None = None,
+    dequantized: bool = False,
+    ctx: Any = None,
+) -> dict[str, dict[str, Any]]:
     """All metrics of `model` on x (N, *shape) (labels y: (N,) for a conditional model). k = 0 skips
     importance sampling. `dequantized`: x is uniformly dequantised 8-bit data (bits/dim then counts
     the 256 levels).
@@ -135,16 +147,30 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     is_bce_valid = bool(((x >= 0) & (x <= 1)).all())
     # An exact likelihood (PPCA) replaces the forward-pass terms; a VAE adds the KL and the ELBO.
     names = ["squared_error"] + (["bce"] if is_bce_valid else [])
-    names += ["ppca_log_likelihood"] if model.exact_likelihood else ["nll"] + (["kl", "elbo", *model.kl_parts] if model.variational else [])
+    names += (
+        ["ppca_log_likelihood"]
+        if model.exact_likelihood
+        else ["nll"] + (["kl", "elbo", *model.kl_parts] if model.variational else [])
+    )
     sums, latent = _score_batches(model, x, y, names, k, batch_size, seed, progress, ctx)
-    res = {"squared_error": metric(sums["squared_error"] / n, "squared error", "per example (sum over pixels, mean over examples)")}
+    res = {
+        "squared_error": metric(
+            sums["squared_error"] / n, "squared error", "per example (sum over pixels, mean over examples)"
+        )
+    }
     if "bce" in sums:
         res["bce"] = metric(sums["bce"] / n, "nats", "per example (sum over pixels, mean over examples)")
     if "ppca_log_likelihood" in sums:
         ll = sums["ppca_log_likelihood"] / n
-        res["ppca_log_likelihood"] = metric(ll, "nats", "per example (continuous density, sum over dimensions, mean over examples)")
+        res["ppca_log_likelihood"] = metric(
+            ll, "nats", "per example (continuous density, sum over dimensions, mean over examples)"
+        )
         if dequantized:
-            res["bits_per_dim"] = metric(bits_per_dim(ll, x[0].numel(), True), "bits per dimension", "exact PPCA density on dequantised data, + 8 bits for the 256 levels")
+            res["bits_per_dim"] = metric(
+                bits_per_dim(ll, x[0].numel(), True),
+                "bits per dimension",
+                "exact PPCA density on dequantised data, + 8 bits for the 256 levels",
+            )
     if "nll" in sums:
         res["reconstruction_nll"] = metric(sums["nll"] / n, "nats")
     # A Bernoulli on grey values scores a training objective, not a mass function of the data.
@@ -152,25 +178,42 @@ def evaluate(model: Any, x: torch.Tensor, k: int = 1000, batch_size: int = 500,
     if model.variational:
         res.update(_latent_metrics(sums, *latent, n, seed, model.diagonal_posterior, model.discrete_code))
         for part in model.kl_parts:
-            res[part] = metric(sums[part] / n, "nats", "per example (one layer's KL given the layers above, mean over examples)")
+            res[part] = metric(
+                sums[part] / n, "nats", "per example (one layer's KL given the layers above, mean over examples)"
+            )
         if model.discrete_code:  # q(z|x) is one code: the ELBO is the bound, and the codebook's use is reported
             res.update({name: metric(*v) for name, v in model.code_metrics(latent[1]).items()})
             if not bernoulli_on_grey and (LIKELIHOODS.get(model.likelihood).discrete or dequantized):
                 deq = dequantized and not LIKELIHOODS.get(model.likelihood).discrete
-                res["bits_per_dim"] = metric(bits_per_dim(res["elbo"]["value"], x[0].numel(), deq), "bits per dimension",
-                                             "upper bound from the ELBO log p(x|z_q) + log p(z_q), mean over examples and dimensions"
-                                             + (" (+ 8 bits for the 256 levels of dequantised data)" if deq else ""))
+                res["bits_per_dim"] = metric(
+                    bits_per_dim(res["elbo"]["value"], x[0].numel(), deq),
+                    "bits per dimension",
+                    "upper bound from the ELBO log p(x|z_q) + log p(z_q), mean over examples and dimensions"
+                    + (" (+ 8 bits for the 256 levels of dequantised data)" if deq else ""),
+                )
         elif k > 0:
             res.update(_log_px_metrics(latent[-1], k, x[0].numel(), model.likelihood, dequantized, bernoulli_on_grey))
     if bernoulli_on_grey:
         res["likelihood_note"] = metric(
             "Bernoulli likelihood on non-binary data: log p(x) and the ELBO are training objectives, "
-            "not normalised likelihoods; binarise the data to compare likelihoods", "text", "applies to all nats figures")
+            "not normalised likelihoods; binarise the data to compare likelihoods",
+            "text",
+            "applies to all nats figures",
+        )
     return res
 
 
-def _score_batches(model: Any, x: torch.Tensor, y: torch.Tensor | None, names: list[str], k: int, batch_size: int,
-                   seed: int, progress: bool, ctx: Any) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
+def _score_batches(
+    model: Any,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    names: list[str],
+    k: int,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+    ctx: Any,
+) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
     """Score this rank's batches, exchange them with the other ranks, and add them up in batch order.
 
     Returns ({name: sum over all N examples}, (kl_dims (D,) summed, posterior means (N, D), log-variances
@@ -223,37 +266,64 @@ def _score_batches(model: Any, x: torch.Tensor, y: torch.Tensor | None, names: l
     return sums, (kl_dims.sum(0), means, logvars, log_px)
 
 
-def _latent_metrics(sums: dict[str, float], kl_dims: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor,
-                    log_px: torch.Tensor, n: int, seed: int, diagonal: bool = True, discrete: bool = False) -> dict[str, dict[str, Any]]:
+def _latent_metrics(
+    sums: dict[str, float],
+    kl_dims: torch.Tensor,
+    means: torch.Tensor,
+    logvars: torch.Tensor,
+    log_px: torch.Tensor,
+    n: int,
+    seed: int,
+    diagonal: bool = True,
+    discrete: bool = False,
+) -> dict[str, dict[str, Any]]:
     """The KL, the ELBO, active units and, for a diagonal Gaussian posterior, KL per dimension and
     I(x; z) of a VAE over n examples. Other posteriors' `means` are their point codes (`embed`)."""
     res = {"kl": metric(sums["kl"] / n, "nats"), "elbo": metric(sums["elbo"] / n, "nats")}
     if diagonal:
-        res["kl_per_dim"] = metric((kl_dims / n).tolist(), "nats", "KL(q(z_d|x) || N(0, 1)) per latent dimension, mean over examples")
+        res["kl_per_dim"] = metric(
+            (kl_dims / n).tolist(), "nats", "KL(q(z_d|x) || N(0, 1)) per latent dimension, mean over examples"
+        )
     if discrete:  # codebook indices have no variance to speak of
         return res
     activity = means.var(0)  # Cov_x(E_q[z_d]) over the (N, D) posterior means, the IWAE paper's measure
-    res["active_units"] = metric(int((activity > 0.01).sum()), "count", "latent dimensions with Cov_x(E_q[z_d]) > 0.01"
-                                 + ("" if diagonal else " (E_q[z_d] taken as the model's point code)"))
+    res["active_units"] = metric(
+        int((activity > 0.01).sum()),
+        "count",
+        "latent dimensions with Cov_x(E_q[z_d]) > 0.01"
+        + ("" if diagonal else " (E_q[z_d] taken as the model's point code)"),
+    )
     if not diagonal:
         return res
     g = torch.Generator(device=means.device).manual_seed(seed)
-    res["mutual_information"] = metric(mutual_information(means, logvars, generator=g), "nats",
-                                       f"I(x; z) under q, aggregate posterior over the {n} examples (at most log N = {math.log(n):.2f})")
+    res["mutual_information"] = metric(
+        mutual_information(means, logvars, generator=g),
+        "nats",
+        f"I(x; z) under q, aggregate posterior over the {n} examples (at most log N = {math.log(n):.2f})",
+    )
     return res
 
 
-def _log_px_metrics(log_px: torch.Tensor, k: int, dims: int, likelihood: str, dequantized: bool,
-                    bernoulli_on_grey: bool) -> dict[str, dict[str, Any]]:
+def _log_px_metrics(
+    log_px: torch.Tensor, k: int, dims: int, likelihood: str, dequantized: bool, bernoulli_on_grey: bool
+) -> dict[str, dict[str, Any]]:
     """log p(x) (N,) summarised with its standard error, and bits/dim where they mean something:
     a mass function on data in its support, or a density on dequantised 8-bit data."""
     discrete = LIKELIHOODS.get(likelihood).discrete
     lp, n = log_px.double(), len(log_px)
-    res = {"log_px": metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples"),
-           "log_px_stderr": metric(float(lp.std() / math.sqrt(n)) if n > 1 else 0.0, "nats", "standard error of the mean over examples")}
+    res = {
+        "log_px": metric(float(lp.mean()), "nats", f"per example, importance-sampled with K={k}, mean over examples"),
+        "log_px_stderr": metric(
+            float(lp.std() / math.sqrt(n)) if n > 1 else 0.0, "nats", "standard error of the mean over examples"
+        ),
+    }
     if not bernoulli_on_grey and (discrete or dequantized):
-        res["bits_per_dim"] = metric(bits_per_dim(float(lp.mean()), dims, dequantized and not discrete), "bits per dimension",
-                                     "mean over examples and dimensions" + (" (+ 8 bits for the 256 levels of dequantised data)" if dequantized and not discrete else ""))
+        res["bits_per_dim"] = metric(
+            bits_per_dim(float(lp.mean()), dims, dequantized and not discrete),
+            "bits per dimension",
+            "mean over examples and dimensions"
+            + (" (+ 8 bits for the 256 levels of dequantised data)" if dequantized and not discrete else ""),
+        )
     return res
 
 

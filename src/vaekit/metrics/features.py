@@ -35,9 +35,16 @@ class MnistFeatureNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (B, 16, 14, 14)
-            nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 5, 5)
-            nn.Flatten(), nn.Linear(32 * 5 * 5, FEATURES), nn.ReLU())  # (B, 128)
+            nn.Conv2d(1, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # (B, 16, 14, 14)
+            nn.Conv2d(16, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # (B, 32, 5, 5)
+            nn.Flatten(),
+            nn.Linear(32 * 5 * 5, FEATURES),
+            nn.ReLU(),
+        )  # (B, 128)
         self.head = nn.Linear(FEATURES, 10)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,18 +61,24 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def load_mnist_features(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[MnistFeatureNet, str]:
+def load_mnist_features(
+    path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[MnistFeatureNet, str]:
     """The shipped feature network (or the one at `path`) in eval mode, and its SHA-256 (the
     network's id). The shipped file must match the pinned digest."""
     from vaekit.training.checkpoints import _load_tensors
 
     p = Path(path) if path is not None else MNIST_FEATURES_FILE
     if not p.is_file():
-        raise VaekitError(f"feature network '{p}' is missing; reinstall vaekit (or rebuild it: python bench/feature_net.py)")
+        raise VaekitError(
+            f"feature network '{p}' is missing; reinstall vaekit (or rebuild it: python bench/feature_net.py)"
+        )
     digest = file_sha256(p)
     if path is None and digest != MNIST_FEATURES_SHA256:
-        raise VaekitError(f"feature network '{p}' has SHA-256 {digest[:16]}..., not the pinned {str(MNIST_FEATURES_SHA256)[:16]}...; "
-                          "reinstall vaekit")
+        raise VaekitError(
+            f"feature network '{p}' has SHA-256 {digest[:16]}..., not the pinned {str(MNIST_FEATURES_SHA256)[:16]}...; "
+            "reinstall vaekit"
+        )
     net = MnistFeatureNet()
     try:
         net.load_state_dict(_load_tensors(p))
@@ -78,8 +91,20 @@ def load_mnist_features(path: str | Path | None = None, device: str | torch.devi
 # Feature networks for other data: a classifier trained with vaekit, or Inception where it is installed.
 
 FEATURE_FORMAT = "vaekit-feature-network"
-_FEATURE_KEYS = {"format", "format_version", "vaekit_version", "shape", "classes", "width", "data", "epochs", "lr",
-                 "seed", "test_accuracy", "train_size"}
+_FEATURE_KEYS = {
+    "format",
+    "format_version",
+    "vaekit_version",
+    "shape",
+    "classes",
+    "width",
+    "data",
+    "epochs",
+    "lr",
+    "seed",
+    "test_accuracy",
+    "train_size",
+}
 MAX_SIDE = 4096
 
 
@@ -95,17 +120,28 @@ class FeatureNet(nn.Module):
         self.shape, self.classes, self.width = tuple(int(s) for s in shape), int(classes), int(width)
         if len(self.shape) == 3:
             self.body = nn.Sequential(
-                nn.Conv2d(self.shape[0], 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, H/2, W/2)
-                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, H/4, W/4)
-                nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, self.width), nn.ReLU())  # (B, width)
+                nn.Conv2d(self.shape[0], 32, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),  # (B, 32, H/2, W/2)
+                nn.Conv2d(32, 64, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),  # (B, 64, H/4, W/4)
+                nn.AdaptiveAvgPool2d(4),
+                nn.Flatten(),
+                nn.Linear(64 * 16, self.width),
+                nn.ReLU(),
+            )  # (B, width)
         else:
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(self.shape[0], 256), nn.ReLU(),
-                                      nn.Linear(256, self.width), nn.ReLU())  # (B, width)
+            self.body = nn.Sequential(
+                nn.Flatten(), nn.Linear(self.shape[0], 256), nn.ReLU(), nn.Linear(256, self.width), nn.ReLU()
+            )  # (B, width)
         self.head = nn.Linear(self.width, self.classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.shape:
-            raise VaekitError(f"this feature network takes (N, {', '.join(map(str, self.shape))}) data; got {tuple(x.shape)}")
+            raise VaekitError(
+                f"this feature network takes (N, {', '.join(map(str, self.shape))}) data; got {tuple(x.shape)}"
+            )
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,15 +149,25 @@ class FeatureNet(nn.Module):
 
 
 def check_feature_shape(shape: tuple[int, ...], where: str) -> None:
-    ok = (len(shape) == 3 and 1 <= shape[0] <= 64 and all(4 <= s <= MAX_SIDE for s in shape[1:])) or \
-         (len(shape) == 1 and 1 <= shape[0] <= 10**6)
+    ok = (len(shape) == 3 and 1 <= shape[0] <= 64 and all(4 <= s <= MAX_SIDE for s in shape[1:])) or (
+        len(shape) == 1 and 1 <= shape[0] <= 10**6
+    )
     if not ok:
-        raise VaekitError(f"{where}: a feature network takes images (C <= 64 channels, sides 4..{MAX_SIDE}) or vectors "
-                          f"(at most 1,000,000 numbers); got shape {list(shape)}")
+        raise VaekitError(
+            f"{where}: a feature network takes images (C <= 64 channels, sides 4..{MAX_SIDE}) or vectors "
+            f"(at most 1,000,000 numbers); got shape {list(shape)}"
+        )
 
 
-def train_feature_network(x: torch.Tensor, y: torch.Tensor, epochs: int = 5, width: int = FEATURES, seed: int = 0,
-                          batch_size: int = 128, lr: float = 1e-3) -> FeatureNet:
+def train_feature_network(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int = 5,
+    width: int = FEATURES,
+    seed: int = 0,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+) -> FeatureNet:
     """A `FeatureNet` trained on x (N, *shape), labels y (N,) in 0..K-1, with outlier exposure
     (`classifier.train_classifier`), so its top-class probability is also low on non-data."""
     from vaekit.metrics.digit_score import train_classifier
@@ -143,8 +189,15 @@ def save_feature_network(net: FeatureNet, directory: str | Path, info: dict | No
     from vaekit import __version__
     from vaekit.training.checkpoints import _save_tensors, atomic_dir
 
-    meta = {"format": FEATURE_FORMAT, "format_version": 1, "vaekit_version": __version__,
-            "shape": list(net.shape), "classes": net.classes, "width": net.width, **(info or {})}
+    meta = {
+        "format": FEATURE_FORMAT,
+        "format_version": 1,
+        "vaekit_version": __version__,
+        "shape": list(net.shape),
+        "classes": net.classes,
+        "width": net.width,
+        **(info or {}),
+    }
     with atomic_dir(directory) as tmp:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         _save_tensors(net.state_dict(), tmp / "model.safetensors")
@@ -167,8 +220,10 @@ def load_feature_network(directory: str | Path, device: str | torch.device = "cp
     where = d / "config.json"
     meta = _read_json(where)
     if not isinstance(meta, dict) or meta.get("format") != FEATURE_FORMAT:
-        raise VaekitError(f"'{d}' is not a feature network (its config.json lacks \"format\": \"{FEATURE_FORMAT}\"); "
-                          "make one with 'vaekit features train DATA --out DIR'")
+        raise VaekitError(
+            f'\'{d}\' is not a feature network (its config.json lacks "format": "{FEATURE_FORMAT}"); '
+            "make one with 'vaekit features train DATA --out DIR'"
+        )
     unknown = sorted(set(meta) - _FEATURE_KEYS)
     if unknown:
         raise VaekitError(f"'{where}': unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_FEATURE_KEYS))}")
@@ -181,7 +236,9 @@ def load_feature_network(directory: str | Path, device: str | torch.device = "cp
     try:
         net.load_state_dict(_load_tensors(weights))
     except RuntimeError as e:
-        raise VaekitError(f"'{weights}' does not fit the network config.json describes: {str(e).splitlines()[0]}") from None
+        raise VaekitError(
+            f"'{weights}' does not fit the network config.json describes: {str(e).splitlines()[0]}"
+        ) from None
     return net.to(device).eval(), file_sha256(weights)
 
 
@@ -213,15 +270,19 @@ def load_inception(device: str | torch.device = "cpu") -> tuple[InceptionFeature
         import torch_fidelity.feature_extractor_inceptionv3 as tfi
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError:
-        raise VaekitError("the Inception feature network needs torchmetrics and torch-fidelity (with a torchvision that "
-                          "matches your torch): pip install torchmetrics torch-fidelity") from None
+        raise VaekitError(
+            "the Inception feature network needs torchmetrics and torch-fidelity (with a torchvision that "
+            "matches your torch): pip install torchmetrics torch-fidelity"
+        ) from None
     path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
     if not path.is_file():
-        raise VaekitError(f"Inception's weights are not on this machine ('{path}' is missing) and vaekit never downloads "
-                          f"them; put torch-fidelity's {INCEPTION_WEIGHTS} there, or use --features DIR from 'vaekit features train'")
+        raise VaekitError(
+            f"Inception's weights are not on this machine ('{path}' is missing) and vaekit never downloads "
+            f"them; put torch-fidelity's {INCEPTION_WEIGHTS} there, or use --features DIR from 'vaekit features train'"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets one line
+    except Exception as e:
         raise VaekitError(f"cannot read Inception's weights '{path}': {str(e).splitlines()[0][:200]}") from None
     # torch-fidelity would fetch the file itself (and unpickle it without weights_only); hand it the tensors instead.
     with mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: state):
@@ -250,8 +311,10 @@ def load_features(spec: str | Path | None = None, device: str | torch.device = "
         return net, "inception-v3", digest
     p = Path(spec)
     if not p.exists():
-        raise VaekitError(f"feature network '{p}' does not exist; give a directory from 'vaekit features train', "
-                          "'inception', or nothing for the shipped MNIST network")
+        raise VaekitError(
+            f"feature network '{p}' does not exist; give a directory from 'vaekit features train', "
+            "'inception', or nothing for the shipped MNIST network"
+        )
     if p.is_dir():
         net, digest = load_feature_network(p, device)
         return net, f"features '{p.name}'", digest
@@ -259,17 +322,25 @@ def load_features(spec: str | Path | None = None, device: str | torch.device = "
     return net, "mnist-features", digest
 
 
-def train_features(data: str, out: str | Path, epochs: int = 5, width: int = FEATURES, seed: int = 0, lr: float = 1e-3,
-                   device: str | torch.device = "cpu", data_dir: str | None = None) -> dict:
+def train_features(
+    data: str,
+    out: str | Path,
+    epochs: int = 5,
+    width: int = FEATURES,
+    seed: int = 0,
+    lr: float = 1e-3,
+    device: str | torch.device = "cpu",
+    data_dir: str | None = None,
+) -> dict:
     """`vaekit features train DATA --out DIR`: train a `FeatureNet` on a labelled dataset (a name or
     a path, as `data.name` takes), measure its test accuracy, and write it to `out`. Returns what
     config.json records."""
     import time
 
-    from vaekit.training.checkpoints import check_out_folder
-    from vaekit.metrics.digit_score import accuracy
     from vaekit.config import DataConfig
     from vaekit.data.prepared import describe, prepare
+    from vaekit.metrics.digit_score import accuracy
+    from vaekit.training.checkpoints import check_out_folder
 
     out = check_out_folder(out)
     if out.exists() and any(out.iterdir()):
@@ -283,7 +354,13 @@ def train_features(data: str, out: str | Path, epochs: int = 5, width: int = FEA
     t = time.perf_counter()
     net = train_feature_network(d.x_train, d.y_train, epochs=epochs, width=width, seed=seed, lr=lr)
     acc = accuracy(net, d.x_test, d.y_test) if len(d.x_test) else float("nan")
-    info = {"data": describe(cfg), "epochs": epochs, "lr": lr, "seed": seed, "train_size": len(d.x_train),
-            "test_accuracy": acc if acc == acc else None}
+    info = {
+        "data": describe(cfg),
+        "epochs": epochs,
+        "lr": lr,
+        "seed": seed,
+        "train_size": len(d.x_train),
+        "test_accuracy": acc if acc == acc else None,
+    }
     save_feature_network(net.cpu(), out, info)
     return {**info, "seconds": time.perf_counter() - t, "sha256": file_sha256(out / "model.safetensors")}

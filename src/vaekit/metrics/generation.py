@@ -67,8 +67,9 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(fid.compute())
 
 
-def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
-                    seed: int = 0) -> tuple[float, float]:
+def kernel_distance(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID: the unbiased MMD^2 with kernel (x.y / D + 1)^3, mean and standard deviation over
     `subsets` random subsets of `subset_size` points of each set (at most the smaller set's size),
     drawn with `seed`."""
@@ -96,26 +97,52 @@ def nearest_neighbour_scores(real: torch.Tensor, fake: torch.Tensor, k: int = 5)
     return {name: float(v) for name, v in out.items()}
 
 
-def generation_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = 5, kid_subsets: int = 100,
-                       kid_subset_size: int = 1000, seed: int = 0, network: str | None = None) -> dict[str, dict[str, Any]]:
+def generation_metrics(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    k: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+    network: str | None = None,
+) -> dict[str, dict[str, Any]]:
     """All scores between real (N, D) and fake (M, D) features, as vaekit reports metrics:
     {name: {"value", "unit", "reduction"}}; `network` (the feature network's id) is recorded."""
     if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
-        raise VaekitError(f"features must be (N, D) and (M, D) with one D; got {tuple(real.shape)} and {tuple(fake.shape)}")
+        raise VaekitError(
+            f"features must be (N, D) and (M, D) with one D; got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
     if min(len(real), len(fake)) <= k + 1:
-        raise VaekitError(f"generation metrics need more than k + 1 = {k + 1} real and generated samples; "
-                          f"got {len(real)} and {len(fake)}")
+        raise VaekitError(
+            f"generation metrics need more than k + 1 = {k + 1} real and generated samples; "
+            f"got {len(real)} and {len(fake)}"
+        )
     where = f"features of {network}" if network else "features"
     counts = f"{len(real)} real, {len(fake)} generated"
     kid, kid_std = kernel_distance(real, fake, kid_subsets, kid_subset_size, seed)
-    out = {"frechet_distance": {"value": frechet_distance(real, fake), "unit": f"squared distance in {where}",
-                                "reduction": f"Gaussians fitted to {counts}"},
-           "kid": {"value": kid, "unit": "MMD^2, cubic polynomial kernel",
-                   "reduction": f"mean over {kid_subsets} subsets of {min(kid_subset_size, len(real), len(fake))}"},
-           "kid_std": {"value": kid_std, "unit": "MMD^2", "reduction": f"standard deviation over the {kid_subsets} subsets"}}
+    out = {
+        "frechet_distance": {
+            "value": frechet_distance(real, fake),
+            "unit": f"squared distance in {where}",
+            "reduction": f"Gaussians fitted to {counts}",
+        },
+        "kid": {
+            "value": kid,
+            "unit": "MMD^2, cubic polynomial kernel",
+            "reduction": f"mean over {kid_subsets} subsets of {min(kid_subset_size, len(real), len(fake))}",
+        },
+        "kid_std": {
+            "value": kid_std,
+            "unit": "MMD^2",
+            "reduction": f"standard deviation over the {kid_subsets} subsets",
+        },
+    }
     for name, v in nearest_neighbour_scores(real, fake, k).items():
-        out[name] = {"value": v, "unit": "fraction" if name != "density" else "mean ball count / k",
-                     "reduction": f"{k}-nearest-neighbour balls, {counts}"}
+        out[name] = {
+            "value": v,
+            "unit": "fraction" if name != "density" else "mean ball count / k",
+            "reduction": f"{k}-nearest-neighbour balls, {counts}",
+        }
     return out
 
 
@@ -123,14 +150,26 @@ def generation_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = 5, kid_s
 def image_features(net: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """`net.features` of data (N, *shape), in batches: (N, D) float64 on the CPU."""
     device = next(net.parameters()).device
-    return torch.cat([net.features(images[i: i + batch_size].to(device, torch.float32)).double().cpu()
-                      for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [
+            net.features(images[i : i + batch_size].to(device, torch.float32)).double().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
-def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor, n: int = 10000, seed: int = 0,
-                        features: str | None = None, y: torch.Tensor | None = None, sampler: Any = None,
-                        network: tuple[nn.Module, str, str] | None = None,
-                        **kw: Any) -> dict[str, Any]:
+def evaluate_generation(
+    model: Any,
+    real: torch.Tensor,
+    reference: torch.Tensor,
+    n: int = 10000,
+    seed: int = 0,
+    features: str | None = None,
+    y: torch.Tensor | None = None,
+    sampler: Any = None,
+    network: tuple[nn.Module, str, str] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     """Sample quality of `model`'s samples (from its prior, or from `sampler`, a fitted code density of
     `vaekit.models.samplers`) against `n` real test images (N, *shape),
     beside the floor: the same metrics between those test images and `n` other real images
@@ -145,14 +184,24 @@ def evaluate_generation(model: Any, real: torch.Tensor, reference: torch.Tensor,
 
     n = min(n, len(real), len(reference))
     if n <= 6:
-        raise VaekitError(f"generation metrics need at least 7 real images on each side; have {len(real)} and {len(reference)}")
+        raise VaekitError(
+            f"generation metrics need at least 7 real images on each side; have {len(real)} and {len(reference)}"
+        )
     net, name, digest = network or load_features(features)
     network = f"{name} sha256:{digest[:12]}"
     r = image_features(net, real[:n])  # first: a network that does not fit the data says so before any sampling
     g = torch.Generator(device=real.device).manual_seed(seed)
     with torch.no_grad():  # in chunks of 1,000; a conditional model is asked for the test images' labels
-        fake = torch.cat([draw_images(model, sampler, len(c), generator=g, y=None if y is None else y[c.to(y.device)])
-                          for c in torch.arange(n).split(1000)])
-    return {"model": generation_metrics(r, image_features(net, fake), seed=seed, network=network, **kw),
-            "floor": generation_metrics(r, image_features(net, reference[:n]), seed=seed, network=network, **kw),
-            "network": digest, "network_name": name, "n": n}
+        fake = torch.cat(
+            [
+                draw_images(model, sampler, len(c), generator=g, y=None if y is None else y[c.to(y.device)])
+                for c in torch.arange(n).split(1000)
+            ]
+        )
+    return {
+        "model": generation_metrics(r, image_features(net, fake), seed=seed, network=network, **kw),
+        "floor": generation_metrics(r, image_features(net, reference[:n]), seed=seed, network=network, **kw),
+        "network": digest,
+        "network_name": name,
+        "n": n,
+    }

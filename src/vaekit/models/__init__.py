@@ -10,13 +10,22 @@ from typing import Any
 import torch
 
 from vaekit.config import ModelConfig, build_section
-from vaekit.registry import MODELS
-from vaekit.models.autoencoder import Autoencoder, LinearAutoencoder, ModelOutput, VAE
+from vaekit.models.autoencoder import VAE, Autoencoder, LinearAutoencoder, ModelOutput
 from vaekit.models.base import CannotSample, LatentModel
 from vaekit.models.pca import PCA
+from vaekit.registry import MODELS
 
-__all__ = ["LatentModel", "CannotSample", "PCA", "Autoencoder", "LinearAutoencoder", "VAE", "ModelOutput",
-           "build_model", "from_description"]
+__all__ = [
+    "LatentModel",
+    "CannotSample",
+    "PCA",
+    "Autoencoder",
+    "LinearAutoencoder",
+    "VAE",
+    "ModelOutput",
+    "build_model",
+    "from_description",
+]
 
 
 def build_model(cfg: ModelConfig, shape: tuple[int, ...]) -> LatentModel:
@@ -26,9 +35,13 @@ def build_model(cfg: ModelConfig, shape: tuple[int, ...]) -> LatentModel:
     return MODELS.get(cfg.name)(cfg, tuple(shape))
 
 
-def from_description(meta: dict[str, Any], state: dict[str, torch.Tensor],
-                     encoder: torch.nn.Module | None = None, decoder: torch.nn.Module | None = None,
-                     where: str = "the model directory") -> LatentModel:
+def from_description(
+    meta: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    encoder: torch.nn.Module | None = None,
+    decoder: torch.nn.Module | None = None,
+    where: str = "the model directory",
+) -> LatentModel:
     """Rebuild a model from what `describe()` wrote (validated plain data) and its weights.
     A model with custom nets ("custom") needs them passed as encoder and decoder."""
     from vaekit.errors import VaekitError
@@ -41,8 +54,17 @@ def from_description(meta: dict[str, Any], state: dict[str, torch.Tensor],
             raise VaekitError(f"'{where}' holds a model with custom nets: pass encoder= and decoder= to load()")
         extra = {"components": meta.get("components", 5), "num_classes": meta.get("num_classes", 0)}
         if meta["variational"]:
-            model = VAE(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra,
-                        prior=meta.get("prior") or "standard_normal", prior_components=meta.get("prior_components") or None)
+            model = VAE(
+                encoder,
+                decoder,
+                shape,
+                meta["latent_dim"],
+                meta["likelihood"],
+                meta["sigma"],
+                **extra,
+                prior=meta.get("prior") or "standard_normal",
+                prior_components=meta.get("prior_components") or None,
+            )
         else:
             model = Autoencoder(encoder, decoder, shape, meta["latent_dim"], meta["likelihood"], meta["sigma"], **extra)
     else:
@@ -53,8 +75,9 @@ def from_description(meta: dict[str, Any], state: dict[str, torch.Tensor],
     return model
 
 
-def estimate_bytes(cfg: ModelConfig, shape: tuple[int, ...], batch_size: int = 1, samples: int = 1,
-                   training: bool = True) -> int:
+def estimate_bytes(
+    cfg: ModelConfig, shape: tuple[int, ...], batch_size: int = 1, samples: int = 1, training: bool = True
+) -> int:
     """The memory the model a config describes needs, found without allocating it: the model is
     built on PyTorch's "meta" device (shapes only) and run forward on a meta batch of
     `batch_size` x `samples` codes, counting every module's output. Training keeps 4 float32 copies
@@ -110,14 +133,23 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_fits_in_memory(cfg: ModelConfig, shape: tuple[int, ...], batch_size: int = 1, samples: int = 1,
-                         training: bool = True, where: str = "this config") -> None:
+def check_fits_in_memory(
+    cfg: ModelConfig,
+    shape: tuple[int, ...],
+    batch_size: int = 1,
+    samples: int = 1,
+    training: bool = True,
+    where: str = "this config",
+) -> None:
     """Refuse, in one line with the estimate and the machine's memory, a model that cannot fit."""
     from vaekit.errors import VaekitError
 
     need, have = estimate_bytes(cfg, shape, batch_size, samples, training), available_bytes()
     if have is not None and need > have:
-        gib = lambda b: f"{b / 2**30:.1f} GiB"  # noqa: E731
-        raise VaekitError(f"{where} needs about {gib(need)} to {'train' if training else 'load'} (model.latent_dim = {cfg.latent_dim}, "
-                          f"model.hidden = {cfg.hidden}, model.channels = {cfg.channels}, batch {batch_size} x {samples} samples) "
-                          f"but this machine has {gib(have)} available; make the model or the batch smaller")
+        gib = lambda b: f"{b / 2**30:.1f} GiB"
+        raise VaekitError(
+            f"{where} needs about {gib(need)} to {'train' if training else 'load'} (model.latent_dim = "
+            f"{cfg.latent_dim}, "
+            f"model.hidden = {cfg.hidden}, model.channels = {cfg.channels}, batch {batch_size} x {samples} samples) "
+            f"but this machine has {gib(have)} available; make the model or the batch smaller"
+        )

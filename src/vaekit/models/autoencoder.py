@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.models import nets
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
+from vaekit.models import nets
+from vaekit.models.base import LatentModel
 from vaekit.models.likelihoods import Observation, PointMass
 from vaekit.registry import NETS, POSTERIORS, PRIORS
-from vaekit.models.base import LatentModel
 
 
 @dataclass
@@ -71,9 +71,19 @@ class Autoencoder(nn.Module, LatentModel):
     P parameters per dimension. Any `nn.Module`s with those shapes can be plugged in.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, shape: tuple[int, ...], latent_dim: int,
-                 likelihood: str = "gaussian", sigma: float = 1.0, config: ModelConfig | None = None,
-                 *, components: int = 5, num_classes: int = 0):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        shape: tuple[int, ...],
+        latent_dim: int,
+        likelihood: str = "gaussian",
+        sigma: float = 1.0,
+        config: ModelConfig | None = None,
+        *,
+        components: int = 5,
+        num_classes: int = 0,
+    ):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.shape, self.latent_dim = tuple(shape), latent_dim
@@ -118,11 +128,19 @@ class Autoencoder(nn.Module, LatentModel):
 
     def describe(self) -> dict[str, Any]:
         cfg = self.config
-        return {"model": cfg.name if cfg else "custom", "config": dataclasses.asdict(cfg) if cfg else None,
-                "shape": list(self.shape), "latent_dim": self.latent_dim,
-                "likelihood": self.likelihood, "sigma": self.sigma, "variational": self.variational,
-                "components": self.observation.components, "num_classes": self.num_classes,
-                "prior": None, "prior_components": None}
+        return {
+            "model": cfg.name if cfg else "custom",
+            "config": dataclasses.asdict(cfg) if cfg else None,
+            "shape": list(self.shape),
+            "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "sigma": self.sigma,
+            "variational": self.variational,
+            "components": self.observation.components,
+            "num_classes": self.num_classes,
+            "prior": None,
+            "prior_components": None,
+        }
 
 
 class VAE(Autoencoder):
@@ -135,18 +153,39 @@ class VAE(Autoencoder):
 
     variational = True
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, shape: tuple[int, ...], latent_dim: int,
-                 likelihood: str = "gaussian", sigma: float = 1.0, config: ModelConfig | None = None,
-                 *, components: int = 5, num_classes: int = 0, prior: str = "standard_normal",
-                 prior_components: int | None = None):
-        super().__init__(encoder, decoder, shape, latent_dim, likelihood, sigma, config,
-                         components=components, num_classes=num_classes)
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        shape: tuple[int, ...],
+        latent_dim: int,
+        likelihood: str = "gaussian",
+        sigma: float = 1.0,
+        config: ModelConfig | None = None,
+        *,
+        components: int = 5,
+        num_classes: int = 0,
+        prior: str = "standard_normal",
+        prior_components: int | None = None,
+    ):
+        super().__init__(
+            encoder,
+            decoder,
+            shape,
+            latent_dim,
+            likelihood,
+            sigma,
+            config,
+            components=components,
+            num_classes=num_classes,
+        )
         self.prior_name = prior
         self.prior_module = PRIORS.get(prior)(latent_dim, self.shape, prior_components)
         # q(z|x) from the encoder's output: a diagonal Gaussian, or a flow on it (set by the config)
         self.posterior_name = config.posterior if config is not None else "diagonal"
         self.posterior_module = POSTERIORS.get(self.posterior_name)(
-            latent_dim, *((config.flow_steps, config.flow_hidden) if config is not None else ()))
+            latent_dim, *((config.flow_steps, config.flow_hidden) if config is not None else ())
+        )
 
     @property
     def diagonal_posterior(self) -> bool:
@@ -161,7 +200,7 @@ class VAE(Autoencoder):
 
     def encoder_log_variance(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         d = self.latent_dim
-        return self._encode(x, y)[..., d: 2 * d]  # (B, D): the (base) Gaussian's log-variance
+        return self._encode(x, y)[..., d : 2 * d]  # (B, D): the (base) Gaussian's log-variance
 
     def prior(self) -> Distribution:
         """p(z), event shape (D,)."""
@@ -183,7 +222,9 @@ class VAE(Autoencoder):
         return ModelOutput(px=self.decode(z, y), z=z, qz=qz, prior=prior, log_qz=log_qz)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
         """n codes from the prior, decoded to the mean of p(x|z): (n, *shape). A conditional model
         needs y: one label for all n, or (n,) labels."""
         ref = next(self.parameters())
@@ -246,7 +287,9 @@ def _nets(cfg: ModelConfig, shape: tuple[int, ...], out_dim: int, n_cls: int) ->
 
 def _classes(cfg: ModelConfig) -> int:
     if cfg.conditional and not cfg.num_classes:
-        raise VaekitError("model.conditional = true needs model.num_classes (the API fills it in from the data's labels)")
+        raise VaekitError(
+            "model.conditional = true needs model.num_classes (the API fills it in from the data's labels)"
+        )
     return cfg.num_classes if cfg.conditional else 0
 
 
@@ -257,13 +300,33 @@ def build_linear_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> LinearAutoencod
 def build_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
     n_cls = _classes(cfg)
     enc, dec = _nets(cfg, shape, cfg.latent_dim, n_cls)
-    return Autoencoder(enc, dec, shape, cfg.latent_dim, cfg.likelihood, cfg.sigma, cfg,
-                       components=cfg.mixture_components, num_classes=n_cls)
+    return Autoencoder(
+        enc,
+        dec,
+        shape,
+        cfg.latent_dim,
+        cfg.likelihood,
+        cfg.sigma,
+        cfg,
+        components=cfg.mixture_components,
+        num_classes=n_cls,
+    )
 
 
 def build_vae(cfg: ModelConfig, shape: tuple[int, ...]) -> VAE:
     n_cls = _classes(cfg)
     per_dim = POSTERIORS.get(cfg.posterior).params_per_dim  # the mean and the log-variance (and a flow's context)
     enc, dec = _nets(cfg, shape, per_dim * cfg.latent_dim, n_cls)
-    return VAE(enc, dec, shape, cfg.latent_dim, cfg.likelihood, cfg.sigma, cfg, components=cfg.mixture_components,
-               num_classes=n_cls, prior=cfg.prior, prior_components=cfg.prior_components)
+    return VAE(
+        enc,
+        dec,
+        shape,
+        cfg.latent_dim,
+        cfg.likelihood,
+        cfg.sigma,
+        cfg,
+        components=cfg.mixture_components,
+        num_classes=n_cls,
+        prior=cfg.prior,
+        prior_components=cfg.prior_components,
+    )

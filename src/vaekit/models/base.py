@@ -125,8 +125,9 @@ class LatentModel(ABC):
     def can_sample(self) -> bool:
         return self.variational
 
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               y: torch.Tensor | int | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
         """n codes from the prior, decoded to the mean of p(x|z): (n, *shape)."""
         raise CannotSample(f"a {type(self).__name__}, which has no prior to sample from; train a vae")
 
@@ -144,7 +145,7 @@ class LatentModel(ABC):
         diverged run; None for a deterministic encoder."""
         return None
 
-    def init_from_data(self, x: torch.Tensor) -> None:
+    def init_from_data(self, x: torch.Tensor) -> None:  # noqa: B027 -- a hook: nothing to do unless a model overrides it
         """Data-dependent initialisation before training, from the training examples x: (N, *shape)
         (indexable by a tensor of indices; a streamed folder reads them from disk). None by default."""
 

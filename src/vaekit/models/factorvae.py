@@ -40,7 +40,9 @@ def shuffle_dimensions(z: torch.Tensor) -> torch.Tensor:
 class FactorVAE(VAE):
     """A VAE (any prior or posterior) with the total-correlation discriminator."""
 
-    def __init__(self, *args, gamma: float = 35.0, discriminator_hidden: list[int] | tuple[int, ...] = (1000,) * 6, **kwargs):
+    def __init__(
+        self, *args, gamma: float = 35.0, discriminator_hidden: list[int] | tuple[int, ...] = (1000,) * 6, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         layers: list[nn.Module] = []
         width = self.latent_dim
@@ -59,9 +61,14 @@ class FactorVAE(VAE):
     def discriminator_loss(self, z: torch.Tensor) -> torch.Tensor:
         """D's cross-entropy, per example (B,) nats: the codes z (B, D) against their shuffled dimensions."""
         z = z.detach()
-        joint = F.cross_entropy(self.discriminator(z), torch.zeros(len(z), dtype=torch.long, device=z.device), reduction="none")
-        product = F.cross_entropy(self.discriminator(shuffle_dimensions(z)), torch.ones(len(z), dtype=torch.long, device=z.device),
-                                  reduction="none")
+        joint = F.cross_entropy(
+            self.discriminator(z), torch.zeros(len(z), dtype=torch.long, device=z.device), reduction="none"
+        )
+        product = F.cross_entropy(
+            self.discriminator(shuffle_dimensions(z)),
+            torch.ones(len(z), dtype=torch.long, device=z.device),
+            reduction="none",
+        )
         return 0.5 * (joint + product)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, n_samples: int = 1) -> ModelOutput:
@@ -74,6 +81,18 @@ class FactorVAE(VAE):
 def build_factorvae(cfg: ModelConfig, shape: tuple[int, ...]) -> FactorVAE:
     n_cls = _classes(cfg)
     enc, dec = _nets(cfg, shape, POSTERIORS.get(cfg.posterior).params_per_dim * cfg.latent_dim, n_cls)
-    return FactorVAE(enc, dec, shape, cfg.latent_dim, cfg.likelihood, cfg.sigma, cfg, components=cfg.mixture_components,
-                     num_classes=n_cls, prior=cfg.prior, prior_components=cfg.prior_components,
-                     gamma=cfg.tc_gamma, discriminator_hidden=cfg.discriminator_hidden)
+    return FactorVAE(
+        enc,
+        dec,
+        shape,
+        cfg.latent_dim,
+        cfg.likelihood,
+        cfg.sigma,
+        cfg,
+        components=cfg.mixture_components,
+        num_classes=n_cls,
+        prior=cfg.prior,
+        prior_components=cfg.prior_components,
+        gamma=cfg.tc_gamma,
+        discriminator_hidden=cfg.discriminator_hidden,
+    )

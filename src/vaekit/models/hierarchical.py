@@ -34,11 +34,11 @@ from torch.distributions import Distribution, constraints, kl_divergence
 
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
+from vaekit.models.autoencoder import ModelOutput, full_precision
+from vaekit.models.base import LatentModel
 from vaekit.models.likelihoods import JointDraw, Observation, diagonal_normal
 from vaekit.models.nets import ACTIVATIONS
 from vaekit.registry import NETS
-from vaekit.models.autoencoder import ModelOutput, full_precision
-from vaekit.models.base import LatentModel
 
 
 @dataclass
@@ -66,9 +66,20 @@ class HierarchicalVAE(nn.Module, LatentModel):
 
     variational = True
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, shape: tuple[int, ...], latent_dims: list[int],
-                 width: int, likelihood: str, sigma: float = 1.0, config: ModelConfig | None = None,
-                 *, components: int = 5, activation: str = "relu"):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        shape: tuple[int, ...],
+        latent_dims: list[int],
+        width: int,
+        likelihood: str,
+        sigma: float = 1.0,
+        config: ModelConfig | None = None,
+        *,
+        components: int = 5,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.shape, self.latent_dims, self.width = tuple(shape), list(latent_dims), width
@@ -79,7 +90,9 @@ class HierarchicalVAE(nn.Module, LatentModel):
         self.act = act()
         self.up = nn.ModuleList([_cell(width, width, activation) for _ in range(n - 1)])  # d_l -> d_{l+1}
         self.s_top = nn.Parameter(torch.zeros(width))
-        self.prior_heads = nn.ModuleList([nn.Linear(width, 2 * d) for d in latent_dims[:-1]])  # s -> (mu, v) of z_l, l < L
+        self.prior_heads = nn.ModuleList(
+            [nn.Linear(width, 2 * d) for d in latent_dims[:-1]]
+        )  # s -> (mu, v) of z_l, l < L
         self.post_heads = nn.ModuleList([nn.Linear(2 * width, 2 * d) for d in latent_dims])  # [s, d_l] -> (dmu, dv)
         self.cells = nn.ModuleList([_cell(width + d, width, activation) for d in latent_dims])
         for head in [*self.prior_heads, *self.post_heads]:  # q starts at p, p at N(0, I)
@@ -98,15 +111,25 @@ class HierarchicalVAE(nn.Module, LatentModel):
             d.append(d[-1] + full_precision(up(d[-1])))
         return d
 
-    def top_down(self, lead: tuple[int, ...], ds: list[torch.Tensor] | None = None, z: torch.Tensor | None = None,
-                 use_mean: bool = False, generator: torch.Generator | None = None) -> TopDown:
+    def top_down(
+        self,
+        lead: tuple[int, ...],
+        ds: list[torch.Tensor] | None = None,
+        z: torch.Tensor | None = None,
+        use_mean: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> TopDown:
         """One pass from z_L down to the state p(x|z) reads. `lead`: (..., B) or (n,). With `ds`
         (the bottom-up features) the codes come from q(z|x), else from p(z); `z` (..., B, D) gives
         them instead of drawing, `use_mean` takes each layer's conditional mean."""
         ref = self.s_top
         s = self.s_top.expand(*lead, self.width)  # (..., B, H)
         given = z.split(self.latent_dims, -1) if z is not None else None
-        zs, kls, logvars = [None] * len(self.latent_dims), [None] * len(self.latent_dims), [None] * len(self.latent_dims)
+        zs, kls, logvars = (
+            [None] * len(self.latent_dims),
+            [None] * len(self.latent_dims),
+            [None] * len(self.latent_dims),
+        )
         log_q = torch.zeros(lead, device=ref.device, dtype=ref.dtype) if ds is not None else None
         log_p = torch.zeros(lead, device=ref.device, dtype=ref.dtype)
         for l in reversed(range(len(self.latent_dims))):
@@ -152,7 +175,9 @@ class HierarchicalVAE(nn.Module, LatentModel):
         return self.top_down(tuple(x.shape[:1]), self.bottom_up(x), use_mean=True).z  # (B, D)
 
     def encoder_log_variance(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.top_down(tuple(x.shape[:1]), self.bottom_up(x), use_mean=True).logvars  # (B, D), along the mean path
+        return self.top_down(
+            tuple(x.shape[:1]), self.bottom_up(x), use_mean=True
+        ).logvars  # (B, D), along the mean path
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """z: (..., B, D) -> p(x|z) with batch shape (..., B)."""
@@ -169,20 +194,38 @@ class HierarchicalVAE(nn.Module, LatentModel):
         ds = self.bottom_up(x)
         lead = (len(x),) if n_samples == 1 else (n_samples, len(x))
         td = self.top_down(lead, ds)
-        return ModelOutput(px=self._px(td.s), z=td.z, qz=HierarchicalPosterior(self, ds), prior=None,
-                           log_qz=td.log_q, log_pz=td.log_p, kl_parts=dict(zip(self.kl_parts, td.kl)))
+        return ModelOutput(
+            px=self._px(td.s),
+            z=td.z,
+            qz=HierarchicalPosterior(self, ds),
+            prior=None,
+            log_qz=td.log_q,
+            log_pz=td.log_p,
+            kl_parts=dict(zip(self.kl_parts, td.kl)),
+        )
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
         """n codes drawn top-down from p(z), decoded to the mean of p(x|z): (n, *shape)."""
         return self._px(self.top_down((n,), generator=generator).s).mean
 
     def describe(self) -> dict[str, Any]:
         cfg = self.config
-        return {"model": cfg.name if cfg else "custom", "config": dataclasses.asdict(cfg) if cfg else None,
-                "shape": list(self.shape), "latent_dim": self.latent_dim, "likelihood": self.likelihood,
-                "sigma": self.sigma, "variational": True, "components": self.observation.components, "num_classes": 0,
-                "prior": "hierarchical", "prior_components": None}
+        return {
+            "model": cfg.name if cfg else "custom",
+            "config": dataclasses.asdict(cfg) if cfg else None,
+            "shape": list(self.shape),
+            "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "sigma": self.sigma,
+            "variational": True,
+            "components": self.observation.components,
+            "num_classes": 0,
+            "prior": "hierarchical",
+            "prior_components": None,
+        }
 
 
 class _TopDownDistribution(Distribution):
@@ -229,14 +272,28 @@ class HierarchicalPrior(_TopDownDistribution):
 
 def build_hvae(cfg: ModelConfig, shape: tuple[int, ...]) -> HierarchicalVAE:
     if cfg.conditional:
-        raise VaekitError("config key 'model.conditional': the hierarchical VAE ('hvae') is not conditional; use model.name = 'vae'")
+        raise VaekitError(
+            "config key 'model.conditional': the hierarchical VAE ('hvae') is not conditional; use model.name = 'vae'"
+        )
     if cfg.prior != "standard_normal" or cfg.posterior != "diagonal":
         key = "prior" if cfg.prior != "standard_normal" else "posterior"
-        raise VaekitError(f"config key 'model.{key}': the hierarchical VAE has its own (top-down) {key}; leave it unset")
+        raise VaekitError(
+            f"config key 'model.{key}': the hierarchical VAE has its own (top-down) {key}; leave it unset"
+        )
     dims = cfg.latent_dims or [cfg.latent_dim, cfg.latent_dim]
     width = cfg.hidden[-1] if cfg.hidden else cfg.latent_dim
     pshape = Observation(cfg.likelihood, shape, cfg.sigma, cfg.mixture_components).param_shape()
     nets_cfg = dataclasses.replace(cfg, latent_dim=width, hidden=cfg.hidden[:-1])  # the state in place of the code
     enc, dec = NETS.get(cfg.arch)(nets_cfg, shape, width, 0, pshape)
-    return HierarchicalVAE(enc, dec, shape, dims, width, cfg.likelihood, cfg.sigma, cfg,
-                           components=cfg.mixture_components, activation=cfg.activation)
+    return HierarchicalVAE(
+        enc,
+        dec,
+        shape,
+        dims,
+        width,
+        cfg.likelihood,
+        cfg.sigma,
+        cfg,
+        components=cfg.mixture_components,
+        activation=cfg.activation,
+    )

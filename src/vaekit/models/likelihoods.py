@@ -18,8 +18,8 @@ decoder emits ``params_per_dim`` numbers per data dimension, stacked along the f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -165,7 +165,7 @@ class DiscretizedLogistic(Distribution):
         with torch.no_grad():
             m = self.logit_weights.shape[0]
             comp = torch.distributions.Categorical(logits=self.logit_weights.movedim(0, -1)).sample(sample_shape)
-            pick = lambda t: torch.gather(t.movedim(0, -1).expand(*shape, m), -1, comp.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+            pick = lambda t: torch.gather(t.movedim(0, -1).expand(*shape, m), -1, comp.unsqueeze(-1)).squeeze(-1)
             u = torch.rand(shape, device=self.loc.device, dtype=self.loc.dtype).clamp(1e-5, 1 - 1e-5)
             x = pick(self.loc) + torch.exp(pick(self.log_scale)) * (torch.log(u) - torch.log1p(-u))
             return torch.round(x.clamp(0, 1) * (self.levels - 1)) / (self.levels - 1)
@@ -180,31 +180,35 @@ class Family:
     scale: "shared" or "pixel" when the family learns a log-sigma (one, or one per dimension).
     discrete: a mass function (its log p(x) gives bits/dim of the data directly)."""
 
-    build: Callable[[torch.Tensor, "Observation"], Distribution]
+    build: Callable[[torch.Tensor, Observation], Distribution]
     discrete: bool = False
     scale: str | None = None
     params_per_dim: Callable[[int], int] = lambda components: 1
 
 
-def _events(obs: "Observation") -> int:
+def _events(obs: Observation) -> int:
     return len(obs.shape)
 
 
-def _gaussian(params: torch.Tensor, obs: "Observation") -> Distribution:
+def _gaussian(params: torch.Tensor, obs: Observation) -> Distribution:
     scale = obs.sigma if obs.family.scale is None else torch.exp(obs.log_sigma.clamp_min(MIN_LOG_SCALE))
     if not isinstance(scale, float):
         scale = scale.expand_as(params)
     return Independent(Normal(params, scale, validate_args=False), _events(obs), validate_args=False)
 
 
-def _logistic(params: torch.Tensor, obs: "Observation") -> Distribution:
+def _logistic(params: torch.Tensor, obs: Observation) -> Distribution:
     loc, log_scale = params
-    return Independent(DiscretizedLogistic(torch.zeros_like(loc)[None], loc[None], log_scale[None]), _events(obs), validate_args=False)
+    return Independent(
+        DiscretizedLogistic(torch.zeros_like(loc)[None], loc[None], log_scale[None]), _events(obs), validate_args=False
+    )
 
 
-def _logistic_mixture(params: torch.Tensor, obs: "Observation") -> Distribution:
+def _logistic_mixture(params: torch.Tensor, obs: Observation) -> Distribution:
     m = obs.components  # mixture: weights, locations, log-scales, M of each
-    return Independent(DiscretizedLogistic(params[:m], params[m:2 * m], params[2 * m:]), _events(obs), validate_args=False)
+    return Independent(
+        DiscretizedLogistic(params[:m], params[m : 2 * m], params[2 * m :]), _events(obs), validate_args=False
+    )
 
 
 BERNOULLI = Family(lambda p, obs: IndependentBernoulli(p, _events(obs)), discrete=True)
@@ -213,7 +217,9 @@ GAUSSIAN = Family(_gaussian)
 GAUSSIAN_SHARED = Family(_gaussian, scale="shared")
 GAUSSIAN_PIXEL = Family(_gaussian, scale="pixel")
 DISCRETIZED_LOGISTIC = Family(_logistic, discrete=True, params_per_dim=lambda components: 2)
-DISCRETIZED_LOGISTIC_MIXTURE = Family(_logistic_mixture, discrete=True, params_per_dim=lambda components: 3 * components)
+DISCRETIZED_LOGISTIC_MIXTURE = Family(
+    _logistic_mixture, discrete=True, params_per_dim=lambda components: 3 * components
+)
 
 
 class Observation(nn.Module):
@@ -250,7 +256,9 @@ class Observation(nn.Module):
 def make_likelihood(name: str, params: torch.Tensor, event_dims: int, sigma: float = 1.0) -> Distribution:
     """p(x|z) for a parameter-free likelihood: params (..., *shape), event over the last `event_dims`."""
     if name not in ("bernoulli", "continuous_bernoulli", "gaussian"):
-        raise ValueError(f"make_likelihood covers bernoulli, continuous_bernoulli and gaussian; '{name}' needs an Observation")
+        raise ValueError(
+            f"make_likelihood covers bernoulli, continuous_bernoulli and gaussian; '{name}' needs an Observation"
+        )
     return Observation(name, tuple(params.shape[-event_dims:]), sigma)(params)
 
 
@@ -270,7 +278,9 @@ class JointDraw:
         raise NotImplementedError
 
 
-def sample_with_log_prob(q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sample_with_log_prob(
+    q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Codes drawn from q with their log-density when q draws them together (`JointDraw`), else
     (q.sample(shape), None): the caller then scores the codes it keeps with q.log_prob."""
     if isinstance(q, JointDraw):
@@ -325,16 +335,33 @@ def fit_problem(name: str, x: torch.Tensor, levels: int | None, dequantized: boo
     """
     lo, hi = float(x.min()), float(x.max())
     if name in ("bernoulli", "continuous_bernoulli") and (lo < 0 or hi > 1):
-        return f"model.likelihood = '{name}' needs data in [0, 1], found [{lo:.3g}, {hi:.3g}]; use a Gaussian or data.scaling = 'minmax'", False
+        return (
+            f"model.likelihood = '{name}' needs data in [0, 1], found [{lo:.3g}, {hi:.3g}]; use a Gaussian or "
+            f"data.scaling = 'minmax'",
+            False,
+        )
     if name.startswith("discretized_logistic") and (levels != 256 or dequantized):
-        return (f"model.likelihood = '{name}' models 8-bit data (256 levels); this data is "
-                + ("dequantised (set data.dequantize = 'none')" if dequantized else "not 8-bit (use a Gaussian or continuous_bernoulli)")), False
-    if name == "bernoulli" and levels != 2 and not bool(((x == 0) | (x == 1)).all()):  # levels 2: binarised (dynamically too)
-        return ("model.likelihood = 'bernoulli' on non-binary values: its log p(x) is not a likelihood of this data; "
-                "set data.binarize = 'dynamic', use 'continuous_bernoulli', or set model.likelihood_check = false to train on "
-                "cross-entropy anyway (the tutorial's loss)"), True
+        return (
+            f"model.likelihood = '{name}' models 8-bit data (256 levels); this data is "
+            + (
+                "dequantised (set data.dequantize = 'none')"
+                if dequantized
+                else "not 8-bit (use a Gaussian or continuous_bernoulli)"
+            )
+        ), False
+    if (
+        name == "bernoulli" and levels != 2 and not bool(((x == 0) | (x == 1)).all())
+    ):  # levels 2: binarised (dynamically too)
+        return (
+            "model.likelihood = 'bernoulli' on non-binary values: its log p(x) is not a likelihood of this data; "
+            "set data.binarize = 'dynamic', use 'continuous_bernoulli', or set model.likelihood_check = false to train "
+            "on "
+            "cross-entropy anyway (the tutorial's loss)"
+        ), True
     if name in GAUSSIANS and levels == 256 and not dequantized:
-        return (f"model.likelihood = '{name}' on 8-bit data without dequantisation: a density on discrete values "
-                "is not a likelihood (a learned sigma can shrink without bound); set data.dequantize = 'uniform', "
-                "or model.likelihood_check = false"), True
+        return (
+            f"model.likelihood = '{name}' on 8-bit data without dequantisation: a density on discrete values "
+            "is not a likelihood (a learned sigma can shrink without bound); set data.dequantize = 'uniform', "
+            "or model.likelihood_check = false"
+        ), True
     return None

@@ -64,8 +64,16 @@ def mlp(sizes: list[int], activation: str = "relu", block: str = "plain", dropou
 class MLPEncoder(nn.Module):
     """(B, *shape) [+ (B, cond_dim)] -> (B, out_dim) through hidden layers."""
 
-    def __init__(self, shape: tuple[int, ...], hidden: list[int], out_dim: int, activation: str = "relu",
-                 block: str = "plain", cond_dim: int = 0, dropout: float = 0.0):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        hidden: list[int],
+        out_dim: int,
+        activation: str = "relu",
+        block: str = "plain",
+        cond_dim: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.net = mlp([math.prod(shape) + cond_dim, *hidden, out_dim], activation, block, dropout)
 
@@ -79,8 +87,15 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """(B, D) -> (B, *shape): hidden layers in the given order (pass them reversed for a mirror)."""
 
-    def __init__(self, latent_dim: int, hidden: list[int], shape: tuple[int, ...], activation: str = "relu",
-                 block: str = "plain", dropout: float = 0.0):
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: list[int],
+        shape: tuple[int, ...],
+        activation: str = "relu",
+        block: str = "plain",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.shape = tuple(shape)
         self.net = mlp([latent_dim, *hidden, math.prod(shape)], activation, block, dropout)
@@ -100,8 +115,9 @@ def _halvings(h: int, w: int, n: int) -> list[tuple[int, int]]:
 class ConvEncoder(nn.Module):
     """(B, C, H, W) [+ (B, cond_dim)] -> (B, out_dim): stride-2 3x3 convolutions, then a linear layer."""
 
-    def __init__(self, shape: tuple[int, ...], channels: list[int], out_dim: int, activation: str = "relu",
-                 cond_dim: int = 0):
+    def __init__(
+        self, shape: tuple[int, ...], channels: list[int], out_dim: int, activation: str = "relu", cond_dim: int = 0
+    ):
         super().__init__()
         if len(shape) != 3:
             raise ValueError(f"convolutional encoder needs (C, H, W) input, got {shape}")
@@ -168,8 +184,15 @@ class ResNetEncoder(nn.Module):
     stride-2 convolution to the next width (the last stage halves into channels[-1]); a linear head.
     """
 
-    def __init__(self, shape: tuple[int, ...], channels: list[int], depth: int, out_dim: int,
-                 activation: str = "relu", cond_dim: int = 0):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        channels: list[int],
+        depth: int,
+        out_dim: int,
+        activation: str = "relu",
+        cond_dim: int = 0,
+    ):
         super().__init__()
         if len(shape) != 3:
             raise ValueError(f"ResNet encoder needs (C, H, W) input, got {shape}")
@@ -177,7 +200,10 @@ class ResNetEncoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(c, channels[0], 3, padding=1)]
         for s, width in enumerate(channels):
             layers += [ResBlock(width, activation) for _ in range(depth)]
-            layers += [ACTIVATIONS[activation](), nn.Conv2d(width, channels[min(s + 1, len(channels) - 1)], 3, stride=2, padding=1)]
+            layers += [
+                ACTIVATIONS[activation](),
+                nn.Conv2d(width, channels[min(s + 1, len(channels) - 1)], 3, stride=2, padding=1),
+            ]
         self.body = nn.Sequential(*layers, ACTIVATIONS[activation]())
         hl, wl = _halvings(h, w, len(channels))[-1]
         self.head = nn.Linear(channels[-1] * hl * wl + cond_dim, out_dim)
@@ -191,8 +217,9 @@ class ResNetDecoder(nn.Module):
     """(B, D) -> (B, C, H, W): the encoder mirrored, with stride-2 transposed convolutions landing on
     the exact sizes the encoder saw, and a 3x3 convolution to the C output channels."""
 
-    def __init__(self, latent_dim: int, channels: list[int], depth: int, shape: tuple[int, ...],
-                 activation: str = "relu"):
+    def __init__(
+        self, latent_dim: int, channels: list[int], depth: int, shape: tuple[int, ...], activation: str = "relu"
+    ):
         super().__init__()
         if len(shape) != 3:
             raise ValueError(f"ResNet decoder needs (C, H, W) output, got {shape}")
@@ -204,9 +231,17 @@ class ResNetDecoder(nn.Module):
         layers: list[nn.Module] = []
         for i, width in enumerate(chans):
             (hi, wi), (ht, wt) = sizes[-1 - i], sizes[-2 - i]
-            layers += [ACTIVATIONS[activation](),
-                       nn.ConvTranspose2d(chans[max(i - 1, 0)], width, 3, stride=2, padding=1,
-                                          output_padding=(ht - (2 * hi - 1), wt - (2 * wi - 1)))]
+            layers += [
+                ACTIVATIONS[activation](),
+                nn.ConvTranspose2d(
+                    chans[max(i - 1, 0)],
+                    width,
+                    3,
+                    stride=2,
+                    padding=1,
+                    output_padding=(ht - (2 * hi - 1), wt - (2 * wi - 1)),
+                ),
+            ]
             layers += [ResBlock(width, activation) for _ in range(depth)]
         layers += [ACTIVATIONS[activation](), nn.Conv2d(chans[-1], c_out, 3, padding=1)]
         self.body = nn.Sequential(*layers)
@@ -219,14 +254,19 @@ class GridEncoder(nn.Module):
     """(B, C, H, W) -> (B, out_channels, H_L, W_L): stride-2 3x3 convolutions, `depth` residual blocks,
     a 1x1 convolution. The code keeps a spatial grid (a VQ-VAE quantises each of its H_L W_L vectors)."""
 
-    def __init__(self, shape: tuple[int, ...], channels: list[int], depth: int, out_channels: int, activation: str = "relu"):
+    def __init__(
+        self, shape: tuple[int, ...], channels: list[int], depth: int, out_channels: int, activation: str = "relu"
+    ):
         super().__init__()
         c = shape[0]
         layers: list[nn.Module] = []
         for i, cout in enumerate(channels):
             layers += ([ACTIVATIONS[activation]()] if i else []) + [nn.Conv2d(c, cout, 3, stride=2, padding=1)]
             c = cout
-        layers += [ResBlock(c, activation) for _ in range(depth)] + [ACTIVATIONS[activation](), nn.Conv2d(c, out_channels, 1)]
+        layers += [ResBlock(c, activation) for _ in range(depth)] + [
+            ACTIVATIONS[activation](),
+            nn.Conv2d(c, out_channels, 1),
+        ]
         self.body = nn.Sequential(*layers)
         self.grid = _halvings(shape[1], shape[2], len(channels))[-1]
 
@@ -238,17 +278,25 @@ class GridDecoder(nn.Module):
     """(B, in_channels, H_L, W_L) -> (B, *param_shape): a 1x1 convolution, residual blocks, then
     stride-2 transposed convolutions back to H x W."""
 
-    def __init__(self, in_channels: int, channels: list[int], depth: int, shape: tuple[int, ...], activation: str = "relu"):
+    def __init__(
+        self, in_channels: int, channels: list[int], depth: int, shape: tuple[int, ...], activation: str = "relu"
+    ):
         super().__init__()
         c_out, h, w = shape
         sizes = _halvings(h, w, len(channels))
         chans = list(reversed(channels))
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, chans[0], 1)] + [ResBlock(chans[0], activation) for _ in range(depth)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, chans[0], 1)] + [
+            ResBlock(chans[0], activation) for _ in range(depth)
+        ]
         for i in range(len(chans)):
             (hi, wi), (ht, wt) = sizes[-1 - i], sizes[-2 - i]
             cout = chans[i + 1] if i + 1 < len(chans) else c_out
-            layers += [ACTIVATIONS[activation](), nn.ConvTranspose2d(chans[i], cout, 3, stride=2, padding=1,
-                                                                    output_padding=(ht - (2 * hi - 1), wt - (2 * wi - 1)))]
+            layers += [
+                ACTIVATIONS[activation](),
+                nn.ConvTranspose2d(
+                    chans[i], cout, 3, stride=2, padding=1, output_padding=(ht - (2 * hi - 1), wt - (2 * wi - 1))
+                ),
+            ]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -260,14 +308,19 @@ class GridDecoder(nn.Module):
 # encoder maps (B, *shape) [+ (B, cond_dim)] -> (B, out_dim) and the decoder (B, D + cond_dim) ->
 # (B, *param_shape), D = cfg.latent_dim. The encoder is built first (the order fixes the initial weights).
 
+
 def _image_only(cfg, shape: tuple[int, ...]) -> None:
     if len(shape) != 3:
-        raise VaekitError(f"model.arch = '{cfg.arch}' needs image data (C, H, W); this data has shape {shape}; use 'mlp'")
+        raise VaekitError(
+            f"model.arch = '{cfg.arch}' needs image data (C, H, W); this data has shape {shape}; use 'mlp'"
+        )
 
 
 def build_mlp(cfg, shape: tuple[int, ...], out_dim: int, cond_dim: int, param_shape: tuple[int, ...]):
     enc = MLPEncoder(shape, cfg.hidden, out_dim, cfg.activation, cfg.block, cond_dim=cond_dim, dropout=cfg.dropout)
-    dec = MLPDecoder(cfg.latent_dim + cond_dim, list(reversed(cfg.hidden)), param_shape, cfg.activation, cfg.block, cfg.dropout)
+    dec = MLPDecoder(
+        cfg.latent_dim + cond_dim, list(reversed(cfg.hidden)), param_shape, cfg.activation, cfg.block, cfg.dropout
+    )
     return enc, dec
 
 

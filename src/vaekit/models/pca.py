@@ -25,8 +25,8 @@ import torch
 from torch.distributions import Distribution, Independent, Normal
 
 from vaekit.errors import VaekitError
-from vaekit.models.likelihoods import PointMass
 from vaekit.models.base import LatentModel
+from vaekit.models.likelihoods import PointMass
 
 SOLVERS = ("covariance_eigh", "svd")
 
@@ -51,7 +51,7 @@ class PCA(LatentModel):
         self.n_components, self.whiten, self.solver = n_components, whiten, solver
 
     # -- fitting --------------------------------------------------------------------------------
-    def fit(self, X: torch.Tensor) -> "PCA":
+    def fit(self, X: torch.Tensor) -> PCA:
         self.shape_ = tuple(X.shape[1:])
         X = X.reshape(len(X), -1)
         n, f = X.shape
@@ -132,7 +132,7 @@ class PCA(LatentModel):
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.score_samples(x)
 
-    def eval(self) -> "PCA":
+    def eval(self) -> PCA:
         return self  # nothing behaves differently in evaluation; here so that every model has it
 
     def describe(self) -> dict[str, Any]:
@@ -146,7 +146,9 @@ class PCA(LatentModel):
         lam = self.eigenvalues_[:q]
         s2 = self.noise_variance_
         if q < f and not s2 > 0:
-            raise ValueError("noise variance is zero (data lies in a q-dimensional subspace): log-likelihood is infinite")
+            raise ValueError(
+                "noise variance is zero (data lies in a q-dimensional subspace): log-likelihood is infinite"
+            )
         c = Xc @ self.components_.T  # (N, q)
         quad = (c**2 / lam).sum(1)
         logdet = lam.log().sum()
@@ -163,29 +165,46 @@ class PCA(LatentModel):
     def state_dict(self) -> dict[str, torch.Tensor]:
         if not hasattr(self, "mean_"):
             raise VaekitError("this PCA is not fitted: call fit(X) first")
-        keys = ("mean_", "components_", "eigenvalues_", "explained_variance_", "explained_variance_ratio_", "noise_variance_")
+        keys = (
+            "mean_",
+            "components_",
+            "eigenvalues_",
+            "explained_variance_",
+            "explained_variance_ratio_",
+            "noise_variance_",
+        )
         return {k: getattr(self, k).contiguous() for k in keys}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> "PCA":
+    def load_state_dict(self, state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> PCA:
         """The state `state_dict` wrote, for data of `shape`: exactly its six tensors, floating point,
         of the sizes n_components and prod(shape) give (ValueError naming the first that is not)."""
         f, q = math.prod(shape), self.n_components
-        sizes = {"mean_": (f,), "components_": (q, f), "eigenvalues_": (f,), "explained_variance_": (q,),
-                 "explained_variance_ratio_": (q,), "noise_variance_": ()}
+        sizes = {
+            "mean_": (f,),
+            "components_": (q, f),
+            "eigenvalues_": (f,),
+            "explained_variance_": (q,),
+            "explained_variance_ratio_": (q,),
+            "noise_variance_": (),
+        }
         if set(state) != set(sizes):
             wrong = sorted(set(state) ^ set(sizes))
-            raise ValueError(f"a PCA holds the tensors {', '.join(sizes)}; this state {'lacks' if wrong[0] in sizes else 'adds'} "
-                             f"'{wrong[0]}'")
+            raise ValueError(
+                f"a PCA holds the tensors {', '.join(sizes)}; this state {'lacks' if wrong[0] in sizes else 'adds'} "
+                f"'{wrong[0]}'"
+            )
         for k, size in sizes.items():
             if tuple(state[k].shape) != size or not state[k].is_floating_point():
-                raise ValueError(f"tensor '{k}' is {str(state[k].dtype).removeprefix('torch.')} {tuple(state[k].shape)}; "
-                                 f"a PCA of {q} components over {f} values holds floating point {size}")
+                raise ValueError(
+                    f"tensor '{k}' is {str(state[k].dtype).removeprefix('torch.')} {tuple(state[k].shape)}; "
+                    f"a PCA of {q} components over {f} values holds floating point {size}"
+                )
         for k in sizes:
             setattr(self, k, state[k])
         self.shape_ = tuple(shape)
         return self
 
-    def to(self, device: torch.device | str) -> "PCA":
+    def to(self, device: torch.device | str) -> PCA:
         for k, v in self.state_dict().items():
             setattr(self, k, v.to(device))
         return self

@@ -95,8 +95,10 @@ def _zuko():
     try:
         import zuko
     except ImportError:
-        raise VaekitError("a flow posterior (model.posterior = 'iaf' or 'nsf') needs the 'zuko' package: "
-                          "pip install \"vaekit[flows]\"") from None
+        raise VaekitError(
+            "a flow posterior (model.posterior = 'iaf' or 'nsf') needs the 'zuko' package: "
+            'pip install "vaekit[flows]"'
+        ) from None
     return zuko
 
 
@@ -111,13 +113,15 @@ class _Flow(nn.Module):
         super().__init__()
         zuko = _zuko()
         self.latent_dim = latent_dim
-        self.flow = getattr(zuko.flows, self.flow_class)(features=latent_dim, context=latent_dim, transforms=steps,
-                                                         hidden_features=tuple(hidden))
+        self.flow = getattr(zuko.flows, self.flow_class)(
+            features=latent_dim, context=latent_dim, transforms=steps, hidden_features=tuple(hidden)
+        )
 
     @classmethod
     def parameter_count(cls, latent_dim: int, steps: int, hidden: list[int] | tuple[int, ...]) -> int:
         """About how many weights the flow has, without building it: each step a masked MLP from the code
-        and the context (2D inputs) through `hidden` to P outputs per dimension (P = 2 affine, 3 * 8 - 1 for a spline of 8 bins)."""
+        and the context (2D inputs) through `hidden` to P outputs per dimension (P = 2 affine, 3 * 8 - 1 for a
+        spline of 8 bins)."""
         sizes = [2 * latent_dim, *hidden, (2 if cls.flow_class == "MAF" else 23) * latent_dim]
         return steps * sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 

@@ -17,14 +17,13 @@ estimate log q(z|x) - log p(z) at the sampled z, which is unbiased.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from vaekit.models.likelihoods import standard_normal
-
 
 
 class GaussianMixture(MixtureSameFamily):
@@ -44,9 +43,9 @@ class GaussianMixture(MixtureSameFamily):
         base = self.component_distribution.base_dist
         prec = base.scale.pow(-2)  # (K, D)
         d = z.shape[-1]
-        const = -0.5 * ((base.loc ** 2 * prec).sum(-1) + 2 * base.scale.log().sum(-1) + d * math.log(2 * math.pi))  # (K,)
+        const = -0.5 * ((base.loc**2 * prec).sum(-1) + 2 * base.scale.log().sum(-1) + d * math.log(2 * math.pi))  # (K,)
         flat = z.reshape(-1, d)  # (N, D)
-        log_comp = -0.5 * (flat ** 2) @ prec.T + flat @ (base.loc * prec).T + const  # (N, K)
+        log_comp = -0.5 * (flat**2) @ prec.T + flat @ (base.loc * prec).T + const  # (N, K)
         log_w = torch.log_softmax(self.mixture_distribution.logits, -1)
         return torch.logsumexp(log_comp + log_w, -1).view(z.shape[:-1])
 

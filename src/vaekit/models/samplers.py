@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, MultivariateNormal
@@ -65,7 +66,9 @@ class FittedMixture(Prior):
         return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), comp, validate_args=False)
 
     @torch.no_grad()
-    def draw(self, n: int, encode: Callable | None, generator: torch.Generator | None, ref: torch.Tensor) -> torch.Tensor:
+    def draw(
+        self, n: int, encode: Callable | None, generator: torch.Generator | None, ref: torch.Tensor
+    ) -> torch.Tensor:
         """n codes (n, D): a component by its weight, then m_k + L_k e with e ~ N(0, I)."""
         idx = torch.multinomial(self.logits.softmax(0), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.loc.shape[1], 1, generator=generator, device=self.loc.device, dtype=self.loc.dtype)
@@ -84,7 +87,9 @@ class TwoStage(Prior):
         raise VaekitError("the two-stage sampler has no closed-form density; it only draws codes")
 
     @torch.no_grad()
-    def draw(self, n: int, encode: Callable | None, generator: torch.Generator | None, ref: torch.Tensor) -> torch.Tensor:
+    def draw(
+        self, n: int, encode: Callable | None, generator: torch.Generator | None, ref: torch.Tensor
+    ) -> torch.Tensor:
         return self.inner.sample(n, generator=generator).to(device=ref.device, dtype=ref.dtype)
 
 
@@ -97,20 +102,32 @@ def fit_two_stage(z: torch.Tensor, epochs: int = 30, seed: int = 0, hidden: tupl
     from vaekit.training.loop import fit
 
     d = z.shape[1]
-    data = prepare(DataConfig(name="codes", val_size=max(1, len(z) // 10), scaling="none", test_size=1),
-                   raw=(z.float().numpy(), None, None, None))
+    data = prepare(
+        DataConfig(name="codes", val_size=max(1, len(z) // 10), scaling="none", test_size=1),
+        raw=(z.float().numpy(), None, None, None),
+    )
     cfg = build_section("model", {"latent_dim": d, "hidden": list(hidden), "likelihood": "gaussian_shared"})
     torch.manual_seed(seed)
     inner = build_model(cfg, (d,))
-    tcfg = build_section("train", {"epochs": epochs, "batch_size": 128, "lr": 1e-3, "schedule": "cosine",
-                                   "seed": seed, "progress": False, "eval_k": 0})
+    tcfg = build_section(
+        "train",
+        {
+            "epochs": epochs,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "schedule": "cosine",
+            "seed": seed,
+            "progress": False,
+            "eval_k": 0,
+        },
+    )
     return TwoStage(fit(inner, data, tcfg).model.eval())
 
 
 @torch.no_grad()
 def codes_of(model: Any, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """model.embed of every example of x (N, *shape), in batches: (N, D) float64 on the CPU."""
-    return torch.cat([model.embed(x[i: i + batch_size]).double().cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([model.embed(x[i : i + batch_size]).double().cpu() for i in range(0, len(x), batch_size)])
 
 
 def fit_sampler(model: Any, x: torch.Tensor, spec: str, seed: int = 0) -> Prior:
@@ -129,10 +146,17 @@ def fit_codes(z: torch.Tensor, spec: str, seed: int = 0, device: str | torch.dev
     if kind == "two-stage":
         return fit_two_stage(z, seed=seed).to(device)
     if len(z) <= max(k, z.shape[1]):
-        raise VaekitError(f"fitting '{spec}' to {z.shape[1]}-dimensional codes needs more than {max(k, z.shape[1])} examples; got {len(z)}")
+        raise VaekitError(
+            f"fitting '{spec}' to {z.shape[1]}-dimensional codes needs more than {max(k, z.shape[1])} examples; got "
+            f"{len(z)}"
+        )
     eye = torch.eye(z.shape[1], dtype=torch.float64)
     if kind == "gaussian":
-        logits, loc, cov = torch.zeros(1, dtype=torch.float64), z.mean(0, keepdim=True), torch.cov(z.T).reshape(1, z.shape[1], z.shape[1])
+        logits, loc, cov = (
+            torch.zeros(1, dtype=torch.float64),
+            z.mean(0, keepdim=True),
+            torch.cov(z.T).reshape(1, z.shape[1], z.shape[1]),
+        )
     else:
         from sklearn.mixture import GaussianMixture
         from threadpoolctl import threadpool_limits
@@ -140,8 +164,14 @@ def fit_codes(z: torch.Tensor, spec: str, seed: int = 0, device: str | torch.dev
         # One BLAS thread: EM's small products run 2x faster so on 2 cores (0.073 s against 0.144 s
         # an iteration, 20,000 codes of 30 numbers and 10 components).
         with threadpool_limits(limits=1, user_api="blas"):
-            gm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-6).fit(z.numpy())
-        logits, loc, cov = (torch.from_numpy(gm.weights_).log(), torch.from_numpy(gm.means_), torch.from_numpy(gm.covariances_))
+            gm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-6).fit(
+                z.numpy()
+            )
+        logits, loc, cov = (
+            torch.from_numpy(gm.weights_).log(),
+            torch.from_numpy(gm.means_),
+            torch.from_numpy(gm.covariances_),
+        )
     tril = torch.linalg.cholesky(cov + 1e-9 * eye * cov.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None])
     return FittedMixture(logits.float(), loc.float(), tril.float()).to(device)
 
@@ -157,8 +187,15 @@ def save_sampler(sampler: Prior, model: Any, directory: Path, spec: str, fitted_
     (a fitted mixture) or model/ (the two-stage sampler's second VAE, a plain model directory)."""
     from vaekit.training.checkpoints import _save_tensors, atomic_dir, save_pretrained
 
-    meta = {"format": "vaekit-sampler", "format_version": 1, "sampler": spec, "components": sampler.components,
-            "latent_dim": model.latent_dim, "fitted_on": fitted_on, "model_weights_sha256": _weights_digest(model)}
+    meta = {
+        "format": "vaekit-sampler",
+        "format_version": 1,
+        "sampler": spec,
+        "components": sampler.components,
+        "latent_dim": model.latent_dim,
+        "fitted_on": fitted_on,
+        "model_weights_sha256": _weights_digest(model),
+    }
     with atomic_dir(directory) as tmp:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         if isinstance(sampler, TwoStage):
@@ -183,8 +220,11 @@ def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
     except VaekitError as e:
         raise DamagedSampler(str(e)) from None
     digest = meta.get("model_weights_sha256") if isinstance(meta, dict) else None
-    if not isinstance(meta.get("sampler") if isinstance(meta, dict) else None, str) \
-            or not isinstance(digest, str) or re.fullmatch("[0-9a-f]{64}", digest) is None:
+    if (
+        not isinstance(meta.get("sampler") if isinstance(meta, dict) else None, str)
+        or not isinstance(digest, str)
+        or re.fullmatch("[0-9a-f]{64}", digest) is None
+    ):
         raise DamagedSampler(f"'{directory / 'config.json'}' is not a sampler's config")
     if meta["sampler"] != spec or meta["model_weights_sha256"] != _weights_digest(model):
         return None
@@ -212,22 +252,32 @@ def _mixture(t: dict[str, torch.Tensor], d: int, directory: Path) -> FittedMixtu
     k = len(t["logits"]) if t["logits"].dim() == 1 else -1
     if t["loc"].shape != (k, d) or t["scale_tril"].shape != (k, d, d) or t["logits"].shape != (k,):
         raise DamagedSampler(f"sampler '{directory}' does not fit a {d}-dimensional code")
-    if not all(v.is_floating_point() and torch.isfinite(v).all() for v in (t["logits"], t["loc"], t["scale_tril"])) \
-            or not (t["scale_tril"].diagonal(dim1=-2, dim2=-1) > 0).all():
+    if (
+        not all(v.is_floating_point() and torch.isfinite(v).all() for v in (t["logits"], t["loc"], t["scale_tril"]))
+        or not (t["scale_tril"].diagonal(dim1=-2, dim2=-1) > 0).all()
+    ):
         raise DamagedSampler(f"sampler '{directory}' is damaged: its tensors are not a finite Gaussian mixture")
     return FittedMixture(t["logits"].float(), t["loc"].float(), t["scale_tril"].float())
 
 
-def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor], run: Path | None, seed: int = 0,
-                log: Callable[[str], None] = lambda s: None) -> Prior | None:
+def sampler_for(
+    model: Any,
+    spec: str,
+    training_data: Callable[[], torch.Tensor],
+    run: Path | None,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda s: None,
+) -> Prior | None:
     """The sampler `spec` for `model`: None for 'prior' (the model's own), else the one saved in
     RUN/samplers/<spec>/ for these weights, else fitted to the codes of `training_data()` (N, *shape),
     read only then, and saved if `run` is given."""
     kind, _ = parse_sampler(spec)
     if kind == "prior":
         if not model.can_sample:
-            raise VaekitError(f"a {type(model).__name__} has no prior to sample from; use --sampler gaussian, gmm:K "
-                              "or two-stage (fitted to its codes), or train a vae")
+            raise VaekitError(
+                f"a {type(model).__name__} has no prior to sample from; use --sampler gaussian, gmm:K "
+                "or two-stage (fitted to its codes), or train a vae"
+            )
         return None
     where = run / "samplers" / spec.replace(":", "-") if run is not None else None
     try:
@@ -246,8 +296,9 @@ def sampler_for(model: Any, spec: str, training_data: Callable[[], torch.Tensor]
 
 
 @torch.no_grad()
-def draw_images(model: Any, sampler: Prior | None, n: int, generator: torch.Generator | None = None,
-                y: torch.Tensor | None = None) -> torch.Tensor:
+def draw_images(
+    model: Any, sampler: Prior | None, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+) -> torch.Tensor:
     """n images (n, *shape): decoded draws of `sampler`, or the model's own prior when None."""
     if sampler is None:
         return model.sample(n, generator=generator, y=y)

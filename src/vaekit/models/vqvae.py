@@ -38,10 +38,10 @@ from torch.distributions import Distribution, constraints
 
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
-from vaekit.models.likelihoods import Observation, PointMass
-from vaekit.models.nets import GridDecoder, GridEncoder
 from vaekit.models.autoencoder import ModelOutput, full_precision
 from vaekit.models.base import LatentModel
+from vaekit.models.likelihoods import Observation, PointMass
+from vaekit.models.nets import GridDecoder, GridEncoder
 
 
 class Codebook(nn.Module):
@@ -145,8 +145,17 @@ class VQVAE(nn.Module, LatentModel):
     variational = True
     discrete_code = True
 
-    def __init__(self, encoder: GridEncoder, decoder: nn.Module, shape: tuple[int, ...], likelihood: str,
-                 config: ModelConfig, *, sigma: float = 1.0, components: int = 5):
+    def __init__(
+        self,
+        encoder: GridEncoder,
+        decoder: nn.Module,
+        shape: tuple[int, ...],
+        likelihood: str,
+        config: ModelConfig,
+        *,
+        sigma: float = 1.0,
+        components: int = 5,
+    ):
         super().__init__()
         self.encoder, self.decoder, self.config = encoder, decoder, config
         self.shape, self.grid = tuple(shape), encoder.grid
@@ -196,11 +205,20 @@ class VQVAE(nn.Module, LatentModel):
         if n_samples > 1:  # the same code K times
             z, log_pz = z.expand(n_samples, *z.shape), log_pz.expand(n_samples, -1)
             px = self._px(st.repeat(n_samples, 1, 1, 1), (n_samples, len(x)))
-        return ModelOutput(px=px, z=z, qz=PointMass(idx.to(z_e.dtype)), prior=None, log_qz=torch.zeros_like(log_pz),
-                           log_pz=log_pz, penalties={"commitment": commit})
+        return ModelOutput(
+            px=px,
+            z=z,
+            qz=PointMass(idx.to(z_e.dtype)),
+            prior=None,
+            log_qz=torch.zeros_like(log_pz),
+            log_pz=log_pz,
+            penalties={"commitment": commit},
+        )
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
         """n index grids drawn from the prior, decoded to the mean of p(x|z): (n, *shape)."""
         return self.decode(self.code_prior.sample(n, generator).float()).mean
 
@@ -221,14 +239,33 @@ class VQVAE(nn.Module, LatentModel):
         freq = torch.bincount(codes.round().long().flatten(), minlength=self.codebook.size).double()
         p = freq / freq.sum()
         entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
-        return {"codebook_usage": (int((freq > 0).sum()), "count", f"codebook entries used over the examples, of {self.codebook.size}"),
-                "codebook_perplexity": (math.exp(entropy), "codes", "exp(entropy) of the codes' frequencies over the examples")}
+        return {
+            "codebook_usage": (
+                int((freq > 0).sum()),
+                "count",
+                f"codebook entries used over the examples, of {self.codebook.size}",
+            ),
+            "codebook_perplexity": (
+                math.exp(entropy),
+                "codes",
+                "exp(entropy) of the codes' frequencies over the examples",
+            ),
+        }
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.config.name, "config": dataclasses.asdict(self.config), "shape": list(self.shape),
-                "latent_dim": self.latent_dim, "likelihood": self.likelihood, "sigma": self.sigma, "variational": True,
-                "components": self.observation.components, "num_classes": 0, "prior": "autoregressive",
-                "prior_components": None}
+        return {
+            "model": self.config.name,
+            "config": dataclasses.asdict(self.config),
+            "shape": list(self.shape),
+            "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "sigma": self.sigma,
+            "variational": True,
+            "components": self.observation.components,
+            "num_classes": 0,
+            "prior": "autoregressive",
+            "prior_components": None,
+        }
 
 
 def build_vqvae(cfg: ModelConfig, shape: tuple[int, ...]) -> VQVAE:

@@ -61,10 +61,14 @@ def tc_decomposition(out: ModelOutput, n_data: int, estimator: str = "mss") -> d
     """The index-code MI, total correlation and dimension-wise KL at the drawn codes, each (B,) nats.
     Needs a diagonal Gaussian q(z|x) and the N(0, I) prior (the dimension-wise KL needs p to factorise)."""
     if not (isinstance(out.qz, Independent) and isinstance(out.qz.base_dist, Normal)) or out.log_qz is not None:
-        raise VaekitError("train.objective = 'btcvae' needs a diagonal Gaussian q(z|x): a 'vae' with model.posterior = 'diagonal'")
+        raise VaekitError(
+            "train.objective = 'btcvae' needs a diagonal Gaussian q(z|x): a 'vae' with model.posterior = 'diagonal'"
+        )
     if out.prior is not None:
-        raise VaekitError("train.objective = 'btcvae' needs the N(0, I) prior (model.prior = 'standard_normal'): "
-                          "its dimension-wise KL needs a prior that factorises over dimensions")
+        raise VaekitError(
+            "train.objective = 'btcvae' needs the N(0, I) prior (model.prior = 'standard_normal'): "
+            "its dimension-wise KL needs a prior that factorises over dimensions"
+        )
     base = out.qz.base_dist
     zs = out.z if out.z.dim() == 3 else out.z[None]  # (K, B, D)
     parts = []
@@ -80,8 +84,14 @@ def tc_decomposition(out: ModelOutput, n_data: int, estimator: str = "mss") -> d
     return {"mi": mi, "tc": tc, "dim_kl": dim_kl}
 
 
-def btcvae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
-                 cfg: Any = None, at: Progress | None = None) -> dict[str, torch.Tensor]:
+def btcvae_terms(
+    out: ModelOutput,
+    x: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    cfg: Any = None,
+    at: Progress | None = None,
+) -> dict[str, torch.Tensor]:
     """loss = nll + beta * (mi + tc_beta * tc + dim_kl); kl and elbo as the ELBO reports them. (B,), nats."""
     if at is None or at.n_data is None:
         raise VaekitError("train.objective = 'btcvae' needs the number of training examples (the loop passes it)")
@@ -104,18 +114,26 @@ def mmd2(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if n < 2 or m < 2:
         return z.new_zeros(())
     kzz, kww = imq_kernel(z, z), imq_kernel(w, w)
-    off = lambda k, s: (k.sum() - k.diagonal().sum()) / (s * (s - 1))  # noqa: E731
+    off = lambda k, s: (k.sum() - k.diagonal().sum()) / (s * (s - 1))
     return off(kzz, n) + off(kww, m) - 2 * imq_kernel(z, w).mean()
 
 
-def infovae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
-                  cfg: Any = None, at: Progress | None = None) -> dict[str, torch.Tensor]:
+def infovae_terms(
+    out: ModelOutput,
+    x: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    cfg: Any = None,
+    at: Progress | None = None,
+) -> dict[str, torch.Tensor]:
     """The ELBO's terms plus mmd_weight * MMD^2 between the batch's codes and prior draws; (B,)."""
     terms = elbo_terms(out, x, beta, free_bits)
     if out.qz is None:
         raise VaekitError("train.objective = 'infovae' needs a model with a code distribution (a VAE)")
     z = out.z.reshape(-1, out.z.shape[-1])  # (K B, D): every code drawn
-    prior = out.prior if out.prior is not None else Independent(Normal(torch.zeros_like(z[0]), torch.ones_like(z[0])), 1)
+    prior = (
+        out.prior if out.prior is not None else Independent(Normal(torch.zeros_like(z[0]), torch.ones_like(z[0])), 1)
+    )
     mmd = mmd2(z, prior.sample((len(z),)))
     weight = cfg.mmd_weight if cfg is not None else 1.0
     b = len(terms["nll"])
@@ -129,8 +147,14 @@ def capacity_at(cfg: Any, at: Progress | None) -> float:
     return cfg.capacity * min(1.0, at.epoch / cfg.capacity_epochs)
 
 
-def capacity_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
-                   cfg: Any = None, at: Progress | None = None) -> dict[str, torch.Tensor]:
+def capacity_terms(
+    out: ModelOutput,
+    x: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    cfg: Any = None,
+    at: Progress | None = None,
+) -> dict[str, torch.Tensor]:
     """loss = nll + beta * |KL - C(t)| with the batch's mean KL, as Burgess et al. (2018) and
     disentanglement_lib: per example nll + beta * s (KL - C), s the sign of (mean KL - C), so that the
     batch mean is exact. The ELBO's terms and the capacity; (B,), nats."""

@@ -26,8 +26,8 @@ import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vaekit.errors import VaekitError
-from vaekit.models.likelihoods import standard_normal
 from vaekit.models.autoencoder import ModelOutput
+from vaekit.models.likelihoods import standard_normal
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,14 @@ def free_bits_kl(kl_d: torch.Tensor, free_bits: float) -> torch.Tensor:
     return torch.where(below, torch.full_like(kl_d, free_bits), kl_d).sum(-1)
 
 
-def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
-               cfg: Any = None, at: Progress | None = None) -> dict[str, torch.Tensor]:
+def elbo_terms(
+    out: ModelOutput,
+    x: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    cfg: Any = None,
+    at: Progress | None = None,
+) -> dict[str, torch.Tensor]:
     """loss = nll + beta * kl (with free bits if > 0); elbo = -(nll + kl). All (B,), nats."""
     nll = reconstruction_nll(out.px, x)
     if nll.dim() == 2:
@@ -91,8 +97,10 @@ def elbo_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: 
     parts = {}
     if out.kl_parts is not None or out.log_qz is not None:  # not a diagonal Gaussian: no per-dimension KL
         if free_bits > 0:
-            raise VaekitError("config key 'train.free_bits': needs a diagonal Gaussian posterior (a per-dimension KL); "
-                              "this model's KL does not split by dimension")
+            raise VaekitError(
+                "config key 'train.free_bits': needs a diagonal Gaussian posterior (a per-dimension KL); "
+                "this model's KL does not split by dimension"
+            )
         if out.kl_parts is not None:  # each layer's closed-form KL given the layers above
             parts = {name: _mean_over_k(kl) for name, kl in out.kl_parts.items()}
             kl = kl_loss = torch.stack(list(parts.values())).sum(0)
@@ -130,8 +138,14 @@ def log_weights(out: ModelOutput, x: torch.Tensor) -> tuple[torch.Tensor, torch.
     return out.px.log_prob(x), _log_prior(out) - log_qz
 
 
-def iwae_terms(out: ModelOutput, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0,
-               cfg: Any = None, at: Progress | None = None) -> dict[str, torch.Tensor]:
+def iwae_terms(
+    out: ModelOutput,
+    x: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    cfg: Any = None,
+    at: Progress | None = None,
+) -> dict[str, torch.Tensor]:
     """loss = -IWAE bound = -(logsumexp_k log w_k - log K); elbo: the mean of log w_k. (B,), nats.
 
     log w_k = log p(x|z_k) + beta * (log p(z_k) - log q(z_k|x)): beta < 1 tempers the prior-to-posterior

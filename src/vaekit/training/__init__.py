@@ -11,14 +11,13 @@
 - `lanes`: independent models trained side by side in worker processes.
 """
 
-
 from __future__ import annotations
 
 import importlib
 
 # The names of the old `vaekit.training` module, kept for one release (imported lazily).
-_OLD_MODULE = 'vaekit.training.loop'
-_OLD_NAMES = ('mean_terms', 'TrainResult', 'StopSignals', 'diagnose', 'fit', 'lr_factor', 'kl_weight')
+_OLD_MODULE = "vaekit.training.loop"
+_OLD_NAMES = ("mean_terms", "TrainResult", "StopSignals", "diagnose", "fit", "lr_factor", "kl_weight")
 
 
 def __getattr__(name: str):

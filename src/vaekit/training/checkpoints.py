@@ -20,9 +20,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -67,7 +68,11 @@ def open_no_follow(path: str | Path, flags: int, mode: int = 0o666) -> int:
     try:
         return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), mode)
     except OSError as e:
-        why = "is a symbolic link; vaekit writes nothing through links: remove it" if path.is_symlink() else f"cannot be opened ({e.strerror})"
+        why = (
+            "is a symbolic link; vaekit writes nothing through links: remove it"
+            if path.is_symlink()
+            else f"cannot be opened ({e.strerror})"
+        )
         raise VaekitError(f"'{path}' {why}") from None
 
 
@@ -234,7 +239,9 @@ def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, t
     except (SafetensorError, OSError, ValueError) as e:
         raise Damaged(f"cannot read weights '{path}': {e}") from None
     if expected is not None and tensor_digest(tensors) != expected:
-        raise Damaged(f"weights '{path}' are damaged: their SHA-256 does not match the one recorded when they were saved")
+        raise Damaged(
+            f"weights '{path}' are damaged: their SHA-256 does not match the one recorded when they were saved"
+        )
     return tensors
 
 
@@ -251,7 +258,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def unwrap(model: Any) -> Any:
     """The bare model under DDP or torch.compile wrappers."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        model = getattr(model, "module", None) or model._orig_mod
     return model
 
 
@@ -268,9 +275,21 @@ def save_pretrained(model: Any, directory: str | Path) -> Path:
 
 
 _META_KEYS = {
-    "format", "format_version", "vaekit_version", "model", "shape",
-    "n_components", "whiten",  # pca
-    "config", "latent_dim", "likelihood", "sigma", "variational", "components", "num_classes", "prior",
+    "format",
+    "format_version",
+    "vaekit_version",
+    "model",
+    "shape",
+    "n_components",
+    "whiten",  # pca
+    "config",
+    "latent_dim",
+    "likelihood",
+    "sigma",
+    "variational",
+    "components",
+    "num_classes",
+    "prior",
     "prior_components",
 }
 
@@ -286,7 +305,9 @@ def _check_meta(meta: Any, where: Path) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise VaekitError(f"'{where}': key 'format_version' is {version!r}, expected a positive integer")
     if version > FORMAT_VERSION:
-        raise VaekitError(f"'{where.parent}' uses model format {version}; this vaekit reads up to {FORMAT_VERSION}: upgrade vaekit")
+        raise VaekitError(
+            f"'{where.parent}' uses model format {version}; this vaekit reads up to {FORMAT_VERSION}: upgrade vaekit"
+        )
     unknown = sorted(set(meta) - _META_KEYS)
     if unknown:
         raise VaekitError(f"'{where}': unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_META_KEYS))}")
@@ -296,16 +317,23 @@ def _check_meta(meta: Any, where: Path) -> dict[str, Any]:
     if meta.get("model") not in known:
         raise VaekitError(f"'{where}': key 'model' is {meta.get('model')!r}, expected one of {', '.join(known)}")
     shape = meta.get("shape")
-    if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in shape)):
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in shape)
+    ):
         raise VaekitError(f"'{where}': key 'shape' is {shape!r}, expected 1 to 3 positive sizes")
     if meta["model"] not in ("pca", "custom") and not isinstance(meta.get("config"), dict):
         raise VaekitError(f"'{where}': key 'config' is {meta.get('config')!r}, expected a table of model settings")
     return meta
 
 
-def load(directory: str | Path, device: str | torch.device = "cpu",
-         encoder: torch.nn.Module | None = None, decoder: torch.nn.Module | None = None) -> Any:
+def load(
+    directory: str | Path,
+    device: str | torch.device = "cpu",
+    encoder: torch.nn.Module | None = None,
+    decoder: torch.nn.Module | None = None,
+) -> Any:
     """Rebuild a model saved by `save_pretrained`. Custom nets must be passed as encoder/decoder.
 
     Reads only config.json (validated as untrusted data) and model.safetensors; never unpickles."""
@@ -314,14 +342,16 @@ def load(directory: str | Path, device: str | torch.device = "cpu",
     d = Path(directory)
     old = d.with_name(f".{d.name}.old")
     if not d.is_dir() and old.is_dir():  # caught between the two renames of a replacement: read the
-        d = old                          # previous version (a reader never renames: the writer may be live)
+        d = old  # previous version (a reader never renames: the writer may be live)
     if not d.is_dir():
         raise VaekitError(f"model directory '{d}' does not exist")
     meta = _check_meta(_read_json(d / "config.json"), d / "config.json")
     state = _load_tensors(d / "model.safetensors", device)
     bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:  # it would evaluate to NaN and sample garbage
-        raise VaekitError(f"weights '{d / 'model.safetensors'}': tensor '{bad}' holds NaN or Inf; the model cannot be used")
+        raise VaekitError(
+            f"weights '{d / 'model.safetensors'}': tensor '{bad}' holds NaN or Inf; the model cannot be used"
+        )
     try:
         model = from_description(meta, state, encoder, decoder, where=str(d))
     except VaekitError as e:
@@ -340,8 +370,9 @@ def _check_dtypes(model: Any, state: dict[str, torch.Tensor], where: Path) -> No
     own = model.state_dict()
     for name, t in state.items():
         if name in own and own[name].is_floating_point() and not t.is_floating_point():
-            raise VaekitError(f"weights '{where}': tensor '{name}' is {str(t.dtype).removeprefix('torch.')}, "
-                              f"expected floating point")
+            raise VaekitError(
+                f"weights '{where}': tensor '{name}' is {str(t.dtype).removeprefix('torch.')}, expected floating point"
+            )
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -360,7 +391,11 @@ def _check_description(meta: dict[str, Any], described: dict[str, Any], where: P
         if key in ("format", "format_version", "vaekit_version"):  # the file's, checked by _check_meta
             continue
         if key == "config" and isinstance(value, dict) and isinstance(described.get(key), dict):
-            wrong = [(f"config.{k}", v, described[key].get(k)) for k, v in value.items() if not _same(described[key].get(k), v)]
+            wrong = [
+                (f"config.{k}", v, described[key].get(k))
+                for k, v in value.items()
+                if not _same(described[key].get(k), v)
+            ]
         else:
             wrong = [(key, value, described.get(key))] if not _same(described.get(key), value) else []
         if wrong:
@@ -369,6 +404,7 @@ def _check_description(meta: dict[str, Any], described: dict[str, Any], where: P
 
 
 # -- training checkpoints ------------------------------------------------------------------------
+
 
 def _split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Replace tensors in nested plain data by {'__tensor__': key}, collecting them in `tensors`."""
@@ -404,8 +440,9 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-def save_checkpoint(run_dir: str | Path, model: Any, state: dict[str, Any], step: int, keep: int,
-                    protect: int | None = None) -> Path:
+def save_checkpoint(
+    run_dir: str | Path, model: Any, state: dict[str, Any], step: int, keep: int, protect: int | None = None
+) -> Path:
     """Write a training checkpoint for optimiser step `step` atomically, then delete all but the
     newest `keep` and the one at step `protect` (the best epoch's). Returns its directory."""
     tensors: dict[str, torch.Tensor] = {}
@@ -415,8 +452,12 @@ def save_checkpoint(run_dir: str | Path, model: Any, state: dict[str, Any], step
         _save_tensors(unwrap(model).state_dict(), tmp / "model.safetensors")
         _save_tensors(tensors, tmp / "state.safetensors")
         # training.json last: a directory without it was never complete (it cannot be renamed into place anyway).
-        (tmp / "training.json").write_text(json.dumps({"format": "vaekit-training", "format_version": TRAINING_FORMAT_VERSION,
-                                                       "step": step, "state": plain}) + "\n")
+        (tmp / "training.json").write_text(
+            json.dumps(
+                {"format": "vaekit-training", "format_version": TRAINING_FORMAT_VERSION, "step": step, "state": plain}
+            )
+            + "\n"
+        )
     dirs = checkpoint_dirs(run_dir)
     keep_names = {p.name for p in dirs[-keep:]} | ({f"step-{protect:09d}"} if protect is not None else set())
     for p in dirs:
@@ -475,9 +516,14 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != "vaekit-training" or not isinstance(version, int):
         raise Damaged(f"checkpoint '{d}' is damaged or not a vaekit training checkpoint (training.json)")
     if version > TRAINING_FORMAT_VERSION:
-        raise VaekitError(f"checkpoint '{d}' has format {version}; this vaekit reads up to {TRAINING_FORMAT_VERSION}: upgrade vaekit")
+        raise VaekitError(
+            f"checkpoint '{d}' has format {version}; this vaekit reads up to {TRAINING_FORMAT_VERSION}: upgrade vaekit"
+        )
     if version < TRAINING_FORMAT_VERSION:
-        raise VaekitError(f"checkpoint '{d}' has the older format {version}; this vaekit resumes format {TRAINING_FORMAT_VERSION} only")
+        raise VaekitError(
+            f"checkpoint '{d}' has the older format {version}; this vaekit resumes format {TRAINING_FORMAT_VERSION} "
+            f"only"
+        )
     weights = _load_tensors(d / "model.safetensors")
     tensors = _load_tensors(d / "state.safetensors")
     try:
@@ -487,8 +533,10 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
     if not isinstance(state, dict) or not isinstance(state.get("trainer"), dict):
         raise Damaged(f"checkpoint '{d}' is damaged: no trainer state in training.json")
     if meta.get("step") != state["trainer"].get("step"):
-        raise Damaged(f"checkpoint '{d}' is damaged: training.json says step {meta.get('step')!r}, "
-                      f"its trainer state {state['trainer'].get('step')!r}")
+        raise Damaged(
+            f"checkpoint '{d}' is damaged: training.json says step {meta.get('step')!r}, "
+            f"its trainer state {state['trainer'].get('step')!r}"
+        )
     try:
         unwrap(model).load_state_dict(weights)
     except RuntimeError as e:

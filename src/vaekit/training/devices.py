@@ -8,7 +8,7 @@ from vaekit.errors import VaekitError
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cuda" without CUDA is refused in one line."""
+    """ "auto" -> cuda when available, else cpu; "cuda" without CUDA is refused in one line."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -20,8 +20,8 @@ CPU, ``nccl`` on CUDA) and provides the few operations the training loop needs:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 

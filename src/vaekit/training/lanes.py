@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -49,8 +50,8 @@ class Trained:
 def train_one(job: Job, data: Data, quiet: bool = False) -> Trained:
     """Train `job` here: initial weights seeded with 0, so a model does not depend on what ran before."""
     from vaekit.models import build_model
-    from vaekit.training.runlog import RunLog
     from vaekit.training.loop import fit
+    from vaekit.training.runlog import RunLog
 
     torch.manual_seed(0)
     model = build_model(job.model, data.shape)
@@ -124,9 +125,16 @@ def _serve() -> None:
         try:
             done = train_one(_job_from(header), data, quiet=True)
             _send(reply, {"ok": True, "history": done.history, "seconds": done.seconds}, done.model.state_dict())
-        except Exception as e:  # noqa: BLE001 - the parent raises it, with its type and message
-            _send(reply, {"ok": False, "type": type(e).__name__, "message": str(e).splitlines()[0] if str(e) else "",
-                          "ours": isinstance(e, VaekitError)})
+        except Exception as e:
+            _send(
+                reply,
+                {
+                    "ok": False,
+                    "type": type(e).__name__,
+                    "message": str(e).splitlines()[0] if str(e) else "",
+                    "ours": isinstance(e, VaekitError),
+                },
+            )
 
 
 def _lane(worker: Any, queue: list[Job], lock: Any, results: Any) -> None:
@@ -140,8 +148,20 @@ def _lane(worker: Any, queue: list[Job], lock: Any, results: Any) -> None:
             _send(worker.stdin, _job_header(job))
             results.put((job, _receive(worker.stdout)))
         except (OSError, EOFError, ValueError) as e:
-            results.put((job, ({"ok": False, "type": "RuntimeError", "ours": False,
-                                "message": f"the worker training it stopped ({type(e).__name__})"}, {})))
+            results.put(
+                (
+                    job,
+                    (
+                        {
+                            "ok": False,
+                            "type": "RuntimeError",
+                            "ours": False,
+                            "message": f"the worker training it stopped ({type(e).__name__})",
+                        },
+                        {},
+                    ),
+                )
+            )
             return
 
 
@@ -159,8 +179,9 @@ def _rebuild(job: Job, reply: tuple[dict[str, Any], dict[str, torch.Tensor]], da
     return Trained(model.eval(), header["history"], header["seconds"])
 
 
-def train_side_by_side(jobs: list[Job], data: Data, lanes: int = 2,
-                       on_done: Callable[[Job, Trained], None] | None = None) -> dict[str, Trained]:
+def train_side_by_side(
+    jobs: list[Job], data: Data, lanes: int = 2, on_done: Callable[[Job, Trained], None] | None = None
+) -> dict[str, Trained]:
     """Train `jobs` (in the order given: put the longest first) on `lanes` worker processes with
     max(1, threads // lanes) threads each; `on_done(job, trained)` is called as each finishes.
     Returns {job.name: Trained}. Runs them here, in order, on a GPU, when lanes <= 1, or when
@@ -185,8 +206,10 @@ def train_side_by_side(jobs: list[Job], data: Data, lanes: int = 2,
     meta = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.name not in _FIELDS}
     meta["threads"] = max(1, torch.get_num_threads() // lanes)
     todo = [dataclasses.replace(j, train=dataclasses.replace(j.train, progress=False)) for j in jobs]
-    workers = [subprocess.Popen([sys.executable, "-m", "vaekit.training.lanes"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-               for _ in range(min(lanes, len(jobs)))]
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "vaekit.training.lanes"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for _ in range(min(lanes, len(jobs)))
+    ]
     try:
         results: queues.Queue = queues.Queue()
         lock = threading.Lock()

@@ -36,7 +36,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_NAME
         self.key = str(self.path.resolve())
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -52,10 +52,16 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise VaekitError(f"run directory '{self.path.parent}' is in use by {holder(self.path.parent)}; "
-                              "wait for it to finish or stop it, then resume") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv)[:200]}
+            raise VaekitError(
+                f"run directory '{self.path.parent}' is in use by {holder(self.path.parent)}; "
+                "wait for it to finish or stop it, then resume"
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": " ".join(sys.argv)[:200],
+        }
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode())
         _held[self.key] = (fd, 1)
@@ -76,8 +82,10 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise VaekitError(f"run directory '{self.path.parent}' is in use by {holder(self.path.parent)}; "
-                              "wait for it to finish or stop it, then resume") from None
+            raise VaekitError(
+                f"run directory '{self.path.parent}' is in use by {holder(self.path.parent)}; "
+                "wait for it to finish or stop it, then resume"
+            ) from None
         finally:
             os.close(fd)  # drops the probe's flock
 
@@ -90,7 +98,7 @@ class RunLock:
             return
         os.close(fd)  # closing the descriptor drops the flock
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
+from typing import Any
 
 # Set by the CLI: progress bars are drawn only when stderr is a terminal. The Python API leaves it
 # off, so notebooks (whose stderr is no terminal) keep their bars.

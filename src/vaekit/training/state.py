@@ -16,19 +16,27 @@ import dataclasses
 import math
 import signal
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from vaekit.training.checkpoints import clean_partial_writes, newest_intact, recover, save_checkpoint, save_pretrained, unwrap
 from vaekit.config import TrainConfig
 from vaekit.data.prepared import Data
-from vaekit.training.distributed import BatchSampler, all_gather, all_max, all_sum, current, rank_seed, wrap
 from vaekit.errors import TrainingInterrupted, VaekitError
 from vaekit.objectives.elbo import Progress
 from vaekit.registry import OBJECTIVES
+from vaekit.training.checkpoints import (
+    clean_partial_writes,
+    newest_intact,
+    recover,
+    save_checkpoint,
+    save_pretrained,
+    unwrap,
+)
+from vaekit.training.distributed import BatchSampler, all_gather, all_max, all_sum, current, rank_seed, wrap
 from vaekit.training.runlog import RunLog
 from vaekit.training.schedules import kl_weight, lr_factor
 
@@ -52,7 +60,7 @@ class TrainState:
     overflows: int = 0  # fp16: consecutive steps whose gradients overflowed
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], steps_per_epoch: int | None = None) -> "TrainState":
+    def from_dict(cls, d: dict[str, Any], steps_per_epoch: int | None = None) -> TrainState:
         """From a checkpoint's plain data, checked: counters are non-negative integers no run reaches
         beyond (epochs up to the config's bound, steps up to 2**53), the step inside an epoch
         below `steps_per_epoch`, the learning-rate scale in (0, 1], the time non-negative, the
@@ -66,12 +74,18 @@ class TrainState:
             v = d[f.name]
             counter = f.type in ("int", "int | None")
             ok = (v is None and "None" in f.type) or (
-                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**53 if counter
-                else isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v))
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**53
+                if counter
+                else isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+            )
             if ok and v is not None:
-                ok = {"epoch": v <= MAX_EPOCHS, "best_epoch": v <= MAX_EPOCHS, "lr_scale": 0 < v <= 1,
-                      "seconds": 0 <= v < math.inf,
-                      "batch": steps_per_epoch is None or v < steps_per_epoch}.get(f.name, True)
+                ok = {
+                    "epoch": v <= MAX_EPOCHS,
+                    "best_epoch": v <= MAX_EPOCHS,
+                    "lr_scale": 0 < v <= 1,
+                    "seconds": 0 <= v < math.inf,
+                    "batch": steps_per_epoch is None or v < steps_per_epoch,
+                }.get(f.name, True)
             if not ok:
                 raise ValueError(f"trainer state '{f.name}' is {v!r}")
             out[f.name] = v
@@ -124,9 +138,13 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: self.lr_multiplier(s))
         self.objective: Callable = OBJECTIVES.get(cfg.objective)
         # The EMA copy is what validation, the best weights and the returned model use.
-        self.ema = (torch.optim.swa_utils.AveragedModel(unwrap(model), use_buffers=True,
-                                                        multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
-                    if cfg.ema is not None else None)
+        self.ema = (
+            torch.optim.swa_utils.AveragedModel(
+                unwrap(model), use_buffers=True, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema)
+            )
+            if cfg.ema is not None
+            else None
+        )
         self.history: list[dict[str, Any]] = []
         self.sums: dict[str, torch.Tensor] = {}  # the current epoch's per-term sums so far
         self.best_weights: dict[str, torch.Tensor] | None = None
@@ -152,7 +170,9 @@ class Trainer:
             out = self.net(x, y, n_samples=cfg.samples)  # the nets in bf16/fp16 if asked; the distributions in fp32
         at = Progress(epoch=s.step / self.steps_per_epoch, n_data=self.data.n_train)
         terms = self.objective(out, x, beta, cfg.free_bits, cfg=cfg, at=at)  # each (B,), fp32
-        if self.ctx.distributed:  # DDP averages gradients over ranks: scale so that the average is that of the global mean
+        if (
+            self.ctx.distributed
+        ):  # DDP averages gradients over ranks: scale so that the average is that of the global mean
             loss = terms["loss"].sum() * (self.ctx.world_size / global_batch)
         else:
             loss = terms["loss"].mean()  # nats per example
@@ -164,7 +184,9 @@ class Trainer:
             loss.backward()
         gnorm = grad_norm(self.params, cfg.grad_clip)
         ok = torch.isfinite(loss) & torch.isfinite(gnorm)
-        if self.scaler is not None:  # an fp16 gradient overflow is routine: the scaler skips the step and lowers the scale
+        if (
+            self.scaler is not None
+        ):  # an fp16 gradient overflow is routine: the scaler skips the step and lowers the scale
             s.overflows = 0 if bool(torch.isfinite(gnorm)) else s.overflows + 1
             ok = torch.isfinite(loss) & torch.tensor(s.overflows < FP16_MAX_OVERFLOWS)
         return out, terms, loss, gnorm, ok
@@ -174,8 +196,12 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.step(self.opt)  # skipped when the gradients overflowed
             self.scaler.update()
-            with warnings.catch_warnings():  # a skipped first fp16 step makes the scheduler warn about the order of calls
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
+            with (
+                warnings.catch_warnings()
+            ):  # a skipped first fp16 step makes the scheduler warn about the order of calls
+                warnings.filterwarnings(
+                    "ignore", "Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`"
+                )
                 self.sched.step()
         else:
             self.opt.step()
@@ -190,8 +216,10 @@ class Trainer:
         """Why an fp16 step failed with a finite loss (the scaler could not recover), or ''."""
         if self.scaler is None or not bool(torch.isfinite(loss)):
             return ""
-        return (f" (fp16: the gradients overflowed {self.state.overflows} steps in a row although the loss scaler "
-                f"lowered its scale to {self.scaler.get_scale():g}; try --set train.precision=bf16)")
+        return (
+            f" (fp16: the gradients overflowed {self.state.overflows} steps in a row although the loss scaler "
+            f"lowered its scale to {self.scaler.get_scale():g}; try --set train.precision=bf16)"
+        )
 
     def agree(self, failed: bool | torch.Tensor, signum: int | None) -> tuple[bool, int | None]:
         """(failed, signal) as every rank must see them: any rank's failure or signal stops them all,
@@ -204,7 +232,10 @@ class Trainer:
     # -- the end of an epoch ---------------------------------------------------------------------
     def train_means(self) -> dict[str, float]:
         """The epoch's training terms: sums over ranks / examples (never means of means)."""
-        return {f"train_{k}": float(all_sum(torch.as_tensor(v).clone(), self.ctx)) / self.data.n_train for k, v in self.sums.items()}
+        return {
+            f"train_{k}": float(all_sum(torch.as_tensor(v).clone(), self.ctx)) / self.data.n_train
+            for k, v in self.sums.items()
+        }
 
     def close_epoch(self, record: dict[str, Any]) -> None:
         """Record the finished epoch: history, the best weights (saved as RUN/model), the early-stop
@@ -238,9 +269,15 @@ class Trainer:
             if device.type == "cuda":
                 rng["cuda_ranks"] = all_gather(rng["cuda"], ctx)
             part = {k: all_sum(torch.as_tensor(v).clone(), ctx) for k, v in self.sums.items()}
-        snap = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "rng": rng,
-                "trainer": dataclasses.asdict(self.state), "sums": part, "history": list(self.history),
-                "best_model": self.best_weights}
+        snap = {
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": rng,
+            "trainer": dataclasses.asdict(self.state),
+            "sums": part,
+            "history": list(self.history),
+            "best_model": self.best_weights,
+        }
         if self.scaler is not None:
             snap["scaler"] = self.scaler.state_dict()
         if self.ema is not None:
@@ -283,7 +320,9 @@ class Trainer:
         """Write RUN/checkpoints/step-N (collective under torchrun: every rank takes part)."""
         if self.run is not None:
             snap, s = self.snapshot(every_rank=True), self.state
-            self.log.save(lambda: save_checkpoint(self.run, self.model, snap, s.step, self.cfg.keep_checkpoints, s.best_step))
+            self.log.save(
+                lambda: save_checkpoint(self.run, self.model, snap, s.step, self.cfg.keep_checkpoints, s.best_step)
+            )
         self.remember_good()
 
     def rollback(self, failure: str) -> None:
@@ -291,7 +330,9 @@ class Trainer:
         (on_nan = "stop", or rollbacks used up) raise the diagnosis."""
         s, cfg = self.state, self.cfg
         if cfg.on_nan != "rollback" or self.last_good is None or s.rollbacks >= cfg.max_rollbacks:
-            raise VaekitError(failure + (f" (gave up after {s.rollbacks} rollbacks)" if cfg.on_nan == "rollback" else ""))
+            raise VaekitError(
+                failure + (f" (gave up after {s.rollbacks} rollbacks)" if cfg.on_nan == "rollback" else "")
+            )
         rollbacks, lr_scale, failed_step = s.rollbacks + 1, s.lr_scale / 2, s.step + 1
         weights, snap = copy.deepcopy(self.last_good)
         unwrap(self.model).load_state_dict(weights)
@@ -299,8 +340,10 @@ class Trainer:
         self.state.rollbacks, self.state.lr_scale = rollbacks, lr_scale
         for g, base in zip(self.opt.param_groups, self.sched.base_lrs):  # the restored step with the halved rate
             g["lr"] = base * self.lr_multiplier(self.sched.last_epoch)
-        self.log.info(f"vaekit: non-finite loss or gradient at step {failed_step}; rolled back to step {self.state.step} "
-                      f"and halved the learning rate (x{lr_scale:g}); rollback {rollbacks} of {cfg.max_rollbacks}")
+        self.log.info(
+            f"vaekit: non-finite loss or gradient at step {failed_step}; rolled back to step {self.state.step} "
+            f"and halved the learning rate (x{lr_scale:g}); rollback {rollbacks} of {cfg.max_rollbacks}"
+        )
 
     def resume(self) -> None:
         """Continue exactly from the newest intact checkpoint of the run directory (saying which
@@ -311,7 +354,9 @@ class Trainer:
         if self.ctx.is_main:
             clean_partial_writes(run)
             recover(run / "model")
-        found, snap, skipped = newest_intact(run, self.model, check=lambda s: TrainState.from_dict(s["trainer"], self.steps_per_epoch))
+        found, snap, skipped = newest_intact(
+            run, self.model, check=lambda s: TrainState.from_dict(s["trainer"], self.steps_per_epoch)
+        )
         for s in skipped:
             self.log.info(f"vaekit: skipped damaged checkpoint {s}")
         self.restore(snap, from_disk=True)
@@ -331,7 +376,9 @@ class Trainer:
         name, where = signal.Signals(signum).name, f"at {self.position()}"
         if self.run is None:
             return TrainingInterrupted(signum, f"interrupted by {name} {where}; nothing saved (no run directory)")
-        return TrainingInterrupted(signum, f"interrupted by {name} {where}; checkpoint saved; resume with: vaekit train --resume {self.run}")
+        return TrainingInterrupted(
+            signum, f"interrupted by {name} {where}; checkpoint saved; resume with: vaekit train --resume {self.run}"
+        )
 
     def stop_reason(self) -> str | None:
         """Why training ends after the epoch just finished (checked again after a resume)."""

@@ -4,14 +4,34 @@
 - `report`: its self-contained HTML page.
 """
 
-
 from __future__ import annotations
 
 import importlib
 
 # The names of the old `vaekit.tutorial` module, kept for one release (imported lazily).
-_OLD_MODULE = 'vaekit.tutorial.experiment'
-_OLD_NAMES = ('SETTINGS', 'CODE', 'STEPS', 'Steps', 'principal_angles_deg', 'variance_captured', 'moon_pairs', 'midpoints', 'interpolation_rows', 'tour', 'FLOOR', 'CVAE', 'DIGIT_SCORE_NAMES', 'test_halves', 'generation_sets', 'set_features', 'generation_table', 'pictures', 'EXPLORER_INTRO', 'moon_explorer')
+_OLD_MODULE = "vaekit.tutorial.experiment"
+_OLD_NAMES = (
+    "SETTINGS",
+    "CODE",
+    "STEPS",
+    "Steps",
+    "principal_angles_deg",
+    "variance_captured",
+    "moon_pairs",
+    "midpoints",
+    "interpolation_rows",
+    "tour",
+    "FLOOR",
+    "CVAE",
+    "DIGIT_SCORE_NAMES",
+    "test_halves",
+    "generation_sets",
+    "set_features",
+    "generation_table",
+    "pictures",
+    "EXPLORER_INTRO",
+    "moon_explorer",
+)
 
 
 def __getattr__(name: str):

@@ -23,34 +23,66 @@ from typing import Any
 
 import torch
 
-from vaekit.explorer import pictures as viz
-from vaekit.training.checkpoints import check_out_folder, write_text_durable
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data.prepared import Data, prepare
-from vaekit.training.devices import resolve_device
 from vaekit.errors import VaekitError
+from vaekit.explorer import pictures as viz
 from vaekit.metrics.evaluation import evaluate
 from vaekit.models import PCA
+from vaekit.training.checkpoints import check_out_folder, write_text_durable
+from vaekit.training.devices import resolve_device
 from vaekit.training.lanes import Job, train_side_by_side
 
 # Full: <= 5 minutes on 2 CPU cores. Quick: <= 60 s. `expected`: each step's seconds on the
 # reference machine (2-core AMD EPYC, torch 2.13.0+cpu), for the running estimate of the total.
 SETTINGS = {
-    "full": {"limit": None, "hidden": [1000, 500, 250], "map_hidden": [512, 256], "batch_size": 128,
-             "linear_epochs": 8, "deep_epochs": 8, "vae_epochs": 8, "cvae_epochs": 8, "map_epochs": 4,
-             "lr": 2e-3, "warmup_epochs": 0.3, "n": 5000, "kid_subsets": 100, "k": 50, "pairs_shown": 4, "lanes": 2,
-             "expected": {"data": 4, "train": 205, "measure": 17, "generation": 45, "pictures": 1}},
-    "quick": {"limit": 20000, "hidden": [512, 256], "map_hidden": [256], "batch_size": 128,
-              "linear_epochs": 6, "deep_epochs": 5, "vae_epochs": 5, "cvae_epochs": 6, "map_epochs": 4,
-              "lr": 2e-3, "warmup_epochs": 0.3, "n": 2000, "kid_subsets": 50, "k": 20, "pairs_shown": 4, "lanes": 2,
-              "expected": {"data": 3, "train": 23, "measure": 6, "generation": 17, "pictures": 1}},
+    "full": {
+        "limit": None,
+        "hidden": [1000, 500, 250],
+        "map_hidden": [512, 256],
+        "batch_size": 128,
+        "linear_epochs": 8,
+        "deep_epochs": 8,
+        "vae_epochs": 8,
+        "cvae_epochs": 8,
+        "map_epochs": 4,
+        "lr": 2e-3,
+        "warmup_epochs": 0.3,
+        "n": 5000,
+        "kid_subsets": 100,
+        "k": 50,
+        "pairs_shown": 4,
+        "lanes": 2,
+        "expected": {"data": 4, "train": 205, "measure": 17, "generation": 45, "pictures": 1},
+    },
+    "quick": {
+        "limit": 20000,
+        "hidden": [512, 256],
+        "map_hidden": [256],
+        "batch_size": 128,
+        "linear_epochs": 6,
+        "deep_epochs": 5,
+        "vae_epochs": 5,
+        "cvae_epochs": 6,
+        "map_epochs": 4,
+        "lr": 2e-3,
+        "warmup_epochs": 0.3,
+        "n": 2000,
+        "kid_subsets": 50,
+        "k": 20,
+        "pairs_shown": 4,
+        "lanes": 2,
+        "expected": {"data": 3, "train": 23, "measure": 6, "generation": 17, "pictures": 1},
+    },
 }
 CODE = 30
-STEPS = {"data": "load MNIST; PCA by eigendecomposition (30 and 2 components)",
-         "train": "train the linear AE, deep AE, VAE, conditional VAE and the 2-D AE and VAE",
-         "measure": "test squared errors; the VAE's ELBO and importance-sampled log p(x)",
-         "generation": "samplers fitted to the codes; Fréchet distance, KID, precision, recall of 9 image sets",
-         "pictures": "pictures and the page"}
+STEPS = {
+    "data": "load MNIST; PCA by eigendecomposition (30 and 2 components)",
+    "train": "train the linear AE, deep AE, VAE, conditional VAE and the 2-D AE and VAE",
+    "measure": "test squared errors; the VAE's ELBO and importance-sampled log p(x)",
+    "generation": "samplers fitted to the codes; Fréchet distance, KID, precision, recall of 9 image sets",
+    "pictures": "pictures and the page",
+}
 
 
 class Steps:
@@ -78,8 +110,11 @@ class Steps:
         self._end()
         self.current, self.step_t0 = name, time.perf_counter()
         elapsed = time.perf_counter() - self.t0
-        print(f"step {self.names.index(name) + 1} of {len(self.names)}: {what} "
-              f"[{elapsed:.0f} s so far, about {self.left():.0f} s to go]", flush=True)
+        print(
+            f"step {self.names.index(name) + 1} of {len(self.names)}: {what} "
+            f"[{elapsed:.0f} s so far, about {self.left():.0f} s to go]",
+            flush=True,
+        )
 
     def finish(self) -> dict[str, float]:
         self._end()
@@ -90,23 +125,42 @@ class Steps:
 def _jobs(s: dict, progress: bool = False) -> list[Job]:
     """The tour's six models, the longest first (workers take them in this order; progress bars
     show only when they train one after another, in this process)."""
+
     def train(epochs: int, lr: float = s["lr"], warmup: float = s["warmup_epochs"]) -> TrainConfig:
-        return TrainConfig(epochs=epochs, batch_size=s["batch_size"], lr=lr, schedule="cosine", warmup_epochs=warmup,
-                           progress=progress, eval_k=0)
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=s["batch_size"],
+            lr=lr,
+            schedule="cosine",
+            warmup_epochs=warmup,
+            progress=progress,
+            eval_k=0,
+        )
+
     bern = {"likelihood": "bernoulli"}
     return [
         # The AE minimises the squared error it is measured by (a Gaussian likelihood, sigma = 1), with
         # ELU units: in 8 epochs, test squared error 6.72 against 7.39 with ReLU (and 7.94 for the
         # 12-epoch ReLU cross-entropy recipe before). The VAE keeps ReLU: with ELU it reconstructs
         # better (8.75) but its samples score lower (digit score 0.889 against 0.925).
-        Job("deep AE", ModelConfig(name="ae", latent_dim=CODE, hidden=s["hidden"], likelihood="gaussian", activation="elu"),
-            train(s["deep_epochs"])),
+        Job(
+            "deep AE",
+            ModelConfig(name="ae", latent_dim=CODE, hidden=s["hidden"], likelihood="gaussian", activation="elu"),
+            train(s["deep_epochs"]),
+        ),
         Job("VAE", ModelConfig(name="vae", latent_dim=CODE, hidden=s["hidden"], **bern), train(s["vae_epochs"])),
-        Job("conditional VAE", ModelConfig(name="vae", latent_dim=16, hidden=s["map_hidden"], conditional=True, num_classes=10,
-                                           **bern), train(s["cvae_epochs"], lr=3e-3)),
+        Job(
+            "conditional VAE",
+            ModelConfig(name="vae", latent_dim=16, hidden=s["map_hidden"], conditional=True, num_classes=10, **bern),
+            train(s["cvae_epochs"], lr=3e-3),
+        ),
         Job("VAE (2-D)", ModelConfig(name="vae", latent_dim=2, hidden=s["map_hidden"], **bern), train(s["map_epochs"])),
         Job("deep AE (2-D)", ModelConfig(name="ae", latent_dim=2, hidden=s["map_hidden"]), train(s["map_epochs"])),
-        Job("linear AE", ModelConfig(name="linear_ae", latent_dim=CODE, tied=True), train(s["linear_epochs"], lr=3e-3, warmup=0.0)),
+        Job(
+            "linear AE",
+            ModelConfig(name="linear_ae", latent_dim=CODE, tied=True),
+            train(s["linear_epochs"], lr=3e-3, warmup=0.0),
+        ),
     ]
 
 
@@ -125,9 +179,11 @@ def variance_captured(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor, 
     Unlike the largest principal angle, this is well conditioned when eigenvalues nearly tie.
     """
     xc = x.flatten(1).double() - mean.double()
+
     def captured(b: torch.Tensor) -> torch.Tensor:
         q, _ = torch.linalg.qr(b.double().T)  # (F, q) orthonormal
         return (xc @ q).pow(2).sum(1).mean()
+
     return float(captured(basis) / captured(reference))
 
 
@@ -148,7 +204,9 @@ def midpoints(model: Any, x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolation_rows(models: dict[str, Any], x: torch.Tensor, pairs: torch.Tensor, steps: int = 9) -> dict[str, torch.Tensor]:
+def interpolation_rows(
+    models: dict[str, Any], x: torch.Tensor, pairs: torch.Tensor, steps: int = 9
+) -> dict[str, torch.Tensor]:
     rows = {}
     for i, (a, b) in enumerate(pairs.tolist()):
         for name, m in models.items():
@@ -157,9 +215,16 @@ def interpolation_rows(models: dict[str, Any], x: torch.Tensor, pairs: torch.Ten
     return rows
 
 
-def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", data_dir: str | None = None,
-         progress: bool = True, data: Data | None = None, settings: dict | None = None,
-         features: str | Path | None = None) -> dict[str, Any]:
+def tour(
+    out: str | Path = "tour",
+    quick: bool = False,
+    device: str = "auto",
+    data_dir: str | None = None,
+    progress: bool = True,
+    data: Data | None = None,
+    settings: dict | None = None,
+    features: str | Path | None = None,
+) -> dict[str, Any]:
     """Run the tour and write ``out/index.html`` and ``out/results.json``; return the results.
     `features`: the feature network (`vaekit.metrics.features.load_features`; default the shipped MNIST one)."""
     from vaekit.metrics.features import FeatureNet, MnistFeatureNet, load_features
@@ -172,12 +237,18 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     require_metrics()  # first: a missing extra or feature network fails before anything is written
     net, net_name, digest = load_features(features, dev)
     if not isinstance(net, (MnistFeatureNet, FeatureNet)):
-        raise VaekitError(f"the tour scores digits with a classifier's features and head; '{features}' has no head "
-                          "(use the shipped network or one from 'vaekit features train')")
+        raise VaekitError(
+            f"the tour scores digits with a classifier's features and head; '{features}' has no head "
+            "(use the shipped network or one from 'vaekit features train')"
+        )
     out = check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"vaekit tour{' --quick' if quick else ''}: {len(steps.names)} steps, about {steps.left():.0f} s on 2 CPU cores "
-          f"(the estimate follows this machine's pace as the steps finish)", flush=True)
+    print(
+        f"vaekit tour{' --quick' if quick else ''}: {len(steps.names)} steps, about {steps.left():.0f} s on 2 CPU "
+        f"cores "
+        f"(the estimate follows this machine's pace as the steps finish)",
+        flush=True,
+    )
     steps.begin("data", STEPS["data"])
     if data is None:
         data = prepare(DataConfig(name="mnist", data_dir=data_dir, val_size=0), device=dev)
@@ -192,22 +263,31 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
 
     jobs = _jobs(s, progress)
     steps.begin("train", f"{STEPS['train']}, {min(s['lanes'], len(jobs))} at a time")
-    trained = train_side_by_side(jobs, data, lanes=s["lanes"] if dev.type == "cpu" else 1, on_done=lambda job, done: print(
-        f"  {job.name}: {job.train.epochs} epochs in {done.seconds:.0f} s", flush=True))
+    trained = train_side_by_side(
+        jobs,
+        data,
+        lanes=s["lanes"] if dev.type == "cpu" else 1,
+        on_done=lambda job, done: print(f"  {job.name}: {job.train.epochs} epochs in {done.seconds:.0f} s", flush=True),
+    )
     m = {name: done.model.to(dev) for name, done in trained.items()}
     res["training_seconds"] = {name: done.seconds for name, done in trained.items()}
 
     steps.begin("measure", STEPS["measure"])
     lin, deep, vae = m["linear AE"], m["deep AE"], m["VAE"]
     angles = principal_angles_deg(pca.components_, lin.subspace())
-    res["linear_ae_principal_angles_deg"] = {"max": float(angles.max()), "mean": float(angles.mean()),
-                                             "median": float(angles.median())}
+    res["linear_ae_principal_angles_deg"] = {
+        "max": float(angles.max()),
+        "mean": float(angles.mean()),
+        "median": float(angles.median()),
+    }
     res["linear_ae_variance_captured"] = variance_captured(x, pca.mean_, lin.subspace(), pca.components_)
     models = {"PCA": pca, "linear AE": lin, "deep AE": deep, "VAE": vae}
     res["test"] = {name: evaluate(model, xt, k=s["k"] if name == "VAE" else 0) for name, model in models.items()}
     res["squared_error_30"] = {name: r["squared_error"]["value"] for name, r in res["test"].items()}
-    res["squared_error_2"] = {name: float(((model.reconstruct(xt) - xt) ** 2).flatten(1).sum(1).mean())
-                              for name, model in (("PCA", pca2), ("deep AE", m["deep AE (2-D)"]), ("VAE", m["VAE (2-D)"]))}
+    res["squared_error_2"] = {
+        name: float(((model.reconstruct(xt) - xt) ** 2).flatten(1).sum(1).mean())
+        for name, model in (("PCA", pca2), ("deep AE", m["deep AE (2-D)"]), ("VAE", m["VAE (2-D)"]))
+    }
 
     steps.begin("generation", STEPS["generation"])
     f_test = image_features(net, xt)  # (N_test, D): the accuracy, the reference and the floor all come from these
@@ -215,12 +295,19 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
     reference, others = test_halves(len(xt), s["n"])
     images = generation_sets(m, data, s, others)
     feats = {FLOOR: f_test[others], **set_features(net, {k: v for k, v in images.items() if k != FLOOR})}
-    res["generation"] = generation_table(feats, f_test[reference], net, f"{net_name} sha256:{digest[:12]}", s["kid_subsets"])
-    res["digit_scores"] = {"real test digits": res["generation"]["sets"][FLOOR]["digit_score"],
-                           **{old: res["generation"]["sets"][new]["digit_score"] for old, new in DIGIT_SCORE_NAMES.items()}}
+    res["generation"] = generation_table(
+        feats, f_test[reference], net, f"{net_name} sha256:{digest[:12]}", s["kid_subsets"]
+    )
+    res["digit_scores"] = {
+        "real test digits": res["generation"]["sets"][FLOOR]["digit_score"],
+        **{old: res["generation"]["sets"][new]["digit_score"] for old, new in DIGIT_SCORE_NAMES.items()},
+    }
     asked = _asked(s["n"], dev)
-    res["conditional"] = {"classifier_accuracy_on_samples": _accuracy(net, feats[CVAE], asked), "samples": len(asked),
-                          "digit_score": res["generation"]["sets"][CVAE]["digit_score"]}
+    res["conditional"] = {
+        "classifier_accuracy_on_samples": _accuracy(net, feats[CVAE], asked),
+        "samples": len(asked),
+        "digit_score": res["generation"]["sets"][CVAE]["digit_score"],
+    }
 
     steps.begin("pictures", STEPS["pictures"])
     pictures(m, models, pca2, data, images, trained, s, out)
@@ -233,10 +320,13 @@ def tour(out: str | Path = "tour", quick: bool = False, device: str = "auto", da
 
 FLOOR = "real test images (the floor)"
 CVAE = "conditional VAE, asked for each digit in turn"
-DIGIT_SCORE_NAMES = {"AE interpolation midpoints": "AE, interpolation midpoints",
-                     "VAE interpolation midpoints": "VAE, interpolation midpoints",
-                     "AE on N(0, I)": "AE on N(0, I)", "AE on fitted Gaussian": "AE + fitted Gaussian",
-                     "VAE on N(0, I)": "VAE on N(0, I)"}
+DIGIT_SCORE_NAMES = {
+    "AE interpolation midpoints": "AE, interpolation midpoints",
+    "VAE interpolation midpoints": "VAE, interpolation midpoints",
+    "AE on N(0, I)": "AE on N(0, I)",
+    "AE on fitted Gaussian": "AE + fitted Gaussian",
+    "VAE on N(0, I)": "VAE on N(0, I)",
+}
 
 
 @torch.no_grad()
@@ -254,7 +344,7 @@ def test_halves(n_test: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch
     if n_test < 2 * n:
         raise VaekitError(f"the tour's generation scores need {2 * n} test images (n = {n} on each side); got {n_test}")
     perm = torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))
-    return perm[:n], perm[n: 2 * n]
+    return perm[:n], perm[n : 2 * n]
 
 
 def _asked(n: int, device: torch.device) -> torch.Tensor:
@@ -277,6 +367,7 @@ def generation_sets(m: dict[str, Any], data: Data, s: dict, floor: torch.Tensor)
 
     def g(seed: int) -> torch.Generator:
         return torch.Generator(device=dev).manual_seed(seed)
+
     pairs = moon_pairs(data.y_test, n)
     return {
         FLOOR: xt[floor.to(dev)],
@@ -301,8 +392,9 @@ def set_features(net: Any, images: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 
 @torch.no_grad()
-def generation_table(feats: dict[str, torch.Tensor], real: torch.Tensor, net: Any, network: str,
-                     kid_subsets: int = 100) -> dict[str, Any]:
+def generation_table(
+    feats: dict[str, torch.Tensor], real: torch.Tensor, net: Any, network: str, kid_subsets: int = 100
+) -> dict[str, Any]:
     """Each set's generation metrics, its features (n, D) in `feats` against `real` (n, D), the
     reference test images' features; and its digit score: the mean top-class probability of the
     network's classifier head on those features."""
@@ -313,36 +405,65 @@ def generation_table(feats: dict[str, torch.Tensor], real: torch.Tensor, net: An
         metrics = generation_metrics(real, f, network=network, kid_subsets=kid_subsets)
         top = net.head(f.float().to(next(net.parameters()).device)).softmax(1).amax(1)
         sets[name] = {**{k: v["value"] for k, v in metrics.items()}, "digit_score": float(top.mean())}
-    return {"network": network, "n": len(real), "reference": f"{len(real)} test images drawn at random (the floor: {len(real)} others)",
-            "units": {k: v["unit"] for k, v in metrics.items()}, "kid_subsets": kid_subsets,
-            "kid_subset_size": min(1000, len(real)), "features": real.shape[1], "sets": sets}
+    return {
+        "network": network,
+        "n": len(real),
+        "reference": f"{len(real)} test images drawn at random (the floor: {len(real)} others)",
+        "units": {k: v["unit"] for k, v in metrics.items()},
+        "kid_subsets": kid_subsets,
+        "kid_subset_size": min(1000, len(real)),
+        "features": real.shape[1],
+        "sets": sets,
+    }
 
 
 @torch.no_grad()
-def pictures(m: dict[str, Any], models: dict[str, Any], pca2: Any, data: Data, images: dict[str, torch.Tensor],
-             trained: dict[str, Any], s: dict, out: Path) -> None:
+def pictures(
+    m: dict[str, Any],
+    models: dict[str, Any],
+    pca2: Any,
+    data: Data,
+    images: dict[str, torch.Tensor],
+    trained: dict[str, Any],
+    s: dict,
+    out: Path,
+) -> None:
     xt, yt = data.x_test, data.y_test
-    viz.reconstruction_grid(xt[:12], {n: model.reconstruct(xt[:12]).clamp(0, 1) for n, model in models.items()},
-                            out / "reconstructions.png")
-    viz.training_curves({n: trained[n].history for n in ("linear AE", "deep AE", "VAE")}, out / "curves.png", keys=("train_loss",))
+    viz.reconstruction_grid(
+        xt[:12], {n: model.reconstruct(xt[:12]).clamp(0, 1) for n, model in models.items()}, out / "reconstructions.png"
+    )
+    viz.training_curves(
+        {n: trained[n].history for n in ("linear AE", "deep AE", "VAE")}, out / "curves.png", keys=("train_loss",)
+    )
     rows = interpolation_rows({"AE": m["deep AE"], "VAE": m["VAE"]}, xt, moon_pairs(yt, s["pairs_shown"]))
     viz.labelled_rows({k: v.clamp(0, 1) for k, v in rows.items()}, out / "moon.png")
     shown = [n for n in images if n not in (FLOOR, CVAE) and "midpoints" not in n]
     viz.labelled_rows({n: images[n][:16].clamp(0, 1) for n in shown}, out / "random_codes.png")
     dev = data.device
     rows = torch.arange(10, device=dev).repeat_interleave(10)
-    viz.image_grid(m["conditional VAE"].sample(100, generator=torch.Generator(device=dev).manual_seed(1), y=rows),
-                   out / "conditional.png", nrow=10)
-    viz.latent_maps({"PCA (2-D)": (pca2.transform(xt), yt), "AE (2-D)": (m["deep AE (2-D)"].embed(xt), yt),
-                     "VAE (2-D)": (m["VAE (2-D)"].embed(xt), yt)}, out / "latent_maps.png")
+    viz.image_grid(
+        m["conditional VAE"].sample(100, generator=torch.Generator(device=dev).manual_seed(1), y=rows),
+        out / "conditional.png",
+        nrow=10,
+    )
+    viz.latent_maps(
+        {
+            "PCA (2-D)": (pca2.transform(xt), yt),
+            "AE (2-D)": (m["deep AE (2-D)"].embed(xt), yt),
+            "VAE (2-D)": (m["VAE (2-D)"].embed(xt), yt),
+        },
+        out / "latent_maps.png",
+    )
     viz.manifold_grid(lambda z: m["VAE (2-D)"].decode(z).mean, out / "vae_manifold.png", n=15, device=dev)
     moon_explorer(m["deep AE (2-D)"], m["VAE (2-D)"], xt, yt, out / "explorer.html")
 
 
-EXPLORER_INTRO = ("The moon experiment, made interactive: both models have two-number codes, and one cursor decodes "
-                  "in both. Move it over either map; the other follows to the same place relative to its codes. "
-                  "Nothing trained the AE's decoder between its clusters, so what it draws there is left to chance "
-                  "(often smudges or blends of two digits); the VAE's gaps decode to digits.")
+EXPLORER_INTRO = (
+    "The moon experiment, made interactive: both models have two-number codes, and one cursor decodes "
+    "in both. Move it over either map; the other follows to the same place relative to its codes. "
+    "Nothing trained the AE's decoder between its clusters, so what it draws there is left to chance "
+    "(often smudges or blends of two digits); the VAE's gaps decode to digits."
+)
 
 
 def moon_explorer(ae: Any, vae: Any, x: torch.Tensor, y: torch.Tensor, path: Path, points: int = 5000) -> Path:
@@ -350,8 +471,24 @@ def moon_explorer(ae: Any, vae: Any, x: torch.Tensor, y: torch.Tensor, path: Pat
     from vaekit.explorer.page import Blob, panel_spec, write_page
 
     blob = Blob()
-    panels = [panel_spec(ae, x, blob, y, title="deep autoencoder, 2-D code", points=points,
-                         note="No prior: nothing trained the space between its codes, and it cannot sample."),
-              panel_spec(vae, x, blob, y, title="VAE, 2-D code", points=points,
-                         note="Its codes are noisy and held near N(0, I): the gaps are filled, and it samples.")]
+    panels = [
+        panel_spec(
+            ae,
+            x,
+            blob,
+            y,
+            title="deep autoencoder, 2-D code",
+            points=points,
+            note="No prior: nothing trained the space between its codes, and it cannot sample.",
+        ),
+        panel_spec(
+            vae,
+            x,
+            blob,
+            y,
+            title="VAE, 2-D code",
+            points=points,
+            note="Its codes are noisy and held near N(0, I): the gaps are filled, and it samples.",
+        ),
+    ]
     return write_page(path, panels, blob, "vaekit tour: the AE and the VAE, one cursor", EXPLORER_INTRO, linked=True)

@@ -1,6 +1,7 @@
 """Every model keeps the one contract of `vaekit.models.base`: the same methods, the same return
-types and the same shapes, whatever the model, the net or the prior. Adding a model means adding
-it to MODELS below, and this file checks it."""
+types and the same shapes, whatever the model, the net or the prior. Every registered model is
+checked at its registry defaults (nothing to add here for a new model); MODELS below adds the
+variants: nets, priors, posteriors, conditioning, custom nets."""
 
 import pytest
 import torch
@@ -119,6 +120,17 @@ MODELS = {
 }
 
 
+def _at_defaults(name: str, shape: tuple[int, ...]):
+    """A registered model at its registry defaults (fitted, where it is fitted rather than trained)."""
+    model = build_model(ModelConfig(name=name), shape)
+    if isinstance(model, PCA):
+        model.fit(torch.rand(40, *shape, generator=torch.Generator().manual_seed(0)))
+    return model
+
+
+MODELS |= {f"{n}_defaults": ((1, 8, 8), lambda n=n: _at_defaults(n, (1, 8, 8))) for n in REGISTERED.names()}
+
+
 def _inputs(name, shape):
     g = torch.Generator().manual_seed(1)
     x = torch.rand(B, *shape, generator=g)
@@ -126,6 +138,16 @@ def _inputs(name, shape):
         x = torch.round(x * 255) / 255
     y = torch.randint(0, 4, (B,), generator=g) if name in ("cvae", "cae") else None
     return x, y
+
+
+def test_a_model_at_its_defaults_has_the_code_size_its_registry_entry_gives():
+    for name in REGISTERED.names():
+        m = MODELS[f"{name}_defaults"][1]()
+        given = REGISTERED.defaults(name)["latent_dim"]
+        if m.discrete_code:  # one index per position of the code grid
+            assert m.latent_dim == 4
+        else:
+            assert m.latent_dim in (given, 2 * given), name  # hvae: two layers of latent_dim by default
 
 
 def test_every_registered_model_and_prior_is_covered():
@@ -142,6 +164,8 @@ def test_the_contract(name):
     x, y = _inputs(name, shape)
     assert isinstance(m, LatentModel)
     d = 4 if m.discrete_code else D  # a VQ-VAE's code: one index per position of its 2 x 2 grid
+    if name.endswith("_defaults"):  # the code size is the model's default (checked beside the registry's below)
+        d = m.latent_dim
     assert m.shape == shape and m.latent_dim == d and m.conditional == (y is not None)
     m.eval()
 
@@ -153,9 +177,9 @@ def test_the_contract(name):
     if m.diagonal_posterior or not m.variational or m.discrete_code:  # the mean in closed form
         assert z.shape == (B, d) and torch.allclose(z, qz.mean)
     else:  # a flow or a hierarchy: its stated point code, and codes drawn with their log-density
-        assert z.shape == (B, D) and torch.allclose(z, qz.point)
+        assert z.shape == (B, d) and torch.allclose(z, qz.point)
         zk, log_q = qz.rsample_and_log_prob((2,))
-        assert zk.shape == (2, B, D) and torch.allclose(log_q, qz.log_prob(zk), atol=1e-4)
+        assert zk.shape == (2, B, d) and torch.allclose(log_q, qz.log_prob(zk), atol=1e-4)
     assert m.diagonal_posterior == (m.variational and isinstance(qz, torch.distributions.Independent))
 
     px = m.decode(z, y)  # p(x|z): a distribution over x, batch (B,)
@@ -178,7 +202,7 @@ def test_the_contract(name):
     if m.exact_likelihood:
         assert m.log_likelihood(x).shape == (B,)
     if m.variational and not m.discrete_code:
-        assert m.encoder_log_variance(x, y).shape == (B, D)
+        assert m.encoder_log_variance(x, y).shape == (B, d)
     else:
         assert m.encoder_log_variance(x, y) is None
 

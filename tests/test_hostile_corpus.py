@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vaekit.cli import main
-from vaekit.config import SECTIONS
+from vaekit.config import sections
 
 RNG = np.random.default_rng(0)
 X = RNG.random((60, 4)).astype(np.float32)  # a small valid table
@@ -282,7 +282,7 @@ def _int_keys():
     import typing
 
     out = []
-    for section, cls in SECTIONS.items():
+    for section, cls in sections().items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if "int" in str(hints[f.name]) and "float" not in str(hints[f.name]):
@@ -526,7 +526,7 @@ def _typed_keys():
 
     return [
         (f"{section}.{f.name}", v)
-        for section, cls in SECTIONS.items()
+        for section, cls in sections().items()
         for f in dataclasses.fields(cls)
         for v in _wrong_values(typing.get_type_hints(cls)[f.name])
     ]

@@ -27,6 +27,23 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **rules: Any) -> Any:
+    """A config field and the rules its value must follow, declared where the field is.
+
+    Rules (checked by `check_value` when a section is built; a value of None skips all but `choices`):
+    ``choices`` (a registry of names), ``positive`` (> 0), ``non_negative`` (>= 0),
+    ``unset_or_positive`` (None or > 0), ``sizes`` (a list of sizes, each > 0), ``layers`` (a list's
+    length, or the count itself, is at most `MAX_LAYERS`; the value names what is counted) and
+    ``expect`` (``(test, "what is allowed")``: the value must pass the test)."""
+    unknown = set(rules) - RULES
+    if unknown:
+        raise TypeError(f"unknown config rule(s) {sorted(unknown)}; known: {sorted(RULES)}")
+    return field(default=default, default_factory=factory, metadata=rules)
+
+
+RULES = {"choices", "positive", "non_negative", "unset_or_positive", "sizes", "layers", "expect"}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data comes from and how it is prepared.
@@ -39,125 +56,175 @@ class DataConfig:
     binarize: Literal["none", "dynamic", "fixed"] = (
         "none"  # dynamic: resampled every training batch (val/test fixed); fixed: once, seeded
     )
-    val_size: int = 5000  # examples carved from the training set for validation (0: none)
-    limit: int | None = None  # use only the first N training examples (quick runs)
-    test_size: int | None = (
-        None  # data without a test split: examples carved for testing (None: 10%; streamed: at most 10,000)
-    )
-    image_size: list[int] | None = (
-        None  # [H, W] to resize an image folder to (None: all must match); shapes: the resolution (None: 64 x 64)
-    )
-    shapes_grid: list[int] | None = (
-        None  # shapes: values of each factor [shape (1-3), scale, orientation, pos_x, pos_y]; None: [3, 6, 40, 32, 32]
-    )
-    crop: list[int] | None = (
-        None  # image folders: [H, W] centre crop, before the resize (e.g. CelebA: [148, 148] then 64 x 64)
-    )
+    val_size: int = setting(5000, non_negative=True)  # examples carved from the training set for validation (0: none)
+    limit: int | None = setting(None, unset_or_positive=True)  # use only the first N training examples (quick runs)
+    test_size: int | None = setting(
+        None, unset_or_positive=True
+    )  # data without a test split: examples carved for testing (None: 10%; streamed: at most 10,000)
+    image_size: list[int] | None = setting(
+        None, sizes=True
+    )  # [H, W] to resize an image folder to (None: all must match); shapes: the resolution (None: 64 x 64)
+    shapes_grid: list[int] | None = setting(
+        None, sizes=True
+    )  # shapes: values of each factor [shape (1-3), scale, orientation, pos_x, pos_y]; None: [3, 6, 40, 32, 32]
+    crop: list[int] | None = setting(
+        None, sizes=True
+    )  # image folders: [H, W] centre crop, before the resize (e.g. CelebA: [148, 148] then 64 x 64)
     stream: bool = False  # image folders: read training images from disk as batches are needed (DataLoader workers)
     workers: int = 2  # stream: DataLoader worker processes (0: read in the training process)
     grayscale: bool | None = None  # image folders: force grey (True) or RGB (False); None: as found
     scaling: Literal["minmax", "standard", "none"] = "minmax"  # CSV/arrays of floats
-    seed: int = 0  # validation split and fixed binarisation
+    seed: int = setting(0, non_negative=True)  # validation split and fixed binarisation
     dequantize: Literal["none", "uniform"] = "none"  # 8-bit data: x = (255 x + u) / 256, u ~ U[0, 1), fresh each batch
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Which model and its shape. Fields that do not apply to a model are ignored by it."""
+class SharedModelConfig:
+    """Which model and its shape. Fields that do not apply to a model are ignored by it.
 
-    name: str = field(default="vae", metadata={"choices": MODELS})  # the model (registry.MODELS)
-    latent_dim: int | None = None  # None: the model's default (registry.MODELS)
-    latent_dims: list[int] | None = (
-        None  # hvae: each stochastic layer's code size, bottom (next to x) to top; None: two layers of latent_dim
-    )
-    arch: str = field(default="mlp", metadata={"choices": NETS})  # encoder/decoder bodies (registry.NETS)
-    hidden: list[int] | None = None  # mlp: hidden widths; None: the model's default (registry.MODELS)
+    These are the keys every model family shares (the nets, the likelihood, the prior, the
+    posterior); a model's own keys are declared in its module and registered with it (see
+    `model_config_class`)."""
+
+    name: str = setting("vae", choices=MODELS)  # the model (registry.MODELS)
+    latent_dim: int | None = setting(None, positive=True)  # None: the model's default (registry.MODELS)
+    arch: str = setting("mlp", choices=NETS)  # encoder/decoder bodies (registry.NETS)
+    hidden: list[int] | None = setting(
+        None, sizes=True, layers="layers"
+    )  # mlp: hidden widths; None: the model's default (registry.MODELS)
     block: Literal["plain", "residual", "gated"] = "plain"  # mlp hidden layers
     dropout: float = 0.0  # mlp: probability of zeroing each hidden unit in training (0: off)
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv/resnet: width of each stride-2 stage
-    depth: int = 2  # resnet: residual blocks per stage
+    channels: list[int] = setting(
+        factory=lambda: [32, 64], sizes=True, layers="stages"
+    )  # conv/resnet: width of each stride-2 stage
+    depth: int = setting(2, positive=True, layers="blocks per stage")  # resnet: residual blocks per stage
     activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"  # hidden-layer nonlinearity
-    likelihood: str | None = field(
-        default=None, metadata={"choices": LIKELIHOODS}
+    likelihood: str | None = setting(
+        None, choices=LIKELIHOODS
     )  # p(x|z) (registry.LIKELIHOODS); None: the model's default
     likelihood_check: bool = True  # refuse a likelihood that does not fit the data (false: train anyway)
-    sigma: float = 1.0  # std of the fixed Gaussian; the starting std of the learned ones
-    mixture_components: int = 5  # discretized_logistic_mixture
-    prior: str = field(default="standard_normal", metadata={"choices": PRIORS})  # vae: p(z) (registry.PRIORS)
-    prior_components: int | None = None  # mog (default 10) or vamp pseudo-inputs (default 500)
-    posterior: str = field(
-        default="diagonal", metadata={"choices": POSTERIORS}
+    sigma: float = setting(1.0, positive=True)  # std of the fixed Gaussian; the starting std of the learned ones
+    mixture_components: int = setting(5, positive=True)  # discretized_logistic_mixture
+    prior: str = setting("standard_normal", choices=PRIORS)  # vae: p(z) (registry.PRIORS)
+    prior_components: int | None = setting(
+        None, unset_or_positive=True
+    )  # mog (default 10) or vamp pseudo-inputs (default 500)
+    posterior: str = setting(
+        "diagonal", choices=POSTERIORS
     )  # vae: q(z|x) (registry.POSTERIORS): diagonal Gaussian, or a flow on it (iaf, nsf)
-    flow_steps: int = 2  # iaf/nsf: autoregressive steps
-    flow_hidden: list[int] = field(
-        default_factory=lambda: [256, 256]
+    flow_steps: int = setting(2, positive=True, layers="flow steps")  # iaf/nsf: autoregressive steps
+    flow_hidden: list[int] = setting(
+        factory=lambda: [256, 256], sizes=True, layers="layers"
     )  # iaf/nsf: hidden widths of each step's autoregressive net
-    codebook_size: int = 512  # vqvae: K, the number of codebook vectors
-    codebook_dim: int = 64  # vqvae: the size of each codebook vector (the encoder's output channels)
-    commitment: float = 0.25  # vqvae: weight of the commitment penalty ||z_e - sg(z_q)||^2
-    codebook_decay: float = 0.99  # vqvae: decay of the codebook's moving averages
-    prior_width: int = 128  # vqvae: width of the prior's causal transformer over the code grid
-    prior_layers: int = 2  # vqvae: blocks of that transformer
-    tc_gamma: float = 35.0  # factorvae: weight of the discriminator's total-correlation estimate (Kim & Mnih's gamma)
-    discriminator_hidden: list[int] = field(
-        default_factory=lambda: [1000] * 6
-    )  # factorvae: the discriminator's hidden widths
     conditional: bool = False  # condition encoder and decoder on the label (CVAE)
-    num_classes: int | None = None  # conditional: filled in from the data's labels
-    tied: bool = False  # linear_ae: decoder is the transpose of the encoder
-    whiten: bool = False  # pca: codes scaled to unit variance
+    num_classes: int | None = setting(None, unset_or_positive=True)  # conditional: filled in from the data's labels
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation. Applies to every trainable model."""
 
-    epochs: int = 10  # passes over the training set (at most 1,000,000)
-    batch_size: int = 128  # the global batch (under torchrun: split over the processes)
-    lr: float = 1e-3  # base learning rate
+    epochs: int = setting(10, positive=True)  # passes over the training set (at most 1,000,000)
+    batch_size: int = setting(128, positive=True)  # the global batch (under torchrun: split over the processes)
+    lr: float = setting(1e-3, positive=True)  # base learning rate
     optimizer: Literal["adam", "adamw"] = "adam"  # adamw: decoupled weight decay
-    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
+    weight_decay: float = setting(0.0, non_negative=True)  # L2 (adam) or decoupled (adamw) weight decay
     schedule: Literal["constant", "cosine", "exponential"] = "constant"  # learning-rate decay over train.epochs
-    gamma: float = 0.95  # exponential schedule: lr multiplier per epoch
-    warmup_epochs: float = 0.0  # linear learning-rate warm-up
-    objective: str = field(default="elbo", metadata={"choices": OBJECTIVES})  # registry.OBJECTIVES
-    samples: int = 1  # codes drawn per example: K of the IWAE bound (elbo: averaged)
-    beta: float = 1.0  # weight of the KL term (beta-VAE); 1.0 is the ELBO
-    free_bits: float = 0.0  # nats per latent dimension below which the KL is not pushed down (Kingma et al. 2016)
-    tc_beta: float = 6.0  # btcvae: weight of the total correlation (Chen et al. 2018's beta)
+    gamma: float = setting(0.95, non_negative=True)  # exponential schedule: lr multiplier per epoch
+    warmup_epochs: float = setting(0.0, non_negative=True)  # linear learning-rate warm-up
+    objective: str = setting("elbo", choices=OBJECTIVES)  # registry.OBJECTIVES
+    samples: int = setting(1, positive=True)  # codes drawn per example: K of the IWAE bound (elbo: averaged)
+    beta: float = setting(1.0, non_negative=True)  # weight of the KL term (beta-VAE); 1.0 is the ELBO
+    free_bits: float = setting(
+        0.0, non_negative=True
+    )  # nats per latent dimension below which the KL is not pushed down (Kingma et al. 2016)
+    tc_beta: float = setting(
+        6.0, non_negative=True
+    )  # btcvae: weight of the total correlation (Chen et al. 2018's beta)
     tc_estimator: Literal["mss", "mws"] = (
         "mss"  # btcvae: log q(z) from the minibatch by stratified (mss) or weighted (mws) sampling
     )
-    mmd_weight: float = 10.0  # infovae: weight of MMD^2(q(z), p(z)) (InfoVAE's alpha + lambda - 1; WAE's lambda)
-    capacity: float = 25.0  # capacity: the KL's target C in nats at the end of its ramp (Burgess et al. 2018)
-    capacity_epochs: float = 10.0  # capacity: epochs over which C rises linearly from 0
+    mmd_weight: float = setting(
+        10.0, non_negative=True
+    )  # infovae: weight of MMD^2(q(z), p(z)) (InfoVAE's alpha + lambda - 1; WAE's lambda)
+    capacity: float = setting(
+        25.0, non_negative=True
+    )  # capacity: the KL's target C in nats at the end of its ramp (Burgess et al. 2018)
+    capacity_epochs: float = setting(10.0, non_negative=True)  # capacity: epochs over which C rises linearly from 0
     kl_schedule: Literal["linear", "cyclic"] = (
         "linear"  # KL warm-up: once (linear) or restarted every kl_cycle_epochs (cyclic)
     )
-    kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over these epochs
-    kl_cycle_epochs: float = 0.0  # cyclic: period of the ramp (Fu et al. 2019); the ramp takes kl_warmup_epochs
+    kl_warmup_epochs: float = setting(
+        0.0, non_negative=True
+    )  # KL weight rises linearly from 0 to beta over these epochs
+    kl_cycle_epochs: float = setting(
+        0.0, non_negative=True
+    )  # cyclic: period of the ramp (Fu et al. 2019); the ramp takes kl_warmup_epochs
     ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation
-    grad_clip: float | None = None  # max global gradient norm
-    patience: int | None = None  # early stopping on validation loss; None: off
-    max_minutes: float | None = None  # stop after the first epoch that ends past this much training time
-    checkpoint_every: int | None = None  # also checkpoint every N optimiser steps (None: at the end of each epoch only)
-    keep_checkpoints: int = 3  # training checkpoints kept: the newest N, plus the best epoch's
+    grad_clip: float | None = setting(None, unset_or_positive=True)  # max global gradient norm
+    patience: int | None = setting(None, unset_or_positive=True)  # early stopping on validation loss; None: off
+    max_minutes: float | None = setting(
+        None, unset_or_positive=True
+    )  # stop after the first epoch that ends past this much training time
+    checkpoint_every: int | None = setting(
+        None, unset_or_positive=True
+    )  # also checkpoint every N optimiser steps (None: at the end of each epoch only)
+    keep_checkpoints: int = setting(3, positive=True)  # training checkpoints kept: the newest N, plus the best epoch's
     on_nan: Literal["stop", "rollback"] = "stop"  # non-finite loss/gradient: stop with a diagnosis, or roll back
-    max_rollbacks: int = 3  # rollback: restore the last good checkpoint and halve the lr at most this often
-    seed: int = 0  # initial weights, batch order and noise
+    max_rollbacks: int = setting(
+        3, non_negative=True
+    )  # rollback: restore the last good checkpoint and halve the lr at most this often
+    seed: int = setting(0, non_negative=True)  # initial weights, batch order and noise
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     precision: Literal["fp32", "bf16", "fp16"] = (
         "fp32"  # bf16/fp16: the nets under autocast, losses and log-densities in fp32
     )
     compile: bool = False  # torch.compile the model for training (checkpoints stay free of its prefixes)
-    eval_k: int = 1000  # importance samples for log p(x) at the end of training (0: skip)
+    eval_k: int = setting(1000, non_negative=True)  # importance samples for log p(x) at the end of training (0: skip)
     progress: bool = True  # progress bars
+
+
+_ASSEMBLED: tuple[int, type] | None = None  # (MODELS.version it was built for, the class)
+
+
+def model_config_class() -> type:
+    """`ModelConfig`: the shared keys, then each registered model's own settings (its registry entry's
+    ``settings``, a frozen dataclass in the model's module), as one flat frozen dataclass, so that
+    ``[model]`` stays one table and config.json one flat section. Built on first use and again after a
+    model is registered. Each key has one owner: a model may not declare a shared key or another
+    model's."""
+    global _ASSEMBLED
+    if _ASSEMBLED is not None and _ASSEMBLED[0] == MODELS.version:
+        return _ASSEMBLED[1]
+    fields = []
+    owners: dict[str, type] = {f.name: SharedModelConfig for f in dataclasses.fields(SharedModelConfig)}
+    for owner in MODELS.settings_classes():
+        hints = typing.get_type_hints(owner)
+        for f in dataclasses.fields(owner):
+            if f.name in owners:
+                raise TypeError(f"model setting '{f.name}' is declared by both {owners[f.name]} and {owner}")
+            owners[f.name] = owner
+            own = field(default=f.default, default_factory=f.default_factory, metadata={**f.metadata, "owner": owner})
+            fields.append((f.name, hints[f.name], own))
+    # A subclass: the shared keys first, then each model's, in registration order.
+    cls = dataclasses.make_dataclass("ModelConfig", fields, bases=(SharedModelConfig,), frozen=True)
+    cls.__module__, cls.__doc__ = __name__, SharedModelConfig.__doc__
+    _ASSEMBLED = (MODELS.version, cls)
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ModelConfig":  # assembled from the registry on first use (PEP 562)
+        return model_config_class()
+    if name == "SECTIONS":  # the name of the previous release, now `sections()`
+        return sections()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: SharedModelConfig = field(default_factory=lambda: model_config_class()())  # a ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -199,7 +266,9 @@ class RunConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+def sections() -> dict[str, type]:
+    """The three sections and their classes (the model's assembled from the registry)."""
+    return {"data": DataConfig, "model": model_config_class(), "train": TrainConfig}
 
 
 def _type_name(tp: Any) -> str:
@@ -257,15 +326,6 @@ MAX_INT = 2**31 - 1  # sizes, counts and seeds: larger ones are typos or attacks
 # Layers: the deepest published VAEs (NVAE, VDVAE) stack tens of cells per stage; thousands are a typo,
 # and building them (even on the meta device, to estimate memory) takes minutes.
 MAX_LAYERS = 128
-LAYER_KEYS = {
-    "hidden": "layers",
-    "channels": "stages",
-    "flow_hidden": "layers",
-    "discriminator_hidden": "layers",
-    "latent_dims": "stochastic layers",
-    "depth": "blocks per stage",
-    "flow_steps": "flow steps",
-}
 
 
 def _short(n: int) -> str:
@@ -273,100 +333,39 @@ def _short(n: int) -> str:
     return text
 
 
-POSITIVE = {
-    "latent_dim",
-    "epochs",
-    "batch_size",
-    "sigma",
-    "lr",
-    "samples",
-    "mixture_components",
-    "depth",
-    "keep_checkpoints",
-    "flow_steps",
-    "codebook_size",
-    "codebook_dim",
-    "prior_width",
-    "prior_layers",
-}
-NON_NEGATIVE = {
-    "commitment",
-    "val_size",
-    "weight_decay",
-    "warmup_epochs",
-    "beta",
-    "kl_warmup_epochs",
-    "eval_k",
-    "gamma",
-    "tc_beta",
-    "mmd_weight",
-    "capacity",
-    "capacity_epochs",
-    "tc_gamma",
-    "free_bits",
-    "kl_cycle_epochs",
-    "max_rollbacks",
-    "seed",
-}
-
-
 def _check_ranges(section: str, obj: Any) -> None:
-    """Values that type-check but make no sense: sizes must be positive, rates non-negative."""
+    """Values that type-check but make no sense: each field's own rules (see `setting`), then the
+    rules between fields of the section."""
     for f in dataclasses.fields(obj):
-        _check_field(section, f, getattr(obj, f.name))
+        check_value(f"{section}.{f.name}", f.metadata, getattr(obj, f.name))
     {"data": _check_data, "train": _check_train, "model": _check_model}[section](obj)
 
 
-def _check_field(section: str, f: dataclasses.Field, v: Any) -> None:
-    """The rules of one value on its own."""
-    key = f"{section}.{f.name}"
-    if "choices" in f.metadata and v is not None:
-        f.metadata["choices"].check(v, key)
+def check_value(key: str, rules: Any, v: Any) -> None:
+    """One value against its field's rules (and the limits every number has)."""
+    if "choices" in rules and v is not None:
+        rules["choices"].check(v, key)
     if isinstance(v, float) and not math.isfinite(v):
         raise VaekitError(f"config key '{key}': got {v!r}, must be a finite number")
     for n in v if isinstance(v, list) else [v]:
         if isinstance(n, int) and not isinstance(n, bool) and abs(n) > MAX_INT:
             raise VaekitError(f"config key '{key}': got {_short(n)}, must be at most {MAX_INT}")
-    if section == "model" and f.name in LAYER_KEYS and v is not None:
+    if v is None:
+        return
+    if "layers" in rules:
         count = len(v) if isinstance(v, list) else v
         if count > MAX_LAYERS:
-            raise VaekitError(f"config key '{key}': {count} {LAYER_KEYS[f.name]}; at most {MAX_LAYERS} are allowed")
-    if f.name in POSITIVE and v <= 0:
+            raise VaekitError(f"config key '{key}': {count} {rules['layers']}; at most {MAX_LAYERS} are allowed")
+    if rules.get("positive") and v <= 0:
         raise VaekitError(f"config key '{key}': got {v!r}, must be > 0")
-    if f.name in NON_NEGATIVE and v < 0:
+    if rules.get("non_negative") and v < 0:
         raise VaekitError(f"config key '{key}': got {v!r}, must be >= 0")
-    if (
-        f.name
-        in {
-            "hidden",
-            "channels",
-            "image_size",
-            "crop",
-            "flow_hidden",
-            "latent_dims",
-            "shapes_grid",
-            "discriminator_hidden",
-        }
-        and v is not None
-        and any(h <= 0 for h in v)
-    ):
+    if rules.get("sizes") and any(h <= 0 for h in v):
         raise VaekitError(f"config key '{key}': got {v!r}, every size must be > 0")
-    if (
-        f.name
-        in {
-            "limit",
-            "test_size",
-            "patience",
-            "grad_clip",
-            "prior_components",
-            "num_classes",
-            "max_minutes",
-            "checkpoint_every",
-        }
-        and v is not None
-        and v <= 0
-    ):
+    if rules.get("unset_or_positive") and v <= 0:
         raise VaekitError(f"config key '{key}': got {v!r}, must be > 0 (or left unset)")
+    if "expect" in rules and not rules["expect"][0](v):
+        raise VaekitError(f"config key '{key}': got {v!r}, expected {rules['expect'][1]}")
 
 
 def _check_data(obj: Any) -> None:
@@ -416,37 +415,19 @@ def _check_model(obj: Any) -> None:
         raise VaekitError(
             "config key 'model.prior': 'vamp' is not available for a conditional VAE; use 'standard_normal' or 'mog'"
         )
-    vq = [
-        ("codebook_decay", obj.codebook_decay, 0 < obj.codebook_decay < 1, "a decay in (0, 1)"),
-        ("codebook_size", obj.codebook_size, obj.codebook_size <= 65536, "at most 65,536 codes"),
-        (
-            "prior_width",
-            obj.prior_width,
-            obj.prior_width % 4 == 0,
-            "a width divisible by the prior's 4 attention heads",
-        ),
-        ("prior_layers", obj.prior_layers, obj.prior_layers <= 64, "at most 64 blocks"),
-    ]
-    for key, v, ok, allowed in vq:
-        if not ok:
-            raise VaekitError(f"config key 'model.{key}': got {v!r}, expected {allowed}")
-    if obj.latent_dims is not None and not 1 <= len(obj.latent_dims) <= 16:
-        raise VaekitError(f"config key 'model.latent_dims': got {obj.latent_dims!r}, expected 1 to 16 layer sizes")
     if obj.flow_steps > 32 or not obj.flow_hidden:
         raise VaekitError(
             f"config key 'model.flow_{'steps' if obj.flow_steps > 32 else 'hidden'}': "
             f"got {obj.flow_steps if obj.flow_steps > 32 else obj.flow_hidden!r}, "
             "expected 1..32 steps and at least one hidden width"
         )
-    if obj.name in ("pca", "linear_ae") and obj.likelihood not in (None, "gaussian"):
-        raise VaekitError(
-            f"config key 'model.likelihood': {obj.name} is fitted by squared error (a fixed Gaussian); got "
-            f"{obj.likelihood!r}"
-        )
+    own = MODELS.settings(obj.name)
+    if own is not None and hasattr(own, "check"):  # the rules between a model's own keys and the shared ones
+        own.check(obj)
 
 
 def build_section(section: str, values: dict[str, Any]) -> Any:
-    cls = SECTIONS[section]
+    cls = sections()[section]
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -468,11 +449,11 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     if not isinstance(raw, dict):
         raise VaekitError(f"config must be a table of sections, got {type(raw).__name__}")
     for section in raw:
-        if section not in SECTIONS:
-            raise VaekitError(f"unknown config section '{section}'; allowed: {', '.join(SECTIONS)}")
+        if section not in ("data", "model", "train"):
+            raise VaekitError(f"unknown config section '{section}'; allowed: data, model, train")
         if not isinstance(raw[section], dict):
             raise VaekitError(f"config section '{section}' must be a table, got {raw[section]!r}")
-    return RunConfig(**{s: build_section(s, raw.get(s, {})) for s in SECTIONS})
+    return RunConfig(**{s: build_section(s, raw.get(s, {})) for s in sections()})
 
 
 def parse_value(text: str) -> Any:
@@ -496,8 +477,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise VaekitError(f"--set '{item}': expected section.key=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
-        if len(parts) != 2 or parts[0] not in SECTIONS:
-            raise VaekitError(f"--set '{item}': key must be section.key with section one of {', '.join(SECTIONS)}")
+        if len(parts) != 2 or parts[0] not in ("data", "model", "train"):
+            raise VaekitError(f"--set '{item}': key must be section.key with section one of data, model, train")
         out.setdefault(parts[0], {})[parts[1]] = parse_value(text.strip())
     return out
 

@@ -16,7 +16,7 @@ import typing
 from typing import Any
 
 from vaekit import config
-from vaekit.config import SECTIONS, _type_name
+from vaekit.config import _type_name, sections
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -41,6 +41,11 @@ def field_comments(cls: type) -> dict[str, str]:
         if tok.type == tokenize.NEWLINE:  # the end of a statement (NL is a line break inside one)
             field = None
     return comments
+
+
+def _declared_in(cls: type, name: str) -> type:
+    """The class in `cls`'s bases whose own source declares field `name`."""
+    return next(c for c in cls.__mro__ if name in c.__dict__.get("__annotations__", {}))
 
 
 def _allowed(f: dataclasses.Field, hint: Any) -> str:
@@ -83,7 +88,7 @@ def markdown() -> str:
         "Ready-made configs are in `configs/`.",
         "",
     ]
-    for section, cls in SECTIONS.items():
+    for section, cls in sections().items():
         out += [
             f"## `[{section}]`",
             "",
@@ -92,8 +97,10 @@ def markdown() -> str:
             "| key | allowed | default | meaning |",
             "|---|---|---|---|",
         ]
-        hints, docs = typing.get_type_hints(cls), field_comments(cls)
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            # a model's own keys are commented where the model declares them
+            docs = field_comments(f.metadata.get("owner") or _declared_in(cls, f.name))
             meaning = docs.get(f.name, "").replace("|", "\\|")
             out.append(f"| `{section}.{f.name}` | {_allowed(f, hints[f.name])} | {_default(f)} | {meaning} |")
         out.append("")

@@ -6,14 +6,18 @@ here as ``"module:attribute"`` strings and imported only when used, so the confi
 line in the table below; your own code can also add one at run time::
 
     from vaekit.registry import MODELS
-    MODELS.register("my_vae", my_builder, defaults={"latent_dim": 16, "hidden": [256], "likelihood": "bernoulli"})
+    MODELS.register("my_vae", my_builder, defaults={"latent_dim": 16, "hidden": [256], "likelihood": "bernoulli"},
+                    settings=MyVAESettings)
 
 An unknown name is an error that lists the known ones.
 
 What each registry's objects are:
 
 - ``MODELS``: ``build(cfg: ModelConfig, shape) -> LatentModel``; ``defaults``: the model's
-  ``latent_dim``, ``hidden`` and ``likelihood`` where the config leaves them unset.
+  ``latent_dim``, ``hidden`` and ``likelihood`` where the config leaves them unset; ``settings``:
+  the model's own ``[model]`` keys, a frozen dataclass in its module whose fields are declared with
+  `config.setting` (their defaults, ranges and one-line comments), with an optional
+  ``check(cfg)`` for rules between its keys and the shared ones.
 - ``NETS``: ``build(cfg, shape, out_dim, cond_dim, param_shape) -> (encoder, decoder)``.
 - ``LIKELIHOODS``: a `likelihoods.Family` (parameters per dimension, how to build p(x|z), whether
   it is a mass function).
@@ -36,20 +40,34 @@ from vaekit.errors import VaekitError
 class Registry:
     """Names -> objects (or lazily imported ``"module:attribute"`` paths), in registration order."""
 
-    def __init__(self, kind: str, entries: dict[str, str | tuple[str, dict[str, Any]]]):
+    def __init__(self, kind: str, entries: dict[str, str | tuple[Any, ...]]):
         self.kind = kind
         self._entries: dict[str, Any] = {}
         self._defaults: dict[str, dict[str, Any]] = {}
+        self._settings: dict[str, Any] = {}
+        self.version = 0  # counts registrations, so that what is assembled from the entries can notice
         for name, entry in entries.items():
-            path, defaults = entry if isinstance(entry, tuple) else (entry, {})
-            self.register(name, path, defaults=defaults)
+            path, defaults, settings = (*entry, None)[:3] if isinstance(entry, tuple) else (entry, {}, None)
+            self.register(name, path, defaults=defaults, settings=settings)
 
-    def register(self, name: str, obj: Any, *, defaults: dict[str, Any] | None = None, replace: bool = False) -> Any:
-        """Add `obj` under `name` (refused if the name is taken, unless `replace`). Returns `obj`."""
+    def register(
+        self,
+        name: str,
+        obj: Any,
+        *,
+        defaults: dict[str, Any] | None = None,
+        settings: Any = None,
+        replace: bool = False,
+    ) -> Any:
+        """Add `obj` under `name` (refused if the name is taken, unless `replace`). Returns `obj`.
+        `settings`: the entry's own config keys, a frozen dataclass (or its ``"module:attribute"``)
+        whose fields are declared with `config.setting` (models: they join ``[model]``)."""
         if name in self._entries and not replace:
             raise ValueError(f"{self.kind} '{name}' is already registered")
         self._entries[name] = obj
         self._defaults[name] = dict(defaults or {})
+        self._settings[name] = settings
+        self.version += 1
         return obj
 
     def names(self) -> tuple[str, ...]:
@@ -87,11 +105,30 @@ class Registry:
         return self.get(name)
 
     def __setitem__(self, name: str, obj: Any) -> None:
-        self.register(name, obj, defaults=self._defaults.get(name), replace=True)
+        self.register(name, obj, defaults=self._defaults.get(name), settings=self._settings.get(name), replace=True)
 
     def __delitem__(self, name: str) -> None:
         del self._entries[self.check(name)]
         del self._defaults[name]
+        del self._settings[name]
+        self.version += 1
+
+    def settings(self, name: str) -> type | None:
+        """The dataclass of the entry's own config keys (imported on first use), or None."""
+        cls = self._settings[self.check(name)]
+        if isinstance(cls, str):
+            module, attr = cls.split(":")
+            cls = self._settings[name] = getattr(importlib.import_module(module), attr)
+        return cls
+
+    def settings_classes(self) -> list[type]:
+        """Every entry's settings dataclass, once each, in registration order."""
+        out: list[type] = []
+        for name in self._entries:
+            cls = self.settings(name)
+            if cls is not None and cls not in out:
+                out.append(cls)
+        return out
 
     def defaults(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self._defaults[self.check(name)])
@@ -101,10 +138,15 @@ class Registry:
 MODELS = Registry(
     "model",
     {
-        "pca": ("vaekit.models.pca:build", {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"}),
+        "pca": (
+            "vaekit.models.pca:build",
+            {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"},
+            "vaekit.models.pca:PCASettings",
+        ),
         "linear_ae": (
             "vaekit.models.autoencoder:build_linear_ae",
             {"latent_dim": 30, "hidden": [], "likelihood": "gaussian"},
+            "vaekit.models.autoencoder:LinearAESettings",
         ),
         # Hinton & Salakhutdinov's (2006) deep autoencoder, trained on cross-entropy as in the paper.
         "ae": (
@@ -120,14 +162,20 @@ MODELS = Registry(
         "hvae": (
             "vaekit.models.hierarchical:build_hvae",
             {"latent_dim": 32, "hidden": [512, 256], "likelihood": "bernoulli"},
+            "vaekit.models.hierarchical:HVAESettings",
         ),
         # van den Oord et al.'s (2017) VQ-VAE with an autoregressive prior over its code grid
         # (latent_dim, hidden: unused).
-        "vqvae": ("vaekit.models.vqvae:build_vqvae", {"latent_dim": 1, "hidden": [], "likelihood": "bernoulli"}),
+        "vqvae": (
+            "vaekit.models.vqvae:build_vqvae",
+            {"latent_dim": 1, "hidden": [], "likelihood": "bernoulli"},
+            "vaekit.models.vqvae:VQVAESettings",
+        ),
         # Kim & Mnih's (2018) FactorVAE: a VAE with a discriminator estimating the codes' total correlation.
         "factorvae": (
             "vaekit.models.factorvae:build_factorvae",
             {"latent_dim": 10, "hidden": [400], "likelihood": "bernoulli"},
+            "vaekit.models.factorvae:FactorVAESettings",
         ),
     },
 )

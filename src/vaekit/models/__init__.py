@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vaekit.config import ModelConfig, build_section
+from vaekit.config import build_section
 from vaekit.models.autoencoder import VAE, Autoencoder, LinearAutoencoder, ModelOutput
 from vaekit.models.base import CannotSample, LatentModel
 from vaekit.models.pca import PCA
 from vaekit.registry import MODELS
+
+if TYPE_CHECKING:  # assembled from the models' own settings, so not imported while they load
+    from vaekit.config import ModelConfig
 
 __all__ = [
     "LatentModel",

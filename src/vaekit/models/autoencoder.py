@@ -16,19 +16,22 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
-from vaekit.config import ModelConfig
+from vaekit.config import setting
 from vaekit.errors import VaekitError
 from vaekit.models import nets
-from vaekit.models.base import LatentModel
+from vaekit.models.base import LatentModel, require_squared_error
 from vaekit.models.likelihoods import Observation, PointMass
 from vaekit.registry import NETS, POSTERIORS, PRIORS
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
 
 
 @dataclass
@@ -291,6 +294,15 @@ def _classes(cfg: ModelConfig) -> int:
             "model.conditional = true needs model.num_classes (the API fills it in from the data's labels)"
         )
     return cfg.num_classes if cfg.conditional else 0
+
+
+@dataclass(frozen=True)
+class LinearAESettings:
+    """The linear autoencoder's own ``[model]`` key."""
+
+    tied: bool = setting(False)  # linear_ae: decoder is the transpose of the encoder
+
+    check = staticmethod(require_squared_error)
 
 
 def build_linear_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> LinearAutoencoder:

@@ -152,3 +152,13 @@ class LatentModel(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """The plain data that, with the weights, rebuilds this model (a model directory's config.json)."""
+
+
+def require_squared_error(cfg: Any) -> None:
+    """A model fitted by squared error (PCA, the linear autoencoder) has one likelihood: a fixed
+    Gaussian. Refuse a config that asks for another."""
+    if cfg.likelihood not in (None, "gaussian"):
+        raise VaekitError(
+            f"config key 'model.likelihood': {cfg.name} is fitted by squared error (a fixed Gaussian); got "
+            f"{cfg.likelihood!r}"
+        )

@@ -21,13 +21,19 @@ loop's optimiser and the batch, so that the loop, checkpoints and exact resume s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.config import setting
 from vaekit.models.autoencoder import VAE, ModelOutput, _classes, _nets
 from vaekit.registry import POSTERIORS
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
 
 
 def shuffle_dimensions(z: torch.Tensor) -> torch.Tensor:
@@ -76,6 +82,18 @@ class FactorVAE(VAE):
         z = out.z if out.z.dim() == 2 else out.z[0]  # (B, D): the first code of each example
         out.penalties = {"tc_penalty": self.gamma * self.tc_logits(z), "discriminator": self.discriminator_loss(z)}
         return out
+
+
+@dataclass(frozen=True)
+class FactorVAESettings:
+    """FactorVAE's own ``[model]`` keys."""
+
+    tc_gamma: float = setting(
+        35.0, non_negative=True
+    )  # factorvae: weight of the discriminator's total-correlation estimate (Kim & Mnih's gamma)
+    discriminator_hidden: list[int] = setting(
+        factory=lambda: [1000] * 6, sizes=True, layers="layers"
+    )  # factorvae: the discriminator's hidden widths
 
 
 def build_factorvae(cfg: ModelConfig, shape: tuple[int, ...]) -> FactorVAE:

@@ -26,19 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.distributions import Distribution, constraints, kl_divergence
 
-from vaekit.config import ModelConfig
+from vaekit.config import setting
 from vaekit.errors import VaekitError
 from vaekit.models.autoencoder import ModelOutput, full_precision
 from vaekit.models.base import LatentModel
 from vaekit.models.likelihoods import JointDraw, Observation, diagonal_normal
 from vaekit.models.nets import ACTIVATIONS
 from vaekit.registry import NETS
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
 
 
 @dataclass
@@ -268,6 +271,15 @@ class HierarchicalPrior(_TopDownDistribution):
 
     def __init__(self, model: HierarchicalVAE):
         super().__init__(model, None, ())
+
+
+@dataclass(frozen=True)
+class HVAESettings:
+    """The hierarchical VAE's own ``[model]`` key."""
+
+    latent_dims: list[int] | None = setting(
+        None, sizes=True, layers="stochastic layers", expect=(lambda v: 1 <= len(v) <= 16, "1 to 16 layer sizes")
+    )  # hvae: each stochastic layer's code size, bottom (next to x) to top; None: two layers of latent_dim
 
 
 def build_hvae(cfg: ModelConfig, shape: tuple[int, ...]) -> HierarchicalVAE:

@@ -19,13 +19,15 @@ scikit-learn does; the likelihood uses the maximum-likelihood 1/N.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
+from vaekit.config import setting
 from vaekit.errors import VaekitError
-from vaekit.models.base import LatentModel
+from vaekit.models.base import LatentModel, require_squared_error
 from vaekit.models.likelihoods import PointMass
 
 SOLVERS = ("covariance_eigh", "svd")
@@ -208,6 +210,15 @@ class PCA(LatentModel):
         for k, v in self.state_dict().items():
             setattr(self, k, v.to(device))
         return self
+
+
+@dataclass(frozen=True)
+class PCASettings:
+    """PCA's own ``[model]`` key."""
+
+    whiten: bool = setting(False)  # pca: codes scaled to unit variance
+
+    check = staticmethod(require_squared_error)
 
 
 def build(cfg, shape: tuple[int, ...]) -> PCA:

@@ -29,19 +29,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from vaekit.config import ModelConfig
+from vaekit.config import setting
 from vaekit.errors import VaekitError
 from vaekit.models.autoencoder import ModelOutput, full_precision
 from vaekit.models.base import LatentModel
 from vaekit.models.likelihoods import Observation, PointMass
 from vaekit.models.nets import GridDecoder, GridEncoder
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
 
 
 class Codebook(nn.Module):
@@ -266,6 +270,28 @@ class VQVAE(nn.Module, LatentModel):
             "prior": "autoregressive",
             "prior_components": None,
         }
+
+
+@dataclass(frozen=True)
+class VQVAESettings:
+    """The VQ-VAE's own ``[model]`` keys."""
+
+    codebook_size: int = setting(
+        512, positive=True, expect=(lambda v: v <= 65536, "at most 65,536 codes")
+    )  # vqvae: K, the number of codebook vectors
+    codebook_dim: int = setting(
+        64, positive=True
+    )  # vqvae: the size of each codebook vector (the encoder's output channels)
+    commitment: float = setting(0.25, non_negative=True)  # vqvae: weight of the commitment penalty ||z_e - sg(z_q)||^2
+    codebook_decay: float = setting(
+        0.99, expect=(lambda v: 0 < v < 1, "a decay in (0, 1)")
+    )  # vqvae: decay of the codebook's moving averages
+    prior_width: int = setting(
+        128, positive=True, expect=(lambda v: v % 4 == 0, "a width divisible by the prior's 4 attention heads")
+    )  # vqvae: width of the prior's causal transformer over the code grid
+    prior_layers: int = setting(
+        2, positive=True, expect=(lambda v: v <= 64, "at most 64 blocks")
+    )  # vqvae: blocks of that transformer
 
 
 def build_vqvae(cfg: ModelConfig, shape: tuple[int, ...]) -> VQVAE:

@@ -69,7 +69,7 @@ def test_corrupt_npy_and_missing(tmp_path):
     (tmp_path / "c.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(VaekitError, match="cannot read"):
         prepare(DataConfig(name=str(tmp_path / "c.npy")))
-    with pytest.raises(VaekitError, match=r"neither a dataset name \(mnist, fashion-mnist, cifar10, celeba\)"):
+    with pytest.raises(VaekitError, match=r"neither a dataset name \(mnist, fashion-mnist, cifar10, celeba, shapes\)"):
         prepare(DataConfig(name=str(tmp_path / "nope.npz")))
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(VaekitError, match="unsupported type"):

@@ -1,5 +1,5 @@
-"""Adding a model from outside vaekit: its own settings, declared in its own code, and one
-registration call. Nothing in vaekit is edited; the config, the checks, the run directory and
+"""Adding a model or a dataset from outside vaekit: its own code (a model's settings declared beside
+it) and one registration call. Nothing in vaekit is edited; the config, the checks, the run directory and
 loading all follow."""
 
 import dataclasses
@@ -9,10 +9,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from vaekit.config import ModelConfig, build_section, model_config_class, setting
+from conftest import digit_like
+from vaekit.config import DataConfig, ModelConfig, build_section, model_config_class, setting
+from vaekit.data.sources import DataSource
 from vaekit.errors import VaekitError
 from vaekit.models.autoencoder import build_ae
-from vaekit.registry import MODELS
+from vaekit.registry import DATASETS, MODELS
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,48 @@ def test_a_model_may_not_take_a_key_it_does_not_own():
 def test_a_setting_refuses_a_rule_it_does_not_know():
     with pytest.raises(TypeError, match="unknown config rule"):
         setting(1, positve=True)
+
+
+class Stripes(DataSource):
+    """A dataset from outside: 8 x 8 uint8 images, each with a bright row at its label's index."""
+
+    def read(self, cfg):
+        x, y = digit_like(n=240, size=8, seed=cfg.seed)
+        return x, y, None, None  # no test split of its own: vaekit carves one
+
+
+@pytest.fixture
+def stripes():
+    DATASETS.register("stripes", Stripes(), defaults={"aliases": ["stripes-8"]})
+    try:
+        yield
+    finally:
+        del DATASETS["stripes"]
+
+
+def test_a_registered_dataset_is_read_described_and_trained_on(stripes, tmp_path, capsys):
+    from vaekit import train
+    from vaekit.cli import main
+    from vaekit.data.prepared import fingerprint, prepare
+
+    data = prepare(DataConfig(name="STRIPES-8", val_size=20))  # its alias, in any case
+    assert data.shape == (1, 8, 8) and len(data.x_train) + len(data.x_val) + len(data.x_test) == 240
+    assert data.levels == 256 and float(data.x_train.max()) <= 1.0  # uint8 scaled as every source's
+    assert fingerprint(DataConfig(name="stripes")) is None  # a dataset by name has no file to fingerprint
+    assert main(["data", "info", "stripes"]) == 0
+    assert "train_count  240" in capsys.readouterr().out
+    cfg = {
+        "data": {"name": "stripes", "val_size": 20},
+        "model": {"name": "vae", "latent_dim": 2, "hidden": [16], "likelihood": "continuous_bernoulli"},
+        "train": {"epochs": 2, "batch_size": 32, "eval_k": 5, "progress": False},
+    }
+    result = train(cfg, run_dir=tmp_path / "run", pictures=False)
+    losses = [h["train_loss"] for h in result["history"]]
+    assert losses[-1] < losses[0] and result["eval"]["log_px"]["unit"] == "nats"
+
+
+def test_an_unknown_name_lists_the_registered_datasets(stripes):
+    from vaekit.data.prepared import prepare
+
+    with pytest.raises(VaekitError, match=r"neither a dataset name \(mnist, .*shapes, stripes\) nor an existing path"):
+        prepare(DataConfig(name="no-such-data"))

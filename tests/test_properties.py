@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from vaekit.config import DataConfig, RunConfig, from_dict
 from vaekit.data.downloads import read_idx
-from vaekit.data.prepared import _read_csv, _read_image_folder, _read_npz_or_npy, prepare
+from vaekit.data.prepared import prepare
+from vaekit.data.readers import read_arrays_file, read_csv, read_image_folder
 from vaekit.errors import VaekitError
 from vaekit.registry import MODELS
 
@@ -88,7 +89,7 @@ def test_array_files_read_or_refused(tmp_path, data, kind):
     raw = data.draw(mutated(GOOD_NPZ if kind == "npz" else GOOD_NPY))
     p = _write(tmp_path, f"f.{kind}", raw)
     try:
-        x, y, xt, yt = _read_npz_or_npy(p)
+        x, y, xt, yt = read_arrays_file(p)
         x = np.asarray(x)
     except VaekitError as e:
         assert str(p) in str(e)
@@ -110,7 +111,7 @@ def test_array_files_read_or_refused(tmp_path, data, kind):
 def test_csv_reader_returns_a_rectangular_float_table_or_refuses(tmp_path, text):
     p = _write(tmp_path, "t.csv", text.encode())
     try:
-        x, *_ = _read_csv(p)
+        x, *_ = read_csv(p)
     except VaekitError as e:
         assert str(p) in str(e)
         return
@@ -137,7 +138,7 @@ def test_image_folders_read_or_refused(tmp_path_factory, data, n):
         raw = data.draw(st.one_of(st.just(_png_bytes(size, mode)), mutated(_png_bytes(size, mode))))
         (d / f"{i}.png").write_bytes(raw)
     try:
-        x, *_ = _read_image_folder(d, DataConfig(name=str(d)))
+        x, *_ = read_image_folder(d, DataConfig(name=str(d)))
     except VaekitError as e:
         assert str(d) in str(e)
         return

@@ -85,7 +85,7 @@ def test_a_run_pointed_at_other_files_reads_nothing_under_them(run, tmp_path, ca
     tree = _image_tree(tmp_path / "elsewhere")  # what a hand-edited config.json points at ('/usr/share', say)
     _point_at(run, tree)
     listed = []
-    monkeypatch.setattr(D, "_walk_images", lambda *a, **k: listed.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(D, "walk_images", lambda *a, **k: listed.append(a) or (_ for _ in ()).throw(AssertionError))
     argv = VERBS[verb](run, tmp_path / "o.png")
     capsys.readouterr()
     _one_line(main(argv), capsys.readouterr().err, f"records data '{run.parent / 'digits.npz'}'")
@@ -157,11 +157,11 @@ def test_the_listing_of_a_folder_is_bounded_and_lists_what_rglob_lists(tmp_path)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tree / ".hidden" / "h.png")
     (tree / "notes.txt").write_text("x")
     os.symlink(tree / "c0", tree / "link")  # a link to a folder is not followed, as rglob does not
-    files, seen = D._walk_images(tree)
+    files, seen = D.walk_images(tree)
     assert files == sorted(f for f in tree.rglob("*") if f.suffix.lower() in D.IMAGE_SUFFIXES)
     assert seen == sum(1 for _ in tree.rglob("*"))
     with pytest.raises(VaekitError, match=f"holds more than {seen - 1:,} files and folders"):
-        D._walk_images(tree, budget=seen - 1)
+        D.walk_images(tree, budget=seen - 1)
 
 
 def test_a_folder_left_by_a_kill_between_the_record_and_the_config_says_how_to_restart(images_npz, tmp_path, capsys):

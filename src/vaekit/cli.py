@@ -205,12 +205,19 @@ def _add_export_explore(sub) -> None:
     _device_arg(p)
 
 
+def _fetchable() -> list[str]:
+    """The registered datasets that `vaekit data fetch` downloads (the registry names them without importing them)."""
+    from vaekit.registry import DATASETS
+
+    return [n for n in DATASETS.names() if DATASETS.defaults(n).get("fetch")]
+
+
 def _add_data_features_tour(sub) -> None:
     """The `data`, `features` and `tour` commands."""
     p = sub.add_parser("data", help="fetch or describe datasets")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     q = dsub.add_parser("fetch", help="download and cache a dataset")
-    q.add_argument("name", choices=["mnist", "fashion-mnist", "cifar10", "celeba"])
+    q.add_argument("name", choices=_fetchable())
     q.add_argument(
         "--data-dir",
         help="folder with files you already have (IDX files, mnist.npz, torchvision's or Keras' layout, "
@@ -684,22 +691,9 @@ def cmd_data(args) -> int:
     from vaekit.config import DataConfig
 
     if args.data_command == "fetch":
-        from vaekit.data.downloads import cache_dir
-        from vaekit.data.mnist import load_mnist
-        from vaekit.data.named import celeba_files, load_dataset
+        from vaekit.registry import DATASETS
 
-        if args.name == "celeba":
-            files, split = celeba_files(args.data_dir)
-            print(
-                f"celeba: {int((split == 0).sum())} train, {int((split == 1).sum())} validation, "
-                f"{int((split == 2).sum())} test images in {files[0].parent} (streamed when training)"
-            )
-            return 0
-        arrays = load_mnist(args.data_dir) if args.name == "mnist" else load_dataset(args.name, args.data_dir)
-        print(
-            f"{args.name}: {len(arrays['x_train'])} train, {len(arrays['x_test'])} test images "
-            f"{tuple(arrays['x_train'].shape[1:])}, cached in {cache_dir()}"
-        )
+        print(DATASETS.get(args.name).fetch(args.data_dir))
         return 0
     from vaekit.data.prepared import describe
 

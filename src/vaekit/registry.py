@@ -1,4 +1,5 @@
-"""Named parts: models, nets, likelihoods, priors and objectives, each found by its config name.
+"""Named parts: models, nets, likelihoods, priors, objectives, datasets and data formats, each found
+by its config name.
 
 A registry maps a name to the object that builds or computes it. The built-in entries are given
 here as ``"module:attribute"`` strings and imported only when used, so the config can check a name
@@ -24,6 +25,8 @@ What each registry's objects are:
 - ``PRIORS``: ``build(latent_dim, shape, components) -> nn.Module`` whose forward gives p(z).
 - ``POSTERIORS``: ``build(latent_dim, steps, hidden) -> nn.Module`` whose forward turns the
   encoder's (B, params_per_dim * D) output into q(z|x).
+- ``DATASETS`` and ``FORMATS``: a `data.sources.DataSource` (``read``, and optionally
+  ``prepare``, ``describe``, ``fetch``; formats ``claims(path)``).
 - ``OBJECTIVES``: ``terms(out, x, beta, free_bits, cfg=None, at=None) -> {name: (B,) nats}`` with a ``"loss"``
   (cfg: the TrainConfig; at: `objectives.Progress`, where training is).
 """
@@ -223,5 +226,30 @@ OBJECTIVES = Registry(
         "btcvae": "vaekit.objectives.aggregate_posterior:btcvae_terms",
         "infovae": "vaekit.objectives.aggregate_posterior:infovae_terms",
         "capacity": "vaekit.objectives.aggregate_posterior:capacity_terms",
+    },
+)
+# Datasets by name (`data.name = "mnist"`), each a `data.sources.DataSource`, with what is known of it
+# before it is imported: "fetch": `vaekit data fetch NAME` downloads it; "aliases": other spellings.
+DATASETS = Registry(
+    "dataset",
+    {
+        "mnist": ("vaekit.data.mnist:MNIST_SOURCE", {"fetch": True}),
+        "fashion-mnist": (
+            "vaekit.data.named:FASHION_SOURCE",
+            {"fetch": True, "aliases": ["fashion_mnist", "fashionmnist"]},
+        ),
+        "cifar10": ("vaekit.data.named:CIFAR10_SOURCE", {"fetch": True, "aliases": ["cifar-10", "cifar_10"]}),
+        "celeba": ("vaekit.data.named:CELEBA_SOURCE", {"fetch": True, "aliases": ["celeb-a", "celeb_a"]}),
+        "shapes": "vaekit.data.shapes:SHAPES_SOURCE",
+    },
+)
+# File formats (`data.name = "path"`): the first whose `claims(path)` is true reads it.
+FORMATS = Registry(
+    "data format",
+    {
+        "arrays": "vaekit.data.formats:ARRAYS",
+        "csv": "vaekit.data.formats:CSV",
+        "idx": "vaekit.data.formats:IDX",
+        "folder": "vaekit.data.formats:FOLDER",
     },
 )

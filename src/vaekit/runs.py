@@ -56,10 +56,10 @@ def _recorded_paths(cfg: RunConfig) -> RunConfig:
     directory it was started from (and relative paths in a run's config can be read as untrusted)."""
     import dataclasses
 
-    from vaekit.data.named import is_named
+    from vaekit.data.sources import dataset_name
 
     d = cfg.data
-    name = d.name if is_named(d.name) else str(Path(d.name).resolve())
+    name = d.name if dataset_name(d.name) is not None else str(Path(d.name).resolve())
     data_dir = str(Path(d.data_dir).resolve()) if d.data_dir is not None else None
     return dataclasses.replace(cfg, data=dataclasses.replace(d, name=name, data_dir=data_dir))
 
@@ -70,14 +70,18 @@ def read_run_config(run: Path, overrides: list[str] | None = None) -> RunConfig:
     vaekit records data paths as absolute paths. A relative one was written by someone else, so it
     is read relative to the run directory and must stay inside it: a config that came with a run
     directory cannot point vaekit at '../../anything'."""
-    from vaekit.data.named import is_named
+    from vaekit.data.sources import dataset_name
 
     raw = apply_overrides(read_file(run / "config.json"), overrides or [])
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     root = run.resolve()
     for key in ("name", "data_dir"):
         value = data.get(key)
-        if not isinstance(value, str) or (key == "name" and is_named(value)) or Path(value).is_absolute():
+        if (
+            not isinstance(value, str)
+            or (key == "name" and dataset_name(value) is not None)
+            or Path(value).is_absolute()
+        ):
             continue
         target = (root / value).resolve()
         if target != root and root not in target.parents:

@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from vaekit.data.downloads import (
     tried,
 )
 from vaekit.data.downloads import log as _log
+from vaekit.data.sources import DataSource, fetched_line
 from vaekit.errors import VaekitError
 
 IDX_FILES = {
@@ -187,3 +189,17 @@ def load_mnist(
             )
     save_cache(arrays, cache)
     return arrays
+
+
+class MnistSource(DataSource):
+    """``data.name = "mnist"``: the standard split, offline first."""
+
+    def read(self, cfg: Any) -> tuple:
+        m = load_mnist(cfg.data_dir)
+        return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
+
+    def fetch(self, data_dir: str | None) -> str:
+        return fetched_line("mnist", load_mnist(data_dir))
+
+
+MNIST_SOURCE = MnistSource()

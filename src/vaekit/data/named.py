@@ -25,12 +25,14 @@ import tempfile
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vaekit.data.downloads import ArraysOnlyUnpickler, cache_dir, read_idx, route_failed, routes, save_cache, tried
 from vaekit.data.downloads import download as _download
 from vaekit.data.downloads import log as _log
+from vaekit.data.sources import DataSource, fetched_line
 from vaekit.errors import VaekitError
 
 
@@ -111,8 +113,10 @@ def canonical(name: str) -> str | None:
 
 
 def is_named(name: str) -> bool:
-    """Whether `name` is a dataset vaekit knows by name (MNIST, the generated shapes or one of SPECS), not a path."""
-    return name.lower() in ("mnist", "shapes") or canonical(name) is not None
+    """Whether `name` is a registered dataset's name (`registry.DATASETS`), not a path."""
+    from vaekit.data.sources import dataset_name
+
+    return dataset_name(name) is not None
 
 
 def _md5(path: Path) -> str:
@@ -398,3 +402,59 @@ def load_dataset(
         )
     save_cache(arrays, cache)
     return arrays
+
+
+def prepare_celeba(cfg: Any, device: Any = "cpu") -> Any:
+    """CelebA, always streamed, split by its official partition."""
+    import dataclasses
+
+    from vaekit.data.prepared import refuse_fixed_binarisation, stream_data
+    from vaekit.data.readers import StreamImages
+
+    refuse_fixed_binarisation(cfg)
+    files, split = celeba_files(cfg.data_dir)
+    # The usual 64x64 faces of VAE papers unless configured otherwise: centre 148x148, resized.
+    cfg = dataclasses.replace(cfg, crop=cfg.crop or [148, 148], image_size=cfg.image_size or [64, 64])
+    pick = lambda k, cap: np.flatnonzero(split == k)[:cap]
+    return stream_data(
+        cfg,
+        StreamImages(files, None, cfg),
+        None,
+        pick(2, cfg.test_size),
+        pick(1, cfg.val_size),
+        pick(0, cfg.limit),
+        device,
+    )
+
+
+class NamedSource(DataSource):
+    """A dataset of `SPECS` by name: downloaded once, verified, cached as arrays."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def read(self, cfg: Any) -> tuple:
+        m = load_dataset(self.name, cfg.data_dir)
+        return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
+
+    def fetch(self, data_dir: str | None) -> str:
+        return fetched_line(self.name, load_dataset(self.name, data_dir))
+
+
+class CelebASource(NamedSource):
+    """CelebA: always streamed from its image files, split by its official partition."""
+
+    def prepare(self, cfg: Any, device: Any) -> Any:
+        return prepare_celeba(cfg, device)
+
+    def fetch(self, data_dir: str | None) -> str:
+        files, split = celeba_files(data_dir)
+        return (
+            f"celeba: {int((split == 0).sum())} train, {int((split == 1).sum())} validation, "
+            f"{int((split == 2).sum())} test images in {files[0].parent} (streamed when training)"
+        )
+
+
+FASHION_SOURCE = NamedSource("fashion-mnist")
+CIFAR10_SOURCE = NamedSource("cifar10")
+CELEBA_SOURCE = CelebASource("celeba")

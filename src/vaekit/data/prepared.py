@@ -28,9 +28,16 @@ import numpy as np
 import torch
 
 from vaekit.config import DataConfig
+from vaekit.data.readers import (  # noqa: F401 -- IMAGE_SUFFIXES and read_image: the old names of vaekit.data
+    IMAGE_SUFFIXES,
+    MAX_FOLDER_ENTRIES,
+    StreamImages,
+    list_images,
+    read_image,
+    regular_file,
+    walk_images,
+)
 from vaekit.errors import VaekitError, check_regular_file
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass
@@ -180,91 +187,14 @@ class RenderedData(OnDemandData):
     grid; validation and test splits are in memory."""
 
 
-def prepare_shapes(cfg: DataConfig, device: str | torch.device = "cpu") -> RenderedData:
-    """The shapes grid (data.shapes_grid, data.image_size); see `prepare_factors`."""
-    from vaekit.data.shapes import FULL_GRID, ShapesGrid
-
-    return prepare_factors(
-        cfg, ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64))), device
-    )
-
-
-def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "cpu") -> RenderedData:
-    """Data with known factors (`shapes.ShapesGrid`, or `shapes.FactorArrays` from an .npz), split by
-    data.seed, training images made as batches need them. Labels are the first factor's codes (the
-    shape, for shapes and dSprites); `ground_truth` is `truth`, for the disentanglement metrics."""
-    from vaekit.data.shapes import RenderedImages, shapes_splits
-
-    binary = truth.binary  # shapes and dSprites: 0/1 already
-    if cfg.dequantize != "none" or cfg.binarize == "fixed":
-        raise VaekitError(
-            f"data '{cfg.name}': its images are drawn as batches need them; data.dequantize and "
-            "data.binarize = 'fixed' need the data in memory (data.binarize = 'dynamic' works)"
-        )
-    test, val, train = shapes_splits(len(truth), cfg.seed, cfg.test_size, cfg.val_size, cfg.limit)
-    render = lambda idx: truth.images(idx).float().to(device)
-    label = lambda idx: torch.from_numpy(truth.codes(idx)[:, 0]).to(device)
-    data = RenderedData(
-        name=cfg.name,
-        kind="image",
-        shape=tuple(truth.shape),
-        x_train=RenderedImages(truth, train, device),
-        x_head=render(train[:1000]),
-        x_val=render(val),
-        x_test=render(test),
-        y_train=label(train),
-        y_val=label(val),
-        y_test=label(test),
-        levels=2 if binary else 256,
-        ground_truth=truth,
-        dynamic_binarize=cfg.binarize == "dynamic" and not binary,
-    )
-    if data.dynamic_binarize:  # validation and test binarised once, seeded, as for data in memory
-        g = torch.Generator(device=data.device).manual_seed(cfg.seed)
-        data.x_val, data.x_test, data.levels = (
-            torch.bernoulli(data.x_val, generator=g),
-            torch.bernoulli(data.x_test, generator=g),
-            2,
-        )
-    return data
-
-
-def _factor_file(p: Path):
-    """`shapes.FactorArrays` of an .npz that holds factors (dSprites' file, or x and factors), else None."""
-    from vaekit.data.shapes import read_factor_file
-
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            return read_factor_file(p, set(f.files), lambda k: f[k])
-    except VaekitError:
-        raise
-    except Exception as e:  # untrusted bytes, as in _read_npz_or_npy
-        raise VaekitError(f"cannot read '{p}': {type(e).__name__}: {str(e)[:200]}") from None
+def refuse_fixed_binarisation(cfg: DataConfig) -> None:
+    if cfg.binarize == "fixed":
+        raise VaekitError("data.binarize = 'fixed' needs the data in memory; use 'dynamic' with data.stream = true")
 
 
 def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> StreamData:
-    """An image folder prepared for streaming: splits by a seeded permutation of the files (or,
-    for CelebA, its official partition)."""
-    from vaekit.data.named import canonical, celeba_files
-
-    if cfg.binarize == "fixed":
-        raise VaekitError("data.binarize = 'fixed' needs the data in memory; use 'dynamic' with data.stream = true")
-    if canonical(cfg.name) == "celeba":
-        import dataclasses
-
-        files, split = celeba_files(cfg.data_dir)
-        # The usual 64x64 faces of VAE papers unless configured otherwise: centre 148x148, resized.
-        cfg = dataclasses.replace(cfg, crop=cfg.crop or [148, 148], image_size=cfg.image_size or [64, 64])
-        pick = lambda k, cap: np.flatnonzero(split == k)[:cap]
-        return _stream_data(
-            cfg,
-            StreamImages(files, None, cfg),
-            None,
-            pick(2, cfg.test_size),
-            pick(1, cfg.val_size),
-            pick(0, cfg.limit),
-            device,
-        )
+    """An image folder prepared for streaming: splits by a seeded permutation of the files."""
+    refuse_fixed_binarisation(cfg)
     p = Path(cfg.name)
     if not p.is_dir():
         raise VaekitError(f"data.stream = true needs a folder of images; '{cfg.name}' is not one")
@@ -272,10 +202,10 @@ def prepare_stream(cfg: DataConfig, device: str | torch.device = "cpu") -> Strea
     stream = StreamImages(files, labels, cfg)
     # The same splits as `prepare` makes of the folder read into memory (the test split capped at 10,000 images).
     test_idx, val_idx, train_idx = split_indices(len(files), cfg, carve_test=True, test_cap=10000)
-    return _stream_data(cfg, stream, labels, test_idx, val_idx, train_idx, device)
+    return stream_data(cfg, stream, labels, test_idx, val_idx, train_idx, device)
 
 
-def _stream_data(
+def stream_data(
     cfg: DataConfig,
     stream: StreamImages,
     labels: np.ndarray | None,
@@ -324,218 +254,11 @@ def _stream_data(
 # --- raw readers: each returns (x, y, x_test, y_test) numpy arrays, y/test may be None ------------
 
 
-def _read_npz_or_npy(p: Path):
-    try:
-        if p.suffix == ".npy":
-            return np.load(p, allow_pickle=False), None, None, None
-        with np.load(p, allow_pickle=False) as f:
-            keys = set(f.files)
-            for xk, yk, xt, yt in (
-                ("x_train", "y_train", "x_test", "y_test"),
-                ("x", "y", None, None),
-                ("data", "labels", None, None),
-                ("arr_0", "arr_1", None, None),
-            ):
-                if xk in keys:
-                    get = lambda k: f[k] if k and k in keys else None
-                    return f[xk], get(yk), get(xt), get(yt)
-            raise VaekitError(
-                f"'{p}': no data array; expected key 'x_train', 'x', 'data' or 'arr_0', found {sorted(keys)}"
-            )
-    except VaekitError:
-        raise
-    except Exception as e:  # untrusted bytes: zipfile/zlib/numpy raise many kinds (bad zip, encrypted, truncated)
-        raise VaekitError(f"cannot read '{p}': {type(e).__name__}: {str(e)[:200]}") from None
-
-
-def _read_csv(p: Path):
-    try:
-        lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise VaekitError(f"cannot read '{p}': {e}") from None
-    if not lines:
-        raise VaekitError(f"'{p}' is empty")
-    rows = [ln.split(",") for ln in lines]
-    try:
-        [float(c) for c in rows[0]]
-    except ValueError:
-        rows = rows[1:]  # a header row
-    width = len(rows[0]) if rows else 0
-    out = np.empty((len(rows), width), np.float64)
-    for i, r in enumerate(rows):
-        if len(r) != width:
-            raise VaekitError(f"'{p}' row {i + 1}: {len(r)} columns, expected {width}")
-        try:
-            out[i] = [float(c) for c in r]
-        except ValueError:
-            raise VaekitError(f"'{p}' row {i + 1}: non-numeric cell in {r[:8]!r}"[:300]) from None
-    if len(out) == 0:
-        raise VaekitError(f"'{p}' has no data rows")
-    big = np.isfinite(out) & (np.abs(out) > np.finfo(np.float32).max)
-    if big.any():
-        i, j = np.argwhere(big)[0]
-        raise VaekitError(f"'{p}' data row {i + 1}, column {j + 1}: {out[i, j]:g} does not fit in float32")
-    return out.astype(np.float32), None, None, None
-
-
-def _regular(p: Path) -> None:
-    """Refuse a device, FIFO or socket where a data file should be: reading one blocks for ever
-    (a FIFO) or never ends (/dev/zero)."""
-    check_regular_file(p, "data")
-    if not p.exists():
-        raise VaekitError(f"data '{p}' does not exist")
-
-
-MAX_FOLDER_ENTRIES = 10_000_000  # files and folders an image-folder listing may visit
-
-
-def _walk_images(p: Path, budget: int = MAX_FOLDER_ENTRIES) -> tuple[list[Path], int]:
-    """The image files under folder `p` (sorted, as `p.rglob` lists them: links to folders are not
-    followed, unreadable sub-folders are skipped) and the number of entries visited. Refuses a tree
-    of more than `budget` entries instead of listing it to the end (a path like '/' would)."""
-    import os
-
-    files, seen, stack = [], 0, [p]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for e in it:
-                    seen += 1
-                    if seen > budget:
-                        raise VaekitError(
-                            f"folder '{p}' holds more than {budget:,} files and folders; "
-                            "an image folder holds images, in class sub-folders or not"
-                        )
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append(Path(e.path))
-                    if Path(e.name).suffix.lower() in IMAGE_SUFFIXES:
-                        files.append(Path(e.path))
-        except PermissionError:
-            continue
-    return sorted(files), seen
-
-
-def list_images(p: Path, budget: int = MAX_FOLDER_ENTRIES) -> tuple[list[Path], np.ndarray | None]:
-    """The image files of a folder (sorted) and their labels from class sub-folders, if any."""
-    files, _ = _walk_images(p, budget)
-    for f in files:
-        _regular(f)
-    if not files:
-        raise VaekitError(f"folder '{p}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    parents = sorted({f.parent for f in files})
-    labels = None
-    if len(parents) > 1 and all(f.parent != p for f in files):
-        index = {d: i for i, d in enumerate(parents)}
-        labels = np.array([index[f.parent] for f in files], np.int64)
-    return files, labels
-
-
-def read_image(f: Path, cfg: DataConfig, grey: bool | None = None) -> np.ndarray:
-    """One image file as uint8 (H, W) or (H, W, 3): converted to grey or RGB (`grey`, else
-    data.grayscale, else as found), centre-cropped to data.crop, resized to data.image_size."""
-    import warnings
-
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            # A header claiming a huge image (a decompression bomb) is refused, not merely warned about.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(f) as im:
-                im.load()
-                if grey is None:
-                    grey = cfg.grayscale if cfg.grayscale is not None else im.mode in ("L", "1", "I;16", "I", "LA")
-                im = im.convert("L" if grey else "RGB")
-                if cfg.crop is not None:
-                    h, w = cfg.crop
-                    if im.height < h or im.width < w:
-                        raise VaekitError(
-                            f"image '{f}' is {im.height}x{im.width}, smaller than data.crop = {list(cfg.crop)}"
-                        )
-                    top, left = (im.height - h) // 2, (im.width - w) // 2
-                    im = im.crop((left, top, left + w, top + h))
-                if cfg.image_size is not None:
-                    im = im.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
-                return np.asarray(im, np.uint8)
-    except VaekitError:
-        raise
-    except Exception as e:  # untrusted bytes: PIL's decoders raise OSError, SyntaxError, struct.error, ...
-        raise VaekitError(f"cannot read image '{f}': {type(e).__name__}: {str(e)[:200]}") from None
-
-
-def _shape_mismatch(f: Path, shape: tuple, first: Path, first_shape: tuple) -> VaekitError:
-    return VaekitError(
-        f"image '{f}' has shape {shape}, '{first}' has {first_shape}; "
-        "set data.image_size = [H, W] to resize (and data.grayscale to fix the mode)"
-    )
-
-
-def _read_image_folder(p: Path, cfg: DataConfig):
-    files, labels = list_images(p)
-    images = []
-    for f in files:
-        a = read_image(f, cfg)
-        if images and a.shape != images[0].shape:
-            raise _shape_mismatch(f, a.shape, files[0], images[0].shape)
-        images.append(a)
-    return np.stack(images), labels, None, None
-
-
-class StreamImages(torch.utils.data.Dataset):
-    """Image files read on demand (in DataLoader workers): item i is (x, y) with x the uint8 image
-    (C, H, W) and y its label (-1 without labels). Every image must have the first one's shape and
-    mode, after the configured crop and resize."""
-
-    def __init__(self, files: list[Path], labels: np.ndarray | None, cfg: DataConfig):
-        self.files, self.labels, self.cfg = files, labels, cfg
-        first = read_image(files[0], cfg)
-        self.grey, self.shape = first.ndim == 2, first.shape
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def shape_chw(self) -> tuple[int, ...]:
-        return (1, *self.shape) if self.grey else (self.shape[2], self.shape[0], self.shape[1])
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        a = read_image(self.files[i], self.cfg, grey=self.grey)
-        if a.shape != self.shape:
-            raise _shape_mismatch(self.files[i], a.shape, self.files[0], self.shape)
-        x = torch.from_numpy(a.copy())  # PIL's buffer is read-only
-        return (x[None] if self.grey else x.permute(2, 0, 1)), int(self.labels[i]) if self.labels is not None else -1
-
-
 def read_raw(cfg: DataConfig):
     """Read the named dataset or user path into numpy arrays (x, y, x_test, y_test)."""
-    from vaekit.data.named import SPECS, is_named, load_dataset
+    from vaekit.data.sources import find_source
 
-    if is_named(cfg.name):
-        from vaekit.data.mnist import load_mnist
-
-        m = load_mnist(cfg.data_dir) if cfg.name.lower() == "mnist" else load_dataset(cfg.name, cfg.data_dir)
-        return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
-    p = Path(cfg.name)
-    if not p.exists():
-        raise VaekitError(
-            f"data '{cfg.name}' is neither a dataset name ({', '.join(['mnist', *SPECS])}) nor an existing path"
-        )
-    if not p.is_dir():
-        _regular(p)
-    if p.is_dir():
-        return _read_image_folder(p, cfg)
-    if p.suffix in (".npy", ".npz"):
-        return _read_npz_or_npy(p)
-    if p.name.endswith(("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")):
-        from vaekit.data.downloads import read_idx
-
-        return read_idx(p), None, None, None
-    if p.suffix == ".csv":
-        return _read_csv(p)
-    raise VaekitError(
-        f"data file '{p}': unsupported type '{p.suffix}'; allowed: .npy, .npz, .csv, an IDX file (*-ubyte, *.idx) or a "
-        f"folder of images"
-    )
+    return find_source(cfg.name).read(cfg)
 
 
 # --- preparation -------------------------------------------------------------------------------
@@ -630,18 +353,17 @@ def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
 def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Data:
     """Read (unless `raw` is given), scale, split and binarise; return tensors on `device`
     (a `StreamData` for an image folder with data.stream = true)."""
-    from vaekit.data.named import canonical
+    from vaekit.data.sources import find_source
 
-    if cfg.name.lower() == "shapes" and raw is None:  # generated, rendered as training needs it
-        return prepare_shapes(cfg, device)
-    if raw is None and cfg.name.lower().endswith(".npz") and Path(cfg.name).is_file():
-        _regular(Path(cfg.name))
-        truth = _factor_file(Path(cfg.name))
-        if truth is not None:  # images with their factors (dSprites' file or x + factors)
-            return prepare_factors(cfg, truth, device)
-    if (cfg.stream or canonical(cfg.name) == "celeba") and raw is None:  # CelebA is always streamed
-        return prepare_stream(cfg, device)
-    x, y, x_test, y_test = raw if raw is not None else read_raw(cfg)
+    if raw is None:
+        source = find_source(cfg.name)
+        own = source.prepare(cfg, device)  # rendered (shapes, factor files) or always streamed (CelebA)
+        if own is not None:
+            return own
+        if cfg.stream:
+            return prepare_stream(cfg, device)
+        raw = source.read(cfg)
+    x, y, x_test, y_test = raw
     source = f"data '{cfg.name}'"
     x, kind = _as_layout(np.asarray(x), source)
     _check_values(x, source)
@@ -741,41 +463,13 @@ def batches(
 
 def describe(cfg: DataConfig) -> dict:
     """Shape, count, value range and label counts of a dataset, as plain data (for `data info`)."""
-    if cfg.name.lower() == "shapes":  # generated: described by its grid, nothing is read
-        from vaekit.data.shapes import FACTORS, FULL_GRID, SHAPES, ShapesGrid
+    from vaekit.data.sources import find_source
 
-        grid = ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64)))
-        per_shape = len(grid) // grid.sizes[0]
-        return {
-            "name": "shapes",
-            "kind": "image",
-            "shape": list(grid.shape),
-            "dtype": "uint8",
-            "train_count": len(grid),
-            "test_count": None,
-            "min": 0.0,
-            "max": 1.0,
-            "labels": {str(k): per_shape for k in range(grid.sizes[0])},
-            "factors": {f: n for f, n in zip(FACTORS, grid.sizes)},
-            "shapes": list(SHAPES[: grid.sizes[0]]),
-        }
-    if cfg.name.lower().endswith(".npz") and Path(cfg.name).is_file():
-        _regular(Path(cfg.name))
-        truth = _factor_file(Path(cfg.name))
-        if truth is not None:  # images with factors: described, and checked, as training reads them
-            head = truth.images(np.arange(min(len(truth), 1000)))
-            return {
-                "name": cfg.name,
-                "kind": "image",
-                "shape": list(truth.shape),
-                "dtype": str(truth.raw.dtype),
-                "train_count": len(truth),
-                "test_count": None,
-                "min": float(head.min()),
-                "max": float(head.max()),
-                "factors": {name: n for name, n in zip(truth.names, truth.sizes)},
-            }
-    x, y, x_test, y_test = read_raw(cfg)
+    reader = find_source(cfg.name)
+    own = reader.describe(cfg)  # generated or factor data: described without reading it all
+    if own is not None:
+        return own
+    x, y, x_test, y_test = reader.read(cfg)
     source = f"data '{cfg.name}'"
     x, kind = _as_layout(np.asarray(x), source)
     _check_values(x, source)
@@ -808,13 +502,13 @@ def fingerprint(cfg: DataConfig, budget: int = MAX_FOLDER_ENTRIES) -> dict | Non
     relative path and size (image contents are not hashed: that would read the folder twice)."""
     import hashlib
 
-    from vaekit.data.named import is_named
+    from vaekit.data.sources import dataset_name
 
-    if is_named(cfg.name):
+    if dataset_name(cfg.name) is not None:
         return None
     p = Path(cfg.name)
     if p.is_dir():
-        files, entries = _walk_images(p, budget)
+        files, entries = walk_images(p, budget)
         h, total = hashlib.sha256(), 0
         for f in files:
             size = f.stat().st_size
@@ -828,7 +522,7 @@ def fingerprint(cfg: DataConfig, budget: int = MAX_FOLDER_ENTRIES) -> dict | Non
             "entries": entries,
             "sha256": h.hexdigest(),
         }
-    _regular(p)
+    regular_file(p)
     with open(p, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     return {"path": str(p), "kind": "file", "bytes": p.stat().st_size, "sha256": digest}
@@ -845,9 +539,9 @@ def check_recorded(run: Path, cfg: DataConfig, instead: str) -> bool:
     (False: a named dataset, or data inside the run directory)."""
     import json
 
-    from vaekit.data.named import is_named
+    from vaekit.data.sources import dataset_name
 
-    if is_named(cfg.name):
+    if dataset_name(cfg.name) is not None:
         return False
     root, target = run.resolve(), Path(cfg.name).resolve()
     if root in target.parents:  # data shipped inside the run directory is the run's own

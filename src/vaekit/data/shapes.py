@@ -29,12 +29,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
+from vaekit.data.prepared import RenderedData
+from vaekit.data.sources import DataSource
 from vaekit.errors import VaekitError
+
+if TYPE_CHECKING:
+    from vaekit.config import DataConfig
 
 FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
 SHAPES = ("square", "ellipse", "heart")
@@ -299,3 +305,89 @@ def read_factor_file(path, keys: set[str], load) -> FactorArrays | None:
             )
         return FactorArrays(images[:, None] if images.ndim == 3 else images, load("factors"), where=f"'{path}'")
     return None
+
+
+def prepare_shapes(cfg: DataConfig, device: str | torch.device = "cpu") -> RenderedData:
+    """The shapes grid (data.shapes_grid, data.image_size); see `prepare_factors`."""
+    return prepare_factors(
+        cfg, ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64))), device
+    )
+
+
+def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "cpu") -> RenderedData:
+    """Data with known factors (`shapes.ShapesGrid`, or `shapes.FactorArrays` from an .npz), split by
+    data.seed, training images made as batches need them. Labels are the first factor's codes (the
+    shape, for shapes and dSprites); `ground_truth` is `truth`, for the disentanglement metrics."""
+    binary = truth.binary  # shapes and dSprites: 0/1 already
+    if cfg.dequantize != "none" or cfg.binarize == "fixed":
+        raise VaekitError(
+            f"data '{cfg.name}': its images are drawn as batches need them; data.dequantize and "
+            "data.binarize = 'fixed' need the data in memory (data.binarize = 'dynamic' works)"
+        )
+    test, val, train = shapes_splits(len(truth), cfg.seed, cfg.test_size, cfg.val_size, cfg.limit)
+    render = lambda idx: truth.images(idx).float().to(device)
+    label = lambda idx: torch.from_numpy(truth.codes(idx)[:, 0]).to(device)
+    data = RenderedData(
+        name=cfg.name,
+        kind="image",
+        shape=tuple(truth.shape),
+        x_train=RenderedImages(truth, train, device),
+        x_head=render(train[:1000]),
+        x_val=render(val),
+        x_test=render(test),
+        y_train=label(train),
+        y_val=label(val),
+        y_test=label(test),
+        levels=2 if binary else 256,
+        ground_truth=truth,
+        dynamic_binarize=cfg.binarize == "dynamic" and not binary,
+    )
+    if data.dynamic_binarize:  # validation and test binarised once, seeded, as for data in memory
+        g = torch.Generator(device=data.device).manual_seed(cfg.seed)
+        data.x_val, data.x_test, data.levels = (
+            torch.bernoulli(data.x_val, generator=g),
+            torch.bernoulli(data.x_test, generator=g),
+            2,
+        )
+    return data
+
+
+def factor_file(p: Path):
+    """`shapes.FactorArrays` of an .npz that holds factors (dSprites' file, or x and factors), else None."""
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            return read_factor_file(p, set(f.files), lambda k: f[k])
+    except VaekitError:
+        raise
+    except Exception as e:  # untrusted bytes, as in read_arrays_file
+        raise VaekitError(f"cannot read '{p}': {type(e).__name__}: {str(e)[:200]}") from None
+
+
+class ShapesSource(DataSource):
+    """``data.name = "shapes"``: the grid of rendered shapes, drawn as training needs them."""
+
+    def read(self, cfg: Any) -> tuple:
+        raise VaekitError("data 'shapes' is rendered as batches need it and has no raw arrays")
+
+    def prepare(self, cfg: Any, device: Any) -> Any:
+        return prepare_shapes(cfg, device)
+
+    def describe(self, cfg: Any) -> dict[str, Any]:
+        grid = ShapesGrid(tuple(cfg.shapes_grid or FULL_GRID), tuple(cfg.image_size or (64, 64)))
+        per_shape = len(grid) // grid.sizes[0]
+        return {
+            "name": "shapes",
+            "kind": "image",
+            "shape": list(grid.shape),
+            "dtype": "uint8",
+            "train_count": len(grid),
+            "test_count": None,
+            "min": 0.0,
+            "max": 1.0,
+            "labels": {str(k): per_shape for k in range(grid.sizes[0])},
+            "factors": {f: n for f, n in zip(FACTORS, grid.sizes)},
+            "shapes": list(SHAPES[: grid.sizes[0]]),
+        }
+
+
+SHAPES_SOURCE = ShapesSource()

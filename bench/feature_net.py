@@ -24,7 +24,7 @@ def main() -> None:
     from vaekit.data.mnist import load_mnist
     from vaekit.metrics.digit_score import accuracy, digit_score, outliers, train_classifier
     from vaekit.metrics.features import MNIST_FEATURES_FILE, MNIST_FEATURES_SHA256, MnistFeatureNet, file_sha256
-    from vaekit.training.checkpoints import _save_tensors
+    from vaekit.training.checkpoints import save_tensors
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(MNIST_FEATURES_FILE))
@@ -48,7 +48,7 @@ def main() -> None:
         f"{digit_score(net, (torch.randn(2000, 1, 28, 28, generator=g) * 0.25 + 0.5).clamp(0, 1)):.4f}"
     )
     print(f"trained in            {seconds:.0f} s (1 thread)")
-    _save_tensors(net.state_dict(), args.out)
+    save_tensors(net.state_dict(), args.out)
     digest = file_sha256(args.out)
     print(
         f"wrote {args.out}\nsha256 {digest}  ({'equals' if digest == MNIST_FEATURES_SHA256 else 'differs from'} the "

@@ -260,7 +260,7 @@ def test_full_disk_before_the_first_checkpoint(tmp_path, images_npz, capsys, mon
 def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, images_npz, capsys, monkeypatch):
     import vaekit.training.checkpoints as C
 
-    real, calls = C._save_tensors, {"n": 0}
+    real, calls = C.save_tensors, {"n": 0}
 
     def fills_up(tensors, path):
         calls["n"] += 1
@@ -268,7 +268,7 @@ def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, images_npz, capsy
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(tensors, path)
 
-    monkeypatch.setattr(C, "_save_tensors", fills_up)
+    monkeypatch.setattr(C, "save_tensors", fills_up)
     out = tmp_path / "run"
     code = main(["train", "--set", f"data.name={images_npz}", "--set", "train.epochs=3", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -277,7 +277,7 @@ def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, images_npz, capsy
     assert [p.name for p in (out / "checkpoints").iterdir()] == [
         "step-000000003"
     ]  # epoch 1 (3 steps): intact, no temporary left
-    monkeypatch.setattr(C, "_save_tensors", real)
+    monkeypatch.setattr(C, "save_tensors", real)
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
 
 

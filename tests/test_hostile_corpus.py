@@ -394,14 +394,14 @@ def test_non_finite_weights_are_refused(trained, tmp_path, capsys):
     import torch
     from safetensors.torch import load_file
 
-    from vaekit.training.checkpoints import _save_tensors
+    from vaekit.training.checkpoints import save_tensors
 
     run = tmp_path / "run"
     shutil.copytree(trained / "run", run)
     w = load_file(str(run / "model" / "model.safetensors"))
     name = sorted(w)[0]
     w[name] = torch.full_like(w[name], float("nan"))
-    _save_tensors(w, run / "model" / "model.safetensors")  # a valid file (checksum and all) of NaN weights
+    save_tensors(w, run / "model" / "model.safetensors")  # a valid file (checksum and all) of NaN weights
     for argv in (["evaluate", str(run)], ["sample", str(run), "--out", str(tmp_path / "s.npy")]):
         _assert_one_line(main(argv), capsys.readouterr().err, "holds NaN or Inf")
     assert not (tmp_path / "s.npy").exists()
@@ -717,9 +717,9 @@ def _weights_mutations():
 
     def tensors(edit):
         def write(path, w):
-            from vaekit.training.checkpoints import _save_tensors
+            from vaekit.training.checkpoints import save_tensors
 
-            _save_tensors(edit(dict(w)), path)
+            save_tensors(edit(dict(w)), path)
 
         return write
 

@@ -55,7 +55,7 @@ DRIVER = textwrap.dedent("""
     elif mode == "validation":  # inside epoch 2's validation pass
         T.mean_terms = counting(T.mean_terms, 2)
     elif mode == "checkpoint_write":  # half-way through writing a checkpoint's second file
-        inner = C._save_tensors
+        inner = C.save_tensors
         def save(tensors, path):
             count["n"] += 1
             if count["n"] == 4:  # step-3 (calls 1, 2), step-6 (3, 4): state.safetensors of step 6
@@ -65,15 +65,15 @@ DRIVER = textwrap.dedent("""
                 open(path, "wb").write(raw[: len(raw) // 2])  # torn
                 die()
             inner(tensors, path)
-        C._save_tensors = save
+        C.save_tensors = save
     elif mode == "first_checkpoint":  # half-way through the very first checkpoint: nothing to resume from
-        inner = C._save_tensors
+        inner = C.save_tensors
         def save(tensors, path):
             count["n"] += 1
             if count["n"] == 2:  # step-3's state.safetensors
                 die()
             inner(tensors, path)
-        C._save_tensors = save
+        C.save_tensors = save
     elif mode == "pruning":  # half-way through deleting the first checkpoint that falls out of the kept ones
         real = C.shutil.rmtree
         def rmtree(path, *a, **k):

@@ -271,14 +271,14 @@ def sections() -> dict[str, type]:
     return {"data": DataConfig, "model": model_config_class(), "train": TrainConfig}
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        return f"a list of {type_name(typing.get_args(tp)[0])}"
     if tp is type(None):
         return "none"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
@@ -318,7 +318,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise VaekitError(f"config key '{key}': got {value!r}, expected {_type_name(tp)}")
+    raise VaekitError(f"config key '{key}': got {value!r}, expected {type_name(tp)}")
 
 
 MAX_EPOCHS = 1_000_000

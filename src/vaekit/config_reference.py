@@ -16,7 +16,7 @@ import typing
 from typing import Any
 
 from vaekit import config
-from vaekit.config import _type_name, sections
+from vaekit.config import sections, type_name
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -59,7 +59,7 @@ def _allowed(f: dataclasses.Field, hint: Any) -> str:
     )
     if lit is not None:
         return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(lit))
-    return _type_name(hint)
+    return type_name(hint)
 
 
 def _default(f: dataclasses.Field) -> str:

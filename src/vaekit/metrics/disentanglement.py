@@ -76,7 +76,7 @@ def histogram_discretize(z: np.ndarray, bins: int = 20) -> np.ndarray:
     return np.stack([np.digitize(z[:, j], np.histogram(z[:, j], bins)[1][:-1]) for j in range(z.shape[1])], 1)
 
 
-def mutual_information(z_discrete: np.ndarray, factors: np.ndarray) -> np.ndarray:
+def discrete_mutual_information(z_discrete: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """I(z_j; v_k) in nats of discrete codes (N, D) and factors (N, F): (D, F)."""
     from sklearn.metrics import mutual_info_score
 
@@ -88,11 +88,14 @@ def mutual_information(z_discrete: np.ndarray, factors: np.ndarray) -> np.ndarra
     )
 
 
+mutual_information = discrete_mutual_information  # the name of the previous release
+
+
 def mig(z: np.ndarray, factors: np.ndarray, bins: int = 20) -> dict[str, Any]:
     """MIG of codes z (N, D) against factor codes (N, F): the score and each factor's gap."""
     from sklearn.metrics import mutual_info_score
 
-    m = mutual_information(histogram_discretize(z, bins), factors)  # (D, F)
+    m = discrete_mutual_information(histogram_discretize(z, bins), factors)  # (D, F)
     entropy = np.array([mutual_info_score(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
     top = np.sort(m, axis=0)[::-1]
     gaps = (top[0] - (top[1] if len(top) > 1 else 0.0)) / entropy

@@ -86,7 +86,7 @@ def _importance_by_forward(
 
 
 @torch.no_grad()
-def mutual_information(
+def code_mutual_information(
     mean: torch.Tensor, logvar: torch.Tensor, chunk: int = 1024, generator: torch.Generator | None = None
 ) -> float:
     """I(x; z) under q, in nats, from the posteriors N(mean_n, diag(exp(logvar_n))) of N examples.
@@ -108,6 +108,9 @@ def mutual_information(
         own = log_q[torch.arange(len(zi)), torch.arange(i, i + len(zi))]  # log q(z_i | x_i)
         total += float((own - (torch.logsumexp(log_q, 1) - math.log(n))).sum())
     return total / n
+
+
+mutual_information = code_mutual_information  # the name of the previous release
 
 
 def bits_per_dim(log_px: float, dims: int, dequantized: bool) -> float:
@@ -297,7 +300,7 @@ def _latent_metrics(
         return res
     g = torch.Generator(device=means.device).manual_seed(seed)
     res["mutual_information"] = metric(
-        mutual_information(means, logvars, generator=g),
+        code_mutual_information(means, logvars, generator=g),
         "nats",
         f"I(x; z) under q, aggregate posterior over the {n} examples (at most log N = {math.log(n):.2f})",
     )

@@ -66,7 +66,7 @@ def load_mnist_features(
 ) -> tuple[MnistFeatureNet, str]:
     """The shipped feature network (or the one at `path`) in eval mode, and its SHA-256 (the
     network's id). The shipped file must match the pinned digest."""
-    from vaekit.training.checkpoints import _load_tensors
+    from vaekit.training.checkpoints import load_tensors
 
     p = Path(path) if path is not None else MNIST_FEATURES_FILE
     if not p.is_file():
@@ -81,7 +81,7 @@ def load_mnist_features(
         )
     net = MnistFeatureNet()
     try:
-        net.load_state_dict(_load_tensors(p))
+        net.load_state_dict(load_tensors(p))
     except RuntimeError as e:
         raise VaekitError(f"feature network '{p}' does not fit MnistFeatureNet: {str(e).splitlines()[0]}") from None
     return net.to(device).eval(), digest
@@ -187,7 +187,7 @@ def save_feature_network(net: FeatureNet, directory: str | Path, info: dict | No
     import json
 
     from vaekit import __version__
-    from vaekit.training.checkpoints import _save_tensors, atomic_dir
+    from vaekit.training.checkpoints import atomic_dir, save_tensors
 
     meta = {
         "format": FEATURE_FORMAT,
@@ -200,7 +200,7 @@ def save_feature_network(net: FeatureNet, directory: str | Path, info: dict | No
     }
     with atomic_dir(directory) as tmp:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        _save_tensors(net.state_dict(), tmp / "model.safetensors")
+        save_tensors(net.state_dict(), tmp / "model.safetensors")
     return Path(directory)
 
 
@@ -214,11 +214,11 @@ def _int_in(meta: dict, key: str, low: int, high: int, where: Path) -> int:
 def load_feature_network(directory: str | Path, device: str | torch.device = "cpu") -> tuple[FeatureNet, str]:
     """A feature network written by `save_feature_network` (`vaekit features train`), in eval mode,
     and the SHA-256 of its weights file (its id)."""
-    from vaekit.training.checkpoints import _load_tensors, _read_json
+    from vaekit.training.checkpoints import load_tensors, read_json
 
     d = Path(directory)
     where = d / "config.json"
-    meta = _read_json(where)
+    meta = read_json(where)
     if not isinstance(meta, dict) or meta.get("format") != FEATURE_FORMAT:
         raise VaekitError(
             f'\'{d}\' is not a feature network (its config.json lacks "format": "{FEATURE_FORMAT}"); '
@@ -234,7 +234,7 @@ def load_feature_network(directory: str | Path, device: str | torch.device = "cp
     net = FeatureNet(tuple(shape), _int_in(meta, "classes", 2, 100000, where), _int_in(meta, "width", 1, 4096, where))
     weights = d / "model.safetensors"
     try:
-        net.load_state_dict(_load_tensors(weights))
+        net.load_state_dict(load_tensors(weights))
     except RuntimeError as e:
         raise VaekitError(
             f"'{weights}' does not fit the network config.json describes: {str(e).splitlines()[0]}"

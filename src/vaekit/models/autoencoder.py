@@ -282,13 +282,14 @@ class LinearAutoencoder(Autoencoder):
         return w.detach()
 
 
-def _nets(cfg: ModelConfig, shape: tuple[int, ...], out_dim: int, n_cls: int) -> tuple[nn.Module, nn.Module]:
+def build_nets(cfg: ModelConfig, shape: tuple[int, ...], out_dim: int, n_cls: int) -> tuple[nn.Module, nn.Module]:
     """Encoder (B, *shape) -> (B, out_dim) and decoder (B, D + n_cls) -> the likelihood's parameters."""
     pshape = Observation(cfg.likelihood, shape, cfg.sigma, cfg.mixture_components).param_shape()
     return NETS.get(cfg.arch)(cfg, shape, out_dim, n_cls, pshape)
 
 
-def _classes(cfg: ModelConfig) -> int:
+def label_classes(cfg: ModelConfig) -> int:
+    """How many label classes a conditional model takes (0 for an unconditional one)."""
     if cfg.conditional and not cfg.num_classes:
         raise VaekitError(
             "model.conditional = true needs model.num_classes (the API fills it in from the data's labels)"
@@ -310,8 +311,8 @@ def build_linear_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> LinearAutoencod
 
 
 def build_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
-    n_cls = _classes(cfg)
-    enc, dec = _nets(cfg, shape, cfg.latent_dim, n_cls)
+    n_cls = label_classes(cfg)
+    enc, dec = build_nets(cfg, shape, cfg.latent_dim, n_cls)
     return Autoencoder(
         enc,
         dec,
@@ -326,9 +327,9 @@ def build_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
 
 
 def build_vae(cfg: ModelConfig, shape: tuple[int, ...]) -> VAE:
-    n_cls = _classes(cfg)
+    n_cls = label_classes(cfg)
     per_dim = POSTERIORS.get(cfg.posterior).params_per_dim  # the mean and the log-variance (and a flow's context)
-    enc, dec = _nets(cfg, shape, per_dim * cfg.latent_dim, n_cls)
+    enc, dec = build_nets(cfg, shape, per_dim * cfg.latent_dim, n_cls)
     return VAE(
         enc,
         dec,

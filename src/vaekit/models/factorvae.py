@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.config import setting
-from vaekit.models.autoencoder import VAE, ModelOutput, _classes, _nets
+from vaekit.models.autoencoder import VAE, ModelOutput, build_nets, label_classes
 from vaekit.registry import POSTERIORS
 
 if TYPE_CHECKING:
@@ -97,8 +97,8 @@ class FactorVAESettings:
 
 
 def build_factorvae(cfg: ModelConfig, shape: tuple[int, ...]) -> FactorVAE:
-    n_cls = _classes(cfg)
-    enc, dec = _nets(cfg, shape, POSTERIORS.get(cfg.posterior).params_per_dim * cfg.latent_dim, n_cls)
+    n_cls = label_classes(cfg)
+    enc, dec = build_nets(cfg, shape, POSTERIORS.get(cfg.posterior).params_per_dim * cfg.latent_dim, n_cls)
     return FactorVAE(
         enc,
         dec,

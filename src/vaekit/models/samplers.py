@@ -185,7 +185,7 @@ def _weights_digest(model: Any) -> str:
 def save_sampler(sampler: Prior, model: Any, directory: Path, spec: str, fitted_on: int) -> None:
     """RUN/samplers/<spec>/: config.json (what it is, what it was fitted to) + sampler.safetensors
     (a fitted mixture) or model/ (the two-stage sampler's second VAE, a plain model directory)."""
-    from vaekit.training.checkpoints import _save_tensors, atomic_dir, save_pretrained
+    from vaekit.training.checkpoints import atomic_dir, save_pretrained, save_tensors
 
     meta = {
         "format": "vaekit-sampler",
@@ -201,7 +201,7 @@ def save_sampler(sampler: Prior, model: Any, directory: Path, spec: str, fitted_
         if isinstance(sampler, TwoStage):
             save_pretrained(sampler.inner, tmp / "model")
         else:
-            _save_tensors(dict(sampler.state_dict()), tmp / "sampler.safetensors")
+            save_tensors(dict(sampler.state_dict()), tmp / "sampler.safetensors")
 
 
 class DamagedSampler(VaekitError):
@@ -211,12 +211,12 @@ class DamagedSampler(VaekitError):
 def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
     """The sampler saved in `directory` if it is `spec` fitted to these very weights, else None;
     `DamagedSampler` if the directory cannot be read or holds no usable density."""
-    from vaekit.training.checkpoints import _load_tensors, _read_json, load
+    from vaekit.training.checkpoints import load, load_tensors, read_json
 
     if not (directory / "config.json").is_file():
         return None
     try:
-        meta = _read_json(directory / "config.json")
+        meta = read_json(directory / "config.json")
     except VaekitError as e:
         raise DamagedSampler(str(e)) from None
     digest = meta.get("model_weights_sha256") if isinstance(meta, dict) else None
@@ -235,7 +235,7 @@ def load_sampler(model: Any, directory: Path, spec: str) -> Prior | None:
             if tuple(inner.shape) != (model.latent_dim,):
                 raise DamagedSampler(f"'{directory}' does not fit a {model.latent_dim}-dimensional code")
             return TwoStage(inner)
-        t = _load_tensors(directory / "sampler.safetensors")
+        t = load_tensors(directory / "sampler.safetensors")
     except DamagedSampler:
         raise
     except VaekitError as e:  # an unreadable or damaged file (checkpoint.Damaged among them)

@@ -214,7 +214,7 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -225,7 +225,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         f.write(blob)
 
 
-def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, checked against the digest recorded when vaekit saved it
     (files written before digests were recorded carry none and are read as they are)."""
     from safetensors import SafetensorError, safe_open
@@ -245,7 +245,7 @@ def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, t
     return tensors
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     check_regular_file(path)
     try:
         return json.loads(path.read_text())
@@ -270,7 +270,7 @@ def save_pretrained(model: Any, directory: str | Path) -> Path:
     meta = {**model.describe(), "format": "vaekit", "format_version": FORMAT_VERSION, "vaekit_version": __version__}
     with atomic_dir(directory) as tmp:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        _save_tensors(model.state_dict(), tmp / "model.safetensors")
+        save_tensors(model.state_dict(), tmp / "model.safetensors")
     return Path(directory)
 
 
@@ -345,8 +345,8 @@ def load(
         d = old  # previous version (a reader never renames: the writer may be live)
     if not d.is_dir():
         raise VaekitError(f"model directory '{d}' does not exist")
-    meta = _check_meta(_read_json(d / "config.json"), d / "config.json")
-    state = _load_tensors(d / "model.safetensors", device)
+    meta = _check_meta(read_json(d / "config.json"), d / "config.json")
+    state = load_tensors(d / "model.safetensors", device)
     bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:  # it would evaluate to NaN and sample garbage
         raise VaekitError(
@@ -449,8 +449,8 @@ def save_checkpoint(
     plain = _split_state(state, "s", tensors)
     target = Path(run_dir) / CHECKPOINTS / f"step-{step:09d}"
     with atomic_dir(target) as tmp:
-        _save_tensors(unwrap(model).state_dict(), tmp / "model.safetensors")
-        _save_tensors(tensors, tmp / "state.safetensors")
+        save_tensors(unwrap(model).state_dict(), tmp / "model.safetensors")
+        save_tensors(tensors, tmp / "state.safetensors")
         # training.json last: a directory without it was never complete (it cannot be renamed into place anyway).
         (tmp / "training.json").write_text(
             json.dumps(
@@ -509,7 +509,7 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
     A newer format, a damaged file or weights that do not fit `model` are refused with one line."""
     d = Path(directory)
     try:
-        meta = _read_json(d / "training.json")
+        meta = read_json(d / "training.json")
     except VaekitError as e:
         raise Damaged(str(e)) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
@@ -524,8 +524,8 @@ def load_checkpoint(directory: str | Path, model: Any) -> dict[str, Any]:
             f"checkpoint '{d}' has the older format {version}; this vaekit resumes format {TRAINING_FORMAT_VERSION} "
             f"only"
         )
-    weights = _load_tensors(d / "model.safetensors")
-    tensors = _load_tensors(d / "state.safetensors")
+    weights = load_tensors(d / "model.safetensors")
+    tensors = load_tensors(d / "state.safetensors")
     try:
         state = _join_state(meta["state"], tensors)
     except (KeyError, TypeError, ValueError) as e:

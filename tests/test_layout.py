@@ -180,3 +180,11 @@ def test_public_names_survive_every_module_being_imported():
         "build_model",
     ):
         assert callable(getattr(vaekit, name)) and not isinstance(getattr(vaekit, name), type(vaekit)), name
+
+
+def test_the_test_folders_mirror_the_packages():
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name not in ("fixtures", "__pycache__")}
+    packages = {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}
+    assert folders and folders <= packages
+    assert all(any(p.glob("test_*.py")) for p in map(tests.joinpath, folders))

@@ -185,20 +185,27 @@ class TrainConfig:
 
 
 _ASSEMBLED: tuple[int, type] | None = None  # (MODELS.version it was built for, the class)
+# One class per set of settings: registering a model and taking it away again gives back the class
+# (and so equal configs) of before, since a dataclass's instances compare equal only within a class.
+_CLASSES: dict[tuple[type, ...], type] = {}
 
 
 def model_config_class() -> type:
     """`ModelConfig`: the shared keys, then each registered model's own settings (its registry entry's
     ``settings``, a frozen dataclass in the model's module), as one flat frozen dataclass, so that
     ``[model]`` stays one table and config.json one flat section. Built on first use and again after a
-    model is registered. Each key has one owner: a model may not declare a shared key or another
-    model's."""
+    model is registered (the same settings give the same class). Each key has one owner: a model may
+    not declare a shared key or another model's."""
     global _ASSEMBLED
     if _ASSEMBLED is not None and _ASSEMBLED[0] == MODELS.version:
         return _ASSEMBLED[1]
+    own_settings = tuple(MODELS.settings_classes())
+    if own_settings in _CLASSES:
+        _ASSEMBLED = (MODELS.version, _CLASSES[own_settings])
+        return _ASSEMBLED[1]
     fields = []
     owners: dict[str, type] = {f.name: SharedModelConfig for f in dataclasses.fields(SharedModelConfig)}
-    for owner in MODELS.settings_classes():
+    for owner in own_settings:
         hints = typing.get_type_hints(owner)
         for f in dataclasses.fields(owner):
             if f.name in owners:
@@ -209,6 +216,7 @@ def model_config_class() -> type:
     # A subclass: the shared keys first, then each model's, in registration order.
     cls = dataclasses.make_dataclass("ModelConfig", fields, bases=(SharedModelConfig,), frozen=True)
     cls.__module__, cls.__doc__ = __name__, SharedModelConfig.__doc__
+    _CLASSES[own_settings] = cls
     _ASSEMBLED = (MODELS.version, cls)
     return cls
 

@@ -91,7 +91,7 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
     sources = re.findall(r'src="([^"]+)"', page)
     assert len(sources) >= 6 and all((out / s).is_file() for s in sources)
     assert "http" not in "".join(sources)
-    assert "explorer.html" in sources  # the AE and VAE explorer, embedded (tests/test_explorer_browser.py runs it)
+    assert "explorer.html" in sources  # the AE and VAE explorer, embedded (test_explorer_browser.py runs it)
     spec = json.loads(re.search(r'id="vaekit-spec">(.*?)</script>', (out / "explorer.html").read_text(), re.S).group(1))
     assert spec["linked"] and [m["title"] for m in spec["models"]] == ["deep autoencoder, 2-D code", "VAE, 2-D code"]
 

@@ -1,4 +1,4 @@
-"""The explorer page as written (no browser here; tests/test_explorer_browser.py runs it):
+"""The explorer page as written (no browser here; tests/explorer/test_explorer_browser.py runs it):
 self-contained, the weights exactly PyTorch's, the sliders in the documented order, the map the
 documented projection, and the command line's answers."""
 

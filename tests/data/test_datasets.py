@@ -278,7 +278,7 @@ def test_cifar10_bench_runs_on_present_data(tmp_path, cifar, capsys):
     folder.mkdir()
     for n, b in cifar[1].items():
         (folder / n).write_bytes(b)
-    bench = runpy.run_path(str(__import__("pathlib").Path(__file__).parents[1] / "bench" / "cifar10.py"))
+    bench = runpy.run_path(str(__import__("pathlib").Path(__file__).parents[2] / "bench" / "cifar10.py"))
     out = tmp_path / "bench"
     code = bench["main"](
         [

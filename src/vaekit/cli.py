@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_pictures(sub)
+    _add_export_explore(sub)
+    _add_data_features_tour(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
+    """The `train` command."""
     p = sub.add_parser(
         "train",
         help="train a model from a TOML config",
@@ -71,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_arg(p)
 
+
+def _add_evaluate(sub) -> None:
+    """The `evaluate` command."""
     p = sub.add_parser(
         "evaluate",
         help="metrics of a trained run on its test set",
@@ -126,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _device_arg(p)
 
+
+def _add_pictures(sub) -> None:
+    """The commands that draw a run's pictures: sample, reconstruct, interpolate, traverse."""
     for name, helptext in (
         ("sample", "decode codes drawn from the prior"),
         ("reconstruct", "inputs and their reconstructions"),
@@ -175,10 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--b", type=int, default=1, help="index of the second test example")
             p.add_argument("--steps", type=int, default=10)
             p.add_argument("--mode", choices=["linear", "slerp"], default="linear")
-
-    _add_export_explore(sub)
-    _add_data_features_tour(sub)
-    return parser
 
 
 def _add_export_explore(sub) -> None:

@@ -8,6 +8,9 @@ compare the two JSON files: every hash must match.
     OMP_NUM_THREADS=1 PYTHONPATH=NEW/src python bench/behaviour_hashes.py --out after.json
     python bench/behaviour_hashes.py --compare before.json after.json
 
+With --tour, `vaekit tour --quick` is hashed too ("tour_quick"): its PNGs byte for byte, results.json
+without its timings and the pages with their "N s" times masked.
+
 Needs MNIST (`vaekit data fetch mnist`). Only the CLI is used, so any two versions of vaekit can
 be compared. Timing fields ("seconds") are dropped before hashing.
 """
@@ -206,10 +209,37 @@ def hash_run(run: Path, root: Path) -> dict[str, str]:
     return out
 
 
+def _untimed(o):
+    """`o` without the keys that hold times (seconds_by_step, pca_fit_seconds, ...)."""
+    if isinstance(o, dict):
+        return {k: _untimed(v) for k, v in o.items() if "second" not in k}
+    if isinstance(o, list):
+        return [_untimed(v) for v in o]
+    return o
+
+
+def hash_tour(root: Path) -> dict[str, str]:
+    """`vaekit tour --quick`: every file it writes, timings left out."""
+    import re
+
+    out = root / "tour"
+    vaekit(["tour", "--quick", "--quiet", "--device", "cpu", "--out", str(out)], 1, root)
+    hashes = {}
+    for f in sorted(out.iterdir()):
+        if f.suffix == ".json":
+            hashes[f.name] = json_digest(_untimed(json.loads(f.read_text())))
+        elif f.suffix == ".html":
+            hashes[f.name] = hashlib.sha256(re.sub(r"\d+(\.\d+)? s\b", "T s", f.read_text()).encode()).hexdigest()[:16]
+        else:
+            hashes[f.name] = digest(f)
+    return hashes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="JSON file to write the hashes to")
     ap.add_argument("--only", nargs="*", help="config names to run (default: all)")
+    ap.add_argument("--tour", action="store_true", help="also hash `vaekit tour --quick` (about 2 minutes)")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two hash files and exit")
     a = ap.parse_args()
     if a.compare:
@@ -238,6 +268,9 @@ def main() -> None:
             vaekit(args, nproc, root)
             results[name] = hash_run(run, root)
             print(name, json.dumps(results[name]), flush=True)
+        if a.tour:
+            results["tour_quick"] = hash_tour(root)
+            print("tour_quick", json.dumps(results["tour_quick"]), flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -326,11 +326,12 @@ def build_ae(cfg: ModelConfig, shape: tuple[int, ...]) -> Autoencoder:
     )
 
 
-def build_vae(cfg: ModelConfig, shape: tuple[int, ...]) -> VAE:
+def build_vae(cfg: ModelConfig, shape: tuple[int, ...], cls: type[VAE] = VAE, **extra: Any) -> VAE:
+    """A VAE (or a subclass `cls`, given its own keyword arguments `extra`) with the config's nets."""
     n_cls = label_classes(cfg)
     per_dim = POSTERIORS.get(cfg.posterior).params_per_dim  # the mean and the log-variance (and a flow's context)
     enc, dec = build_nets(cfg, shape, per_dim * cfg.latent_dim, n_cls)
-    return VAE(
+    return cls(
         enc,
         dec,
         shape,
@@ -342,4 +343,5 @@ def build_vae(cfg: ModelConfig, shape: tuple[int, ...]) -> VAE:
         num_classes=n_cls,
         prior=cfg.prior,
         prior_components=cfg.prior_components,
+        **extra,
     )

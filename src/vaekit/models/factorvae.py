@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.config import setting
-from vaekit.models.autoencoder import VAE, ModelOutput, build_nets, label_classes
-from vaekit.registry import POSTERIORS
+from vaekit.models.autoencoder import VAE, ModelOutput, build_vae
 
 if TYPE_CHECKING:
     from vaekit.config import ModelConfig
@@ -97,20 +96,4 @@ class FactorVAESettings:
 
 
 def build_factorvae(cfg: ModelConfig, shape: tuple[int, ...]) -> FactorVAE:
-    n_cls = label_classes(cfg)
-    enc, dec = build_nets(cfg, shape, POSTERIORS.get(cfg.posterior).params_per_dim * cfg.latent_dim, n_cls)
-    return FactorVAE(
-        enc,
-        dec,
-        shape,
-        cfg.latent_dim,
-        cfg.likelihood,
-        cfg.sigma,
-        cfg,
-        components=cfg.mixture_components,
-        num_classes=n_cls,
-        prior=cfg.prior,
-        prior_components=cfg.prior_components,
-        gamma=cfg.tc_gamma,
-        discriminator_hidden=cfg.discriminator_hidden,
-    )
+    return build_vae(cfg, shape, FactorVAE, gamma=cfg.tc_gamma, discriminator_hidden=cfg.discriminator_hidden)

@@ -119,6 +119,25 @@ CONFIGS: dict[str, tuple[int, list[str]]] = {
             "train.checkpoint_every=7",
         ],
     ),
+    # A grid of known factors: its ordered split (data.limit a random subset), images drawn per batch,
+    # and the disentanglement protocol (counts scaled by --fraction).
+    "vae_shapes": (
+        1,
+        [
+            "data.name=shapes",
+            "data.shapes_grid=[3, 4, 6, 6, 6]",
+            "data.image_size=[32, 32]",
+            "data.limit=1500",
+            "data.val_size=200",
+            "train.epochs=1",
+            "train.eval_k=10",
+            "train.progress=false",
+            "model.name=vae",
+            "model.hidden=[64]",
+            "model.latent_dim=4",
+            "model.likelihood=bernoulli",
+        ],
+    ),
     "vae_torchrun_2": (2, SMALL + VAE + ["data.binarize=dynamic", "model.likelihood=bernoulli"]),
 }
 
@@ -206,7 +225,18 @@ def hash_run(run: Path, root: Path) -> dict[str, str]:
         png.unlink(missing_ok=True)
         said = vaekit([verb, str(run), "--out", str(png), *extra], 1, root, check=False)
         out[f"{verb}_cli"] = digest(png) if png.exists() else said  # a refusal is behaviour too
+    for name, extra in EVALUATIONS.get(run.name, {}).items():
+        said = vaekit(["evaluate", str(run), *extra, "--json"], 1, root, check=False)
+        out[name] = json_digest(json.loads(said)) if not said.startswith("failed") else said
     return out
+
+
+# Further evaluations of some runs: name -> (run name -> evaluate's arguments).
+EVALUATIONS = {
+    "vae_bernoulli_binarised": {"generation_cli": ["--generation", "--n", "400", "--sampler", "gmm:3"]},
+    "cvae": {"generation_cli": ["--generation", "--n", "400"]},
+    "vae_shapes": {"disentanglement_cli": ["--disentanglement", "--fraction", "0.02", "--seed", "3"]},
+}
 
 
 def _untimed(o):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vaekit.config import build_section
-from vaekit.data.prepared import RenderedData, prepare
-from vaekit.data.shapes import FULL_GRID, HALF_SIZE, POS_RANGE, RenderedImages, ShapesGrid, shapes_splits
+from vaekit.data.prepared import RenderedData, prepare, split_indices
+from vaekit.data.shapes import FULL_GRID, HALF_SIZE, POS_RANGE, RenderedImages, ShapesGrid
 from vaekit.errors import VaekitError
 
 GRID = ShapesGrid()
@@ -168,7 +168,7 @@ def test_prepared_shapes_render_training_batches_on_demand():
     n = len(grid)
     test, val, train = d.x_test, d.x_val, d.x_train
     assert len(test) == n // 10 and len(val) == 100 and len(train) == n - n // 10 - 100
-    t_idx, v_idx, tr_idx = shapes_splits(n, 0, None, 100, None)
+    t_idx, v_idx, tr_idx = split_indices(n, cfg, carve_test=True, test_cap=10000, ordered=True)
     assert (
         np.array_equal(train.index, tr_idx) and len(np.unique(np.concatenate([t_idx, v_idx, tr_idx]))) == n
     )  # disjoint

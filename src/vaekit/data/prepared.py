@@ -61,7 +61,11 @@ class Data:
 
     def train_batch(self, idx: torch.Tensor) -> torch.Tensor:
         """The training examples at `idx`, with a fresh binarisation or dequantisation: (B, *shape)."""
-        x = self.x_train[idx]
+        return self.per_batch(self.x_train[idx])
+
+    def per_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, *shape) as stored, made a training batch: binarised afresh (data.binarize = 'dynamic')
+        and dequantised afresh (data.dequantize = 'uniform'), with the global generator."""
         if self.dynamic_binarize:
             x = torch.bernoulli(x)
         if self.dequantized:
@@ -103,22 +107,39 @@ class Data:
         return self
 
 
-class DiskImages:
-    """The training split of a streamed folder, left on disk: `len()` is its size and `x[idx]`
-    (idx: (B,) indices) reads those images, (B, C, H, W) float in [0, 1] on `device`, as stored
-    (before any per-batch binarisation or dequantisation)."""
+class LazyImages:
+    """A split whose images are made when indexed (read from disk, or drawn): `len()` is its size and
+    `x[idx]` (idx: (B,) positions, or a slice) makes those images, (B, C, H, W) float on `device`, as
+    stored (before any per-batch binarisation or dequantisation). Subclasses say how, in `_make`."""
 
-    def __init__(self, stream: StreamImages, index: np.ndarray, device: torch.device | str):
-        self.stream, self.index, self.device = stream, index, torch.device(device)
-        self.shape = (len(index), *stream.shape_chw)
+    def __init__(self, index: np.ndarray, image_shape: tuple[int, ...], device: torch.device | str):
+        self.index, self.device = index, torch.device(device)
+        self.shape = (len(index), *image_shape)
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, idx: torch.Tensor | slice) -> torch.Tensor:
+    def __getitem__(self, idx: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
         """Images at positions idx (B,), or a slice of positions as a tensor takes it."""
-        pos = self.index[idx if isinstance(idx, slice) else torch.as_tensor(idx).cpu().numpy()]
-        return torch.stack([self.stream[int(i)][0] for i in pos]).to(self.device).float() / 255
+        return self._make(self.index[idx if isinstance(idx, slice) else torch.as_tensor(idx).cpu().numpy()])
+
+    def _make(self, rows: np.ndarray) -> torch.Tensor:
+        """The images of source rows `rows` (B,): (B, C, H, W) float on self.device."""
+        raise NotImplementedError
+
+    def to(self, device: torch.device | str) -> LazyImages:
+        raise NotImplementedError
+
+
+class DiskImages(LazyImages):
+    """The training split of a streamed folder, left on disk: images read when indexed, in [0, 1]."""
+
+    def __init__(self, stream: StreamImages, index: np.ndarray, device: torch.device | str):
+        super().__init__(index, stream.shape_chw, device)
+        self.stream = stream
+
+    def _make(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.stack([self.stream[int(i)][0] for i in rows]).to(self.device).float() / 255
 
     def to(self, device: torch.device | str) -> DiskImages:
         return DiskImages(self.stream, self.index, device)
@@ -171,11 +192,7 @@ class StreamData(OnDemandData):
         try:
             for x, y in loader:
                 x = x.to(self.device, non_blocking=True).float() / 255  # (B, C, H, W) in [0, 1]
-                if self.dynamic_binarize:
-                    x = torch.bernoulli(x)
-                if self.dequantized:
-                    x = dequantize(x)
-                yield x, (y.to(self.device) if self.y_train is not None else None)
+                yield self.per_batch(x), (y.to(self.device) if self.y_train is not None else None)
         except VaekitError as e:  # raised in a worker: the original one-line message is its last line
             raise VaekitError(str(e).strip().splitlines()[-1].removeprefix("vaekit.errors.VaekitError: ")) from None
 
@@ -248,7 +265,7 @@ def stream_data(
         train_index=train_idx,
         workers=cfg.workers,
     )
-    return _binarize_and_dequantize(data, cfg, "uint8")
+    return binarize_and_dequantize(data, cfg, "uint8")
 
 
 # --- raw readers: each returns (x, y, x_test, y_test) numpy arrays, y/test may be None ------------
@@ -399,28 +416,31 @@ def prepare(cfg: DataConfig, raw=None, device: str | torch.device = "cpu") -> Da
         dynamic_binarize=cfg.binarize == "dynamic",
         levels=256 if x.dtype == np.uint8 else None,
     )
-    return _binarize_and_dequantize(data, cfg, str(x.dtype))
+    return binarize_and_dequantize(data, cfg, str(x.dtype))
 
 
-def split_indices(n: int, cfg: DataConfig, carve_test: bool, test_cap: int | None = None):
+def split_indices(n: int, cfg: DataConfig, carve_test: bool, test_cap: int | None = None, ordered: bool = False):
     """Sorted indices (test, val, train) into `n` examples, drawn with data.seed: a test split
     carved first where the data has none (data.test_size, else a tenth, at most `test_cap`), then
-    the first data.limit of the rest, of which data.val_size go to validation (none if that would
-    leave no training example)."""
+    data.limit of the rest, of which data.val_size go to validation (none if that would leave no
+    training example). data.limit keeps the first examples of the rest; where the order means
+    something (`ordered`: a grid of factors, in which the first examples share a shape) it keeps a
+    random subset instead, the rest in the test split's random order."""
     rng = np.random.default_rng(cfg.seed)
     test, rest = np.zeros(0, np.int64), np.arange(n)
     if carve_test:
         perm = rng.permutation(n)
         n_test = min(cfg.test_size, n - 1) if cfg.test_size is not None else min(max(1, n // 10), test_cap or n)
-        test, rest = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+        test, rest = perm[:n_test], perm[n_test:] if ordered else np.sort(perm[n_test:])
     if cfg.limit is not None:
         rest = rest[: cfg.limit]
+    if not ordered:
+        rest = rest[rng.permutation(len(rest))]
     n_val = cfg.val_size if len(rest) > cfg.val_size else 0
-    perm = rng.permutation(len(rest))
-    return test, np.sort(rest[perm[:n_val]]), np.sort(rest[perm[n_val:]])
+    return np.sort(test), np.sort(rest[:n_val]), np.sort(rest[n_val:])
 
 
-def _binarize_and_dequantize(data: Data, cfg: DataConfig, dtype: str) -> Data:
+def binarize_and_dequantize(data: Data, cfg: DataConfig, dtype: str) -> Data:
     """Apply data.binarize (fixed: the training set once; both: validation and test once, so their
     scores are comparable) and data.dequantize (validation and test once; sets Data.dequantized), with seeded
     generators."""

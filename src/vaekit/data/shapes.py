@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from vaekit.data.prepared import RenderedData
+from vaekit.data.prepared import LazyImages, RenderedData, binarize_and_dequantize, split_indices
 from vaekit.data.sources import DataSource
 from vaekit.errors import VaekitError
 
@@ -171,35 +171,18 @@ def _heart(u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 _INSIDE = (_square, _ellipse, _heart)
 
 
-class RenderedImages:
-    """A split of the shapes grid, drawn when indexed: `len()` is its size and `x[idx]` (idx: (B,)
-    positions) renders those images, (B, 1, H, W) float 0/1 on `device`."""
+class RenderedImages(LazyImages):
+    """A split of a grid of factors, drawn when indexed: (B, 1, H, W) float 0/1 for shapes."""
 
     def __init__(self, grid: ShapesGrid, index: np.ndarray, device: torch.device | str = "cpu"):
-        self.grid, self.index, self.device = grid, np.asarray(index, dtype=np.int64), torch.device(device)
-        self.shape = (len(self.index), *grid.shape)
+        super().__init__(np.asarray(index, dtype=np.int64), grid.shape, device)
+        self.grid = grid
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, idx: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
-        """Images at positions idx (B,), or a slice of positions as a tensor takes it."""
-        pos = self.index[idx if isinstance(idx, slice) else torch.as_tensor(idx).cpu().numpy()]
-        return self.grid.images(pos).to(self.device).float()
+    def _make(self, rows: np.ndarray) -> torch.Tensor:
+        return self.grid.images(rows).to(self.device).float()
 
     def to(self, device: torch.device | str) -> RenderedImages:
         return RenderedImages(self.grid, self.index, device)
-
-
-def shapes_splits(n: int, seed: int, test_size: int | None, val_size: int, limit: int | None):
-    """Sorted example numbers (test, val, train) of a grid of n: a random test split (test_size, else
-    a tenth, at most 10,000), then of a random data.limit of the rest, val_size for validation."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_test = min(test_size, n - 1) if test_size is not None else min(max(1, n // 10), 10000)
-    test, rest = perm[:n_test], perm[n_test:]
-    rest = rest[:limit] if limit is not None else rest
-    n_val = val_size if len(rest) > val_size else 0
-    return np.sort(test), np.sort(rest[:n_val]), np.sort(rest[n_val:])
 
 
 class FactorArrays:
@@ -324,7 +307,7 @@ def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "c
             f"data '{cfg.name}': its images are drawn as batches need them; data.dequantize and "
             "data.binarize = 'fixed' need the data in memory (data.binarize = 'dynamic' works)"
         )
-    test, val, train = shapes_splits(len(truth), cfg.seed, cfg.test_size, cfg.val_size, cfg.limit)
+    test, val, train = split_indices(len(truth), cfg, carve_test=True, test_cap=10000, ordered=True)
     render = lambda idx: truth.images(idx).float().to(device)
     label = lambda idx: torch.from_numpy(truth.codes(idx)[:, 0]).to(device)
     data = RenderedData(
@@ -343,12 +326,7 @@ def prepare_factors(cfg: DataConfig, truth: Any, device: str | torch.device = "c
         dynamic_binarize=cfg.binarize == "dynamic" and not binary,
     )
     if data.dynamic_binarize:  # validation and test binarised once, seeded, as for data in memory
-        g = torch.Generator(device=data.device).manual_seed(cfg.seed)
-        data.x_val, data.x_test, data.levels = (
-            torch.bernoulli(data.x_val, generator=g),
-            torch.bernoulli(data.x_test, generator=g),
-            2,
-        )
+        data = binarize_and_dequantize(data, cfg, "float32")
     return data
 
 

@@ -37,7 +37,8 @@ from vaekit.metrics.generation import image_features
 from vaekit.models.samplers import draw_images, fit_sampler
 from vaekit.runs import load_run
 from vaekit.training.lanes import train_side_by_side
-from vaekit.tutorial.experiment import FLOOR, SETTINGS, _jobs, generation_table, set_features, test_halves
+from vaekit.tutorial.experiment import SETTINGS, _jobs, generation_table, set_features, test_halves
+from vaekit.tutorial.tables import FLOOR
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS_PER_MINUTE = 195 / 60  # configs/mnist_best.toml on one thread of the 2-core reference machine
@@ -74,7 +75,7 @@ def best_recipe(minutes: float, run: str | None) -> tuple[object, float, str]:
 def image_sets(models: dict[str, object], x: torch.Tensor, floor: torch.Tensor, n: int) -> tuple[dict, dict]:
     """{name: (n, 1, 28, 28) images} (`floor`: the floor's real images) and {name: seconds to fit its sampler}."""
     g = torch.Generator().manual_seed(0)
-    sets, fit_seconds = {FLOOR: floor}, {}
+    sets, fit_seconds = {FLOOR.label: floor}, {}
     for name, model in models.items():
         samplers = ["gaussian", "gmm:10", "two-stage"] if name != "VampPrior recipe" else ["gmm:10"]
         with torch.no_grad():
@@ -121,11 +122,11 @@ def main() -> None:
         set_features(net, sets), image_features(net, xt[reference]), net, f"{name} sha256:{digest[:12]}"
     )
     score_seconds = time.perf_counter() - t
-    print(f"\nfeature network {table['network']}; {args.n} images per set against {table['reference']}")
+    print(f"\nfeature network {table.network}; {args.n} images per set against {table.reference}")
     print(
         f"{'images':34s} {'FD':>8s} {'KID':>16s} {'prec':>6s} {'recall':>6s} {'dens':>6s} {'cover':>6s} {'digit':>6s}"
     )
-    for set_name, v in table["sets"].items():
+    for set_name, v in table.to_json()["sets"].items():
         print(
             f"{set_name:34s} {v['frechet_distance']:8.2f} {v['kid']:8.3g} ± {v['kid_std']:5.2g} "
             f"{v['precision']:6.3f} {v['recall']:6.3f} {v['density']:6.3f} {v['coverage']:6.3f} {v['digit_score']:6.3f}"
@@ -135,7 +136,7 @@ def main() -> None:
         f"{score_seconds:.0f} s"
     )
     record = {
-        "table": table,
+        "table": table.to_json(),
         "training_seconds": {k: v.seconds for k, v in trained.items()},
         "best": how,
         "best_seconds": best_seconds,

@@ -130,6 +130,6 @@ def test_quick_tour_end_to_end(tmp_path, monkeypatch, capsys):
     gen = res["generation"]
     assert gen["n"] == 200 and len(gen["sets"]) == 9 and gen["network"].startswith("features 'feat' sha256:")
     fd = {name: v["frechet_distance"] for name, v in gen["sets"].items()}
-    assert min(fd, key=fd.get) == tutorial.FLOOR
+    assert min(fd, key=fd.get) == tutorial.FLOOR.label
     assert all(0 <= v["precision"] <= 1 and 0 <= v["recall"] <= 1 for v in gen["sets"].values())
-    assert "Generation, measured as the field measures it" in page and f"{fd[tutorial.FLOOR]:.1f}" in page
+    assert "Generation, measured as the field measures it" in page and f"{fd[tutorial.FLOOR.label]:.1f}" in page

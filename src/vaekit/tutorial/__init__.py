@@ -1,6 +1,7 @@
 """The tutorial: PCA, the linear and deep autoencoders and the VAE, run and reported (`vaekit tour`).
 
 - `experiment`: `tour`, the experiment;
+- `tables`: its models, image sets and generation table, as typed data;
 - `report`: its self-contained HTML page.
 """
 
@@ -35,6 +36,8 @@ _OLD_NAMES = (
 
 
 def __getattr__(name: str):
+    if name in ("FLOOR", "CVAE"):  # were the labels; now `tables.ImageSet`s
+        return getattr(importlib.import_module("vaekit.tutorial.tables"), name).label
     if name in _OLD_NAMES:
         return getattr(importlib.import_module(_OLD_MODULE), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

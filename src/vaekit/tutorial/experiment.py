@@ -32,6 +32,29 @@ from vaekit.models import PCA
 from vaekit.training.checkpoints import check_out_folder, write_text_durable
 from vaekit.training.devices import resolve_device
 from vaekit.training.lanes import Job, train_side_by_side
+from vaekit.tutorial.tables import (
+    AE_GAUSSIAN,
+    AE_GMM,
+    AE_MIDPOINTS,
+    AE_PRIOR,
+    CONDITIONAL_VAE,
+    CVAE,
+    DEEP_AE,
+    DEEP_AE_2D,
+    DIGIT_SCORE_SETS,
+    FLOOR,
+    IMAGE_SETS,
+    LINEAR_AE,
+    REAL_DIGITS,
+    VAE,
+    VAE_2D,
+    VAE_GMM,
+    VAE_MIDPOINTS,
+    VAE_PRIOR,
+    GenerationRow,
+    GenerationTable,
+)
+from vaekit.tutorial.tables import PCA as PCA_NAME
 
 # Full: <= 5 minutes on 2 CPU cores. Quick: <= 60 s. `expected`: each step's seconds on the
 # reference machine (2-core AMD EPYC, torch 2.13.0+cpu), for the running estimate of the total.
@@ -144,20 +167,20 @@ def _jobs(s: dict, progress: bool = False) -> list[Job]:
         # 12-epoch ReLU cross-entropy recipe before). The VAE keeps ReLU: with ELU it reconstructs
         # better (8.75) but its samples score lower (digit score 0.889 against 0.925).
         Job(
-            "deep AE",
+            DEEP_AE,
             ModelConfig(name="ae", latent_dim=CODE, hidden=s["hidden"], likelihood="gaussian", activation="elu"),
             train(s["deep_epochs"]),
         ),
-        Job("VAE", ModelConfig(name="vae", latent_dim=CODE, hidden=s["hidden"], **bern), train(s["vae_epochs"])),
+        Job(VAE, ModelConfig(name="vae", latent_dim=CODE, hidden=s["hidden"], **bern), train(s["vae_epochs"])),
         Job(
-            "conditional VAE",
+            CONDITIONAL_VAE,
             ModelConfig(name="vae", latent_dim=16, hidden=s["map_hidden"], conditional=True, num_classes=10, **bern),
             train(s["cvae_epochs"], lr=3e-3),
         ),
-        Job("VAE (2-D)", ModelConfig(name="vae", latent_dim=2, hidden=s["map_hidden"], **bern), train(s["map_epochs"])),
-        Job("deep AE (2-D)", ModelConfig(name="ae", latent_dim=2, hidden=s["map_hidden"]), train(s["map_epochs"])),
+        Job(VAE_2D, ModelConfig(name="vae", latent_dim=2, hidden=s["map_hidden"], **bern), train(s["map_epochs"])),
+        Job(DEEP_AE_2D, ModelConfig(name="ae", latent_dim=2, hidden=s["map_hidden"]), train(s["map_epochs"])),
         Job(
-            "linear AE",
+            LINEAR_AE,
             ModelConfig(name="linear_ae", latent_dim=CODE, tied=True),
             train(s["linear_epochs"], lr=3e-3, warmup=0.0),
         ),
@@ -228,7 +251,7 @@ def tour(
     """Run the tour and write ``out/index.html`` and ``out/results.json``; return the results.
     `features`: the feature network (`vaekit.metrics.features.load_features`; default the shipped MNIST one)."""
     from vaekit.metrics.features import FeatureNet, MnistFeatureNet, load_features
-    from vaekit.metrics.generation import image_features, require_metrics
+    from vaekit.metrics.generation import require_metrics
     from vaekit.tutorial.report import write_report
 
     s = {**SETTINGS["quick" if quick else "full"], **(settings or {})}
@@ -255,7 +278,7 @@ def tour(
     full = data.to(dev)
     # The models train on the first `limit` images (all in the full tour).
     data = dataclasses.replace(full, x_train=full.x_train[: s["limit"]], y_train=full.y_train[: s["limit"]])
-    x, xt, yt = data.x_train, data.x_test, data.y_test
+    x, xt = data.x_train, data.x_test
     res: dict[str, Any] = {"settings": s, "device": str(dev), "train_size": len(x), "test_size": len(xt)}
     t = time.perf_counter()
     pca, pca2 = PCA(CODE).fit(x), PCA(2).fit(x)
@@ -273,41 +296,12 @@ def tour(
     res["training_seconds"] = {name: done.seconds for name, done in trained.items()}
 
     steps.begin("measure", STEPS["measure"])
-    lin, deep, vae = m["linear AE"], m["deep AE"], m["VAE"]
-    angles = principal_angles_deg(pca.components_, lin.subspace())
-    res["linear_ae_principal_angles_deg"] = {
-        "max": float(angles.max()),
-        "mean": float(angles.mean()),
-        "median": float(angles.median()),
-    }
-    res["linear_ae_variance_captured"] = variance_captured(x, pca.mean_, lin.subspace(), pca.components_)
-    models = {"PCA": pca, "linear AE": lin, "deep AE": deep, "VAE": vae}
-    res["test"] = {name: evaluate(model, xt, k=s["k"] if name == "VAE" else 0) for name, model in models.items()}
-    res["squared_error_30"] = {name: r["squared_error"]["value"] for name, r in res["test"].items()}
-    res["squared_error_2"] = {
-        name: float(((model.reconstruct(xt) - xt) ** 2).flatten(1).sum(1).mean())
-        for name, model in (("PCA", pca2), ("deep AE", m["deep AE (2-D)"]), ("VAE", m["VAE (2-D)"]))
-    }
+    models = {PCA_NAME: pca, LINEAR_AE: m[LINEAR_AE], DEEP_AE: m[DEEP_AE], VAE: m[VAE]}
+    res.update(measure(models, pca, pca2, m, x, xt, s["k"]))
 
     steps.begin("generation", STEPS["generation"])
-    f_test = image_features(net, xt)  # (N_test, D): the accuracy, the reference and the floor all come from these
-    res["feature_network"] = {"name": net_name, "sha256": digest, "test_accuracy": _accuracy(net, f_test, yt)}
-    reference, others = test_halves(len(xt), s["n"])
-    images = generation_sets(m, data, s, others)
-    feats = {FLOOR: f_test[others], **set_features(net, {k: v for k, v in images.items() if k != FLOOR})}
-    res["generation"] = generation_table(
-        feats, f_test[reference], net, f"{net_name} sha256:{digest[:12]}", s["kid_subsets"]
-    )
-    res["digit_scores"] = {
-        "real test digits": res["generation"]["sets"][FLOOR]["digit_score"],
-        **{old: res["generation"]["sets"][new]["digit_score"] for old, new in DIGIT_SCORE_NAMES.items()},
-    }
-    asked = _asked(s["n"], dev)
-    res["conditional"] = {
-        "classifier_accuracy_on_samples": _accuracy(net, feats[CVAE], asked),
-        "samples": len(asked),
-        "digit_score": res["generation"]["sets"][CVAE]["digit_score"],
-    }
+    images = generation_sets(m, data, s, test_halves(len(xt), s["n"])[1])
+    res.update(generation(net, net_name, digest, images, data, s))
 
     steps.begin("pictures", STEPS["pictures"])
     pictures(m, models, pca2, data, images, trained, s, out)
@@ -318,15 +312,64 @@ def tour(
     return res
 
 
-FLOOR = "real test images (the floor)"
-CVAE = "conditional VAE, asked for each digit in turn"
-DIGIT_SCORE_NAMES = {
-    "AE interpolation midpoints": "AE, interpolation midpoints",
-    "VAE interpolation midpoints": "VAE, interpolation midpoints",
-    "AE on N(0, I)": "AE on N(0, I)",
-    "AE on fitted Gaussian": "AE + fitted Gaussian",
-    "VAE on N(0, I)": "VAE on N(0, I)",
-}
+# The old names of the image sets' digit scores (results.json's "digit_scores"), kept for one release.
+DIGIT_SCORE_NAMES = {s.digit_score_name: s.label for s in DIGIT_SCORE_SETS}
+
+
+def measure(
+    models: dict[str, Any], pca: Any, pca2: Any, m: dict[str, Any], x: torch.Tensor, xt: torch.Tensor, k: int
+) -> dict[str, Any]:
+    """The tour's "measure" step: the linear AE's subspace against PCA's, each 30-number model's test
+    figures (the VAE's with a k-sample importance-sampled log p(x)), and the 2-D models' squared errors."""
+    lin = m[LINEAR_AE]
+    angles = principal_angles_deg(pca.components_, lin.subspace())
+    res: dict[str, Any] = {
+        "linear_ae_principal_angles_deg": {
+            "max": float(angles.max()),
+            "mean": float(angles.mean()),
+            "median": float(angles.median()),
+        },
+        "linear_ae_variance_captured": variance_captured(x, pca.mean_, lin.subspace(), pca.components_),
+    }
+    res["test"] = {name: evaluate(model, xt, k=k if name == VAE else 0) for name, model in models.items()}
+    res["squared_error_30"] = {name: r["squared_error"]["value"] for name, r in res["test"].items()}
+    res["squared_error_2"] = {
+        name: float(((model.reconstruct(xt) - xt) ** 2).flatten(1).sum(1).mean())
+        for name, model in ((PCA_NAME, pca2), (DEEP_AE, m[DEEP_AE_2D]), (VAE, m[VAE_2D]))
+    }
+    return res
+
+
+def generation(
+    net: Any, net_name: str, digest: str, images: dict[str, torch.Tensor], data: Data, s: dict
+) -> dict[str, Any]:
+    """The tour's "generation" step: every image set scored against a random half of the test images
+    in the feature network's space (the floor: the other half), the network's own accuracy, the digit
+    scores, and how often the conditional VAE's samples read as the asked-for digit."""
+    from vaekit.metrics.generation import image_features
+
+    xt, yt = data.x_test, data.y_test
+    f_test = image_features(net, xt)  # (N_test, D): the accuracy, the reference and the floor all come from these
+    reference, others = test_halves(len(xt), s["n"])
+    feats = {
+        FLOOR.label: f_test[others],
+        **set_features(net, {k: v for k, v in images.items() if k != FLOOR.label}),
+    }
+    table = generation_table(feats, f_test[reference], net, f"{net_name} sha256:{digest[:12]}", s["kid_subsets"])
+    asked = _asked(s["n"], data.device)
+    return {
+        "feature_network": {"name": net_name, "sha256": digest, "test_accuracy": _accuracy(net, f_test, yt)},
+        "generation": table.to_json(),
+        "digit_scores": {
+            REAL_DIGITS: table.row(FLOOR).digit_score,
+            **{d.digit_score_name: table.row(d).digit_score for d in DIGIT_SCORE_SETS},
+        },
+        "conditional": {
+            "classifier_accuracy_on_samples": _accuracy(net, feats[CVAE.label], asked),
+            "samples": len(asked),
+            "digit_score": table.row(CVAE).digit_score,
+        },
+    }
 
 
 @torch.no_grad()
@@ -361,7 +404,7 @@ def generation_sets(m: dict[str, Any], data: Data, s: dict, floor: torch.Tensor)
     from vaekit.models.samplers import codes_of, draw_images, fit_codes
 
     n, dev = s["n"], data.device
-    ae, vae = m["deep AE"], m["VAE"]
+    ae, vae = m[DEEP_AE], m[VAE]
     xt = data.x_test
     z_ae, z_vae = codes_of(ae, data.x_train), codes_of(vae, data.x_train)  # (N, 30) each, computed once
 
@@ -370,15 +413,15 @@ def generation_sets(m: dict[str, Any], data: Data, s: dict, floor: torch.Tensor)
 
     pairs = moon_pairs(data.y_test, n)
     return {
-        FLOOR: xt[floor.to(dev)],
-        "AE on N(0, I)": ae.decode(torch.randn(n, CODE, generator=g(1), device=dev)).mean,
-        "AE + fitted Gaussian": draw_images(ae, fit_codes(z_ae, "gaussian", device=dev), n, g(2)),
-        "AE + fitted GMM (10)": draw_images(ae, fit_codes(z_ae, "gmm:10", device=dev), n, g(3)),
-        "VAE on N(0, I)": vae.sample(n, generator=g(4)),
-        "VAE + fitted GMM (10)": draw_images(vae, fit_codes(z_vae, "gmm:10", device=dev), n, g(5)),
-        "AE, interpolation midpoints": midpoints(ae, xt, pairs),
-        "VAE, interpolation midpoints": midpoints(vae, xt, pairs),
-        CVAE: m["conditional VAE"].sample(n, generator=g(6), y=_asked(n, dev)),
+        FLOOR.label: xt[floor.to(dev)],
+        AE_PRIOR.label: ae.decode(torch.randn(n, CODE, generator=g(1), device=dev)).mean,
+        AE_GAUSSIAN.label: draw_images(ae, fit_codes(z_ae, "gaussian", device=dev), n, g(2)),
+        AE_GMM.label: draw_images(ae, fit_codes(z_ae, "gmm:10", device=dev), n, g(3)),
+        VAE_PRIOR.label: vae.sample(n, generator=g(4)),
+        VAE_GMM.label: draw_images(vae, fit_codes(z_vae, "gmm:10", device=dev), n, g(5)),
+        AE_MIDPOINTS.label: midpoints(ae, xt, pairs),
+        VAE_MIDPOINTS.label: midpoints(vae, xt, pairs),
+        CVAE.label: m[CONDITIONAL_VAE].sample(n, generator=g(6), y=_asked(n, dev)),
     }
 
 
@@ -394,7 +437,7 @@ def set_features(net: Any, images: dict[str, torch.Tensor]) -> dict[str, torch.T
 @torch.no_grad()
 def generation_table(
     feats: dict[str, torch.Tensor], real: torch.Tensor, net: Any, network: str, kid_subsets: int = 100
-) -> dict[str, Any]:
+) -> GenerationTable:
     """Each set's generation metrics, its features (n, D) in `feats` against `real` (n, D), the
     reference test images' features; and its digit score: the mean top-class probability of the
     network's classifier head on those features."""
@@ -404,17 +447,17 @@ def generation_table(
     for name, f in feats.items():
         metrics = generation_metrics(real, f, network=network, kid_subsets=kid_subsets)
         top = net.head(f.float().to(next(net.parameters()).device)).softmax(1).amax(1)
-        sets[name] = {**{k: v["value"] for k, v in metrics.items()}, "digit_score": float(top.mean())}
-    return {
-        "network": network,
-        "n": len(real),
-        "reference": f"{len(real)} test images drawn at random (the floor: {len(real)} others)",
-        "units": {k: v["unit"] for k, v in metrics.items()},
-        "kid_subsets": kid_subsets,
-        "kid_subset_size": min(1000, len(real)),
-        "features": real.shape[1],
-        "sets": sets,
-    }
+        sets[name] = GenerationRow(**{k: v["value"] for k, v in metrics.items()}, digit_score=float(top.mean()))
+    return GenerationTable(
+        network=network,
+        n=len(real),
+        reference=f"{len(real)} test images drawn at random (the floor: {len(real)} others)",
+        units={k: v["unit"] for k, v in metrics.items()},
+        kid_subsets=kid_subsets,
+        kid_subset_size=min(1000, len(real)),
+        features=real.shape[1],
+        sets=sets,
+    )
 
 
 @torch.no_grad()
@@ -433,29 +476,29 @@ def pictures(
         xt[:12], {n: model.reconstruct(xt[:12]).clamp(0, 1) for n, model in models.items()}, out / "reconstructions.png"
     )
     viz.training_curves(
-        {n: trained[n].history for n in ("linear AE", "deep AE", "VAE")}, out / "curves.png", keys=("train_loss",)
+        {n: trained[n].history for n in (LINEAR_AE, DEEP_AE, VAE)}, out / "curves.png", keys=("train_loss",)
     )
-    rows = interpolation_rows({"AE": m["deep AE"], "VAE": m["VAE"]}, xt, moon_pairs(yt, s["pairs_shown"]))
+    rows = interpolation_rows({"AE": m[DEEP_AE], "VAE": m[VAE]}, xt, moon_pairs(yt, s["pairs_shown"]))
     viz.labelled_rows({k: v.clamp(0, 1) for k, v in rows.items()}, out / "moon.png")
-    shown = [n for n in images if n not in (FLOOR, CVAE) and "midpoints" not in n]
+    shown = [d.label for d in IMAGE_SETS if d.sampled]
     viz.labelled_rows({n: images[n][:16].clamp(0, 1) for n in shown}, out / "random_codes.png")
     dev = data.device
     rows = torch.arange(10, device=dev).repeat_interleave(10)
     viz.image_grid(
-        m["conditional VAE"].sample(100, generator=torch.Generator(device=dev).manual_seed(1), y=rows),
+        m[CONDITIONAL_VAE].sample(100, generator=torch.Generator(device=dev).manual_seed(1), y=rows),
         out / "conditional.png",
         nrow=10,
     )
     viz.latent_maps(
         {
             "PCA (2-D)": (pca2.transform(xt), yt),
-            "AE (2-D)": (m["deep AE (2-D)"].embed(xt), yt),
-            "VAE (2-D)": (m["VAE (2-D)"].embed(xt), yt),
+            "AE (2-D)": (m[DEEP_AE_2D].embed(xt), yt),
+            "VAE (2-D)": (m[VAE_2D].embed(xt), yt),
         },
         out / "latent_maps.png",
     )
-    viz.manifold_grid(lambda z: m["VAE (2-D)"].decode(z).mean, out / "vae_manifold.png", n=15, device=dev)
-    moon_explorer(m["deep AE (2-D)"], m["VAE (2-D)"], xt, yt, out / "explorer.html")
+    viz.manifold_grid(lambda z: m[VAE_2D].decode(z).mean, out / "vae_manifold.png", n=15, device=dev)
+    moon_explorer(m[DEEP_AE_2D], m[VAE_2D], xt, yt, out / "explorer.html")
 
 
 EXPLORER_INTRO = (

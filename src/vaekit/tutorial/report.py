@@ -6,6 +6,21 @@ import html
 from pathlib import Path
 from typing import Any
 
+from vaekit.tutorial.tables import (
+    AE_GAUSSIAN,
+    AE_GMM,
+    AE_MIDPOINTS,
+    AE_PRIOR,
+    COMPARED,
+    FLOOR,
+    PCA,
+    VAE,
+    VAE_GMM,
+    VAE_MIDPOINTS,
+    VAE_PRIOR,
+    GenerationTable,
+)
+
 PAPER_PCA_30 = 13.87  # Hinton & Salakhutdinov, Science 2006: PCA with 30 components, MNIST test
 
 
@@ -18,9 +33,9 @@ def _table(rows: list[list[str]], head: list[str]) -> str:
 def write_report(res: dict[str, Any], out: Path) -> Path:
     se = res["squared_error_30"]
     test = res["test"]
-    vae = test["VAE"]
+    vae = test[VAE]
     angles = res["linear_ae_principal_angles_deg"]
-    se_rows = [[n, f"{v:.2f}", f"{PAPER_PCA_30:.2f}" if n == "PCA" else ""] for n, v in se.items()]
+    se_rows = [[n, f"{v:.2f}", f"{PAPER_PCA_30:.2f}" if n == PCA else ""] for n, v in se.items()]
     score_rows = [[html.escape(n), f"{v:.3f}"] for n, v in res["digit_scores"].items()]
     fn = res["feature_network"]
     se2_rows = [[n, f"{v:.2f}"] for n, v in res["squared_error_2"].items()]
@@ -124,42 +139,35 @@ def _sentence(better: list[str], worse: list[str], a: str, b: str) -> str:
     return f"{a} beats {b} on {_words(better)} but not on {_words(worse)}"
 
 
-def _compare(sets: dict[str, dict[str, float]], a: str, b: str) -> tuple[list[str], list[str]]:
+def _compare(table: GenerationTable, a: Any, b: Any) -> tuple[list[str], list[str]]:
     """Which of FD, KID (lower is better), precision and recall (higher) favour set a over set b."""
     better, worse = [], []
-    for key, label, lower in (
-        ("frechet_distance", "Fréchet distance", True),
-        ("kid", "KID", True),
-        ("precision", "precision", False),
-        ("recall", "recall", False),
-    ):
-        wins = sets[a][key] < sets[b][key] if lower else sets[a][key] > sets[b][key]
-        (better if wins else worse).append(label)
+    for key, label, lower in COMPARED:
+        va, vb = getattr(table.row(a), key), getattr(table.row(b), key)
+        (better if (va < vb if lower else va > vb) else worse).append(label)
     return better, worse
 
 
 def generation_section(res: dict[str, Any]) -> str:
     """The generation table and what it says, in words chosen by the numbers themselves."""
-    gen = res["generation"]
-    sets = gen["sets"]
-    floor = next(iter(sets))
+    gen = GenerationTable.from_json(res["generation"])
     rows = [
         [
             html.escape(n),
-            f"{v['frechet_distance']:.2f}",
-            f"{v['kid']:.3g} &plusmn; {v['kid_std']:.2g}",
-            f"{v['precision']:.3f}",
-            f"{v['recall']:.3f}",
-            f"{v['density']:.3f}",
-            f"{v['coverage']:.3f}",
-            f"{v['digit_score']:.3f}",
+            f"{v.frechet_distance:.2f}",
+            f"{v.kid:.3g} &plusmn; {v.kid_std:.2g}",
+            f"{v.precision:.3f}",
+            f"{v.recall:.3f}",
+            f"{v.density:.3f}",
+            f"{v.coverage:.3f}",
+            f"{v.digit_score:.3f}",
         ]
-        for n, v in sets.items()
+        for n, v in gen.sets.items()
     ]
-    fd = {n: v["frechet_distance"] for n, v in sets.items()}
-    ae_gmm = _compare(sets, "AE + fitted GMM (10)", "VAE on N(0, I)")
-    mids = _compare(sets, "VAE, interpolation midpoints", "AE, interpolation midpoints")
-    ratio = fd["AE + fitted GMM (10)"] / fd["VAE on N(0, I)"]
+    fd = gen.fd
+    ae_gmm = _compare(gen, AE_GMM, VAE_PRIOR)
+    mids = _compare(gen, VAE_MIDPOINTS, AE_MIDPOINTS)
+    ratio = fd(AE_GMM) / fd(VAE_PRIOR)
     ahead = f", and ahead on {_words(ae_gmm[0])}" if ae_gmm[0] and ratio >= 1 else ""
     rival = (
         "So the plain autoencoder, given a density fitted to its codes after training, generates better than the VAE "
@@ -178,26 +186,27 @@ def generation_section(res: dict[str, Any]) -> str:
         "bound "
         "on the likelihood, and codes between digits that decode to digits (the midpoints above)."
     )
-    closer = fd["VAE on N(0, I)"] / fd["AE on N(0, I)"]
+    closer = fd(VAE_PRIOR) / fd(AE_PRIOR)
     vae_words = "much closer" if closer < 0.5 else "closer" if closer < 1 else "no closer"
     posterior = (
         ": the VAE's codes do not follow N(0, I) exactly either, and a density fitted to them samples better"
-        if fd["VAE + fitted GMM (10)"] < fd["VAE on N(0, I)"]
+        if fd(VAE_GMM) < fd(VAE_PRIOR)
         else ""
     )
-    closest = min((n for n in sets if n != floor), key=lambda n: fd[n])
+    floor = fd(FLOOR)
+    closest = min((n for n in gen.sets if n != FLOOR.label), key=fd)
     floor_words = (
-        f"No set of generated images reaches the floor ({fd[floor]:.1f}); the closest is {html.escape(closest)}."
-        if fd[closest] > fd[floor]
-        else f"{html.escape(closest)} reaches the floor ({fd[closest]:.1f} against {fd[floor]:.1f})."
+        f"No set of generated images reaches the floor ({floor:.1f}); the closest is {html.escape(closest)}."
+        if fd(closest) > floor
+        else f"{html.escape(closest)} reaches the floor ({fd(closest):.1f} against {floor:.1f})."
     )
     return f"""<h2>Generation, measured as the field measures it</h2>
-<p>Each set of {gen["n"]} images is compared with {html.escape(gen["reference"])} in the {gen["features"]}-dimensional \
+<p>Each set of {gen.n} images is compared with {html.escape(gen.reference)} in the {gen.features}-dimensional \
 feature space of
-{html.escape(gen["network"])}: the Fréchet distance between Gaussians fitted to the two sets of features (FID's \
+{html.escape(gen.network)}: the Fréchet distance between Gaussians fitted to the two sets of features (FID's \
 formula, in this
 network's space rather than Inception's), KID (the unbiased squared MMD with a cubic kernel, &plusmn; its standard \
-deviation over {gen["kid_subsets"]} subsets of {gen["kid_subset_size"]:,};
+deviation over {gen.kid_subsets} subsets of {gen.kid_subset_size:,};
 printed raw, in this network's unnormalised ReLU features: papers print KID &times; 10<sup>3</sup> on Inception's \
 features, so values such as
 these compare only with each other, not with published ones),
@@ -206,15 +215,15 @@ samples), density and coverage
 (Naeem et al. 2020). The first row is the floor: other real test images. A score means something only beside it.</p>
 {_table(rows, ["images", "Fréchet distance", "KID", "precision", "recall", "density", "coverage", "digit score"])}
 <p>The tutorial's claim, in these numbers: the AE's decoder on N(0, I) is far from real digits (Fréchet distance
-{fd["AE on N(0, I)"]:.1f}, against {fd[floor]:.1f} for real images), the VAE's is {vae_words} \
-({fd["VAE on N(0, I)"]:.1f}).
+{fd(AE_PRIOR):.1f}, against {floor:.1f} for real images), the VAE's is {vae_words} \
+({fd(VAE_PRIOR):.1f}).
 Halfway between two test digits of different classes, {_sentence(*mids, "the VAE", "the AE")}
-(Fréchet distance {fd["VAE, interpolation midpoints"]:.1f} against {fd["AE, interpolation midpoints"]:.1f}).</p>
+(Fréchet distance {fd(VAE_MIDPOINTS):.1f} against {fd(AE_MIDPOINTS):.1f}).</p>
 <p>The honest end of the story: fit a Gaussian to the AE's training codes and its decoder generates
-{"better" if fd["AE + fitted Gaussian"] < fd["AE on N(0, I)"] else "no better"} than on N(0, I)
-({fd["AE + fitted Gaussian"]:.1f}); fit a 10-component mixture and \
+{"better" if fd(AE_GAUSSIAN) < fd(AE_PRIOR) else "no better"} than on N(0, I)
+({fd(AE_GAUSSIAN):.1f}); fit a 10-component mixture and \
 {_sentence(*ae_gmm, "the AE", "the VAE on its own prior")}
-(Fréchet distance {fd["AE + fitted GMM (10)"]:.1f} against {fd["VAE on N(0, I)"]:.1f}). {rival} The same mixture \
+(Fréchet distance {fd(AE_GMM):.1f} against {fd(VAE_PRIOR):.1f}). {rival} The same mixture \
 fitted to the VAE's
-codes gives {fd["VAE + fitted GMM (10)"]:.1f}{posterior}. {floor_words}</p>
+codes gives {fd(VAE_GMM):.1f}{posterior}. {floor_words}</p>
 """

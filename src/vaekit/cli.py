@@ -21,14 +21,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _seed(text: str) -> int:
-    """A seed for torch.Generator: a whole number from 0 to 2**63 - 1."""
+    """--seed: a whole number, checked as every seed is (`config.check_seed`)."""
+    from vaekit.config import check_seed
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid seed {text[:40]!r}: expected a whole number") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"seed {text[:40]}: must be from 0 to {2**63 - 1}")
-    return value
+        return check_seed(int(text), "seed")
+    except (ValueError, VaekitError) as e:
+        raise argparse.ArgumentTypeError(
+            str(e) if isinstance(e, VaekitError) else f"invalid seed {text[:40]!r}: expected a whole number"
+        ) from None
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
@@ -112,7 +113,12 @@ def _add_evaluate(sub) -> None:
         "(test images against as many validation or training images), in the shipped MNIST feature network's space",
     )
     p.add_argument("--n", type=int, default=10000, help="with --generation: images on each side (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="with --generation: seed of the samples and KID's subsets")
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="with --generation: seed of the samples and KID's subsets; with --disentanglement: of the factor samples",
+    )
     p.add_argument(
         "--sampler",
         default="prior",
@@ -272,30 +278,10 @@ def _positive(name: str, value: int, high: int | None = None) -> None:
 
 
 def _run_data(args, cfg, device, model=None):
-    """The run's data (or --data), prepared as at training time; with `model`, refused unless its
-    examples have the model's input shape (and labels where the model is conditional)."""
-    import dataclasses
+    """The run's data, or --data (`runs.run_data`)."""
+    from vaekit.runs import run_data
 
-    from vaekit.config import DataConfig
-    from vaekit.data.prepared import prepare
-
-    dcfg = cfg.data if cfg is not None else DataConfig()
-    if args.data:
-        dcfg = dataclasses.replace(dcfg, name=args.data)
-    elif cfg is None:
-        raise VaekitError(f"'{args.run}' is a model directory without a run config: pass --data")
-    else:
-        from pathlib import Path
-
-        from vaekit.data.prepared import check_recorded
-
-        check_recorded(Path(args.run), dcfg, "--data ")  # a run may point only at the data it was trained on
-    data = prepare(dcfg, device=device)
-    if model is not None:
-        from vaekit.runs import check_data_fits
-
-        check_data_fits(model, data, args.run)
-    return data
+    return run_data(args.run, cfg, device, model, args.data)
 
 
 def _device(args) -> str:
@@ -336,8 +322,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from vaekit.metrics.evaluation import evaluate
-    from vaekit.runs import load_run
+    from vaekit.runs import evaluate_run
     from vaekit.training import distributed
 
     _positive("k", args.k, 5000)
@@ -347,43 +332,26 @@ def cmd_evaluate(args) -> int:
         return _evaluate_generation(args)
     if args.disentanglement:
         return _evaluate_disentanglement(args)
+    if args.limit is not None:
+        _positive("limit", args.limit)
+    _positive("batch-size", args.batch_size)
     ctx, device, started = distributed.setup(args.device or "auto")  # under torchrun: sharded over the ranks
     try:
-        model, cfg = load_run(args.run, device)
-        data = _run_data(args, cfg, device, model)
-        x = data.x_test if args.split == "test" else data.x_val
-        if args.limit:
-            _positive("limit", args.limit)
-            x = x[: args.limit]
-        k = args.k if model.variational else 0
-        y = (data.y_test if args.split == "test" else data.y_val) if model.conditional else None
-        if y is not None and args.limit:
-            y = y[: args.limit]
-        _positive("batch-size", args.batch_size)
-        res = evaluate(
-            model,
-            x,
-            k=k,
+        res = evaluate_run(
+            args.run,
+            data=args.data,
+            split=args.split,
+            limit=args.limit,
+            k=args.k,
             batch_size=args.batch_size,
+            device=device,
             progress=sys.stderr.isatty(),
-            y=y,
-            dequantized=data.dequantized,
             ctx=ctx,
         )
     finally:
         distributed.teardown(started)
     if not ctx.is_main:
         return 0
-    nan = [
-        name
-        for name, m in res.items()
-        if any(v != v for v in (m["value"] if isinstance(m["value"], list) else [m["value"]]) if isinstance(v, float))
-    ]
-    if nan:  # never a number worth printing: the model's outputs overflowed (Inf, e.g. of a term, is printed)
-        raise VaekitError(
-            f"evaluating '{args.run}' gave NaN for {', '.join(nan)}: the model's outputs are not numbers "
-            "on this data (weights too large for float32?)"
-        )
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -405,36 +373,25 @@ def _check_finite(x, what: str) -> None:
         raise VaekitError(f"the model's {what} hold NaN or Inf (its weights overflow float32 here); nothing written")
 
 
+def _log(message: str) -> None:
+    print(f"vaekit: {message}", file=sys.stderr)
+
+
 def _evaluate_generation(args) -> int:
     """`vaekit evaluate RUN --generation`: the model's samples and the floor, one table."""
-    from vaekit.metrics.generation import evaluate_generation
-    from vaekit.runs import load_run
+    from vaekit.runs import evaluate_run_generation
 
     _positive("n", args.n, 50000)
-    if not 0 <= args.seed < 2**63:
-        raise VaekitError(f"--seed {args.seed}: must be in 0..2**63-1")
-    device = _device(args)
-    model, cfg = load_run(args.run, device)
-    from vaekit.metrics.features import check_features_fit
-    from vaekit.models.samplers import parse_sampler
-
-    parse_sampler(args.sampler)
-    network = check_features_fit(args.features, model.shape)  # before a sampler is fitted and saved for nothing
-    sampler = _sampler(args, model, cfg, device)
-    data = _run_data(args, cfg, device, model)
-    reference = data.x_val if len(data.x_val) >= min(args.n, len(data.x_test)) else data.x_train[-args.n :]
-    res = evaluate_generation(
-        model,
-        data.x_test,
-        reference,
+    res = evaluate_run_generation(
+        args.run,
         n=args.n,
         seed=args.seed,
+        sampler=args.sampler,
         features=args.features,
-        y=data.y_test if model.conditional else None,
-        sampler=sampler,
-        network=network,
+        data=args.data,
+        device=_device(args),
+        log=_log,
     )
-    res["sampler"] = args.sampler
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -453,35 +410,11 @@ def _evaluate_generation(args) -> int:
 
 def _evaluate_disentanglement(args) -> int:
     """`vaekit evaluate RUN --disentanglement`: MIG, DCI, FactorVAE score and SAP on the run's factors."""
-    import dataclasses
+    from vaekit.runs import evaluate_run_disentanglement
 
-    from vaekit.metrics.disentanglement import Samples, evaluate_disentanglement
-    from vaekit.runs import load_run
-
-    if not 0 < args.fraction <= 1:
-        raise VaekitError(f"--fraction {args.fraction}: must be in (0, 1]")
-    if not 0 <= args.seed < 2**32:
-        raise VaekitError(f"--seed {args.seed}: must be in 0..2**32-1")
-    device = _device(args)
-    model, cfg = load_run(args.run, device)
-    if model.discrete_code:
-        raise VaekitError(
-            f"'{args.run}' holds a VQ-VAE: its code is a grid of codebook indices, not coordinates to "
-            "score for disentanglement"
-        )
-    data = _run_data(args, cfg, device, model)
-    if data.ground_truth is None:
-        raise VaekitError(
-            f"data '{data.name}' has no known generative factors; --disentanglement needs data.name = 'shapes'"
-        )
-    full = Samples()
-    counts = {
-        f.name: max(10, round(getattr(full, f.name) * args.fraction))
-        for f in dataclasses.fields(Samples)
-        if isinstance(getattr(full, f.name), int) and f.name not in ("bins", "factor_vae_batch")
-    }
-    res = evaluate_disentanglement(model, data.ground_truth, seed=args.seed, s=dataclasses.replace(full, **counts))
-    res["samples"] = dataclasses.asdict(dataclasses.replace(full, **counts))
+    res = evaluate_run_disentanglement(
+        args.run, fraction=args.fraction, seed=args.seed, data=args.data, device=_device(args)
+    )
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -565,19 +498,10 @@ def cmd_sample(args) -> int:
 
 
 def _sampler(args, model, cfg, device):
-    """The --sampler of `sample` and `evaluate --generation`: None for the model's prior, else a
-    fitted code density (loaded from RUN/samplers/ or fitted to the run's training data)."""
-    from vaekit.models.samplers import sampler_for
+    """The --sampler of `sample` and `explore` (`runs.run_sampler`)."""
+    from vaekit.runs import run_sampler
 
-    run = Path(args.run) if cfg is not None else None  # a bare model directory gets its sampler fitted, not saved
-    return sampler_for(
-        model,
-        args.sampler,
-        lambda: _run_data(args, cfg, device, model).x_train,
-        run,
-        seed=0,
-        log=lambda m: print(f"vaekit: {m}", file=sys.stderr),
-    )
+    return run_sampler(args.run, model, cfg, args.sampler, device, args.data, _log)
 
 
 def cmd_traverse(args) -> int:
@@ -667,34 +591,15 @@ def cmd_reconstruct(args) -> int:
 
 
 def cmd_interpolate(args) -> int:
-    import torch
-
-    from vaekit.explorer import pictures as viz
-    from vaekit.runs import load_run
+    from vaekit.explorer.traversal import interpolation, refuse_index_grid
+    from vaekit.runs import load_run, run_data
 
     _positive("steps", args.steps, 100)
     device = _device(args)
     model, cfg = load_run(args.run, device)
-    if model.discrete_code:
-        raise VaekitError(
-            f"'{args.run}' holds a {type(model).__name__}, whose code is a grid of codebook indices: "
-            "there is nothing between two codes to decode; use vaekit sample or reconstruct"
-        )
-    data = _run_data(args, cfg, device, model)
-    x = data.x_test
-    for name in ("a", "b"):
-        i = getattr(args, name)
-        if not 0 <= i < len(x):
-            raise VaekitError(f"--{name} {i}: index out of range 0..{len(x) - 1}")
-    if model.conditional and int(data.y_test[args.a]) != int(data.y_test[args.b]):
-        raise VaekitError(
-            f"--a {args.a} and --b {args.b} have different labels; a conditional model interpolates within one class"
-        )
-    with torch.no_grad():
-        y = data.y_test[[args.a, args.b]] if model.conditional else None
-        za, zb = model.embed(x[[args.a, args.b]], y)
-        z = viz.interpolate_codes(za, zb, args.steps, args.mode)
-        images = model.decode(z, None if y is None else y[0]).mean
+    refuse_index_grid(model, f"'{args.run}'")  # before the data is read
+    data = run_data(args.run, cfg, device, model, args.data)
+    images = interpolation(model, data.x_test, args.a, args.b, args.steps, args.mode, data.y_test, f"'{args.run}'")
     _write_images_or_vectors(images, args.out)
     return 0
 

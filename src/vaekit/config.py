@@ -331,6 +331,19 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 MAX_EPOCHS = 1_000_000
 MAX_INT = 2**31 - 1  # sizes, counts and seeds: larger ones are typos or attacks, and overflow C integers
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed, as every seed vaekit takes (config keys, --seed, the Python API) is checked: a whole
+    number from 0 to MAX_INT, which torch, numpy and scikit-learn (below 2**32) all accept. `name`
+    says where it came from, in the error."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise VaekitError(f"{name} {str(value)[:40]!r}: expected a whole number from 0 to {MAX_INT}")
+    if not 0 <= value <= MAX_INT:
+        raise VaekitError(f"{name} {str(value)[:40]}: must be from 0 to {MAX_INT}")
+    return value
+
+
 # Layers: the deepest published VAEs (NVAE, VDVAE) stack tens of cells per stage; thousands are a typo,
 # and building them (even on the meta device, to estimate memory) takes minutes.
 MAX_LAYERS = 128

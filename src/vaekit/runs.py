@@ -8,6 +8,7 @@ that fails before its first checkpoint removes the directory it created.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -394,3 +395,180 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, 
         )
     cfg = read_run_config(p) if (p / "config.json").exists() and model_dir != p else None
     return load_model(model_dir, device=device), cfg
+
+
+def run_data(
+    run: str | Path, cfg: RunConfig | None, device: str | torch.device, model: Any = None, data: str | None = None
+) -> Data:
+    """The data of a run (or `data`, another dataset name or path), prepared as at training time; with
+    `model`, refused unless its examples have the model's input shape (and labels where the model is
+    conditional). A bare model directory (`cfg` None) needs `data`."""
+    from vaekit.config import DataConfig
+    from vaekit.data.prepared import check_recorded
+
+    dcfg = cfg.data if cfg is not None else DataConfig()
+    if data:
+        dcfg = dataclasses.replace(dcfg, name=data)
+    elif cfg is None:
+        raise VaekitError(f"'{run}' is a model directory without a run config: pass --data")
+    else:
+        check_recorded(Path(run), dcfg, "--data ")  # a run may point only at the data it was trained on
+    prepared = prepare(dcfg, device=device)
+    if model is not None:
+        check_data_fits(model, prepared, str(run))
+    return prepared
+
+
+def run_sampler(
+    run: str | Path,
+    model: Any,
+    cfg: RunConfig | None,
+    spec: str,
+    device: str | torch.device,
+    data: str | None = None,
+    log: Any = None,
+) -> Any:
+    """The code density `spec` names (`vaekit.models.samplers`): None for the model's prior, else one
+    loaded from RUN/samplers/ or fitted to the run's training data (and saved there; a bare model
+    directory's is fitted, not saved)."""
+    from vaekit.models.samplers import sampler_for
+
+    return sampler_for(
+        model,
+        spec,
+        lambda: run_data(run, cfg, device, model, data).x_train,
+        Path(run) if cfg is not None else None,
+        seed=0,
+        log=log,
+    )
+
+
+def _not_numbers(res: dict[str, Any]) -> list[str]:
+    """The metrics of `res` whose value is (or holds) NaN."""
+    return [
+        name
+        for name, m in res.items()
+        if any(v != v for v in (m["value"] if isinstance(m["value"], list) else [m["value"]]) if isinstance(v, float))
+    ]
+
+
+def evaluate_run(
+    run: str | Path,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    k: int = 1000,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    ctx: Any = None,
+) -> dict[str, Any]:
+    """`vaekit evaluate RUN`: the metrics of a run's model (`vaekit.metrics.evaluation.evaluate`) on its
+    test (or validation) split, or the first `limit` examples of it, with labels where the model is
+    conditional; log p(x) with `k` importance samples where the model is variational. `ctx`: the
+    distributed context (sharded over the ranks). A metric that is NaN is refused: the model's
+    outputs are not numbers on this data."""
+    from vaekit.metrics.evaluation import evaluate
+
+    if split not in ("test", "val"):
+        raise VaekitError(f"split '{split}': allowed: test, val")
+    model, cfg = load_run(run, device)
+    prepared = run_data(run, cfg, device, model, data)
+    x, y = (prepared.x_test, prepared.y_test) if split == "test" else (prepared.x_val, prepared.y_val)
+    y = y if model.conditional else None
+    if limit:
+        x, y = x[:limit], (y[:limit] if y is not None else None)
+    res = evaluate(
+        model,
+        x,
+        k=k if model.variational else 0,
+        batch_size=batch_size,
+        progress=progress,
+        y=y,
+        dequantized=prepared.dequantized,
+        ctx=ctx,
+    )
+    nan = _not_numbers(res)
+    if nan:  # never a number worth printing: the model's outputs overflowed (Inf, e.g. of a term, is printed)
+        raise VaekitError(
+            f"evaluating '{run}' gave NaN for {', '.join(nan)}: the model's outputs are not numbers "
+            "on this data (weights too large for float32?)"
+        )
+    return res
+
+
+def evaluate_run_generation(
+    run: str | Path,
+    *,
+    n: int = 10000,
+    seed: int = 0,
+    sampler: str = "prior",
+    features: str | None = None,
+    data: str | None = None,
+    device: str | torch.device = "cpu",
+    log: Any = None,
+) -> dict[str, Any]:
+    """`vaekit evaluate RUN --generation`: `n` samples of the run's model (from its prior, or from the
+    fitted code density `sampler` names) against `n` test images, beside the floor: the test images
+    against as many validation images (the last training images where the validation split is too
+    small), in the feature network's space (`features`; default the shipped MNIST network)."""
+    from vaekit.config import check_seed
+    from vaekit.metrics.features import check_features_fit
+    from vaekit.metrics.generation import evaluate_generation
+    from vaekit.models.samplers import parse_sampler
+
+    check_seed(seed, "--seed")
+    model, cfg = load_run(run, device)
+    parse_sampler(sampler)
+    network = check_features_fit(features, model.shape)  # before a sampler is fitted and saved for nothing
+    density = run_sampler(run, model, cfg, sampler, device, data, log)
+    prepared = run_data(run, cfg, device, model, data)
+    enough = len(prepared.x_val) >= min(n, len(prepared.x_test))
+    reference = prepared.x_val if enough else prepared.x_train[-n:]
+    res = evaluate_generation(
+        model,
+        prepared.x_test,
+        reference,
+        n=n,
+        seed=seed,
+        features=features,
+        y=prepared.y_test if model.conditional else None,
+        sampler=density,
+        network=network,
+    )
+    res["sampler"] = sampler
+    return res
+
+
+def evaluate_run_disentanglement(
+    run: str | Path,
+    *,
+    fraction: float = 1.0,
+    seed: int = 0,
+    data: str | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """`vaekit evaluate RUN --disentanglement`: MIG, DCI, the FactorVAE score and SAP of the run's point
+    codes on its data's known factors, with disentanglement_lib's sample counts times `fraction`."""
+    from vaekit.config import check_seed
+    from vaekit.metrics.disentanglement import Samples, evaluate_disentanglement
+
+    if not 0 < fraction <= 1:
+        raise VaekitError(f"--fraction {fraction}: must be in (0, 1]")
+    check_seed(seed, "--seed")
+    model, cfg = load_run(run, device)
+    if model.discrete_code:
+        raise VaekitError(
+            f"'{run}' holds a VQ-VAE: its code is a grid of codebook indices, not coordinates to "
+            "score for disentanglement"
+        )
+    prepared = run_data(run, cfg, device, model, data)
+    if prepared.ground_truth is None:
+        raise VaekitError(
+            f"data '{prepared.name}' has no known generative factors; --disentanglement needs data.name = 'shapes'"
+        )
+    counts = Samples().scaled(fraction)
+    res = evaluate_disentanglement(model, prepared.ground_truth, seed=seed, s=counts)
+    res["samples"] = dataclasses.asdict(counts)
+    return res

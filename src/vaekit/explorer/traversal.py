@@ -120,3 +120,42 @@ def traversal(
     return Traversal(
         torch.stack(rows), list(dims), offsets, scale[pick], None if kl is None else kl[pick], activity[pick], code
     )
+
+
+def refuse_index_grid(model: Any, where: str = "the model") -> None:
+    """Refuse a model whose code is a grid of codebook indices (a VQ-VAE): nothing lies between two codes."""
+    if model.discrete_code:
+        raise VaekitError(
+            f"{where} holds a {type(model).__name__}, whose code is a grid of codebook indices: "
+            "there is nothing between two codes to decode; use vaekit sample or reconstruct"
+        )
+
+
+@torch.no_grad()
+def interpolation(
+    model: Any,
+    x: torch.Tensor,
+    a: int,
+    b: int,
+    steps: int = 10,
+    mode: str = "linear",
+    y: torch.Tensor | None = None,
+    where: str = "the model",
+) -> torch.Tensor:
+    """Decoded codes between examples a and b of x (N, *shape): the codes of both (means of q(z|x)),
+    `steps` points from one to the other ('linear', or 'slerp' along the great circle), decoded:
+    (steps, *shape). A conditional model (labels y (N,)) interpolates within one class. `where` names
+    the model in errors (the CLI gives the run)."""
+    from vaekit.explorer.pictures import interpolate_codes
+
+    refuse_index_grid(model, where)
+    for name, i in (("a", a), ("b", b)):
+        if not 0 <= i < len(x):
+            raise VaekitError(f"--{name} {i}: index out of range 0..{len(x) - 1}")
+    labels = y[[a, b]] if model.conditional else None
+    if labels is not None and int(labels[0]) != int(labels[1]):
+        raise VaekitError(
+            f"--a {a} and --b {b} have different labels; a conditional model interpolates within one class"
+        )
+    za, zb = model.embed(x[[a, b]], labels)
+    return model.decode(interpolate_codes(za, zb, steps, mode), None if labels is None else labels[0]).mean

@@ -25,6 +25,7 @@ their images. The representation is the model's point code (`embed`: q's mean).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,6 +70,19 @@ class Samples:
     prune_std: float = 0.05
     sap_train: int = 10000
     sap_test: int = 5000
+
+    def scaled(self, fraction: float) -> Samples:
+        """These counts times `fraction` (at least 10 each), for quick looks; the histogram's bins, the
+        FactorVAE score's batch and the pruning threshold stay."""
+        keep = ("bins", "factor_vae_batch", "prune_std")
+        return dataclasses.replace(
+            self,
+            **{
+                f.name: max(10, round(getattr(self, f.name) * fraction))
+                for f in dataclasses.fields(self)
+                if f.name not in keep
+            },
+        )
 
 
 def histogram_discretize(z: np.ndarray, bins: int = 20) -> np.ndarray:

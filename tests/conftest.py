@@ -77,3 +77,61 @@ def train_small_run(
     argv = ["train", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], *extra, "--quiet", "--out", str(out)]
     assert main(argv) == 0
     return out
+
+
+# Small trained runs that the tests of bad input damage or feed bad arguments (copies, where they change them).
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from refusals import SMALL, X
+    from vaekit.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    np.save(root / "x.npy", X)
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                f"data.name={root / 'x.npy'}",
+                *SMALL,
+                "--set",
+                "model.likelihood=gaussian",
+                "--out",
+                str(root / "run"),
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory):
+    from vaekit.cli import main
+
+    root = tmp_path_factory.mktemp("ae")
+    x, y = digit_like(200, size=8)
+    np.savez(root / "d.npz", x=x, y=y)
+    run = train_small_run(root / "d.npz", root / "ae", latent_dim=2, hidden=16, extra=("--set", "model.name=ae"))
+    for spec in ("gaussian", "gmm:2", "two-stage"):
+        assert main(["sample", str(run), "--sampler", spec, "--n", "2", "--out", str(root / "warm.png")]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crossings")
+    x, y = digit_like(200, size=8)
+    np.savez(root / "d.npz", x=x, y=y % 3)
+    np.savez(root / "d6.npz", x=x, y=y % 6)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cvae_run(digits):
+    return train_small_run(
+        digits / "d.npz", digits / "cvae", latent_dim=2, hidden=16, extra=("--set", "model.conditional=true")
+    )
+

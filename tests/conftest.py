@@ -135,3 +135,26 @@ def cvae_run(digits):
         digits / "d.npz", digits / "cvae", latent_dim=2, hidden=16, extra=("--set", "model.conditional=true")
     )
 
+
+@pytest.fixture(scope="session")
+def onnx_registry_once():
+    """The tests export to ONNX about a hundred times, and for every export torch builds its table of
+    some 1,000 torchlib translations anew (about 40% of an export's time here). Only a custom
+    translation table changes it, and vaekit passes none, so the tests build it once per opset; the
+    files come out the same (test_export checks). Yields the original builder."""
+    from torch.onnx._internal.exporter import _registration
+
+    static = _registration.ONNXRegistry.__dict__["from_torchlib"]  # the classmethod itself
+    original = _registration.ONNXRegistry.from_torchlib
+    built = {}
+
+    def once(cls, opset_version):
+        if opset_version not in built:
+            built[opset_version] = original(opset_version=opset_version)
+        return built[opset_version]
+
+    _registration.ONNXRegistry.from_torchlib = classmethod(once)
+    try:
+        yield original
+    finally:
+        _registration.ONNXRegistry.from_torchlib = static

@@ -143,7 +143,7 @@ def test_conv_and_resnet_vaes_train_on_64x64_rgb(tmp_path, arch):
         ModelConfig(name="vae", arch=arch, channels=[8, 16], depth=1, latent_dim=8, likelihood="discretized_logistic"),
         data.shape,
     )
-    res = fit(model, data, TrainConfig(epochs=4, batch_size=8, lr=2e-3, progress=False))
+    res = fit(model, data, TrainConfig(epochs=2, batch_size=8, lr=2e-3, progress=False))
     losses = [r["val_loss"] for r in res.history]
     assert losses[-1] < losses[0]
     assert model.sample(2).shape == (2, 3, 64, 64)

@@ -15,6 +15,8 @@ from vaekit.errors import VaekitError
 from vaekit.explorer.onnx_export import export_onnx, run_onnx
 from vaekit.models import PCA, build_model
 
+pytestmark = pytest.mark.usefixtures("onnx_registry_once")
+
 CASES = {
     "mlp vae": ({"name": "vae", "arch": "mlp", "hidden": [32], "likelihood": "bernoulli"}, (1, 28, 28)),
     "mlp vae, continuous Bernoulli, gated": (
@@ -41,7 +43,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", CASES)
+# The default suite exports four kinds (MLP, conditional, conv, ResNet on RGB); the slow suite the other two.
+SLOW_CASES = ("mlp vae, continuous Bernoulli, gated", "conv ae")
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
 def test_onnxruntime_gives_pytorchs_outputs_at_any_batch_size(tmp_path, case):
     cfg, shape = CASES[case]
     torch.manual_seed(0)
@@ -96,3 +102,16 @@ def test_a_missing_extra_or_an_unfitted_pca_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(VaekitError, match="needs the 'onnxscript' package: pip install \"vaekit\\[onnx\\]\""):
         export_onnx(build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (1, 8, 8)), tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow  # builds the table twice more, about 2.5 s: the check of the fixture runs with the slow tests
+def test_a_table_built_once_exports_the_same_files(tmp_path, onnx_registry_once, monkeypatch):
+    """The suite builds the exporter's translation table once (conftest's `onnx_registry_once`); an
+    export with a table of its own, as every user's export builds one, writes the same bytes."""
+    from torch.onnx._internal.exporter import _registration
+
+    model = build_model(ModelConfig(name="vae", latent_dim=2, hidden=[8]), (1, 8, 8))
+    shared = export_onnx(model, tmp_path / "shared", ("decoder",))["decoder"]
+    monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", onnx_registry_once)
+    own = export_onnx(model, tmp_path / "own", ("decoder",))["decoder"]
+    assert shared.read_bytes() == own.read_bytes()

@@ -34,8 +34,8 @@ def _on_codes(f, truth=TRUTH):
 
 FEW = Samples(
     mig_train=4000,
-    dci_train=500,
-    dci_test=250,
+    dci_train=200,
+    dci_test=150,
     factor_vae_variance=2000,
     factor_vae_train=400,
     factor_vae_eval=300,

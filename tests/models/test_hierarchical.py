@@ -69,12 +69,12 @@ def test_the_prior_is_the_gaussian_it_should_be_constants_included():
 @pytest.fixture(scope="module")
 def inferred():
     """The linear model with its inference side (encoder, bottom-up cells, posterior heads) fitted
-    by the ELBO to 2,000 draws of its own p(x), so that q is close to the true posterior; the
+    by the ELBO to 1,000 draws of its own p(x), so that q is close to the true posterior; the
     generative side is untouched, so p(x) stays exact."""
     m = linear_hvae()
     _, px = gaussian_of(m)
     with torch.no_grad():
-        xt = px.sample((2000,))
+        xt = px.sample((1000,))
     opt = torch.optim.Adam(
         [p for n, p in m.named_parameters() if n.startswith(("post_heads", "encoder", "up"))], lr=1e-2
     )

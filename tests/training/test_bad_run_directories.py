@@ -607,6 +607,7 @@ def _killed_writer(target, kind: str) -> None:
     assert p.returncode == -signal.SIGKILL, p.stderr
 
 
+@pytest.mark.slow  # SIGKILL in a fresh interpreter, as the other kill tests (test_kill.py)
 def test_export_removes_what_a_killed_export_left(cvae_run, tmp_path, capsys):
     out = tmp_path / "onnx"
     out.mkdir()
@@ -617,6 +618,7 @@ def test_export_removes_what_a_killed_export_left(cvae_run, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "encoder.onnx"]
 
 
+@pytest.mark.slow  # SIGKILL in a fresh interpreter, as the other kill tests (test_kill.py)
 def test_features_train_removes_what_a_killed_one_left(digits, tmp_path, capsys):
     out = tmp_path / "feat"
     _killed_writer(out, "dir")

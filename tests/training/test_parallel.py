@@ -71,6 +71,7 @@ def test_a_failing_job_stops_the_run_with_its_error(data):
         train_side_by_side([_jobs()[1], bad], data, lanes=2)
 
 
+@pytest.mark.slow  # a fresh interpreter with torch, and its two workers: about 9 s
 def test_workers_need_no_main_guard(tmp_path, images_npz):
     """A user's script calling it at top level (no `if __name__ == "__main__"`) is not re-run by the workers."""
     import subprocess

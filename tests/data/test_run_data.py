@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import digit_like
+from refusals import assert_one_line
 from vaekit.cli import main
 from vaekit.data import prepared as D
 from vaekit.errors import VaekitError
@@ -30,11 +31,6 @@ SMALL = [
     "data.val_size=0",
     "--quiet",
 ]
-
-
-def _one_line(code, err, fragment):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
 
 
 def _image_tree(root, n=24):
@@ -88,7 +84,7 @@ def test_a_run_pointed_at_other_files_reads_nothing_under_them(run, tmp_path, ca
     monkeypatch.setattr(D, "walk_images", lambda *a, **k: listed.append(a) or (_ for _ in ()).throw(AssertionError))
     argv = VERBS[verb](run, tmp_path / "o.png")
     capsys.readouterr()
-    _one_line(main(argv), capsys.readouterr().err, f"records data '{run.parent / 'digits.npz'}'")
+    assert_one_line(main(argv), capsys.readouterr().err, f"records data '{run.parent / 'digits.npz'}'")
     assert listed == [] and not (tmp_path / "o.png").exists()
 
 
@@ -96,10 +92,12 @@ def test_data_changed_since_training_is_not_evaluated_as_the_same(run, images_np
     x, y = digit_like(seed=1)  # same size, other values
     np.savez(images_npz, x=x, y=y)
     capsys.readouterr()
-    _one_line(main(["evaluate", str(run)]), capsys.readouterr().err, f"to read it anyway, pass --data {images_npz}")
+    assert_one_line(
+        main(["evaluate", str(run)]), capsys.readouterr().err, f"to read it anyway, pass --data {images_npz}"
+    )
     assert main(["evaluate", str(run), "--data", str(images_npz), "--k", "5"]) == 0  # named by the user: read
     capsys.readouterr()
-    _one_line(
+    assert_one_line(
         main(["train", "--resume", str(run), "--set", "train.epochs=2"]), capsys.readouterr().err, "--set data.name="
     )
     assert (
@@ -136,7 +134,7 @@ def test_a_missing_or_forged_record_is_refused(run, images_npz, tmp_path, capsys
         )
         fragment = "is not the data run"
     capsys.readouterr()
-    _one_line(main(["evaluate", str(run)]), capsys.readouterr().err, fragment)
+    assert_one_line(main(["evaluate", str(run)]), capsys.readouterr().err, fragment)
 
 
 def test_image_folder_runs_are_read_again_until_the_folder_changes(tmp_path, capsys):
@@ -148,7 +146,7 @@ def test_image_folder_runs_are_read_again_until_the_folder_changes(tmp_path, cap
     assert main(["evaluate", str(out), "--k", "5"]) == 0
     shutil.copy(next(tree.rglob("*.png")), tree / "c0" / "new.png")
     capsys.readouterr()
-    _one_line(main(["evaluate", str(out)]), capsys.readouterr().err, "is not the data run")
+    assert_one_line(main(["evaluate", str(out)]), capsys.readouterr().err, "is not the data run")
 
 
 def test_the_listing_of_a_folder_is_bounded_and_lists_what_rglob_lists(tmp_path):
@@ -169,7 +167,7 @@ def test_a_folder_left_by_a_kill_between_the_record_and_the_config_says_how_to_r
     out.mkdir()
     (out / "data.json").write_text("{}")
     (out / ".lock").write_text("")
-    _one_line(
+    assert_one_line(
         main(["train", "--set", f"data.name={images_npz}", *SMALL, "--out", str(out)]),
         capsys.readouterr().err,
         "delete the folder to start again",

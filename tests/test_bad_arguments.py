@@ -85,6 +85,7 @@ def test_a_refusal_is_one_line_even_when_a_library_warned_first(tmp_path):
     assert_one_line(p.returncode, p.stderr, "overflow the float32 arithmetic")
 
 
+@pytest.mark.slow  # a fresh interpreter under ulimit -f, about 5 s
 def test_a_file_size_limit_is_one_line_and_leaves_nothing(trained, tmp_path):
     """EFBIG (ulimit -f) while writing the weights of a run: one line, exit 2, no half file."""
     import resource

@@ -544,7 +544,12 @@ SAMPLER_DAMAGE = [  # (sampler dir, damage)
 
 
 @pytest.mark.parametrize("verb", ["sample", "explore"])
-@pytest.mark.parametrize("case", range(len(SAMPLER_DAMAGE)), ids=lambda i: f"{SAMPLER_DAMAGE[i][0]}-{i}")
+@pytest.mark.parametrize(
+    "case",
+    # a damaged two-stage sampler trains a second VAE again (about 0.5 s): those cases run with -m slow
+    [pytest.param(i, marks=pytest.mark.slow) if w == "two-stage" else i for i, (w, _) in enumerate(SAMPLER_DAMAGE)],
+    ids=lambda i: f"{SAMPLER_DAMAGE[i][0]}-{i}",
+)
 def test_a_damaged_saved_sampler_is_fitted_again(case, verb, ae_run, tmp_path, capsys):
     """A saved sampler is derived data (the weights and the training data, both verified, give it
     back): damaged, it is said so in one line and fitted again, and the next run reuses the new one."""

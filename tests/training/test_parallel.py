@@ -61,6 +61,7 @@ def test_one_lane_trains_here_in_order(data):
     assert order == ["vae", "ae"] and side["ae"].model.latent_dim == 2
 
 
+@pytest.mark.slow  # two spawned workers, about 5 s; test_workers_train_exactly_... keeps the lanes in the default suite
 def test_a_failing_job_stops_the_run_with_its_error(data):
     bad = Job(
         "bad",

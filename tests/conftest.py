@@ -62,8 +62,10 @@ def train_small_run(
     epochs: int = 1,
     val_size: int = 0,
     extra: tuple[str, ...] = (),
+    pictures: bool = False,
 ) -> Path:
-    """Train a small MLP model on `data` through the CLI (the run the CLI tests then act on); returns `out`."""
+    """Train a small MLP model on `data` through the CLI (the run the CLI tests then act on); returns
+    `out`. Without `pictures`, --no-pictures: the PNGs are most of a tiny run's time."""
     from vaekit.cli import main
 
     sets = {
@@ -75,6 +77,7 @@ def train_small_run(
         "train.eval_k": 0,
     }
     argv = ["train", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], *extra, "--quiet", "--out", str(out)]
+    argv += [] if pictures else ["--no-pictures"]
     assert main(argv) == 0
     return out
 
@@ -98,6 +101,7 @@ def trained(tmp_path_factory):
                 *SMALL,
                 "--set",
                 "model.likelihood=gaussian",
+                "--no-pictures",
                 "--out",
                 str(root / "run"),
             ]

@@ -42,6 +42,19 @@ def test_train_writes_a_complete_run(trained):
     assert ev["log_px"]["unit"] == "nats" and ev["log_px"]["value"] <= ev["elbo"]["value"] + 5.0
 
 
+def test_no_pictures_writes_the_same_run_without_its_pngs(trained, tmp_path, capsys):
+    """--no-pictures (sweeps, scripts, the tests) leaves out the PNGs and nothing else: the same
+    config, metrics, weights and evaluation as the run with pictures."""
+    code, _, err = run(["train", str(tmp_path / "vae.toml"), "--no-pictures", "--out", str(tmp_path / "bare")], capsys)
+    assert code == 0, err
+    bare = tmp_path / "bare"
+    assert not list(bare.glob("*.png")) and list(trained.glob("*.png"))
+    assert {p.name for p in bare.iterdir()} == {p.name for p in trained.iterdir() if p.suffix != ".png"}
+    for name in ("eval.json", "config.json"):
+        assert (bare / name).read_bytes() == (trained / name).read_bytes(), name
+    assert (bare / "model" / "model.safetensors").read_bytes() == (trained / "model" / "model.safetensors").read_bytes()
+
+
 def test_resume_adds_epochs(trained, capsys):
     code, _, err = run(["train", "--resume", str(trained), "--set", "train.epochs=3"], capsys)
     assert code == 0, err

@@ -206,7 +206,7 @@ def _train(kind: str, world: Path, root: Path, capsys):
     data, sets = KINDS[kind]
     source = world / ("vectors.npy" if data == "vectors" else "factors.npz")
     run = root / data
-    argv = ["train", "--quiet", "--out", str(run), "--set", f"data.name={source}"]
+    argv = ["train", "--quiet", "--no-pictures", "--out", str(run), "--set", f"data.name={source}"]
     for k, v in {**SMALL, **sets}.items():
         argv += ["--set", f"{k}={v}"]
     code, err = _cell(capsys, argv)

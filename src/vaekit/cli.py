@@ -80,6 +80,12 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-pictures",
+        action="store_true",
+        help="write no PNGs (curves, latent map, reconstructions, samples): for sweeps and scripts; "
+        "'vaekit reconstruct', 'sample' and 'explore' draw them later",
+    )
     _device_arg(p)
 
 
@@ -307,11 +313,11 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.config or args.out:
             raise VaekitError("--resume RUN continues an existing run: give no config file or --out")
-        out = train(run_dir=args.resume, overrides=overrides, resume=True)
+        out = train(run_dir=args.resume, overrides=overrides, resume=True, pictures=not args.no_pictures)
     else:
         if not args.out:
             raise VaekitError("train needs --out RUN (the run directory to create)")
-        out = train(args.config, run_dir=args.out, overrides=overrides)
+        out = train(args.config, run_dir=args.out, overrides=overrides, pictures=not args.no_pictures)
     from vaekit.metrics.evaluation import summary_line
 
     if out["eval"] is None:  # a torchrun rank other than 0: rank 0 reports

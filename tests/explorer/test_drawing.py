@@ -18,7 +18,7 @@ def test_images_of_any_channel_count_are_drawn(tmp_path, capsys, shape):
     """(N, 8, 8, 28) reads as 28 channels: Pillow's mode table has no (1, 1, 28) entry."""
 
     np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8))
-    out = train_small_run(tmp_path / "x.npy", tmp_path / "r", hidden=8)
+    out = train_small_run(tmp_path / "x.npy", tmp_path / "r", hidden=8, pictures=True)
     for name in ("samples.png", "reconstructions.png"):
         assert Image.open(out / name).mode == "L"
     assert main(["sample", str(out), "--out", str(tmp_path / "s.png"), "--n", "4"]) == 0

@@ -124,7 +124,17 @@ def _decoded(model, z, y=None):
 # -- the four the issue names: MLP and conv VAEs at D = 2 and D = 30 ------------------------------
 
 
-@pytest.fixture(params=[("mlp", 2), ("mlp", 30), ("conv", 2), ("conv", 30)], ids=lambda p: f"{p[0]}-{p[1]}")
+# MLP at D = 2 and conv at D = 30 in the default suite (each net, each side of the map's projection);
+# the other two with -m slow.
+@pytest.fixture(
+    params=[
+        ("mlp", 2),
+        pytest.param(("mlp", 30), marks=pytest.mark.slow),
+        pytest.param(("conv", 2), marks=pytest.mark.slow),
+        ("conv", 30),
+    ],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def named(request, browser, tmp_path):
     """(model, test images, its open page) for each of the four."""
     model = _model(*request.param)

@@ -36,6 +36,9 @@ _EXPORTS = {
     "tour": "vaekit.tutorial.experiment",
     "traversal": "vaekit.explorer.traversal",
     "explore": "vaekit.explorer.page",
+    "TableModel": "vaekit.tables.api",
+    "TableSettings": "vaekit.tables.fit",
+    "penguins_path": "vaekit.tables.api",
     "VaekitError": "vaekit.errors",
     "TrainingInterrupted": "vaekit.errors",
 }

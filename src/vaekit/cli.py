@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_pictures(sub)
     _add_export_explore(sub)
+    _add_tables(sub)
     _add_data_features_tour(sub)
     return parser
 
@@ -172,6 +173,12 @@ def _add_pictures(sub) -> None:
                 "--label", type=int, help="conditional models: the class to generate (default: every class in turn)"
             )
             p.add_argument(
+                "--where",
+                action="append",
+                metavar="COLUMN=VALUE",
+                help="table runs: fix a column's value (repeatable); the rows come by importance resampling",
+            )
+            p.add_argument(
                 "--sampler",
                 default="prior",
                 help="where the codes come from: prior (the model's own), gaussian, "
@@ -203,6 +210,32 @@ def _add_pictures(sub) -> None:
             p.add_argument("--b", type=int, default=1, help="index of the second test example")
             p.add_argument("--steps", type=int, default=10)
             p.add_argument("--mode", choices=["linear", "slerp"], default="linear")
+
+
+def _add_tables(sub) -> None:
+    """The `impute` and `score` commands of table runs."""
+    p = sub.add_parser("impute", help="table runs: fill a table's missing cells")
+    p.add_argument("run", help="table run directory")
+    p.add_argument("data", help="the table (CSV/TSV) with missing cells")
+    p.add_argument("--out", required=True, help="the filled table (.csv or .tsv)")
+    p.add_argument(
+        "--multiple",
+        type=int,
+        default=0,
+        metavar="M",
+        help="M imputations drawn by sampling-importance-resampling, stacked with an 'imputation' column "
+        "(default 0: one, by the importance-weighted mean or most probable label)",
+    )
+    p.add_argument("--k", type=int, default=1000, help="importance samples per row (default 1000)")
+    p.add_argument("--seed", type=_seed, default=0)
+    p = sub.add_parser("score", help="table runs: each row's log-likelihood, for anomalies")
+    p.add_argument("run", help="table run directory")
+    p.add_argument("data", help="the table (CSV/TSV) to score")
+    p.add_argument(
+        "--out", required=True, help="scores (.csv): log p(x) in nats, its standard error, each column's share"
+    )
+    p.add_argument("--k", type=int, default=1000, help="importance samples per row (default 1000)")
+    p.add_argument("--seed", type=_seed, default=0)
 
 
 def _add_export_explore(sub) -> None:
@@ -298,7 +331,15 @@ def _device(args) -> str:
 
 def cmd_train(args) -> int:
     from vaekit.runs import train
+    from vaekit.tables.commands import table_config, train_table
 
+    section = None if args.resume else table_config(args.config, args.set)
+    if section is not None:
+        if args.on_nan or args.precision or args.compile or args.device not in (None, "auto", "cpu"):
+            raise VaekitError("a [table] run trains on the CPU in fp32; --on-nan, --precision, --compile do not apply")
+        if not args.out:
+            raise VaekitError("train needs --out RUN (the run directory to create)")
+        return train_table(section, args.out, args.quiet)
     overrides = list(args.set)
     if args.device:
         overrides.append(f"train.device={args.device}")
@@ -479,7 +520,12 @@ def cmd_sample(args) -> int:
 
     from vaekit.models.samplers import draw_images
     from vaekit.runs import load_run
+    from vaekit.tables.commands import is_table_run, sample_table
 
+    if is_table_run(args.run):
+        return sample_table(args)
+    if args.where:
+        raise VaekitError(f"--where fixes columns of a table; '{args.run}' is not a table run")
     _positive("n", args.n, 10000)
     device = _device(args)
     model, cfg = load_run(args.run, device)
@@ -619,7 +665,11 @@ def cmd_data(args) -> int:
         print(DATASETS.get(args.name).fetch(args.data_dir))
         return 0
     from vaekit.data.prepared import describe
+    from vaekit.tables.commands import describe_table, is_mixed_table
 
+    if is_mixed_table(args.name):
+        print("\n".join(describe_table(args.name)))
+        return 0
     info = describe(DataConfig(name=args.name))
     for k, v in info.items():
         print(f"{k:12s} {v}")
@@ -679,7 +729,15 @@ COMMANDS = {
     "data": cmd_data,
     "features": cmd_features,
     "tour": cmd_tour,
+    "impute": lambda args: _tables().impute_table(args),
+    "score": lambda args: _tables().score_table(args),
 }
+
+
+def _tables():
+    from vaekit.tables import commands
+
+    return commands
 
 
 def _warnings_after(command, args, debug: bool) -> int:

@@ -287,6 +287,8 @@ def type_name(tp: Any) -> str:
         return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin is list:
         return f"a list of {type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a table of {type_name(typing.get_args(tp)[1])}"
     if tp is type(None):
         return "none"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
@@ -314,6 +316,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         (inner,) = typing.get_args(tp)
         if isinstance(value, (list, tuple)):
             return [_coerce(key, v, inner) for v in value]
+    elif origin is dict:
+        _, inner = typing.get_args(tp)
+        if isinstance(value, dict):
+            return {str(k): _coerce(f"{key}.{k}", v, inner) for k, v in value.items()}
     elif tp is bool:
         if isinstance(value, bool):
             return value
@@ -489,7 +495,9 @@ def parse_value(text: str) -> Any:
         raise VaekitError(f"--set value {text[:40]!r}...: nests too deeply or holds too long a number") from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str], sections: tuple[str, ...] = ("data", "model", "train")
+) -> dict[str, Any]:
     """Apply ``section.key=value`` strings to nested plain data (a new dict is returned)."""
     out = {s: dict(v) for s, v in raw.items() if isinstance(v, dict)}
     out.update({s: v for s, v in raw.items() if not isinstance(v, dict)})
@@ -498,8 +506,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise VaekitError(f"--set '{item}': expected section.key=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
-        if len(parts) != 2 or parts[0] not in ("data", "model", "train"):
-            raise VaekitError(f"--set '{item}': key must be section.key with section one of data, model, train")
+        if len(parts) != 2 or parts[0] not in sections:
+            raise VaekitError(f"--set '{item}': key must be section.key with section one of {', '.join(sections)}")
         out.setdefault(parts[0], {})[parts[1]] = parse_value(text.strip())
     return out
 

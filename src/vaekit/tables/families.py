@@ -1,0 +1,250 @@
+"""p(x|z) for a table row: one likelihood family per column, with every constant, in the user's units.
+
+The decoder emits a flat vector of parameters per row; each column takes its slice:
+
+- continuous, datetime: a Gaussian, or a mixture of M Gaussians (its weights, means, log-scales)
+  on the standardised value; the Jacobian -log(scale) makes it a density of the user's value
+  (per unit of the column; per second for a datetime);
+- positive: log-normal: a Gaussian on the standardised log, with Jacobian -log(scale) - log(x);
+- count: negative binomial (log mean, log dispersion) or Poisson (log mean), a mass function;
+- categorical: categorical (K logits); boolean: Bernoulli (one logit);
+- ordinal: cumulative logit, P(y <= k) = sigmoid(theta_k - eta) with learned ordered thresholds
+  theta (K - 1 per column, owned by `TableObservation`) and one location eta from the decoder.
+
+log p(row) is the sum over the row's observed cells (a missing cell, NaN, adds 0): nats, the
+density of the numbers in their own units times the mass of the labels. Categories and mixture
+components are *sampled*, never argmaxed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    MixtureSameFamily,
+    NegativeBinomial,
+    Normal,
+    Poisson,
+)
+
+from vaekit.tables.columns import Column, Schema
+
+MIN_LOG_SCALE = -5.0  # standardised units: a deviation below e^-5 of the column's would be memorising values
+MAX_LOG_RATE = 20.0  # counts: a mean of e^20 (5e8) at most, so exp() stays finite in float32
+
+
+class ColumnFamily:
+    """One column's distribution from its parameters p (..., B, n_params)."""
+
+    n_params: int = 1
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        raise NotImplementedError
+
+    def jacobian(self, v: torch.Tensor) -> torch.Tensor | float:
+        """log |d(model units)/d(user units)| at model-unit values v: 0 for a mass function."""
+        return 0.0
+
+    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
+        """E[x] in the user's units (..., B), or the probabilities of the labels (..., B, K)."""
+        d = self.dist(p, obs)
+        return d.probs if isinstance(d, (Categorical,)) else d.mean
+
+
+class GaussianColumn(ColumnFamily):
+    """A Gaussian (components = 1) or a mixture on the standardised value (or log value: `positive`)."""
+
+    def __init__(self, col: Column, components: int):
+        self.col, self.m = col, components
+        self.n_params = 2 if components == 1 else 3 * components
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        if self.m == 1:
+            return Normal(p[..., 0], torch.exp(p[..., 1].clamp_min(MIN_LOG_SCALE)), validate_args=False)
+        logits, mu, log_s = p.unflatten(-1, (3, self.m)).unbind(-2)  # each (..., B, M)
+        return MixtureSameFamily(
+            Categorical(logits=logits, validate_args=False),
+            Normal(mu, torch.exp(log_s.clamp_min(MIN_LOG_SCALE)), validate_args=False),
+            validate_args=False,
+        )
+
+    def jacobian(self, v: torch.Tensor) -> torch.Tensor | float:
+        log_scale = -math.log(self.col.scale)
+        if self.col.kind == "positive":  # d(log x)/dx = 1/x, x = exp(v * scale + loc)
+            return log_scale - (v * self.col.scale + self.col.loc)
+        return log_scale
+
+    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
+        d = self.dist(p, obs)
+        s, loc = self.col.scale, self.col.loc
+        if self.col.kind != "positive":
+            return d.mean * s + loc
+        # E[exp(loc + s v)] for v ~ N(mu, sigma^2): exp(loc + s mu + s^2 sigma^2 / 2), mixed by weight
+        comp = d if self.m == 1 else d.component_distribution
+        each = torch.exp(loc + s * comp.loc + 0.5 * (s * comp.scale) ** 2)
+        return each if self.m == 1 else (d.mixture_distribution.probs * each).sum(-1)
+
+
+class CountColumn(ColumnFamily):
+    """Negative binomial (log mean, log dispersion r) or Poisson (log mean). The log mean is offset
+    by the column's mean of log(1 + x), so the decoder starts near the typical count."""
+
+    def __init__(self, col: Column, family: str):
+        self.col, self.family = col, family
+        self.n_params = 2 if family == "negative_binomial" else 1
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        log_mean = (p[..., 0] + self.col.loc).clamp(max=MAX_LOG_RATE)
+        if self.family == "poisson":
+            return Poisson(torch.exp(log_mean), validate_args=False)
+        log_r = p[..., 1].clamp(-MAX_LOG_RATE, MAX_LOG_RATE)
+        # mean = r e^logits, so logits = log mean - log r
+        return NegativeBinomial(total_count=torch.exp(log_r), logits=log_mean - log_r, validate_args=False)
+
+
+class CategoricalColumn(ColumnFamily):
+    def __init__(self, col: Column):
+        self.n_params = col.n_labels
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        return Categorical(logits=p, validate_args=False)
+
+
+class BooleanColumn(ColumnFamily):
+    n_params = 1
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        return Bernoulli(logits=p[..., 0], validate_args=False)
+
+    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
+        q = torch.sigmoid(p[..., 0])
+        return torch.stack([1 - q, q], -1)
+
+
+class OrdinalColumn(ColumnFamily):
+    """Cumulative logit over K ordered levels: a categorical whose log-probabilities are
+    log[sigmoid(theta_k - eta) - sigmoid(theta_{k-1} - eta)], theta_{-1} = -inf, theta_{K-1} = +inf."""
+
+    n_params = 1
+
+    def __init__(self, col: Column, index: int):
+        self.col, self.index = col, index
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        return Categorical(logits=cumulative_logit(obs.thresholds(self.index), p[..., 0]), validate_args=False)
+
+
+def cumulative_logit(theta: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+    """log P(y = k) (..., K) for increasing thresholds theta (K - 1,) and locations eta (...)."""
+    a = theta - eta[..., None]  # (..., K - 1)
+    upper = torch.cat([F.logsigmoid(a), torch.zeros_like(eta)[..., None]], -1)  # log P(y <= k)
+    lower_sf = torch.cat([torch.zeros_like(eta)[..., None], F.logsigmoid(-a)], -1)  # log P(y > k - 1)
+    # log(s(a_k) - s(a_{k-1})) = log s(a_k) + log s(-a_{k-1}) + log(1 - e^(a_{k-1} - a_k))
+    gap = torch.cat([torch.zeros_like(eta)[..., None], a[..., 1:] - a[..., :-1], torch.zeros_like(eta)[..., None]], -1)
+    middle = torch.log(-torch.expm1(-gap[..., 1:-1].clamp_min(1e-12)))
+    log_gap = torch.cat([torch.zeros_like(eta)[..., None], middle, torch.zeros_like(eta)[..., None]], -1)
+    return upper + lower_sf + log_gap
+
+
+def column_family(col: Column, index: int, components: int, count_family: str) -> ColumnFamily:
+    if col.kind in ("continuous", "positive", "datetime"):
+        return GaussianColumn(col, components)
+    if col.kind == "count":
+        return CountColumn(col, count_family)
+    if col.kind == "boolean":
+        return BooleanColumn()
+    if col.kind == "ordinal":
+        return OrdinalColumn(col, index)
+    return CategoricalColumn(col)
+
+
+class TableObservation(nn.Module):
+    """Decoder outputs (..., B, P) -> `TableDistribution` over rows (..., B, F). Owns the ordinal
+    columns' thresholds: theta_0 and K - 2 log-gaps per ordinal column, kept increasing."""
+
+    def __init__(self, schema: Schema, components: int = 1, count_family: str = "negative_binomial"):
+        super().__init__()
+        self.schema = schema
+        self.families = [column_family(c, j, components, count_family) for j, c in enumerate(schema.columns)]
+        sizes = [f.n_params for f in self.families]
+        self.slices = [slice(sum(sizes[:j]), sum(sizes[: j + 1])) for j in range(len(sizes))]
+        self.n_params = sum(sizes)
+        self.ordinal = nn.ParameterDict(
+            {
+                str(j): nn.Parameter(torch.linspace(-1, 1, c.n_labels - 1) if c.n_labels > 2 else torch.zeros(1))
+                for j, c in enumerate(schema.columns)
+                if c.kind == "ordinal"
+            }
+        )
+
+    def thresholds(self, j: int) -> torch.Tensor:
+        raw = self.ordinal[str(j)]
+        return torch.cat([raw[:1], raw[:1] + torch.cumsum(F.softplus(raw[1:]), 0)])
+
+    def param_shape(self) -> tuple[int, ...]:
+        return (self.n_params,)
+
+    def forward(self, params: torch.Tensor) -> TableDistribution:
+        return TableDistribution(params, self)
+
+
+class TableDistribution(Distribution):
+    """p(row | z) for rows (..., B, F) in model units, NaN where a cell is missing (event shape (F,))."""
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, params: torch.Tensor, obs: TableObservation):
+        self.params, self.obs = params, obs
+        super().__init__(params.shape[:-1], torch.Size([len(obs.families)]), validate_args=False)
+
+    def column(self, j: int) -> Distribution:
+        return self.obs.families[j].dist(self.params[..., self.obs.slices[j]], self.obs)
+
+    def cell_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p of each observed cell in the user's units, 0 where missing: (..., B, F), nats."""
+        seen = ~torch.isnan(x)
+        filled = torch.where(seen, x, torch.zeros_like(x))
+        cells = []
+        for j, fam in enumerate(self.obs.families):
+            v = filled[..., j]
+            lp = self.column(j).log_prob(v) + fam.jacobian(v)
+            cells.append(lp)
+        lp = torch.stack(torch.broadcast_tensors(*cells), -1)
+        return torch.where(seen, lp, torch.zeros_like(lp))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(observed cells of each row): (..., B), nats."""
+        return self.cell_log_prob(x).sum(-1)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        """Rows in model units (*sample_shape, ..., B, F): every cell drawn, none missing."""
+        with torch.no_grad():
+            cols = [self.column(j).sample(sample_shape).to(self.params.dtype) for j in range(len(self.obs.families))]
+            return torch.stack(cols, -1)
+
+    def expected(self, j: int) -> torch.Tensor:
+        """Column j's mean in the user's units (..., B), or its label probabilities (..., B, K)."""
+        return self.obs.families[j].expected(self.params[..., self.obs.slices[j]], self.obs)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The mean row in model units, a label column's most probable label (reconstructions)."""
+        cols = []
+        for j, col in enumerate(self.obs.schema.columns):
+            e = self.expected(j)
+            if e.dim() == self.params.dim():  # label probabilities
+                cols.append(e.argmax(-1).to(self.params.dtype))
+            elif col.kind == "positive":
+                cols.append((torch.log(e) - col.loc) / col.scale)
+            elif col.kind == "count":
+                cols.append(e)
+            else:
+                cols.append((e - col.loc) / col.scale)
+        return torch.stack(cols, -1)

@@ -280,8 +280,9 @@ def _add_data_features_tour(sub) -> None:
         help="folder with files you already have (IDX files, mnist.npz, torchvision's or Keras' layout, "
         "cifar-10-python.tar.gz)",
     )
-    q = dsub.add_parser("info", help="shape, count, value range and labels")
+    q = dsub.add_parser("info", help="shape, count, value range and labels; a table's column kinds")
     q.add_argument("name", help="dataset name or path")
+    q.add_argument("--separator", help="tables: the column separator (default: a tab for .tsv, else a comma)")
 
     p = sub.add_parser("features", help="feature networks for the generation metrics")
     fsub = p.add_subparsers(dest="features_command", required=True, parser_class=_Parser)
@@ -667,8 +668,8 @@ def cmd_data(args) -> int:
     from vaekit.data.prepared import describe
     from vaekit.tables.commands import describe_table, is_mixed_table
 
-    if is_mixed_table(args.name):
-        print("\n".join(describe_table(args.name)))
+    if is_mixed_table(args.name) or (args.separator and Path(args.name).is_file()):
+        print("\n".join(describe_table(args.name, args.separator)))
         return 0
     info = describe(DataConfig(name=args.name))
     for k, v in info.items():

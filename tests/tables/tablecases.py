@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.tables.csvfiles import RawTable
 from vaekit.tables.columns import Column, Schema
+from vaekit.tables.csvfiles import RawTable
 
 
 def mixed_table(n: int = 400, seed: int = 0, missing: float = 0.1) -> RawTable:

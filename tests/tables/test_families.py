@@ -10,8 +10,8 @@ import torch
 from scipy import integrate, stats
 from tablecases import one_column_schema
 
-from vaekit.tables.families import TableObservation, cumulative_logit
 from vaekit.tables.columns import Column, Schema, model_units, user_units
+from vaekit.tables.families import TableObservation, cumulative_logit
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -9,8 +9,8 @@ import pytest
 from tablecases import mixed_table, write_csv
 
 from vaekit.errors import VaekitError
-from vaekit.tables.csvfiles import RawTable, read_table
 from vaekit.tables.columns import Schema, infer_schema
+from vaekit.tables.csvfiles import RawTable, read_table
 
 
 def test_every_kind_is_inferred(tmp_path):

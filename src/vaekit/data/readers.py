@@ -62,7 +62,10 @@ def read_csv(p: Path):
         try:
             out[i] = [float(c) for c in r]
         except ValueError:
-            raise VaekitError(f"'{p}' row {i + 1}: non-numeric cell in {r[:8]!r}"[:300]) from None
+            raise VaekitError(
+                f"'{p}' row {i + 1}: non-numeric cell in {r[:8]!r}"[:300]
+                + "; a table with text or empty cells trains as a [table] (see docs/tables.md)"
+            ) from None
     if len(out) == 0:
         raise VaekitError(f"'{p}' has no data rows")
     big = np.isfinite(out) & (np.abs(out) > np.finfo(np.float32).max)

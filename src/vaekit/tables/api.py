@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from vaekit.errors import VaekitError
+from vaekit.tables.columns import Schema, infer_schema
+from vaekit.tables.csvfiles import RawTable, as_raw, to_frame, write_table
 from vaekit.tables.fit import History, TableSettings, make_settings, split_rows, train
 from vaekit.tables.inference import Scores, conditional_codes, impute, score
 from vaekit.tables.model import TabularVAE
-from vaekit.tables.csvfiles import RawTable, as_raw, to_frame, write_table
-from vaekit.tables.columns import Schema, infer_schema
 
 MODEL_FORMAT = "vaekit-table-model"
 
@@ -46,6 +46,24 @@ class Table(RawTable):
         return to_frame(self)
 
 
+def table_digest(raw: RawTable) -> str:
+    """SHA-256 of a table's names and cells (the same for a CSV and the DataFrame read from it only
+    when their cells read the same)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([raw.names, raw.cells]).encode()).hexdigest()
+
+
+class _PriorDraw:
+    """The model's own prior with the samplers' `draw` signature."""
+
+    def __init__(self, model: TabularVAE):
+        self.model = model
+
+    def draw(self, n: int, encode: Any, generator: torch.Generator, ref: torch.Tensor) -> torch.Tensor:
+        return self.model.prior().sample((n,))
+
+
 def _parts(raw: RawTable) -> tuple[list[str], list[list[str | None]], str]:
     return raw.names, raw.cells, raw.source
 
@@ -63,6 +81,8 @@ class TableModel:
         self.history: History | None = None
         self.train_rows: Table | None = None  # after fit: the rows trained on, and those held out
         self.test_rows: Table | None = None
+        self._samplers: dict[str, Any] = {}
+        self.data_digest: str | None = None
 
     # ---- training ------------------------------------------------------------------------------
 
@@ -78,13 +98,34 @@ class TableModel:
             raise VaekitError("fit() needs a table: pass a CSV/TSV path or a DataFrame, or set data = 'table.csv'")
         raw = self.read(s.data if table is None else table)
         self.schema = infer_schema(raw, s.columns, s.max_categories)
-        kept, held = split_rows(raw.n_rows, s.test_fraction, s.seed, "test")
-        self.test_rows, self.train_rows = Table(*_parts(raw.take(held))), Table(*_parts(raw.take(kept)))
+        self._split(raw)
         x = torch.as_tensor(self.schema.encode(self.train_rows), dtype=torch.float32)
         torch.manual_seed(s.seed)
         self.model = self._build()
         self.history = train(self.model, x, s, progress)
         return self
+
+    def _split(self, raw: RawTable) -> None:
+        """train_rows and test_rows: the seeded test_fraction of `raw` held out; `data_digest`
+        identifies the table (SHA-256 of its names and cells), so a run can find it again."""
+        kept, held = split_rows(raw.n_rows, self.settings.test_fraction, self.settings.seed, "test")
+        self.test_rows, self.train_rows = Table(*_parts(raw.take(held))), Table(*_parts(raw.take(kept)))
+        self.data_digest = table_digest(raw)
+
+    def load_rows(self) -> None:
+        """After `load`: read the `data` table again and split it as in training, refusing a table
+        that changed since (its digest differs)."""
+        if self.train_rows is not None:
+            return
+        if not self.settings.data:
+            raise VaekitError("this model was trained on a DataFrame: its training rows are not on disk")
+        raw = self.read(self.settings.data)
+        if table_digest(raw) != self.data_digest:
+            raise VaekitError(
+                f"table '{self.settings.data}' changed since the model was trained on it (its SHA-256 differs); "
+                "the held-out rows would not be the same"
+            )
+        self._split(raw)
 
     def _build(self) -> TabularVAE:
         s = self.settings
@@ -105,30 +146,56 @@ class TableModel:
 
     # ---- what the model answers ----------------------------------------------------------------
 
-    def sample(self, n: int, seed: int = 0, where: dict[str, str] | None = None, missing: bool = True) -> Table:
-        """n synthetic rows: codes from the prior (or, with `where`, from p(z | those cells) by
-        importance resampling), every label and mixture component drawn; then each column's cells
-        blanked at its training missing rate (missing=False: none)."""
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        where: dict[str, str] | None = None,
+        missing: bool = True,
+        sampler: str = "prior",
+    ) -> Table:
+        """n synthetic rows. Codes come from the model's prior, or from an ex-post `sampler`
+        ('gaussian', 'gmm:K', 'two-stage': a density fitted to the training rows' codes, which
+        leaves out the prior's empty regions); with `where`, that pool of codes is weighted by
+        p(fixed cells | z) and resampled (importance resampling). Every label and mixture component
+        is drawn. Then each column's cells are blanked at its training missing rate (missing=False: none)."""
         model = self._trained()
+        codes = self.code_sampler(sampler)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
+            draw = lambda k: codes.draw(k, model.encode, torch.Generator().manual_seed(seed), self._ref())
             if where:
                 row = self._fixed_row(where)
-                z, self.last_ess = conditional_codes(model, row, n)
+                z, self.last_ess = conditional_codes(model, row, n, draw)
             else:
-                z = model.prior().sample((n,))
+                z = draw(n)
             with torch.no_grad():
                 units = model.decode(z).sample().double().numpy()
-            if where:
-                for name in where:
-                    units[:, self.schema.names.index(name)] = row[self.schema.names.index(name)].item()
+            fixed = [self.schema.names.index(k) for k in where or {}]
+            for j in fixed:
+                units[:, j] = row[j].item()
             if missing:
                 rates = np.array([c.missing_rate for c in self.schema.columns])
                 blank = torch.rand(units.shape, dtype=torch.float64).numpy() < rates
-                if where:
-                    blank[:, [self.schema.names.index(k) for k in where]] = False
+                blank[:, fixed] = False
                 units[blank] = np.nan
         return self._table(units)
+
+    def _ref(self) -> torch.Tensor:
+        return torch.zeros((), device=self.model.device)
+
+    def code_sampler(self, spec: str = "prior"):
+        """Where synthetic codes come from: the prior, or a density fitted to the training rows'
+        codes (`models.samplers`; fitted once per model and kept)."""
+        from vaekit.models.samplers import fit_sampler, parse_sampler
+
+        model = self._trained()
+        if parse_sampler(spec)[0] == "prior":
+            return _PriorDraw(model)
+        if spec not in self._samplers:
+            self.load_rows()
+            self._samplers[spec] = fit_sampler(model, self.encode_rows(self.train_rows), spec, self.settings.seed)
+        return self._samplers[spec]
 
     def _fixed_row(self, where: dict[str, str]) -> torch.Tensor:
         """The cells `where` fixes as one row in model units (F,), NaN elsewhere."""
@@ -181,6 +248,7 @@ class TableModel:
             "vaekit": __version__,
             "settings": dataclasses.asdict(self.settings),
             "history": dataclasses.asdict(self.history) if self.history else None,
+            "data_sha256": self.data_digest,
         }
         with atomic_dir(folder) as tmp:
             (tmp / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -208,4 +276,5 @@ class TableModel:
         self.model.eval()
         if meta.get("history"):
             self.history = History(**meta["history"])
+        self.data_digest = meta.get("data_sha256")
         return self

@@ -137,7 +137,8 @@ class Schema:
         ]
         for c in self.columns:
             if c.kind in LABELLED:
-                what = f"{c.n_labels} labels: " + ", ".join(c.labels[:6]) + (", ..." if c.n_labels > 6 else "")
+                shown = [repr(v) if any(ch in v for ch in ",\n\r\t") else v for v in c.labels[:6]]
+                what = f"{c.n_labels} labels: " + ", ".join(shown) + (", ..." if c.n_labels > 6 else "")
             elif c.kind == "datetime":
                 what = f"{c.fmt}, {_date(c.low, c.fmt)} to {_date(c.high, c.fmt)}"
             else:

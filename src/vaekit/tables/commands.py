@@ -81,8 +81,8 @@ def is_mixed_table(name: str) -> bool:
 
 
 def describe_table(path: str, separator: str | None = None) -> list[str]:
-    from vaekit.tables.csvfiles import read_table
     from vaekit.tables.columns import infer_schema
+    from vaekit.tables.csvfiles import read_table
 
     return [f"table {path}"] + infer_schema(read_table(path, separator)).summary()
 
@@ -110,15 +110,13 @@ def sample_table(args) -> int:
     if not 0 < args.n <= MAX_ROWS:
         raise VaekitError(f"--n {args.n}: must be 1..{MAX_ROWS:,}")
     out = _out_table(args.out)
-    if args.sampler != "prior":
-        raise VaekitError(f"--sampler {args.sampler}: a table run samples from its prior (ex-post samplers: not yet)")
     m = TableModel.load(args.run)
     where = _where(args.where or [])
-    m.sample(args.n, seed=args.seed, where=where).to_csv(out)
+    m.sample(args.n, seed=args.seed, where=where, sampler=args.sampler).to_csv(out)
     how = ""
     if where:
         how = (
-            f"; {', '.join(where)} fixed by importance resampling from the prior "
+            f"; {', '.join(where)} fixed by importance resampling from the {args.sampler} codes "
             f"(effective sample size {m.last_ess:,.0f})"
         )
     print(f"{args.n:,} rows -> {out}{how}")

@@ -92,7 +92,7 @@ def check_header(names: list[str], where: str, separator: str) -> list[str]:
             if sep != separator and sep in names[0]:
                 raise VaekitError(
                     f"table '{where}' has one column whose name holds {label} ({names[0][:60]!r}); "
-                    f"if {label} separates its columns, set separator = {sep!r}"
+                    f"if {label} separates its columns, say so: [table] separator = {sep!r} (data info: --separator)"
                 )
     for i, n in enumerate(names):
         if not n:
@@ -119,7 +119,7 @@ def read_table(path: str | Path, separator: str | None = None, missing: tuple[st
     for i, row in enumerate(body):
         if len(row) != len(names):
             raise VaekitError(
-                f"table '{path}' data row {i + 1}: {len(row)} cells, the header has {len(names)} "
+                f"table '{path}' data row {i + 1}: {len(row)} cell{'s' * (len(row) != 1)}, the header has {len(names)} "
                 "(a separator inside a cell must be quoted)"
             )
     tokens = MISSING_TOKENS | set(missing)

@@ -35,8 +35,8 @@ class TableSettings:
     count_family: Literal["negative_binomial", "poisson"] = "negative_binomial"
     objective: Literal["elbo", "miwae"] = "elbo"  # miwae: the importance-weighted bound of Mattei & Frellsen 2019
     samples: int = setting(1, positive=True)  # K codes per row in training (miwae)
-    batch_size: int = setting(256, positive=True)
-    lr: float = setting(1e-3, positive=True)
+    batch_size: int | None = setting(None, unset_or_positive=True)  # None: n / 50 rows, from 32 to 512
+    lr: float = setting(2e-3, positive=True)
     max_epochs: int = setting(400, positive=True)
     patience: int = setting(30, positive=True)  # epochs without a better validation bound before stopping
     val_fraction: float = 0.1  # rows held out to choose when to stop (0: none; train max_epochs)
@@ -98,6 +98,12 @@ def split_rows(n: int, fraction: float, seed: int, what: str) -> tuple[np.ndarra
     return np.sort(perm[n_out:]), np.sort(perm[:n_out])
 
 
+def batch_size_for(n: int) -> int:
+    """The default batch: about 50 steps an epoch, from 32 rows (small tables still take many
+    steps before `patience` runs out) to 512 (large ones stay fast)."""
+    return int(min(512, max(32, n // 50)))
+
+
 def bound(model: TabularVAE, x: torch.Tensor, s: TableSettings, training: bool) -> torch.Tensor:
     """The per-row loss (B,) of the configured objective."""
     if s.objective == "miwae":
@@ -127,11 +133,12 @@ def train(model: TabularVAE, x: torch.Tensor, s: TableSettings, progress: bool =
         from tqdm import tqdm
 
         epochs = tqdm(epochs, desc="table", unit="epoch")
+    batch_size = s.batch_size or batch_size_for(len(x_tr))
     for epoch in epochs:
         order = torch.randperm(len(x_tr), generator=gen)
         total = 0.0
-        for i in range(0, len(order), s.batch_size):
-            batch = x_tr[order[i : i + s.batch_size]]  # (B, F)
+        for i in range(0, len(order), batch_size):
+            batch = x_tr[order[i : i + batch_size]]  # (B, F)
             loss = bound(model, batch, s, True).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from vaekit.tables.model import TabularVAE
 from vaekit.tables.columns import LABELLED, model_units
+from vaekit.tables.model import TabularVAE
 
 CHUNK_NUMBERS = 1 << 22
 
@@ -110,12 +111,13 @@ def _resampled(px, w: torch.Tensor, m: int) -> torch.Tensor:
 
 @torch.no_grad()
 def conditional_codes(
-    model: TabularVAE, fixed: torch.Tensor, n: int, oversample: int = 20
+    model: TabularVAE, fixed: torch.Tensor, n: int, draw: Any, oversample: int = 20
 ) -> tuple[torch.Tensor, float]:
-    """n codes from p(z | fixed cells) by importance resampling from the prior; `fixed` (F,) is NaN
-    except the fixed cells. Returns the codes (n, D) and the effective sample size of the weights."""
+    """n codes from s(z | fixed cells) by importance resampling from a code sampler s (`draw(k)`
+    gives k codes: the prior or an ex-post sampler); `fixed` (F,) is NaN except the fixed cells.
+    Returns the codes (n, D) and the effective sample size of the weights."""
     pool = n * oversample
-    z = model.prior().sample((pool,))  # (pool, D)
+    z = draw(pool)  # (pool, D)
     log_w = model.decode(z).log_prob(fixed.expand(pool, -1)).double()
     w = torch.softmax(log_w, 0)
     ess = float(1 / (w * w).sum())

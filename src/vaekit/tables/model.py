@@ -16,8 +16,8 @@ from torch import nn
 
 from vaekit.models.autoencoder import VAE
 from vaekit.models.nets import mlp
-from vaekit.tables.families import TableObservation
 from vaekit.tables.columns import LABELLED, Schema
+from vaekit.tables.families import TableObservation
 
 
 class TableInput(nn.Module):

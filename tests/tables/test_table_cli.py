@@ -17,7 +17,8 @@ def table_run(tmp_path_factory):
     data = write_csv(mixed_table(n=300, seed=2), d / "t.csv")
     cfg = d / "t.toml"
     cfg.write_text(
-        f'[table]\ndata = "{data}"\nmax_epochs = 30\nlatent_dim = 4\nhidden = [32]\n\n[table.columns]\nrating = "count"\n'
+        f'[table]\ndata = "{data}"\nmax_epochs = 30\nlatent_dim = 4\nhidden = [32]\n\n'
+        '[table.columns]\nrating = "count"\n'
     )
     assert main(["train", str(cfg), "--out", str(d / "run"), "--quiet"]) == 0
     return d / "run", data

@@ -120,9 +120,9 @@ def test_synthetic_rows_keep_labels_missing_rates_and_dependence(fitted):
         rate = np.mean([v is None for v in s.column(c.name)])
         assert rate == pytest.approx(c.missing_rate, abs=0.02), c.name
     train = m.train_rows.column("colour")
+    freq = lambda col, label: np.mean([v == label for v in col if v is not None])
     for label in m.schema.columns[m.schema.names.index("colour")].labels:
-        freq = lambda col: np.mean([v == label for v in col if v is not None])
-        assert freq(s.column("colour")) == pytest.approx(freq(train), abs=0.05), label
+        assert freq(s.column("colour"), label) == pytest.approx(freq(train, label), abs=0.05), label
     temp, colour = _numbers(s.column("temp")), np.array(s.column("colour"), dtype=object)
     cold = np.isin(colour, ["red", "orange"]) & ~np.isnan(temp)
     assert np.mean(temp[cold] < 0) > 0.85  # red and orange rows are the cold cluster's

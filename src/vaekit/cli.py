@@ -119,7 +119,13 @@ def _add_evaluate(sub) -> None:
         "recall, density and coverage of samples from the prior against test images, beside the floor "
         "(test images against as many validation or training images), in the shipped MNIST feature network's space",
     )
-    p.add_argument("--n", type=int, default=10000, help="with --generation: images on each side (default 10000)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="with --generation: images on each side (default 10000); with --synthesis: synthetic rows "
+        "(default: as many as held out)",
+    )
     p.add_argument(
         "--seed",
         type=_seed,
@@ -144,6 +150,13 @@ def _add_evaluate(sub) -> None:
         "(data.name = 'shapes'): MIG, DCI, the FactorVAE score and SAP of the point codes, with "
         "disentanglement_lib's sample counts; --seed seeds the factor samples",
     )
+    p.add_argument(
+        "--synthesis",
+        action="store_true",
+        help="table runs: the synthetic table's quality (SDMetrics' column shapes and pair trends), detection, "
+        "privacy distances and, with --target, machine-learning efficacy, each beside the floor of real held-out rows",
+    )
+    p.add_argument("--target", help="with --synthesis: the column whose prediction measures efficacy")
     p.add_argument(
         "--fraction",
         type=float,
@@ -371,9 +384,14 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from vaekit.runs import evaluate_run
+    from vaekit.tables.commands import evaluate_table, is_table_run
     from vaekit.training import distributed
 
     _positive("k", args.k, 5000)
+    if is_table_run(args.run):
+        return evaluate_table(args)
+    if args.synthesis or args.target:
+        raise VaekitError(f"--synthesis and --target measure a table run's synthetic rows; '{args.run}' is not one")
     if args.generation and args.disentanglement:
         raise VaekitError("--generation and --disentanglement are two evaluations; ask for one at a time")
     if args.generation:
@@ -429,6 +447,7 @@ def _evaluate_generation(args) -> int:
     """`vaekit evaluate RUN --generation`: the model's samples and the floor, one table."""
     from vaekit.runs import evaluate_run_generation
 
+    args.n = 10000 if args.n is None else args.n
     _positive("n", args.n, 50000)
     res = evaluate_run_generation(
         args.run,

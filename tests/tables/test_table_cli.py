@@ -78,6 +78,24 @@ def test_score_writes_log_p_its_error_and_shares(table_run, tmp_path, capsys):
     assert "lowest: row" in capsys.readouterr().out
 
 
+def test_evaluate_reports_log_p_and_the_synthetic_table_beside_its_floor(table_run, capsys):
+    import json
+
+    run, _ = table_run
+    assert main(["evaluate", str(run), "--k", "50", "--synthesis", "--target", "member", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["rows"] == 60 and res["log_px"]["unit"] == "nats" and res["log_px"]["value"] < 0
+    assert sum(res["columns"].values()) > res["log_px"]["value"] - 50
+    syn = res["synthesis"]
+    assert syn["rows"] == {"train": 240, "holdout": 60, "synthetic": 60}
+    for key in ("quality", "column_shapes", "pair_trends", "detection_auc", "exact_copies"):
+        assert set(syn[key]) == {"value", "floor"}, key
+    assert 0 < syn["quality"]["value"] <= 1 and syn["efficacy"]["metric"] == "accuracy"
+    assert main(["evaluate", str(run), "--k", "20", "--synthesis", "--n", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "test log p(x):" in out and "100 synthetic rows against 240 training rows" in out
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
@@ -101,6 +119,9 @@ def test_score_writes_log_p_its_error_and_shares(table_run, tmp_path, capsys):
             "kind 'nope' is not one of",
         ),
         (["train", "--set", "data.name={data}", "--out", "{tmp}/r"], "[table]"),
+        (["evaluate", "{run}", "--target", "member"], "add --synthesis"),
+        (["evaluate", "{run}", "--generation"], "a table run has no images"),
+        (["evaluate", "{run}", "--synthesis", "--target", "nope"], "--target 'nope' is not a modelled column"),
     ],
 )
 def test_bad_table_commands_are_one_line(table_run, tmp_path, capsys, argv, fragment):

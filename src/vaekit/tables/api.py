@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ class TableModel:
         if not self.settings.data:
             raise VaekitError("this model was trained on a DataFrame: its training rows are not on disk")
         raw = self.read(self.settings.data)
+        if self.data_digest is None:
+            raise VaekitError("this model records no digest of its table, so its held-out rows cannot be found again")
         if table_digest(raw) != self.data_digest:
             raise VaekitError(
                 f"table '{self.settings.data}' changed since the model was trained on it (its SHA-256 differs); "
@@ -233,6 +236,41 @@ class TableModel:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             return score(self.model, x, k)
+
+    def evaluate(
+        self,
+        k: int = 1000,
+        synthesis: bool = False,
+        n: int | None = None,
+        sampler: str = "prior",
+        target: str | None = None,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """On the held-out rows: the mean importance-sampled log p(observed cells) per row, in nats,
+        with its standard error over rows and each column's mean share; with `synthesis`, the
+        synthetic-table figures of `metrics.synthesis` for `n` synthetic rows (default: as many as
+        held out), each beside its floor (the held-out rows in their place)."""
+        self._trained()
+        self.load_rows()
+        test = self.test_rows
+        if test.n_rows == 0:
+            raise VaekitError("this model held out no rows (test_fraction = 0): there is nothing to evaluate on")
+        s = self.score(test, k, seed)
+        out: dict[str, Any] = {
+            "rows": test.n_rows,
+            "k": k,
+            "log_px": {"value": float(s.log_px.mean()), "unit": "nats", "reduction": "mean per row"},
+            "log_px_se_rows": float(s.log_px.std(ddof=1) / math.sqrt(len(s.log_px))) if len(s.log_px) > 1 else None,
+            "log_px_se_sampling": float(np.sqrt(np.mean(s.se**2) / len(s.se))),
+            "columns": {name: float(v) for name, v in zip(self.schema.names, s.shares.mean(0))},
+        }
+        if synthesis:
+            from vaekit.metrics.synthesis import synthesis_report
+
+            synth = self.sample(n or test.n_rows, seed=seed, sampler=sampler)
+            out["synthesis"] = synthesis_report(self.train_rows, test, synth, self.schema, target, seed)
+            out["synthesis"]["sampler"] = sampler
+        return out
 
     # ---- files ---------------------------------------------------------------------------------
 

@@ -167,3 +167,32 @@ def score_table(args) -> int:
     print(f"{len(s.log_px):,} rows scored (K = {args.k}): mean log p(x) {s.log_px.mean():.3f} nats -> {out}")
     print("lowest: " + ", ".join(f"row {i + 1} ({s.log_px[i]:.2f})" for i in low if math.isfinite(s.log_px[i])))
     return 0
+
+
+def evaluate_table(args) -> int:
+    import json
+
+    from vaekit.metrics.synthesis import report_lines
+    from vaekit.tables.api import TableModel
+
+    if args.generation or args.disentanglement:
+        raise VaekitError("a table run has no images: use --synthesis for its synthetic rows")
+    if args.n is not None and not 0 < args.n <= MAX_ROWS:
+        raise VaekitError(f"--n {args.n}: must be 1..{MAX_ROWS:,}")
+    if args.target and not args.synthesis:
+        raise VaekitError("--target names the column --synthesis predicts; add --synthesis")
+    m = TableModel.load(args.run)
+    res = m.evaluate(
+        k=args.k, synthesis=args.synthesis, n=args.n, sampler=args.sampler, target=args.target, seed=args.seed
+    )
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    lp = res["log_px"]["value"]
+    print(
+        f"test log p(x): {lp:.4f} nats per row (+- {res['log_px_se_rows']:.3f} over {res['rows']:,} held-out rows; "
+        f"K = {res['k']})"
+    )
+    if args.synthesis:
+        print("\n".join(report_lines(res["synthesis"])))
+    return 0

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tablecases import mixed_table, write_csv
+
 from vaekit.cli import COMMANDS, main
 from vaekit.registry import MODELS, POSTERIORS, PRIORS
 
@@ -89,6 +91,7 @@ def world(tmp_path_factory):
     np.savez(root / "labelled.npz", x=x, y=f[:, 0])
     rng = np.random.default_rng(1)
     np.save(root / "vectors.npy", (rng.normal(size=(240, 2)) @ rng.normal(size=(2, 6))).astype(np.float32))
+    write_csv(mixed_table(n=120), root / "table.csv")
     assert (
         main(
             [
@@ -132,12 +135,14 @@ def _expected(verb: str, sampler: str | None, m, vectors: bool) -> str | None:
         return "q(z|x) is a diagonal Gaussian"
     if verb == "generation" and vectors:
         return "feature network"
+    if verb in ("impute", "score"):
+        return "is not a table run"
     return None
 
 
 def _argv(verb: str, run: Path, out: Path, sampler: str | None, world: Path, same_label: tuple[int, int]) -> list[str]:
     r = str(run)
-    suffix = ".npy" if "vectors" in run.name else ".png"
+    suffix = ".npy" if "vectors" in run.name else ".csv" if "table" in run.name else ".png"
     return {
         "evaluate": ["evaluate", r, "--k", "3"],
         "generation": [
@@ -169,6 +174,8 @@ def _argv(verb: str, run: Path, out: Path, sampler: str | None, world: Path, sam
         "traverse": ["traverse", r, "--steps", "3", "--out", str(out) + suffix],
         "explore": ["explore", r, "--points", "50", "--out", str(out)],
         "export": ["export", r, "--out", str(out)],
+        "impute": ["impute", r, str(world / "table.csv"), "--k", "5", "--out", str(out) + ".csv"],
+        "score": ["score", r, str(world / "table.csv"), "--k", "5", "--out", str(out) + ".csv"],
     }[verb]
 
 
@@ -182,6 +189,8 @@ VERBS = (
     "traverse",
     "explore",
     "export",
+    "impute",
+    "score",
 )
 SAMPLED = {"generation", "sample"}  # verbs that run once per sampler
 
@@ -287,3 +296,43 @@ def test_every_verb_works_or_refuses_in_one_line(kind, world, tmp_path, capsys):
 def test_every_costly_cell_works_or_refuses_in_one_line(kind, world, tmp_path, capsys):
     """About 3.5 s a kind: fitted mixtures and two-stage samplers, the ONNX export, disentanglement."""
     _check_cells(kind, SLOW_VERBS, world, tmp_path, capsys, samplers=SLOW_SAMPLERS)
+
+
+TABLE_REFUSALS = {
+    "generation": "a table run has no images",
+    "disentanglement": "a table run has no images",
+    **{v: "is a table run" for v in ("reconstruct", "interpolate", "traverse", "explore", "export")},
+}
+
+
+def test_every_verb_on_a_table_run(world, tmp_path, capsys):
+    """A table run is a kind too: evaluate, sample (each sampler), impute and score work; the image
+    verbs refuse in one line."""
+    run = tmp_path / "table"
+    code, err = _cell(
+        capsys,
+        [
+            "train",
+            "--set",
+            f"table.data={world / 'table.csv'}",
+            "--set",
+            "table.max_epochs=2",
+            "--quiet",
+            "--out",
+            str(run),
+        ],
+    )
+    assert code == 0, err
+    wrong = []
+    for verb in VERBS:
+        for sampler in SAMPLERS if verb in SAMPLED else (None,):
+            out = tmp_path / f"{verb}-{(sampler or '').replace(':', '-')}"
+            argv = _argv(verb, run, out, sampler, world, (0, 1))
+            code, err = _cell(capsys, argv)
+            lines = err.strip().splitlines()
+            expect = TABLE_REFUSALS.get(verb)
+            if expect is None and code != 0:
+                wrong.append(f"{verb} {sampler}: should work, got exit {code}: {err.strip()[:300]}")
+            elif expect is not None and not (code == 2 and len(lines) == 1 and expect in lines[0]):
+                wrong.append(f"{verb}: should refuse with '{expect}', got exit {code}: {err.strip()[:300]}")
+    assert not wrong, "\n".join(wrong)

@@ -385,9 +385,16 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, 
     """The model of a run directory (or a bare model directory) and the run's config if present."""
     from vaekit.training.checkpoints import CHECKPOINTS
 
+    from vaekit.tables.commands import is_table_run
+
     p = Path(run)
     if not p.exists():
         raise VaekitError(f"run '{p}' does not exist")
+    if is_table_run(p):
+        raise VaekitError(
+            f"'{p}' is a table run: it answers sample, impute, score and evaluate (--synthesis); "
+            "this command works on image and vector runs"
+        )
     model_dir = p / "model" if (p / "model" / "config.json").exists() or (p / ".model.old").is_dir() else p
     if model_dir == p and (p / "config.json").is_file() and (p / CHECKPOINTS).is_dir():  # a run, not a model directory
         raise VaekitError(

@@ -23,7 +23,7 @@ import torch
 
 from vaekit.errors import VaekitError
 from vaekit.tables.columns import Schema, infer_schema
-from vaekit.tables.csvfiles import RawTable, as_raw, to_frame, write_table
+from vaekit.tables.csvfiles import RawTable, as_raw, resolve, to_frame, write_table
 from vaekit.tables.fit import History, TableSettings, make_settings, split_rows, train
 from vaekit.tables.inference import Scores, conditional_codes, impute, score
 from vaekit.tables.model import TabularVAE
@@ -33,8 +33,8 @@ MODEL_FORMAT = "vaekit-table-model"
 
 def penguins_path() -> Path:
     """The Palmer penguins table shipped with vaekit (344 rows, 8 columns, 19 missing cells; CC0,
-    Horst, Hill & Gorman 2020): a CSV path."""
-    return Path(__file__).resolve().parent.parent / "assets" / "penguins.csv"
+    Horst, Hill & Gorman 2020): a CSV path. Settings and commands also take its name, 'penguins'."""
+    return resolve("penguins")
 
 
 class Table(RawTable):

@@ -67,7 +67,10 @@ def is_mixed_table(name: str) -> bool:
     """Whether `vaekit data info NAME` describes a table of column kinds: a .tsv file, or a .csv
     file that is not all numbers (an all-numeric CSV without gaps stays a file of vectors)."""
     from vaekit.data.readers import read_csv
+    from vaekit.tables.csvfiles import SHIPPED
 
+    if name in SHIPPED and not Path(name).exists():
+        return True
     p = Path(name)
     if p.suffix.lower() not in TABLE_SUFFIXES or not p.is_file():
         return False
@@ -123,9 +126,17 @@ def sample_table(args) -> int:
     return 0
 
 
+def _table_run(run: str) -> None:
+    if not Path(run).exists():
+        raise VaekitError(f"run '{run}' does not exist")
+    if not is_table_run(run):
+        raise VaekitError(f"'{run}' is not a table run (no model.json and schema.json): impute and score are for tables")
+
+
 def impute_table(args) -> int:
     from vaekit.tables.api import Table, TableModel
 
+    _table_run(args.run)
     out = _out_table(args.out)
     if not 0 < args.k <= 100_000:
         raise VaekitError(f"--k {args.k}: must be 1..100000")
@@ -148,6 +159,7 @@ def score_table(args) -> int:
 
     from vaekit.tables.api import Table, TableModel
 
+    _table_run(args.run)
     out = _out_table(args.out)
     if not 1 < args.k <= 100_000:
         raise VaekitError(f"--k {args.k}: must be 2..100000")

@@ -105,9 +105,22 @@ def check_header(names: list[str], where: str, separator: str) -> list[str]:
     return names
 
 
+SHIPPED = {"penguins": "penguins.csv"}  # tables in vaekit/assets, by name: Palmer penguins (CC0)
+
+
+def resolve(name: str | Path) -> Path:
+    """A table's path: `name` itself, or a shipped table's file when `name` is one's name and no such
+    file exists here."""
+    p = Path(name)
+    if str(name) in SHIPPED and not p.exists():
+        return Path(__file__).resolve().parent.parent / "assets" / SHIPPED[str(name)]
+    return p
+
+
 def read_table(path: str | Path, separator: str | None = None, missing: tuple[str, ...] = ()) -> RawTable:
-    """A CSV/TSV file with a header row as a `RawTable`. `missing`: more tokens that mean an empty cell."""
-    path = Path(path)
+    """A CSV/TSV file with a header row (or a shipped table by name: 'penguins') as a `RawTable`.
+    `missing`: more tokens that mean an empty cell."""
+    path = resolve(path)
     sep = separator_for(path, separator)
     rows = parse_rows(read_text(path), str(path), sep)
     if not rows:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tablecases import mixed_table, write_csv
 
 from vaekit.cli import COMMANDS, main

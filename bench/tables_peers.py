@@ -17,7 +17,7 @@ def main() -> None:
     ap.add_argument("--train", required=True, help="the training rows (CSV)")
     ap.add_argument("--metadata", required=True, help="SDV single-table metadata (JSON) with each column's sdtype")
     ap.add_argument("--peer", choices=["tvae", "copula"], required=True)
-    ap.add_argument("--n", type=int, required=True, help="synthetic rows to write")
+    ap.add_argument("--n", type=int, required=True, help="synthetic rows to write (all draws together)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -36,9 +36,11 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = TVAESynthesizer(metadata) if args.peer == "tvae" else GaussianCopulaSynthesizer(metadata)
     t = time.perf_counter()
-    model.fit(frame)
+    model.fit({"table": frame})  # SDV 2.0 takes (and gives) a table by name
     fit_s = time.perf_counter() - t
-    model.sample(args.n).to_csv(args.out, index=False)
+    synth = model.sample(args.n)
+    synth = synth["table"] if isinstance(synth, dict) else synth
+    synth.to_csv(args.out, index=False)
     print(json.dumps({"peer": args.peer, "fit_s": fit_s, "rows": args.n}))
 
 

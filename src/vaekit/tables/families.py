@@ -164,6 +164,112 @@ def column_family(col: Column, index: int, components: int, count_family: str) -
     return CategoricalColumn(col)
 
 
+class Group(nn.Module):
+    """The columns of one family, computed together: their parameters gathered from the decoder's
+    output as (..., B, n, P) through `index` (n, P), a non-persistent buffer (weights are unchanged
+    by grouping). One group replaces n per-column distributions: on penguins' 8 columns a training
+    step took 3.2 ms per column, and the backward pass grows with the number of small operations."""
+
+    def __init__(self, cols: list[int], index: list[list[int]]):
+        super().__init__()
+        self.register_buffer("cols", torch.tensor(cols, dtype=torch.long), persistent=False)
+        self.register_buffer("index", torch.tensor(index, dtype=torch.long), persistent=False)
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        raise NotImplementedError
+
+    def jacobian(self, v: torch.Tensor) -> torch.Tensor | float:
+        return 0.0
+
+
+class GaussianGroup(Group):
+    def __init__(self, cols, index, columns: list[Column], components: int):
+        super().__init__(cols, index)
+        self.m = components
+        self.register_buffer("log_scale", torch.tensor([-math.log(c.scale) for c in columns]), persistent=False)
+        self.register_buffer("scale", torch.tensor([c.scale for c in columns]), persistent=False)
+        self.register_buffer("loc", torch.tensor([c.loc for c in columns]), persistent=False)
+        self.register_buffer("positive", torch.tensor([c.kind == "positive" for c in columns]), persistent=False)
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        if self.m == 1:
+            return Normal(p[..., 0], torch.exp(p[..., 1].clamp_min(MIN_LOG_SCALE)), validate_args=False)
+        m = self.m
+        return MixtureSameFamily(
+            Categorical(logits=p[..., :m], validate_args=False),
+            Normal(p[..., m : 2 * m], torch.exp(p[..., 2 * m :].clamp_min(MIN_LOG_SCALE)), validate_args=False),
+            validate_args=False,
+        )
+
+    def jacobian(self, v: torch.Tensor) -> torch.Tensor:
+        """-log(scale), and -log(x) = -(v scale + loc) for a positive column's log-normal."""
+        return self.log_scale - torch.where(self.positive, v * self.scale + self.loc, torch.zeros_like(v))
+
+
+class CountGroup(Group):
+    def __init__(self, cols, index, columns: list[Column], family: str):
+        super().__init__(cols, index)
+        self.family = family
+        self.register_buffer("offset", torch.tensor([c.loc for c in columns]), persistent=False)
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        log_mean = (p[..., 0] + self.offset).clamp(max=MAX_LOG_RATE)
+        if self.family == "poisson":
+            return Poisson(torch.exp(log_mean), validate_args=False)
+        log_r = p[..., 1].clamp(-MAX_LOG_RATE, MAX_LOG_RATE)
+        return NegativeBinomial(total_count=torch.exp(log_r), logits=log_mean - log_r, validate_args=False)
+
+
+class BooleanGroup(Group):
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        return Bernoulli(logits=p[..., 0], validate_args=False)
+
+
+class CategoricalGroup(Group):
+    """Columns with K_j labels as one categorical over max K_j, the labels a column lacks at -inf."""
+
+    def __init__(self, cols, index, pad):
+        super().__init__(cols, index)
+        self.register_buffer("pad", torch.tensor(pad, dtype=torch.bool), persistent=False)
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        return Categorical(logits=p.masked_fill(self.pad, -math.inf), validate_args=False)
+
+
+class OrdinalGroup(Group):
+    """One ordinal column (each has its own thresholds)."""
+
+    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
+        j = int(self.cols[0])
+        return Categorical(logits=cumulative_logit(obs.thresholds(j), p[..., 0]), validate_args=False)
+
+
+def build_groups(schema: Schema, families: list[ColumnFamily], slices: list[slice], components: int, count_family: str):
+    """The columns grouped by family, each group with the positions of its parameters."""
+    kinds: dict[str, list[int]] = {}
+    for j, c in enumerate(schema.columns):
+        key = "gauss" if c.kind in ("continuous", "positive", "datetime") else c.kind
+        kinds.setdefault("ordinal" + str(j) if key == "ordinal" else key, []).append(j)
+    positions = lambda js: [list(range(slices[j].start, slices[j].stop)) for j in js]
+    cols = schema.columns
+    groups = []
+    for key, js in kinds.items():
+        if key == "gauss":
+            groups.append(GaussianGroup(js, positions(js), [cols[j] for j in js], components))
+        elif key == "count":
+            groups.append(CountGroup(js, positions(js), [cols[j] for j in js], count_family))
+        elif key == "boolean":
+            groups.append(BooleanGroup(js, positions(js)))
+        elif key == "categorical":
+            width = max(cols[j].n_labels for j in js)
+            index = [p + [p[0]] * (width - len(p)) for p in positions(js)]
+            pad = [[k >= cols[j].n_labels for k in range(width)] for j in js]
+            groups.append(CategoricalGroup(js, index, pad))
+        else:
+            groups.append(OrdinalGroup(js, positions(js)))
+    return nn.ModuleList(groups)
+
+
 class TableObservation(nn.Module):
     """Decoder outputs (..., B, P) -> `TableDistribution` over rows (..., B, F). Owns the ordinal
     columns' thresholds: theta_0 and K - 2 log-gaps per ordinal column, kept increasing."""
@@ -182,6 +288,9 @@ class TableObservation(nn.Module):
                 if c.kind == "ordinal"
             }
         )
+        self.groups = build_groups(schema, self.families, self.slices, components, count_family)
+        order = torch.cat([g.cols for g in self.groups])
+        self.register_buffer("order", torch.argsort(order), persistent=False)  # grouped -> table order
 
     def thresholds(self, j: int) -> torch.Tensor:
         raw = self.ordinal[str(j)]
@@ -207,16 +316,19 @@ class TableDistribution(Distribution):
     def column(self, j: int) -> Distribution:
         return self.obs.families[j].dist(self.params[..., self.obs.slices[j]], self.obs)
 
+    def _grouped(self) -> list[tuple[Group, Distribution]]:
+        return [(g, g.dist(self.params[..., g.index], self.obs)) for g in self.obs.groups]
+
     def cell_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p of each observed cell in the user's units, 0 where missing: (..., B, F), nats."""
         seen = ~torch.isnan(x)
         filled = torch.where(seen, x, torch.zeros_like(x))
-        cells = []
-        for j, fam in enumerate(self.obs.families):
-            v = filled[..., j]
-            lp = self.column(j).log_prob(v) + fam.jacobian(v)
-            cells.append(lp)
-        lp = torch.stack(torch.broadcast_tensors(*cells), -1)
+        parts = []
+        for g, d in self._grouped():
+            v = filled[..., g.cols]  # (B, n)
+            parts.append(d.log_prob(v) + g.jacobian(v))
+        lead = torch.broadcast_shapes(*(q.shape[:-1] for q in parts))  # (..., B): the codes' and x's
+        lp = torch.cat([q.expand(*lead, q.shape[-1]) for q in parts], -1)[..., self.obs.order]
         return torch.where(seen, lp, torch.zeros_like(lp))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,8 +338,8 @@ class TableDistribution(Distribution):
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """Rows in model units (*sample_shape, ..., B, F): every cell drawn, none missing."""
         with torch.no_grad():
-            cols = [self.column(j).sample(sample_shape).to(self.params.dtype) for j in range(len(self.obs.families))]
-            return torch.stack(cols, -1)
+            parts = [d.sample(sample_shape).to(self.params.dtype) for _, d in self._grouped()]
+            return torch.cat(parts, -1)[..., self.obs.order]
 
     def expected(self, j: int) -> torch.Tensor:
         """Column j's mean in the user's units (..., B), or its label probabilities (..., B, K)."""

@@ -272,7 +272,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="threads for every model (default 1)")
     ap.add_argument("--imputation", default="0.2,0.5", help="fractions of cells removed ('' for none)")
     ap.add_argument("--out", default=str(HERE / "results" / "tables.json"))
+    ap.add_argument("--merge", help="comma-separated result files to merge into --out, then print the tables")
     args = ap.parse_args()
+    if args.merge:
+        merged: dict = {}
+        for f in args.merge.split(","):
+            for name, row in json.loads(Path(f).read_text()).items():
+                merged[name] = {**merged.get(name, {}), **row}
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+        print_tables(merged)
+        return
     peers = [p for p in args.peers.split(",") if p]
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     for name in args.tables.split(","):

@@ -60,7 +60,7 @@ def test_scores_add_up_and_skip_missing_cells(fitted):
     assert np.all(np.isfinite(code)) and np.all(s.se > 0) and np.median(s.se) < 0.2 and np.all(s.se < 1)
     few = m.score(m.test_rows, k=10)
     assert np.median(few.se) > 2 * np.median(s.se)  # the error shrinks about as 1/sqrt(K)
-    assert np.mean(s.log_px) > np.mean(few.log_px) - 0.05  # more samples, a tighter (higher) bound
+    assert np.median(s.log_px - few.log_px) > 0  # more samples, a tighter (higher) bound: in expectation
 
 
 def test_importance_sampled_log_p_is_above_the_elbo(fitted):

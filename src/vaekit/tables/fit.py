@@ -31,7 +31,7 @@ class TableSettings:
     test_fraction: float = 0.2  # rows held out (seeded) for evaluation, never trained on (0: none)
     latent_dim: int = setting(8, positive=True)  # D, the code's size
     hidden: list[int] = setting(factory=lambda: [128, 128], sizes=True)  # encoder widths (decoder mirrored)
-    components: int = setting(1, positive=True)  # Gaussians per continuous column (> 1: a mixture)
+    components: int = setting(3, positive=True)  # Gaussians per continuous column (1: one Gaussian)
     count_family: Literal["negative_binomial", "poisson"] = "negative_binomial"
     objective: Literal["elbo", "miwae"] = "elbo"  # miwae: the importance-weighted bound of Mattei & Frellsen 2019
     samples: int = setting(1, positive=True)  # K codes per row in training (miwae)

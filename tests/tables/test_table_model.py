@@ -16,7 +16,7 @@ from vaekit.errors import VaekitError
 from vaekit.tables.api import Table, TableModel
 from vaekit.tables.csvfiles import RawTable
 
-SETTINGS = dict(latent_dim=4, hidden=[64, 64], max_epochs=150, patience=25, seed=0, test_fraction=0.2, batch_size=64)
+SETTINGS = dict(latent_dim=4, hidden=[64, 64], max_epochs=150, patience=25, seed=0, test_fraction=0.2, batch_size=128)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_multiple_imputations_vary_around_the_single_one(fitted):
 
 def test_synthetic_rows_keep_labels_missing_rates_and_dependence(fitted):
     m, _ = fitted
-    s = m.sample(4000, seed=0)
+    s = m.sample(2000, seed=0)
     assert s.names == m.schema.names
     for c in m.schema.columns:
         rate = np.mean([v is None for v in s.column(c.name)])

@@ -345,8 +345,10 @@ def _device(args) -> str:
 
 def cmd_train(args) -> int:
     from vaekit.runs import train
-    from vaekit.tables.commands import table_config, train_table
+    from vaekit.tables.commands import is_table_run, table_config, train_table
 
+    if args.resume and is_table_run(args.resume):
+        raise VaekitError(f"'{args.resume}' is a table run: it trains in one go and cannot be resumed; train it again")
     section = None if args.resume else table_config(args.config, args.set)
     if section is not None:
         if args.on_nan or args.precision or args.compile or args.device not in (None, "auto", "cpu"):

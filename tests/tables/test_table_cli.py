@@ -120,6 +120,7 @@ def test_evaluate_reports_log_p_and_the_synthetic_table_beside_its_floor(table_r
         ),
         (["train", "--set", "data.name={data}", "--out", "{tmp}/r"], "[table]"),
         (["evaluate", "{run}", "--target", "member"], "add --synthesis"),
+        (["train", "--resume", "{run}"], "is a table run: it trains in one go"),
         (["evaluate", "{run}", "--generation"], "a table run has no images"),
         (["evaluate", "{run}", "--synthesis", "--target", "nope"], "--target 'nope' is not a modelled column"),
     ],

@@ -7,8 +7,8 @@ w_k = p(x_o|z_k) p(z_k) / q(z_k|x_o), normalised to w~_k (Mattei & Frellsen 2019
   sqrt((K sum w~^2 - 1) / (K - 1)) (the relative error of the mean weight); each column's share is
   sum_k w~_k log p(x_j|z_k), and what the shares leave of log p(x_o) is the code's part
   (log p(z) - log q(z|x) averaged, plus the bound's gap);
-- single imputation: a number's E[x_j | x_o] = sum_k w~_k E[x_j|z_k] in the user's units; a label's
-  most probable value under sum_k w~_k p(x_j|z_k);
+- single imputation: a number's E[x_j | x_o] = sum_k w~_k E[x_j|z_k] in the user's units, kept
+  within the column's observed range; a label's most probable value under sum_k w~_k p(x_j|z_k);
 - multiple imputation: sampling-importance-resampling: k ~ w~, then x_m ~ p(x_m|z_k), M times;
 - conditional synthesis (`where`): codes from the prior weighted by p(fixed cells|z), resampled
   (importance resampling; the model is not trained conditionally).
@@ -92,11 +92,10 @@ def _expected(model: TabularVAE, px, w: torch.Tensor) -> torch.Tensor:
         e = px.expected(j).double()  # (K, B) or (K, B, L)
         if col.kind in LABELLED:
             cols.append((w[..., None] * e).sum(0).argmax(-1).double())
-        else:
-            mean = (w * e).sum(0).numpy()
-            cols.append(
-                torch.from_numpy(model_units(col, np.maximum(mean, 1e-300) if col.kind == "positive" else mean))
-            )
+        else:  # the weighted mean, kept within the column's observed range: a heavy tail's mean
+            # (a log-normal's exp(mu + s^2 / 2) with a wide s) may lie far outside it
+            mean = np.clip((w * e).sum(0).numpy(), col.low, col.high)
+            cols.append(torch.from_numpy(model_units(col, mean)))
     return torch.stack(cols, -1)
 
 

@@ -21,28 +21,48 @@ from vaekit.tables.families import TableObservation
 
 
 class TableInput(nn.Module):
-    """Rows (B, F) in model units, NaN where missing -> the encoder's input (B, E), no weights."""
+    """Rows (B, F) in model units, NaN where missing -> the encoder's input (B, E), no weights:
+    the numbers (standardised; a count as standardised log(1 + x); a boolean as -1/+1), then every
+    label column one-hot, then the F missing-cell indicators; a missing cell's own inputs are 0.
+    Built with one gather per kind and one scatter for the one-hot labels, not a loop over columns."""
 
     def __init__(self, schema: Schema):
         super().__init__()
-        self.columns = schema.columns
-        self.width = sum((c.n_labels if c.kind in LABELLED and c.kind != "boolean" else 1) + 1 for c in self.columns)
+        cols = schema.columns
+        pick = lambda kinds: [j for j, c in enumerate(cols) if c.kind in kinds]
+        numeric, count, boolean = pick(("continuous", "positive", "datetime")), pick(("count",)), pick(("boolean",))
+        labelled = pick(("categorical", "ordinal"))
+        sizes = [cols[j].n_labels for j in labelled]
+        buffers = {
+            "numeric": numeric,
+            "count": count,
+            "boolean": boolean,
+            "labelled": labelled,
+            "sizes": sizes,
+            "offsets": [sum(sizes[:i]) for i in range(len(sizes))],
+        }
+        for name, values in buffers.items():
+            self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
+        self.register_buffer("count_loc", torch.tensor([cols[j].loc for j in count]), persistent=False)
+        self.register_buffer("count_scale", torch.tensor([cols[j].scale for j in count]), persistent=False)
+        self.n_labels = sum(sizes)
+        self.width = len(numeric) + len(count) + len(boolean) + self.n_labels + len(cols)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seen = ~torch.isnan(x)
+        seen = ~torch.isnan(x)  # (B, F)
         v = torch.where(seen, x, torch.zeros_like(x))
-        parts = []
-        for j, col in enumerate(self.columns):
-            missing = (~seen[:, j]).to(x.dtype)[:, None]
-            if col.kind == "boolean":
-                part = (2 * v[:, j] - 1)[:, None]
-            elif col.kind in LABELLED:
-                part = F.one_hot(v[:, j].long().clamp(0, col.n_labels - 1), col.n_labels).to(x.dtype)
-            elif col.kind == "count":
-                part = ((torch.log1p(v[:, j].clamp_min(0)) - col.loc) / col.scale)[:, None]
-            else:
-                part = v[:, j, None]
-            parts += [part * (1 - missing), missing]
+        keep = seen.to(x.dtype)
+        counts = (torch.log1p(v[:, self.count].clamp_min(0)) - self.count_loc) / self.count_scale
+        labels = (v[:, self.labelled].long().clamp_min(0).minimum(self.sizes - 1)) + self.offsets  # (B, n)
+        onehot = torch.zeros(len(x), self.n_labels, dtype=x.dtype, device=x.device)
+        onehot.scatter_(1, labels, keep[:, self.labelled])
+        parts = [
+            v[:, self.numeric] * keep[:, self.numeric],
+            counts * keep[:, self.count],
+            (2 * v[:, self.boolean] - 1) * keep[:, self.boolean],
+            onehot,
+            1 - keep,
+        ]
         return torch.cat(parts, 1)
 
 

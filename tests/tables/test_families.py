@@ -174,3 +174,12 @@ def test_labels_and_components_are_sampled_not_argmaxed():
     rows = obs(p.expand(20000, -1)).sample()
     assert rows[:, 0].mean().item() == pytest.approx(0.3, abs=0.015)
     assert (rows[:, 1] > 0).double().mean().item() == pytest.approx(0.3, abs=0.015)
+
+
+def test_a_wide_log_normal_has_a_finite_mean():
+    """exp(mu + s^2 / 2) overflows float32 for a wide component; a zero weight times inf was NaN."""
+    s = one_column_schema("positive", loc=3.0, scale=2.0)
+    obs = TableObservation(s, components=2)
+    p = torch.tensor([[0.0, -200.0, 0.0, 1.0, 0.0, 3.0]], dtype=torch.float32)  # 2nd component: weight 0, wide
+    mean = obs(p).expected(0)
+    assert torch.isfinite(mean).all()

@@ -87,7 +87,9 @@ class GaussianColumn(ColumnFamily):
             return d.mean * s + loc
         # E[exp(loc + s v)] for v ~ N(mu, sigma^2): exp(loc + s mu + s^2 sigma^2 / 2), mixed by weight
         comp = d if self.m == 1 else d.component_distribution
-        each = torch.exp(loc + s * comp.loc + 0.5 * (s * comp.scale) ** 2)
+        # capped at e^80 (float32 overflows at e^88: inf times a zero weight would be NaN); an
+        # imputation is kept within the column's observed range anyway
+        each = torch.exp((loc + s * comp.loc + 0.5 * (s * comp.scale) ** 2).clamp(max=80.0))
         return each if self.m == 1 else (d.mixture_distribution.probs * each).sum(-1)
 
 

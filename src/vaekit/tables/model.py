@@ -11,12 +11,11 @@ the image VAE's, because p(x|z) is a distribution whose log_prob counts the obse
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vaekit.models.autoencoder import VAE
 from vaekit.models.nets import mlp
-from vaekit.tables.columns import LABELLED, Schema
+from vaekit.tables.columns import Schema
 from vaekit.tables.families import TableObservation
 
 

@@ -173,6 +173,10 @@ def test_a_dataframe_trains_the_same_model_as_its_csv(fitted):
         torch.testing.assert_close(frame.model.state_dict()[k], v, rtol=0, atol=0)
     out = frame.sample(5).to_frame()
     assert list(out.columns) == m.schema.names and len(out) == 5
+    table = pd.read_csv(path)  # impute and score take the DataFrame as they take its CSV
+    filled = m.impute(table, k=20).to_frame()
+    assert filled.shape == table.shape and filled[m.schema.names].notna().all().all()
+    np.testing.assert_array_equal(m.score(table, k=20).log_px, m.score(path, k=20).log_px)
 
 
 def test_miwae_trains_and_its_bound_is_tighter():

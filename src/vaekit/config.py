@@ -453,16 +453,22 @@ def _check_model(obj: Any) -> None:
         own.check(obj)
 
 
-def build_section(section: str, values: dict[str, Any]) -> Any:
-    cls = sections()[section]
+def typed_fields(cls: type, values: dict[str, Any], prefix: str, what: str = "config key") -> dict[str, Any]:
+    """`values` for the fields of dataclass `cls`, each coerced to its annotation; an unknown key or
+    a wrong type is refused naming `prefix.key` (config sections, and a table's settings)."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
+    out = {}
     for key, value in values.items():
         if key not in names:
-            raise VaekitError(f"unknown config key '{section}.{key}'; allowed: {', '.join(sorted(names))}")
-        kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
-    obj = cls(**kwargs)
+            raise VaekitError(f"unknown {what} '{prefix}.{key}'; allowed: {', '.join(sorted(names))}")
+        out[key] = _coerce(f"{prefix}.{key}", value, hints[key])
+    return out
+
+
+def build_section(section: str, values: dict[str, Any]) -> Any:
+    cls = sections()[section]
+    obj = cls(**typed_fields(cls, values, section))
     if section == "model":  # the model's own defaults where the config leaves them unset
         MODELS.check(obj.name, "model.name")
         unset = {k: v for k, v in MODELS.defaults(obj.name).items() if getattr(obj, k) is None}

@@ -49,7 +49,6 @@ def _shuffled(table: RawTable, seed: int, shift: float) -> RawTable:
 
 
 def test_quality_agrees_with_sdmetrics():
-    pytest.importorskip("sdmetrics")
     from sdmetrics.reports.single_table import QualityReport
 
     real = mixed_table(n=300, seed=0)

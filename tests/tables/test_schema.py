@@ -110,7 +110,8 @@ def test_a_new_table_is_read_against_the_training_schema():
 
 
 def test_dataframe_reads_like_its_csv(tmp_path):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     p = write_csv(mixed_table(), tmp_path / "t.csv")
     frame = pd.read_csv(p, keep_default_na=True)
     a, b = (

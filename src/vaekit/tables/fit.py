@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,17 +52,10 @@ class TableSettings:
 def make_settings(values: dict[str, Any] | None = None, **kw: Any) -> TableSettings:
     """Settings from a dict (a TOML ``[table]`` section) and keywords: unknown keys, wrong types and
     values out of range are refused, naming the key."""
-    from vaekit.config import _coerce
+    from vaekit.config import typed_fields
 
     values = {**(values or {}), **kw}
-    hints = typing.get_type_hints(TableSettings)
-    names = {f.name for f in dataclasses.fields(TableSettings)}
-    out = {}
-    for key, value in values.items():
-        if key not in names:
-            raise VaekitError(f"unknown table setting '{key}'; allowed: {', '.join(sorted(names))}")
-        out[key] = _coerce(f"table.{key}", value, hints[key])
-    return check_settings(TableSettings(**out))
+    return check_settings(TableSettings(**typed_fields(TableSettings, values, "table", "table setting")))
 
 
 def check_settings(s: TableSettings) -> TableSettings:

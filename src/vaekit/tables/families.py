@@ -39,109 +39,6 @@ MIN_LOG_SCALE = -5.0  # standardised units: a deviation below e^-5 of the column
 MAX_LOG_RATE = 20.0  # counts: a mean of e^20 (5e8) at most, so exp() stays finite in float32
 
 
-class ColumnFamily:
-    """One column's distribution from its parameters p (..., B, n_params)."""
-
-    n_params: int = 1
-
-    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
-        raise NotImplementedError
-
-    def jacobian(self, v: torch.Tensor) -> torch.Tensor | float:
-        """log |d(model units)/d(user units)| at model-unit values v: 0 for a mass function."""
-        return 0.0
-
-    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
-        """E[x] in the user's units (..., B), or the probabilities of the labels (..., B, K)."""
-        d = self.dist(p, obs)
-        return d.probs if isinstance(d, (Categorical,)) else d.mean
-
-
-class GaussianColumn(ColumnFamily):
-    """A Gaussian (components = 1) or a mixture on the standardised value (or log value: `positive`)."""
-
-    def __init__(self, col: Column, components: int):
-        self.col, self.m = col, components
-        self.n_params = 2 if components == 1 else 3 * components
-
-    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
-        if self.m == 1:
-            return Normal(p[..., 0], torch.exp(p[..., 1].clamp_min(MIN_LOG_SCALE)), validate_args=False)
-        logits, mu, log_s = p.unflatten(-1, (3, self.m)).unbind(-2)  # each (..., B, M)
-        return MixtureSameFamily(
-            Categorical(logits=logits, validate_args=False),
-            Normal(mu, torch.exp(log_s.clamp_min(MIN_LOG_SCALE)), validate_args=False),
-            validate_args=False,
-        )
-
-    def jacobian(self, v: torch.Tensor) -> torch.Tensor | float:
-        log_scale = -math.log(self.col.scale)
-        if self.col.kind == "positive":  # d(log x)/dx = 1/x, x = exp(v * scale + loc)
-            return log_scale - (v * self.col.scale + self.col.loc)
-        return log_scale
-
-    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
-        d = self.dist(p, obs)
-        s, loc = self.col.scale, self.col.loc
-        if self.col.kind != "positive":
-            return d.mean * s + loc
-        # E[exp(loc + s v)] for v ~ N(mu, sigma^2): exp(loc + s mu + s^2 sigma^2 / 2), mixed by weight
-        comp = d if self.m == 1 else d.component_distribution
-        # capped at e^80 (float32 overflows at e^88: inf times a zero weight would be NaN); an
-        # imputation is kept within the column's observed range anyway
-        each = torch.exp((loc + s * comp.loc + 0.5 * (s * comp.scale) ** 2).clamp(max=80.0))
-        return each if self.m == 1 else (d.mixture_distribution.probs * each).sum(-1)
-
-
-class CountColumn(ColumnFamily):
-    """Negative binomial (log mean, log dispersion r) or Poisson (log mean). The log mean is offset
-    by the column's mean of log(1 + x), so the decoder starts near the typical count."""
-
-    def __init__(self, col: Column, family: str):
-        self.col, self.family = col, family
-        self.n_params = 2 if family == "negative_binomial" else 1
-
-    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
-        log_mean = (p[..., 0] + self.col.loc).clamp(max=MAX_LOG_RATE)
-        if self.family == "poisson":
-            return Poisson(torch.exp(log_mean), validate_args=False)
-        log_r = p[..., 1].clamp(-MAX_LOG_RATE, MAX_LOG_RATE)
-        # mean = r e^logits, so logits = log mean - log r
-        return NegativeBinomial(total_count=torch.exp(log_r), logits=log_mean - log_r, validate_args=False)
-
-
-class CategoricalColumn(ColumnFamily):
-    def __init__(self, col: Column):
-        self.n_params = col.n_labels
-
-    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
-        return Categorical(logits=p, validate_args=False)
-
-
-class BooleanColumn(ColumnFamily):
-    n_params = 1
-
-    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
-        return Bernoulli(logits=p[..., 0], validate_args=False)
-
-    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
-        q = torch.sigmoid(p[..., 0])
-        return torch.stack([1 - q, q], -1)
-
-
-class OrdinalColumn(ColumnFamily):
-    """Cumulative logit over K ordered levels: a categorical whose log-probabilities are
-    log[sigmoid(theta_k - eta) - sigmoid(theta_{k-1} - eta)], theta_{-1} = -inf, theta_{K-1} = +inf."""
-
-    n_params = 1
-
-    def __init__(self, col: Column, index: int):
-        self.col, self.index = col, index
-
-    def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
-        return Categorical(logits=cumulative_logit(obs.thresholds(self.index), p[..., 0]), validate_args=False)
-
-
 def cumulative_logit(theta: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
     """log P(y = k) (..., K) for increasing thresholds theta (K - 1,) and locations eta (...)."""
     a = theta - eta[..., None]  # (..., K - 1)
@@ -154,16 +51,15 @@ def cumulative_logit(theta: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
     return upper + lower_sf + log_gap
 
 
-def column_family(col: Column, index: int, components: int, count_family: str) -> ColumnFamily:
+def n_params(col: Column, components: int, count_family: str) -> int:
+    """How many numbers the decoder emits for column `col`."""
     if col.kind in ("continuous", "positive", "datetime"):
-        return GaussianColumn(col, components)
+        return 2 if components == 1 else 3 * components
     if col.kind == "count":
-        return CountColumn(col, count_family)
-    if col.kind == "boolean":
-        return BooleanColumn()
-    if col.kind == "ordinal":
-        return OrdinalColumn(col, index)
-    return CategoricalColumn(col)
+        return 2 if count_family == "negative_binomial" else 1
+    if col.kind == "categorical":
+        return col.n_labels
+    return 1  # boolean: a logit; ordinal: the location eta
 
 
 class Group(nn.Module):
@@ -181,7 +77,13 @@ class Group(nn.Module):
         raise NotImplementedError
 
     def jacobian(self, v: torch.Tensor) -> torch.Tensor | float:
+        """log |d(model units)/d(user units)| at model-unit values v (..., B, n): 0 for a mass function."""
         return 0.0
+
+    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
+        """E[x] in the user's units (..., B, n), or the labels' probabilities (..., B, n, K)."""
+        d = self.dist(p, obs)
+        return d.probs if isinstance(d, Categorical) else d.mean
 
 
 class GaussianGroup(Group):
@@ -207,6 +109,21 @@ class GaussianGroup(Group):
         """-log(scale), and -log(x) = -(v scale + loc) for a positive column's log-normal."""
         return self.log_scale - torch.where(self.positive, v * self.scale + self.loc, torch.zeros_like(v))
 
+    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
+        d = self.dist(p, obs)
+        linear = d.mean * self.scale + self.loc
+        comp = d if self.m == 1 else d.component_distribution
+        if self.m > 1:  # (..., B, n, M) components against (n,) columns
+            s, loc = self.scale[:, None], self.loc[:, None]
+        else:
+            s, loc = self.scale, self.loc
+        # a positive column: E[exp(loc + s v)], v ~ N(mu, sigma^2), is exp(loc + s mu + s^2 sigma^2 / 2),
+        # capped at e^80 (float32 overflows at e^88: inf times a zero weight would be NaN); an
+        # imputation is kept within the column's observed range anyway
+        each = torch.exp((loc + s * comp.loc + 0.5 * (s * comp.scale) ** 2).clamp(max=80.0))
+        log_normal = each if self.m == 1 else (d.mixture_distribution.probs * each).sum(-1)
+        return torch.where(self.positive, log_normal, linear)
+
 
 class CountGroup(Group):
     def __init__(self, cols, index, columns: list[Column], family: str):
@@ -225,6 +142,10 @@ class CountGroup(Group):
 class BooleanGroup(Group):
     def dist(self, p: torch.Tensor, obs: TableObservation) -> Distribution:
         return Bernoulli(logits=p[..., 0], validate_args=False)
+
+    def expected(self, p: torch.Tensor, obs: TableObservation) -> torch.Tensor:
+        q = torch.sigmoid(p[..., 0])
+        return torch.stack([1 - q, q], -1)
 
 
 class CategoricalGroup(Group):
@@ -246,7 +167,7 @@ class OrdinalGroup(Group):
         return Categorical(logits=cumulative_logit(obs.thresholds(j), p[..., 0]), validate_args=False)
 
 
-def build_groups(schema: Schema, families: list[ColumnFamily], slices: list[slice], components: int, count_family: str):
+def build_groups(schema: Schema, slices: list[slice], components: int, count_family: str) -> nn.ModuleList:
     """The columns grouped by family, each group with the positions of its parameters."""
     kinds: dict[str, list[int]] = {}
     for j, c in enumerate(schema.columns):
@@ -279,8 +200,7 @@ class TableObservation(nn.Module):
     def __init__(self, schema: Schema, components: int = 1, count_family: str = "negative_binomial"):
         super().__init__()
         self.schema = schema
-        self.families = [column_family(c, j, components, count_family) for j, c in enumerate(schema.columns)]
-        sizes = [f.n_params for f in self.families]
+        sizes = [n_params(c, components, count_family) for c in schema.columns]
         self.slices = [slice(sum(sizes[:j]), sum(sizes[: j + 1])) for j in range(len(sizes))]
         self.n_params = sum(sizes)
         self.ordinal = nn.ParameterDict(
@@ -290,9 +210,11 @@ class TableObservation(nn.Module):
                 if c.kind == "ordinal"
             }
         )
-        self.groups = build_groups(schema, self.families, self.slices, components, count_family)
+        self.groups = build_groups(schema, self.slices, components, count_family)
         order = torch.cat([g.cols for g in self.groups])
         self.register_buffer("order", torch.argsort(order), persistent=False)  # grouped -> table order
+        # column j is position where[j][1] of group where[j][0]
+        self.where = {int(j): (k, i) for k, g in enumerate(self.groups) for i, j in enumerate(g.cols)}
 
     def thresholds(self, j: int) -> torch.Tensor:
         raw = self.ordinal[str(j)]
@@ -313,10 +235,7 @@ class TableDistribution(Distribution):
 
     def __init__(self, params: torch.Tensor, obs: TableObservation):
         self.params, self.obs = params, obs
-        super().__init__(params.shape[:-1], torch.Size([len(obs.families)]), validate_args=False)
-
-    def column(self, j: int) -> Distribution:
-        return self.obs.families[j].dist(self.params[..., self.obs.slices[j]], self.obs)
+        super().__init__(params.shape[:-1], torch.Size([len(obs.schema.columns)]), validate_args=False)
 
     def _grouped(self) -> list[tuple[Group, Distribution]]:
         return [(g, g.dist(self.params[..., g.index], self.obs)) for g in self.obs.groups]
@@ -343,16 +262,26 @@ class TableDistribution(Distribution):
             parts = [d.sample(sample_shape).to(self.params.dtype) for _, d in self._grouped()]
             return torch.cat(parts, -1)[..., self.obs.order]
 
+    def expected_columns(self) -> list[torch.Tensor]:
+        """Each column's mean in the user's units (..., B), or its labels' probabilities (..., B, K):
+        every group computed once."""
+        per_group = [g.expected(self.params[..., g.index], self.obs) for g in self.obs.groups]
+        out = []
+        for j, col in enumerate(self.obs.schema.columns):
+            k, i = self.obs.where[j]
+            e = per_group[k][..., i, :] if per_group[k].dim() > self.params.dim() else per_group[k][..., i]
+            out.append(e[..., : col.n_labels] if e.dim() > self.params.dim() - 1 else e)
+        return out
+
     def expected(self, j: int) -> torch.Tensor:
-        """Column j's mean in the user's units (..., B), or its label probabilities (..., B, K)."""
-        return self.obs.families[j].expected(self.params[..., self.obs.slices[j]], self.obs)
+        """Column j's mean in the user's units (..., B), or its labels' probabilities (..., B, K)."""
+        return self.expected_columns()[j]
 
     @property
     def mean(self) -> torch.Tensor:
         """The mean row in model units, a label column's most probable label (reconstructions)."""
         cols = []
-        for j, col in enumerate(self.obs.schema.columns):
-            e = self.expected(j)
+        for col, e in zip(self.obs.schema.columns, self.expected_columns()):
             if e.dim() == self.params.dim():  # label probabilities
                 cols.append(e.argmax(-1).to(self.params.dtype))
             elif col.kind == "positive":

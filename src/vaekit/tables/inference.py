@@ -88,8 +88,8 @@ def impute(model: TabularVAE, x: torch.Tensor, k: int, multiple: int = 0) -> np.
 def _expected(model: TabularVAE, px, w: torch.Tensor) -> torch.Tensor:
     """The weighted mean (numbers) or most probable label (labels) of each column: (B, F) model units."""
     cols = []
-    for j, col in enumerate(model.schema.columns):
-        e = px.expected(j).double()  # (K, B) or (K, B, L)
+    for col, e in zip(model.schema.columns, px.expected_columns()):
+        e = e.double()  # (K, B) or (K, B, L)
         if col.kind in LABELLED:
             cols.append((w[..., None] * e).sum(0).argmax(-1).double())
         else:  # the weighted mean, kept within the column's observed range: a heavy tail's mean
